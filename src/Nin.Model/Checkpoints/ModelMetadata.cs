@@ -1,0 +1,125 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace Nin.Model.Checkpoints;
+
+/// <summary>
+/// Everything needed to serve a checkpoint the way it was trained, saved as <c>model.json</c> beside the weights.
+/// </summary>
+public sealed record ModelMetadata
+{
+    public const int CurrentFormat = 1;
+    public const string NinArchitecture = "nin-d2l";
+
+    public int Format { get; init; } = CurrentFormat;
+
+    public string Architecture { get; init; } = NinArchitecture;
+
+    public required string Name { get; init; }
+
+    public int Version { get; init; }
+
+    public required IReadOnlyList<string> ClassNames { get; init; }
+
+    public int InputChannels { get; init; } = 1;
+
+    /// <summary>Side of the square input the network was trained on (d2l: 224).</summary>
+    public int ImageSize { get; init; } = 224;
+
+    public required PreprocessingInfo Preprocessing { get; init; }
+
+    public TrainingRecipe? Recipe { get; init; }
+
+    public ModelMetrics? Metrics { get; init; }
+
+    public DateTimeOffset CreatedAt { get; init; } = DateTimeOffset.UtcNow;
+
+    public string TorchSharpVersion { get; init; } = "";
+
+    public string TorchBackend { get; init; } = "";
+
+    /// <summary>The device the weights were trained on.</summary>
+    public string? TrainedOn { get; init; }
+
+    public long ParameterCount { get; init; }
+
+    public string WeightsFile { get; init; } = "weights.bin";
+
+    public string WeightsSha256 { get; init; } = "";
+
+    public static JsonSerializerOptions JsonOptions { get; } = new(JsonSerializerDefaults.Web)
+    {
+        WriteIndented = true,
+        Converters = { new JsonStringEnumConverter(JsonNamingPolicy.CamelCase) },
+        DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
+    };
+}
+
+/// <summary>
+/// How an image becomes the network's input: converted to <see cref="Channels"/> at the dataset's
+/// native size, scaled to [0, 1] (x / 255, no normalisation), then resized bilinearly to the model's image size.
+/// </summary>
+public sealed record PreprocessingInfo
+{
+    public int Channels { get; init; } = 1;
+
+    public int NativeWidth { get; init; } = 28;
+
+    public int NativeHeight { get; init; } = 28;
+
+    public string Scale { get; init; } = "x/255";
+
+    public string Normalization { get; init; } = "none";
+
+    public string Resize { get; init; } = "bilinear";
+
+    /// <summary><c>light-on-dark</c> for the MNIST family (objects bright on black), else <c>as-is</c>.</summary>
+    public string Foreground { get; init; } = "light-on-dark";
+}
+
+/// <summary>How the weights were trained.</summary>
+public sealed record TrainingRecipe
+{
+    public required string Dataset { get; init; }
+
+    public int Epochs { get; init; }
+
+    public int BatchSize { get; init; }
+
+    public double LearningRate { get; init; }
+
+    public double Momentum { get; init; }
+
+    public double WeightDecay { get; init; }
+
+    public long Seed { get; init; }
+
+    public string Optimizer { get; init; } = "sgd";
+
+    public string Loss { get; init; } = "cross-entropy";
+
+    public string Init { get; init; } = "xavier-uniform";
+
+    public int TrainImages { get; init; }
+
+    public int TestImages { get; init; }
+}
+
+/// <summary>One epoch's figures, as d2l's train_ch6 reports them.</summary>
+public sealed record EpochMetrics(int Epoch, double TrainLoss, double TrainAccuracy, double TestAccuracy, double ExamplesPerSecond, double Seconds);
+
+/// <summary>The figures a finished training run ends with.</summary>
+public sealed record ModelMetrics
+{
+    public double TestAccuracy { get; init; }
+
+    public double TrainAccuracy { get; init; }
+
+    public double TrainLoss { get; init; }
+
+    public double ExamplesPerSecond { get; init; }
+
+    public double Seconds { get; init; }
+
+    public IReadOnlyList<EpochMetrics> Epochs { get; init; } = [];
+}

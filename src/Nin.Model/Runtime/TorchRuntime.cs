@@ -1,0 +1,161 @@
+using System.Reflection;
+using System.Runtime.InteropServices;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Nin.Model.Runtime;
+
+/// <summary>What the loaded Torch runtime is and where it runs.</summary>
+public sealed record TorchInfo(
+    string Device,
+    string Backend,
+    string TorchSharpVersion,
+    bool CudaAvailable,
+    int CudaDevices,
+    int Threads);
+
+/// <summary>
+/// Loads libtorch once per process, explains failures in plain words, and picks the device.
+/// </summary>
+public static class TorchRuntime
+{
+    private static readonly Lock Gate = new();
+    private static TorchInfo? info;
+
+    /// <summary>The TorchSharp native package this build references (<c>TorchBackend</c> at build time).</summary>
+    public static string Backend { get; } =
+        typeof(TorchRuntime).Assembly.GetCustomAttributes<AssemblyMetadataAttribute>()
+            .FirstOrDefault(a => a.Key == "TorchBackend")?.Value ?? "cpu";
+
+    public static string TorchSharpVersion { get; } =
+        typeof(torch).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion.Split('+')[0]
+        ?? typeof(torch).Assembly.GetName().Version?.ToString() ?? "unknown";
+
+    /// <summary>The runtime, once <see cref="Initialize"/> has succeeded.</summary>
+    public static TorchInfo Info => info ?? throw new InvalidOperationException("The Torch runtime is not initialised; call TorchRuntime.Initialize first.");
+
+    /// <summary>Loads the natives, sets threads and resolves the device. Safe to call more than once.</summary>
+    /// <exception cref="TorchLoadException">The natives cannot load; the message names the cause and the fix.</exception>
+    public static TorchInfo Initialize(TorchOptions options)
+    {
+        lock (Gate)
+        {
+            if (info is not null)
+            {
+                return info;
+            }
+
+            var libTorchDir = options.LibTorchDirectory ?? Environment.GetEnvironmentVariable("NIN_LIBTORCH_DIR");
+            if (!string.IsNullOrWhiteSpace(libTorchDir))
+            {
+                PreloadLibTorch(libTorchDir);
+            }
+
+            try
+            {
+                var wantsCuda = !options.Device.Equals("cpu", StringComparison.OrdinalIgnoreCase);
+                if (!wantsCuda || !torch.TryInitializeDeviceType(DeviceType.CUDA))
+                {
+                    torch.InitializeDeviceType(DeviceType.CPU);
+                }
+            }
+            catch (Exception ex) when (ex is not TorchLoadException)
+            {
+                throw new TorchLoadException(TorchNativeDiagnostics.Explain(ex, libTorchDir), ex);
+            }
+
+            if (options.Threads > 0)
+            {
+                torch.set_num_threads(options.Threads);
+            }
+
+            var cuda = torch.cuda.is_available();
+            var device = ResolveDevice(options.Device, cuda);
+            info = new TorchInfo(device.ToString(), Backend, TorchSharpVersion, cuda, cuda ? torch.cuda.device_count() : 0, torch.get_num_threads());
+            return info;
+        }
+    }
+
+    /// <summary>
+    /// Turns <c>auto</c>, <c>cpu</c>, <c>cuda</c> or <c>cuda:N</c> into a device, refusing CUDA where none is present.
+    /// </summary>
+    public static Device ResolveDevice(string? requested, bool? cudaAvailable = null)
+    {
+        var cuda = cudaAvailable ?? torch.cuda.is_available();
+        var text = string.IsNullOrWhiteSpace(requested) ? "auto" : requested.Trim().ToLowerInvariant();
+        if (text == "auto")
+        {
+            return cuda ? torch.CUDA : torch.CPU;
+        }
+
+        if (text == "cpu")
+        {
+            return torch.CPU;
+        }
+
+        if (text == "cuda" || text.StartsWith("cuda:", StringComparison.Ordinal))
+        {
+            if (!cuda)
+            {
+                throw new ArgumentException(
+                    $"Device '{requested}' was asked for, but CUDA is not available (backend '{Backend}'). Build with -p:TorchBackend=cuda-linux or system with a CUDA libtorch, or use 'auto' or 'cpu'.");
+            }
+
+            var index = text == "cuda" ? 0 : int.TryParse(text.AsSpan(5), out var i) ? i : -1;
+            if (index < 0 || index >= torch.cuda.device_count())
+            {
+                throw new ArgumentException($"Device '{requested}' does not exist: {torch.cuda.device_count()} CUDA device(s) are present.");
+            }
+
+            return torch.device(DeviceType.CUDA, index);
+        }
+
+        throw new ArgumentException($"Unknown device '{requested}'. Use 'auto', 'cpu', 'cuda' or 'cuda:N'.");
+    }
+
+    /// <summary>True for device names <see cref="ResolveDevice"/> understands (without checking CUDA is present).</summary>
+    public static bool IsDeviceName(string? text)
+    {
+        if (string.IsNullOrWhiteSpace(text))
+        {
+            return true;
+        }
+
+        var t = text.Trim().ToLowerInvariant();
+        return t is "auto" or "cpu" or "cuda" || (t.StartsWith("cuda:", StringComparison.Ordinal) && int.TryParse(t.AsSpan(5), out var i) && i >= 0);
+    }
+
+    /// <summary>
+    /// Loads libtorch's libraries by full path, so LibTorchSharp's dependencies resolve by soname
+    /// without LD_LIBRARY_PATH having to be set before the process started.
+    /// </summary>
+    private static void PreloadLibTorch(string directory)
+    {
+        if (!Directory.Exists(directory))
+        {
+            throw new TorchLoadException($"NIN_LIBTORCH_DIR / Torch:LibTorchDirectory points to '{directory}', which does not exist. Point it at a libtorch 'lib' folder, e.g. the output of: python3 -c 'import torch, os; print(os.path.join(os.path.dirname(torch.__file__), \"lib\"))'.");
+        }
+
+        string[] order = ["c10", "torch_cpu", "c10_cuda", "torch_cuda", "torch"];
+        foreach (var name in order)
+        {
+            var file = Path.Combine(directory, OperatingSystem.IsWindows() ? $"{name}.dll" : OperatingSystem.IsMacOS() ? $"lib{name}.dylib" : $"lib{name}.so");
+            if (File.Exists(file) && !NativeLibrary.TryLoad(file, out _))
+            {
+                throw new TorchLoadException($"Found '{file}' but it would not load; its own dependencies (CUDA runtime, libgomp) may be missing from the library path.");
+            }
+        }
+    }
+}
+
+/// <summary>libtorch's natives could not load. The message says why and what to do.</summary>
+public sealed class TorchLoadException : Exception
+{
+    public TorchLoadException(string message) : base(message)
+    {
+    }
+
+    public TorchLoadException(string message, Exception inner) : base(message, inner)
+    {
+    }
+}
