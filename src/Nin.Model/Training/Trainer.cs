@@ -1,0 +1,176 @@
+using System.Diagnostics;
+using Nin.Model.Checkpoints;
+using Nin.Model.Data;
+using Nin.Model.Network;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Nin.Model.Training;
+
+/// <summary>
+/// d2l's train_ch6 for the NiN: SGD on cross-entropy, test accuracy after every epoch. The dataset
+/// stays on the device as bytes; each batch is gathered, scaled and resized there, so a GPU never
+/// waits for the CPU. Deterministic for a seed on the CPU, also across a resume.
+/// </summary>
+public sealed class Trainer : IDisposable
+{
+    private readonly TrainingOptions options;
+    private readonly Device device;
+    private readonly Tensor trainX;
+    private readonly Tensor trainY;
+    private readonly Tensor testX;
+    private readonly Tensor testY;
+    private readonly TorchSharp.Modules.SGD optimizer;
+
+    public Trainer(NinNetwork network, DatasetSplit data, TrainingOptions options, Device device)
+    {
+        NinGeometry.EnsureImageSize(options.ImageSize);
+        ArgumentOutOfRangeException.ThrowIfLessThan(options.BatchSize, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(options.Epochs, 1);
+        if (data.Train.Count == 0 || data.Test.Count == 0)
+        {
+            throw new ArgumentException("Training needs at least one training and one test image.");
+        }
+
+        Network = network;
+        this.options = options;
+        this.device = device;
+        (trainX, trainY) = ToDevice(data.Train, device);
+        (testX, testY) = ToDevice(data.Test, device);
+        network.to(device);
+        optimizer = optim.SGD(network.parameters(), options.LearningRate, options.Momentum, weight_decay: options.WeightDecay);
+    }
+
+    public NinNetwork Network { get; }
+
+    public int TrainCount => (int)trainY.shape[0];
+
+    public int TestCount => (int)testY.shape[0];
+
+    public int BatchesPerEpoch => (TrainCount + options.BatchSize - 1) / options.BatchSize;
+
+    /// <summary>
+    /// Trains the remaining epochs. After each one, <paramref name="onEpochEnd"/> may save a
+    /// checkpoint (network and optimizer) so a later run can resume.
+    /// </summary>
+    public ModelMetrics Run(ITrainingObserver observer, CancellationToken cancellationToken, ResumePoint? resume = null, Action<int, TorchSharp.Modules.OptimizerHelper>? onEpochEnd = null)
+    {
+        var history = new List<EpochMetrics>(resume?.History ?? []);
+        var first = 1;
+        if (resume is not null)
+        {
+            Network.load(resume.WeightsPath, strict: true);
+            Network.to(device);
+            if (resume.OptimizerPath is not null && File.Exists(resume.OptimizerPath))
+            {
+                optimizer.load_state_dict(resume.OptimizerPath);
+            }
+
+            first = resume.CompletedEpochs + 1;
+        }
+
+        var total = Stopwatch.StartNew();
+        for (var epoch = first; epoch <= options.Epochs; epoch++)
+        {
+            var metrics = RunEpoch(epoch, observer, cancellationToken);
+            history.Add(metrics);
+            observer.OnEpoch(metrics);
+            onEpochEnd?.Invoke(epoch, optimizer);
+        }
+
+        var last = history[^1];
+        return new ModelMetrics
+        {
+            TestAccuracy = last.TestAccuracy,
+            TrainAccuracy = last.TrainAccuracy,
+            TrainLoss = last.TrainLoss,
+            ExamplesPerSecond = history.Sum(h => h.ExamplesPerSecond * h.Seconds) / Math.Max(1e-9, history.Sum(h => h.Seconds)),
+            Seconds = history.Sum(h => h.Seconds),
+            Epochs = history,
+        };
+    }
+
+    private EpochMetrics RunEpoch(int epoch, ITrainingObserver observer, CancellationToken cancellationToken)
+    {
+        // Every epoch reseeds from (seed, epoch): the same run gives the same numbers, resumed or not.
+        torch.manual_seed(options.Seed + (epoch * 1_000_003L));
+        using var shuffle = new Generator((ulong)(options.Seed + (epoch * 7_919L)));
+        Network.train();
+
+        var watch = Stopwatch.StartNew();
+        var lastReport = TimeSpan.Zero;
+        var batches = BatchesPerEpoch;
+        var bs = options.BatchSize;
+        using var lossSum = zeros(1, dtype: ScalarType.Float64, device: device);
+        using var correct = zeros(1, dtype: ScalarType.Int64, device: device);
+        using var order = randperm(TrainCount, generator: shuffle).to(device);
+
+        for (var b = 0; b < batches; b++)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            using var scope = NewDisposeScope();
+            var index = order.narrow(0, b * bs, Math.Min(bs, TrainCount - (b * bs)));
+            var x = Preprocess.ToNetworkInput(trainX.index_select(0, index), options.ImageSize);
+            var y = trainY.index_select(0, index);
+
+            optimizer.zero_grad();
+            var logits = Network.forward(x);
+            var loss = nn.functional.cross_entropy(logits, y);
+            loss.backward();
+            optimizer.step();
+
+            using (no_grad())
+            {
+                lossSum.add_(loss.detach().to_type(ScalarType.Float64) * index.shape[0]);
+                correct.add_(logits.argmax(1).eq(y).sum());
+            }
+
+            if (b == 0 || b == batches - 1 || watch.Elapsed - lastReport > TimeSpan.FromMilliseconds(250))
+            {
+                lastReport = watch.Elapsed;
+                observer.OnBatch(new BatchProgress(epoch, b + 1, batches, loss.item<float>()));
+            }
+        }
+
+        var trainSeconds = watch.Elapsed.TotalSeconds;
+        var trainLoss = lossSum.item<double>() / TrainCount;
+        var trainAccuracy = (double)correct.item<long>() / TrainCount;
+        var testAccuracy = Evaluate(cancellationToken);
+        var seconds = watch.Elapsed.TotalSeconds;
+        return new EpochMetrics(epoch, trainLoss, trainAccuracy, testAccuracy, TrainCount / trainSeconds, seconds);
+    }
+
+    /// <summary>Accuracy on the test set in eval mode.</summary>
+    public double Evaluate(CancellationToken cancellationToken = default)
+    {
+        Network.eval();
+        using var inference = inference_mode();
+        long right = 0;
+        for (var start = 0; start < TestCount; start += options.EvalBatchSize)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            using var scope = NewDisposeScope();
+            var n = Math.Min(options.EvalBatchSize, TestCount - start);
+            var x = Preprocess.ToNetworkInput(testX.narrow(0, start, n), options.ImageSize);
+            right += Network.forward(x).argmax(1).eq(testY.narrow(0, start, n)).sum().item<long>();
+        }
+
+        return (double)right / TestCount;
+    }
+
+    public void Dispose()
+    {
+        trainX.Dispose();
+        trainY.Dispose();
+        testX.Dispose();
+        testY.Dispose();
+        optimizer.Dispose();
+    }
+
+    private static (Tensor X, Tensor Y) ToDevice(ImageDataset data, Device device)
+    {
+        using var x = tensor(data.Pixels, [data.Count, data.Channels, data.Height, data.Width], dtype: ScalarType.Byte);
+        using var y = tensor(data.Labels, [data.Count], dtype: ScalarType.Byte);
+        return (x.to(device), y.to_type(ScalarType.Int64).to(device));
+    }
+}
