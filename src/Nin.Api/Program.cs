@@ -1,6 +1,24 @@
+using Nin.Api.Datasets;
+using Nin.Api.Health;
+using Nin.Api.Infrastructure;
+using Nin.Api.Models;
+using Nin.Api.Training;
+
 var builder = WebApplication.CreateBuilder(args);
+
+builder.AddNinCore();
+builder.AddNinTraining();
+
 var app = builder.Build();
-app.MapGet("/health/live", () => "ok");
+
+app.UseNinDefaults();
+app.MapHealthApi();
+app.MapDatasetsApi();
+app.MapTrainingApi();
+app.MapModelsApi();
+app.MapHub<TrainingHub>("/hubs/training");
+
 app.Run();
 
+/// <summary>The entry point, visible to WebApplicationFactory in the tests.</summary>
 public partial class Program;

@@ -63,6 +63,20 @@ public static class IdxReader
         return labels;
     }
 
+    /// <summary>The item count in an IDX header, without reading the data.</summary>
+    public static int PeekCount(string path)
+    {
+        using var stream = OpenMaybeGzip(path);
+        var header = ReadHeader(stream, path, 8);
+        var magic = BinaryPrimitives.ReadInt32BigEndian(header);
+        if (magic is not (ImagesMagic or LabelsMagic))
+        {
+            throw new InvalidDataException($"'{Path.GetFileName(path)}' is not an IDX file: magic number 0x{magic:X8}.");
+        }
+
+        return BinaryPrimitives.ReadInt32BigEndian(header.AsSpan(4));
+    }
+
     /// <summary>Reads an image file and its label file and checks they describe the same examples.</summary>
     public static (IdxImages Images, byte[] Labels) ReadPair(string imagesPath, string labelsPath, int classes, int? limit = null)
     {

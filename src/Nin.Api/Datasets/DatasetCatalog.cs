@@ -1,0 +1,78 @@
+using System.Collections.Concurrent;
+using Microsoft.Extensions.Options;
+using Nin.Api.Infrastructure;
+using Nin.Model.Data;
+
+namespace Nin.Api.Datasets;
+
+/// <summary>A dataset the service can train on, as GET /datasets lists it.</summary>
+public sealed record DatasetInfo(
+    string Name,
+    string Title,
+    IReadOnlyList<string> Classes,
+    int? Train,
+    int? Test,
+    int Channels,
+    int Width,
+    int Height,
+    bool Available,
+    string Location);
+
+/// <summary>
+/// The datasets of this service: the built-in IDX sets in the data folder (downloaded on first use
+/// where allowed and reachable).
+/// </summary>
+public sealed class DatasetCatalog(IOptions<NinOptions> options, IHttpClientFactory httpClientFactory, ILogger<DatasetCatalog> logger)
+{
+    private readonly ConcurrentDictionary<string, (int Train, int Test)> counts = new();
+
+    public string DataDirectory => options.Value.ResolvedDataDirectory;
+
+    public IEnumerable<string> Names() => BuiltInDatasets.All.Select(d => d.Name);
+
+    public IdxDatasetInfo? Find(string name) => BuiltInDatasets.Find(name);
+
+    public IReadOnlyList<DatasetInfo> List() => BuiltInDatasets.All.Select(Describe).ToArray();
+
+    public DatasetInfo Describe(IdxDatasetInfo info)
+    {
+        var available = BuiltInDatasets.IsAvailable(DataDirectory, info);
+        int? train = null, test = null;
+        if (available)
+        {
+            try
+            {
+                var c = counts.GetOrAdd(info.Name, _ => (
+                    IdxReader.PeekCount(BuiltInDatasets.Locate(DataDirectory, info, IdxDatasetInfo.TrainLabels)!),
+                    IdxReader.PeekCount(BuiltInDatasets.Locate(DataDirectory, info, IdxDatasetInfo.TestLabels)!)));
+                (train, test) = c;
+            }
+            catch (InvalidDataException)
+            {
+                available = false;
+            }
+        }
+
+        return new DatasetInfo(info.Name, info.Title, info.ClassNames, train, test, 1, 28, 28, available, Path.Combine(DataDirectory, info.Name));
+    }
+
+    /// <summary>Loads a dataset for training, downloading missing files first when allowed.</summary>
+    public async Task<DatasetSplit> LoadAsync(string name, int? maxTrain, int? maxTest, CancellationToken cancellationToken)
+    {
+        var info = Find(name) ?? throw new ArgumentException($"Unknown dataset '{name}'.");
+        if (!BuiltInDatasets.IsAvailable(DataDirectory, info) && options.Value.DownloadDatasets)
+        {
+            try
+            {
+                using var http = httpClientFactory.CreateClient("datasets");
+                await BuiltInDatasets.DownloadMissingAsync(DataDirectory, info, http, cancellationToken);
+            }
+            catch (Exception ex) when (ex is HttpRequestException or InvalidDataException or TaskCanceledException or IOException && !cancellationToken.IsCancellationRequested)
+            {
+                logger.LogWarning("Could not download dataset {Dataset}: {Reason}", name, ex.Message);
+            }
+        }
+
+        return BuiltInDatasets.Load(DataDirectory, info, maxTrain, maxTest);
+    }
+}

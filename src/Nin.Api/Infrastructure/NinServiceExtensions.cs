@@ -1,0 +1,100 @@
+using System.Text.Json.Serialization;
+using Hangfire;
+using Hangfire.PostgreSql;
+using Microsoft.Extensions.Options;
+using Nin.Api.Datasets;
+using Nin.Api.Training;
+using Nin.Model.Checkpoints;
+using Nin.Model.Runtime;
+
+namespace Nin.Api.Infrastructure;
+
+/// <summary>Hangfire storage settings, bound from the <c>Hangfire</c> section.</summary>
+public sealed class HangfireOptions
+{
+    public const string SectionName = "Hangfire";
+
+    /// <summary>PostgreSQL connection string; when empty, jobs are kept in memory (Hangfire.InMemory).</summary>
+    public string? PostgresConnection { get; set; }
+
+    /// <summary>Serve the Hangfire dashboard to remote clients too (it is local-only by default).</summary>
+    public bool DashboardAllowRemote { get; set; }
+}
+
+public static class NinServiceExtensions
+{
+    /// <summary>Options, Torch start-up, JSON and ProblemDetails conventions every area shares.</summary>
+    public static IHostApplicationBuilder AddNinCore(this IHostApplicationBuilder builder)
+    {
+        builder.Services.AddOptions<NinOptions>().BindConfiguration(NinOptions.SectionName);
+        builder.Services.AddOptions<TorchOptions>().BindConfiguration(TorchOptions.SectionName);
+        builder.Services.AddHostedService<TorchStartup>();
+        builder.Services.AddProblemDetails();
+        builder.Services.ConfigureHttpJsonOptions(o =>
+        {
+            o.SerializerOptions.Converters.Add(new JsonStringEnumConverter());
+            o.SerializerOptions.DefaultIgnoreCondition = JsonIgnoreCondition.Never;
+        });
+        builder.Services.AddHttpClient("datasets", c => c.Timeout = TimeSpan.FromMinutes(5));
+        builder.Services.AddSingleton<DatasetCatalog>();
+        builder.Services.AddSingleton(sp => new ModelStore(sp.GetRequiredService<IOptions<NinOptions>>().Value.ResolvedModelsDirectory));
+        return builder;
+    }
+
+    /// <summary>Training jobs on Hangfire (one worker on the <c>training</c> queue) and the SignalR hub.</summary>
+    public static IHostApplicationBuilder AddNinTraining(this IHostApplicationBuilder builder)
+    {
+        var hangfire = builder.Configuration.GetSection(HangfireOptions.SectionName).Get<HangfireOptions>() ?? new HangfireOptions();
+        builder.Services.AddOptions<HangfireOptions>().BindConfiguration(HangfireOptions.SectionName);
+        builder.Services.AddHangfire(config =>
+        {
+            config.SetDataCompatibilityLevel(CompatibilityLevel.Version_180)
+                .UseSimpleAssemblyNameTypeSerializer()
+                .UseRecommendedSerializerSettings();
+            if (string.IsNullOrWhiteSpace(hangfire.PostgresConnection))
+            {
+                config.UseInMemoryStorage();
+            }
+            else
+            {
+                config.UsePostgreSqlStorage(
+                    o => o.UseNpgsqlConnection(hangfire.PostgresConnection),
+                    new PostgreSqlStorageOptions { QueuePollInterval = TimeSpan.FromSeconds(1), PrepareSchemaIfNecessary = true });
+            }
+        });
+        builder.Services.AddHangfireServer(o =>
+        {
+            o.Queues = [TrainingJob.Queue];
+            o.WorkerCount = 1; // one device: a second job waits its turn
+            o.ServerName = $"nin-{Environment.MachineName}";
+            o.ShutdownTimeout = TimeSpan.FromSeconds(30);
+        });
+
+        builder.Services.AddSignalR().AddJsonProtocol(o => o.PayloadSerializerOptions.Converters.Add(new JsonStringEnumConverter()));
+        builder.Services.AddSingleton<TrainingJobStore>();
+        builder.Services.AddSingleton<TrainingNotifier>();
+        builder.Services.AddSingleton<JobCancellation>();
+        builder.Services.AddSingleton<TrainRequestValidator>();
+        builder.Services.AddTransient<TrainingJob>();
+        return builder;
+    }
+
+    /// <summary>ProblemDetails for every error, and the Hangfire dashboard (local requests only unless configured).</summary>
+    public static WebApplication UseNinDefaults(this WebApplication app)
+    {
+        app.UseExceptionHandler();
+        app.UseStatusCodePages();
+        var hangfire = app.Services.GetRequiredService<IOptions<HangfireOptions>>().Value;
+        app.UseHangfireDashboard("/hangfire", new DashboardOptions
+        {
+            Authorization = hangfire.DashboardAllowRemote ? [new AllowAllDashboardFilter()] : [new Hangfire.Dashboard.LocalRequestsOnlyAuthorizationFilter()],
+            DisplayStorageConnectionString = false,
+        });
+        return app;
+    }
+
+    private sealed class AllowAllDashboardFilter : Hangfire.Dashboard.IDashboardAuthorizationFilter
+    {
+        public bool Authorize(Hangfire.Dashboard.DashboardContext context) => true;
+    }
+}

@@ -1,0 +1,83 @@
+using Microsoft.AspNetCore.Http.HttpResults;
+using Nin.Model.Checkpoints;
+
+namespace Nin.Api.Models;
+
+/// <summary>A model version as the API lists it.</summary>
+public sealed record ModelVersionResponse(
+    string Name,
+    int Version,
+    bool Active,
+    DateTimeOffset CreatedAt,
+    string? Dataset,
+    int ImageSize,
+    int InputChannels,
+    IReadOnlyList<string> Classes,
+    double? TestAccuracy,
+    ModelMetadata Metadata)
+{
+    public static ModelVersionResponse From(ModelVersionInfo v) => new(
+        v.Name, v.Version, v.Active, v.Metadata.CreatedAt, v.Metadata.Recipe?.Dataset, v.Metadata.ImageSize,
+        v.Metadata.InputChannels, v.Metadata.ClassNames, v.Metadata.Metrics?.TestAccuracy, v.Metadata);
+}
+
+/// <summary>A model name and its versions, newest first.</summary>
+public sealed record ModelResponse(string Name, IReadOnlyList<ModelVersionResponse> Versions);
+
+/// <summary>All models and which version is served.</summary>
+public sealed record ModelsResponse(ActiveModel? Active, IReadOnlyList<ModelResponse> Models);
+
+public static class ModelsApi
+{
+    public static IEndpointRouteBuilder MapModelsApi(this IEndpointRouteBuilder app)
+    {
+        var group = app.MapGroup("/models").WithTags("Models");
+
+        group.MapGet("/", ListModels)
+            .WithName("ListModels")
+            .WithSummary("Stored models and their versions")
+            .WithDescription("Every model name with its versions (newest first): created time, dataset, image size, classes, test accuracy, and which version `/predict` serves.");
+
+        group.MapGet("/{name}/versions/{version:int}", GetModelVersion)
+            .WithName("GetModelVersion")
+            .WithSummary("One model version with its full metadata");
+
+        group.MapPost("/{name}/versions/{version:int}/activate", ActivateModelVersion)
+            .WithName("ActivateModelVersion")
+            .WithSummary("Serve this version")
+            .WithDescription("Makes the version the one `/predict` serves. Requests in flight finish on the old version; new ones use this one. No restart.");
+
+        group.MapDelete("/{name}/versions/{version:int}", DeleteModelVersion)
+            .WithName("DeleteModelVersion")
+            .WithSummary("Delete a version")
+            .WithDescription("Refused (409) for the active version: activate another first.");
+
+        return app;
+    }
+
+    public static Ok<ModelsResponse> ListModels(ModelStore store)
+    {
+        var models = store.List()
+            .GroupBy(v => v.Name)
+            .Select(g => new ModelResponse(g.Key, g.OrderByDescending(v => v.Version).Select(ModelVersionResponse.From).ToArray()))
+            .ToArray();
+        return TypedResults.Ok(new ModelsResponse(store.Active, models));
+    }
+
+    public static Results<Ok<ModelVersionResponse>, ProblemHttpResult> GetModelVersion(string name, int version, ModelStore store) =>
+        store.Find(name, version) is { } v ? TypedResults.Ok(ModelVersionResponse.From(v)) : NotFound(name, version);
+
+    public static Results<Ok<ModelVersionResponse>, ProblemHttpResult> ActivateModelVersion(string name, int version, ModelStore store) =>
+        store.Activate(name, version) ? TypedResults.Ok(ModelVersionResponse.From(store.Find(name, version)!)) : NotFound(name, version);
+
+    public static Results<NoContent, ProblemHttpResult> DeleteModelVersion(string name, int version, ModelStore store) =>
+        store.Delete(name, version) switch
+        {
+            DeleteResult.Deleted => TypedResults.NoContent(),
+            DeleteResult.Active => TypedResults.Problem(statusCode: StatusCodes.Status409Conflict, title: "The version is being served.", detail: $"{name} version {version} is active; activate another version before deleting it."),
+            _ => NotFound(name, version),
+        };
+
+    private static ProblemHttpResult NotFound(string name, int version) =>
+        TypedResults.Problem(statusCode: StatusCodes.Status404NotFound, title: "Unknown model version.", detail: $"There is no model '{name}' version {version}.");
+}

@@ -1,0 +1,91 @@
+using Hangfire;
+using Microsoft.AspNetCore.Http.HttpResults;
+
+namespace Nin.Api.Training;
+
+/// <summary>POST /train queues a job; GET follows it; DELETE cancels it. Live events: the hub at /hubs/training.</summary>
+public static class TrainingApi
+{
+    public static IEndpointRouteBuilder MapTrainingApi(this IEndpointRouteBuilder app)
+    {
+        var group = app.MapGroup("/train").WithTags("Training");
+
+        group.MapPost("/", StartTraining)
+            .WithName("StartTraining")
+            .WithSummary("Queue a training job")
+            .WithDescription("Queues a NiN training run on the `training` queue (one job at a time). Every field is optional; defaults are d2l's recipe: fashion-mnist, 10 epochs, batch 128, SGD lr 0.1, 224 px. Returns 202 with the job id and a Location to poll; follow it live on the SignalR hub `/hubs/training`.")
+            .Accepts<TrainRequest>("application/json")
+            .ProducesValidationProblem();
+
+        group.MapGet("/", ListJobs)
+            .WithName("ListTrainingJobs")
+            .WithSummary("List training jobs, newest first");
+
+        group.MapGet("/{jobId}", GetJob)
+            .WithName("GetTrainingJob")
+            .WithSummary("A training job's status, progress and per-epoch metrics");
+
+        group.MapDelete("/{jobId}", CancelJob)
+            .WithName("CancelTrainingJob")
+            .WithSummary("Cancel a training job")
+            .WithDescription("A queued job never starts (200). A running job stops within one batch and ends `Cancelled` (202: cancellation requested). A finished job cannot be cancelled (409).");
+
+        return app;
+    }
+
+    public static Results<AcceptedAtRoute<TrainAccepted>, ValidationProblem> StartTraining(
+        TrainRequest? request, TrainRequestValidator validator, TrainingJobStore jobs, IBackgroundJobClient hangfire, TrainingNotifier notifier)
+    {
+        var (settings, errors) = validator.Validate(request ?? new TrainRequest());
+        if (settings is null)
+        {
+            return TypedResults.ValidationProblem(errors, title: "The training request is not valid.");
+        }
+
+        var job = jobs.Create(settings);
+        hangfire.Enqueue<TrainingJob>(j => j.RunAsync(job.JobId, CancellationToken.None));
+        notifier.JobUpdated(job);
+        return TypedResults.AcceptedAtRoute(new TrainAccepted(job.JobId, job.Status), "GetTrainingJob", new { jobId = job.JobId });
+    }
+
+    public static Ok<IReadOnlyList<JobSnapshot>> ListJobs(TrainingJobStore jobs) => TypedResults.Ok(jobs.List());
+
+    public static Results<Ok<JobSnapshot>, ProblemHttpResult> GetJob(string jobId, TrainingJobStore jobs) =>
+        jobs.Get(jobId) is { } job ? TypedResults.Ok(job) : UnknownJob(jobId);
+
+    public static Results<Ok<JobSnapshot>, Accepted<JobSnapshot>, ProblemHttpResult> CancelJob(
+        string jobId, TrainingJobStore jobs, JobCancellation cancellation, TrainingNotifier notifier)
+    {
+        var job = jobs.Get(jobId);
+        if (job is null)
+        {
+            return UnknownJob(jobId);
+        }
+
+        if (job.Status == JobStatus.Queued)
+        {
+            var cancelled = jobs.Update(jobId, j => j.Status == JobStatus.Queued ? j with { Status = JobStatus.Cancelled, FinishedAt = DateTimeOffset.UtcNow } : null);
+            if (cancelled is not null)
+            {
+                notifier.JobUpdated(cancelled);
+                notifier.JobFinished(new JobFinishedEvent(jobId, JobStatus.Cancelled, null, null, null));
+                return TypedResults.Ok(cancelled);
+            }
+
+            job = jobs.Get(jobId)!;
+        }
+
+        if (job.Status == JobStatus.Running && cancellation.Cancel(jobId))
+        {
+            return TypedResults.Accepted($"/train/{jobId}", job);
+        }
+
+        return TypedResults.Problem(
+            statusCode: StatusCodes.Status409Conflict,
+            title: "The job has already finished.",
+            detail: $"Training job '{jobId}' is {job.Status}; only queued or running jobs can be cancelled.");
+    }
+
+    private static ProblemHttpResult UnknownJob(string jobId) =>
+        TypedResults.Problem(statusCode: StatusCodes.Status404NotFound, title: "Unknown training job.", detail: $"There is no training job '{jobId}'.");
+}
