@@ -2,12 +2,14 @@ using Nin.Api.Datasets;
 using Nin.Api.Health;
 using Nin.Api.Infrastructure;
 using Nin.Api.Models;
+using Nin.Api.Serving;
 using Nin.Api.Training;
 
 var builder = WebApplication.CreateBuilder(args);
 
 builder.AddNinCore();
 builder.AddNinTraining();
+builder.AddNinServing();
 
 var app = builder.Build();
 
@@ -16,6 +18,7 @@ app.MapHealthApi();
 app.MapDatasetsApi();
 app.MapTrainingApi();
 app.MapModelsApi();
+app.MapPredictApi();
 app.MapHub<TrainingHub>("/hubs/training");
 
 app.Run();

@@ -3,6 +3,7 @@ using Hangfire;
 using Hangfire.PostgreSql;
 using Microsoft.Extensions.Options;
 using Nin.Api.Datasets;
+using Nin.Api.Serving;
 using Nin.Api.Training;
 using Nin.Model.Checkpoints;
 using Nin.Model.Runtime;
@@ -76,6 +77,16 @@ public static class NinServiceExtensions
         builder.Services.AddSingleton<JobCancellation>();
         builder.Services.AddSingleton<TrainRequestValidator>();
         builder.Services.AddTransient<TrainingJob>();
+        return builder;
+    }
+
+    /// <summary>Model registry, the dynamic-batching inference engine and the shipped default model.</summary>
+    public static IHostApplicationBuilder AddNinServing(this IHostApplicationBuilder builder)
+    {
+        builder.Services.AddOptions<ServingOptions>().BindConfiguration(ServingOptions.SectionName);
+        builder.Services.AddSingleton<ModelRegistry>();
+        builder.Services.AddSingleton<InferenceEngine>();
+        builder.Services.AddHostedService<DefaultModelSeeder>();
         return builder;
     }
 

@@ -1,0 +1,51 @@
+using Microsoft.Extensions.Options;
+using Nin.Api.Infrastructure;
+using Nin.Model.Checkpoints;
+
+namespace Nin.Api.Serving;
+
+/// <summary>
+/// On start: puts the default model shipped with the service into an empty store and activates
+/// it, so /predict works offline with nothing trained; then loads the active version.
+/// </summary>
+internal sealed partial class DefaultModelSeeder(
+    ModelStore store, ModelRegistry registry, IOptions<NinOptions> options, ILogger<DefaultModelSeeder> logger) : IHostedService
+{
+    public static string ShippedDirectory => Path.Combine(AppContext.BaseDirectory, "DefaultModel");
+
+    public async Task StartAsync(CancellationToken cancellationToken)
+    {
+        if (options.Value.SeedDefaultModel && store.List().Count == 0 && store.Active is null)
+        {
+            foreach (var dir in Directory.Exists(ShippedDirectory) ? Directory.EnumerateDirectories(ShippedDirectory) : [])
+            {
+                try
+                {
+                    var info = store.Import(dir, activate: store.Active is null);
+                    LogSeeded(logger, info.Name, info.Version, info.Metadata.Metrics?.TestAccuracy ?? 0);
+                }
+                catch (CheckpointException ex)
+                {
+                    LogSeedFailed(logger, dir, ex.Message);
+                }
+            }
+        }
+
+        try
+        {
+            await registry.WarmUpAsync(cancellationToken);
+        }
+        catch (CheckpointException ex)
+        {
+            LogSeedFailed(logger, store.Root, ex.Message);
+        }
+    }
+
+    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Seeded the model store with the shipped model {Model} v{Version} (test accuracy {Accuracy:F4})")]
+    private static partial void LogSeeded(ILogger logger, string model, int version, double accuracy);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Model at {Path} not usable: {Reason}")]
+    private static partial void LogSeedFailed(ILogger logger, string path, string reason);
+}

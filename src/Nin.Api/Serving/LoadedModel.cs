@@ -1,0 +1,79 @@
+using Nin.Model.Checkpoints;
+using Nin.Model.Network;
+
+namespace Nin.Api.Serving;
+
+/// <summary>
+/// A checkpoint loaded for serving: its own network instance in eval mode (never the one being
+/// trained). Reference counted, so a retired version is disposed only after its last request.
+/// </summary>
+public sealed class LoadedModel
+{
+    private readonly Lock gate = new();
+    private int users;
+    private bool retired;
+
+    public LoadedModel(string name, int version, NinNetwork network, ModelMetadata metadata, string device)
+    {
+        Name = name;
+        Version = version;
+        Network = network;
+        Metadata = metadata;
+        Device = device;
+    }
+
+    public string Name { get; }
+
+    public int Version { get; }
+
+    public NinNetwork Network { get; }
+
+    public ModelMetadata Metadata { get; }
+
+    public string Device { get; }
+
+    public bool IsDisposed { get; private set; }
+
+    /// <summary>Takes a reference; false once the model is retired.</summary>
+    public bool TryAcquire()
+    {
+        lock (gate)
+        {
+            if (retired)
+            {
+                return false;
+            }
+
+            users++;
+            return true;
+        }
+    }
+
+    public void Release()
+    {
+        lock (gate)
+        {
+            users--;
+            DisposeIfDone();
+        }
+    }
+
+    /// <summary>No new requests; disposes once those in flight are done.</summary>
+    public void Retire()
+    {
+        lock (gate)
+        {
+            retired = true;
+            DisposeIfDone();
+        }
+    }
+
+    private void DisposeIfDone()
+    {
+        if (retired && users == 0 && !IsDisposed)
+        {
+            IsDisposed = true;
+            Network.Dispose();
+        }
+    }
+}

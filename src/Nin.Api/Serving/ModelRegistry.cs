@@ -1,0 +1,228 @@
+using Microsoft.Extensions.Options;
+using Nin.Api.Infrastructure;
+using Nin.Model.Checkpoints;
+using Nin.Model.Runtime;
+
+namespace Nin.Api.Serving;
+
+/// <summary>
+/// The versions loaded for serving. The active one is swapped when another is activated: the new
+/// version is loaded first, then new requests use it while requests in flight finish on the old one.
+/// </summary>
+public sealed partial class ModelRegistry : IDisposable
+{
+    private readonly ModelStore store;
+    private readonly IOptions<TorchOptions> torch;
+    private readonly ServingOptions options;
+    private readonly ILogger<ModelRegistry> logger;
+    private readonly Lock gate = new();
+    private readonly SemaphoreSlim loading = new(1, 1);
+    private readonly LinkedList<LoadedModel> cache = new();
+    private LoadedModel? active;
+
+    public ModelRegistry(ModelStore store, IOptions<TorchOptions> torch, IOptions<ServingOptions> options, ILogger<ModelRegistry> logger)
+    {
+        this.store = store;
+        this.torch = torch;
+        this.options = options.Value;
+        this.logger = logger;
+        store.ActiveChanged += OnActiveChanged;
+    }
+
+    /// <summary>The served version, if any is loaded.</summary>
+    public (string Name, int Version)? Current
+    {
+        get
+        {
+            var a = active;
+            return a is null ? null : (a.Name, a.Version);
+        }
+    }
+
+    /// <summary>
+    /// The model to serve a request with, referenced (call <see cref="LoadedModel.Release"/>), or null when
+    /// nothing is active or the asked version does not exist.
+    /// </summary>
+    public async Task<LoadedModel?> AcquireAsync(string? name, int? version, CancellationToken cancellationToken)
+    {
+        for (var attempt = 0; attempt < 3; attempt++)
+        {
+            var model = name is null ? await ActiveAsync(cancellationToken) : await SpecificAsync(name, version, cancellationToken);
+            if (model is null)
+            {
+                return null;
+            }
+
+            if (model.TryAcquire())
+            {
+                return model;
+            }
+
+            // Retired between lookup and acquire (a swap): look again.
+        }
+
+        return null;
+    }
+
+    /// <summary>Loads the active version now (at start-up, so the first request does not pay for it).</summary>
+    public Task WarmUpAsync(CancellationToken cancellationToken) => ActiveAsync(cancellationToken);
+
+    private async Task<LoadedModel?> ActiveAsync(CancellationToken cancellationToken)
+    {
+        var wanted = store.Active;
+        var current = active;
+        if (wanted is null)
+        {
+            return null;
+        }
+
+        if (current is not null && current.Name == wanted.Name && current.Version == wanted.Version)
+        {
+            return current;
+        }
+
+        await loading.WaitAsync(cancellationToken);
+        try
+        {
+            wanted = store.Active;
+            if (wanted is null)
+            {
+                return null;
+            }
+
+            current = active;
+            if (current is not null && current.Name == wanted.Name && current.Version == wanted.Version)
+            {
+                return current;
+            }
+
+            var loaded = Load(wanted.Name, wanted.Version);
+            if (loaded is null)
+            {
+                return current;
+            }
+
+            lock (gate)
+            {
+                active = loaded;
+            }
+
+            current?.Retire();
+            LogServing(logger, loaded.Name, loaded.Version, loaded.Device);
+            return loaded;
+        }
+        finally
+        {
+            loading.Release();
+        }
+    }
+
+    private async Task<LoadedModel?> SpecificAsync(string name, int? version, CancellationToken cancellationToken)
+    {
+        var resolved = version ?? (store.Active is { } a && a.Name == name ? a.Version : store.Latest(name)?.Version);
+        if (resolved is null)
+        {
+            return null;
+        }
+
+        var current = active;
+        if (current is not null && current.Name == name && current.Version == resolved)
+        {
+            return current;
+        }
+
+        lock (gate)
+        {
+            if (cache.FirstOrDefault(m => m.Name == name && m.Version == resolved) is { } hit)
+            {
+                return hit;
+            }
+        }
+
+        await loading.WaitAsync(cancellationToken);
+        try
+        {
+            lock (gate)
+            {
+                if (cache.FirstOrDefault(m => m.Name == name && m.Version == resolved) is { } hit)
+                {
+                    return hit;
+                }
+            }
+
+            var loaded = Load(name, resolved.Value);
+            if (loaded is null)
+            {
+                return null;
+            }
+
+            lock (gate)
+            {
+                cache.AddFirst(loaded);
+                while (cache.Count > Math.Max(0, options.CachedVersions))
+                {
+                    cache.Last!.Value.Retire();
+                    cache.RemoveLast();
+                }
+            }
+
+            return loaded;
+        }
+        finally
+        {
+            loading.Release();
+        }
+    }
+
+    private LoadedModel? Load(string name, int version)
+    {
+        var info = store.Find(name, version);
+        if (info is null)
+        {
+            return null;
+        }
+
+        var device = TorchRuntime.ResolveDevice(torch.Value.Device);
+        var (network, metadata) = Checkpoint.Load(info.Directory, device);
+        return new LoadedModel(name, version, network, metadata, device.ToString());
+    }
+
+    private void OnActiveChanged(ActiveModel? model)
+    {
+        // Load the new version in the background; until it is in, the old one keeps serving.
+        _ = Task.Run(async () =>
+        {
+            try
+            {
+                await ActiveAsync(CancellationToken.None);
+            }
+            catch (Exception ex)
+            {
+                LogLoadFailed(logger, ex, model?.Name ?? "-", model?.Version ?? 0);
+            }
+        });
+    }
+
+    public void Dispose()
+    {
+        store.ActiveChanged -= OnActiveChanged;
+        lock (gate)
+        {
+            active?.Retire();
+            foreach (var m in cache)
+            {
+                m.Retire();
+            }
+
+            cache.Clear();
+        }
+
+        loading.Dispose();
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Serving model {Model} version {Version} on {Device}")]
+    private static partial void LogServing(ILogger logger, string model, int version, string device);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Could not load model {Model} version {Version}")]
+    private static partial void LogLoadFailed(ILogger logger, Exception exception, string model, int version);
+}
