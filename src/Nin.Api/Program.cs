@@ -19,6 +19,7 @@ app.MapDatasetsApi();
 app.MapTrainingApi();
 app.MapModelsApi();
 app.MapPredictApi();
+app.MapKServeApi();
 app.MapHub<TrainingHub>("/hubs/training");
 
 app.Run();

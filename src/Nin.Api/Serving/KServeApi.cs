@@ -1,0 +1,282 @@
+using System.Text.Json.Serialization;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.Extensions.Options;
+using Nin.Model.Checkpoints;
+using Nin.Model.Imaging;
+
+namespace Nin.Api.Serving;
+
+/// <summary>KServe v2 / Open Inference Protocol error body.</summary>
+public sealed record V2Error(string Error);
+
+public sealed record V2ServerLive(bool Live);
+
+public sealed record V2ServerReady(bool Ready);
+
+public sealed record V2TensorMetadata(string Name, string Datatype, long[] Shape);
+
+/// <summary>Model metadata as the Open Inference Protocol describes it.</summary>
+public sealed record V2ModelMetadata(string Name, IReadOnlyList<string> Versions, string Platform, IReadOnlyList<V2TensorMetadata> Inputs, IReadOnlyList<V2TensorMetadata> Outputs);
+
+/// <summary>An input or output tensor. <c>data</c> is a flat array (FP32 numbers, or BYTES as base64 strings of encoded images).</summary>
+public sealed record V2Tensor
+{
+    public required string Name { get; init; }
+
+    public long[] Shape { get; init; } = [];
+
+    public required string Datatype { get; init; }
+
+    public System.Text.Json.JsonElement Data { get; init; }
+
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public Dictionary<string, object>? Parameters { get; init; }
+}
+
+public sealed record V2InferRequest
+{
+    public string? Id { get; init; }
+
+    public IReadOnlyList<V2Tensor> Inputs { get; init; } = [];
+}
+
+public sealed record V2OutputTensor(string Name, long[] Shape, string Datatype, object Data);
+
+public sealed record V2InferResponse(
+    [property: JsonPropertyName("model_name")] string ModelName,
+    [property: JsonPropertyName("model_version")] string ModelVersion,
+    string? Id,
+    IReadOnlyList<V2OutputTensor> Outputs);
+
+/// <summary>
+/// The KServe v2 / Open Inference Protocol REST surface, so standard clients (KServe, Triton's
+/// client libraries) can call the NiN. Model names are store names; the served version is the
+/// active one if it is that model, else the newest.
+/// </summary>
+public static class KServeApi
+{
+    public const string InputName = "input";
+    public const string ImagesInputName = "images";
+
+    public static IEndpointRouteBuilder MapKServeApi(this IEndpointRouteBuilder app)
+    {
+        var v2 = app.MapGroup("/v2").WithTags("KServe v2");
+        v2.MapGet("/health/live", () => TypedResults.Ok(new V2ServerLive(true)))
+            .WithName("V2ServerLive").WithSummary("Server liveness (Open Inference Protocol)");
+        v2.MapGet("/health/ready", ServerReady)
+            .WithName("V2ServerReady").WithSummary("Server readiness: 200 when a model is loaded for serving");
+        v2.MapGet("/models/{name}", ModelMetadata)
+            .WithName("V2ModelMetadata").WithSummary("Model metadata: inputs, outputs, versions");
+        v2.MapGet("/models/{name}/ready", ModelReady)
+            .WithName("V2ModelReady").WithSummary("Model readiness");
+        v2.MapPost("/models/{name}/infer", Infer)
+            .WithName("V2ModelInfer")
+            .WithSummary("Run inference (Open Inference Protocol)")
+            .WithDescription("""
+                Inputs: either `input`, an FP32 tensor of shape [N, C, S, S] already preprocessed (pixels scaled to [0,1] at the
+                model's image size S), or `images`, a BYTES tensor of shape [N] whose elements are base64-encoded image files
+                (decoded and preprocessed as /predict does). Outputs: `probabilities` (FP32 [N, classes]) and `label` (BYTES [N]).
+                Errors are `{ "error": "..." }`.
+                """);
+        return app;
+    }
+
+    public static async Task<Results<Ok<V2ServerReady>, JsonHttpResult<V2Error>>> ServerReady(ModelRegistry registry, ModelStore store, CancellationToken cancellationToken)
+    {
+        var model = await registry.AcquireAsync(null, null, cancellationToken);
+        if (model is null)
+        {
+            return TypedResults.Json(new V2Error(store.Active is null ? "No model is active." : "The active model could not be loaded."), statusCode: StatusCodes.Status503ServiceUnavailable);
+        }
+
+        model.Release();
+        return TypedResults.Ok(new V2ServerReady(true));
+    }
+
+    public static Results<Ok<V2ModelMetadata>, JsonHttpResult<V2Error>> ModelMetadata(string name, ModelStore store)
+    {
+        var info = Resolve(name, store);
+        if (info is null)
+        {
+            return NotFound(name);
+        }
+
+        var m = info.Metadata;
+        var versions = store.List().Where(v => v.Name == name).Select(v => v.Version.ToString(System.Globalization.CultureInfo.InvariantCulture)).ToArray();
+        return TypedResults.Ok(new V2ModelMetadata(
+            name,
+            versions,
+            "torchsharp_nin",
+            [new V2TensorMetadata(InputName, "FP32", [-1, m.InputChannels, m.ImageSize, m.ImageSize]), new V2TensorMetadata(ImagesInputName, "BYTES", [-1])],
+            [new V2TensorMetadata("probabilities", "FP32", [-1, m.ClassNames.Count]), new V2TensorMetadata("label", "BYTES", [-1])]));
+    }
+
+    public static async Task<Results<Ok<V2ServerReady>, JsonHttpResult<V2Error>>> ModelReady(string name, ModelStore store, ModelRegistry registry, CancellationToken cancellationToken)
+    {
+        var info = Resolve(name, store);
+        if (info is null)
+        {
+            return NotFound(name);
+        }
+
+        var model = await registry.AcquireAsync(name, info.Version, cancellationToken);
+        if (model is null)
+        {
+            return TypedResults.Json(new V2Error($"Model '{name}' could not be loaded."), statusCode: StatusCodes.Status503ServiceUnavailable);
+        }
+
+        model.Release();
+        return TypedResults.Ok(new V2ServerReady(true));
+    }
+
+    public static async Task<Results<Ok<V2InferResponse>, JsonHttpResult<V2Error>>> Infer(
+        string name, HttpRequest http, ModelStore store, ModelRegistry registry, InferenceEngine engine, IOptions<ServingOptions> options, CancellationToken cancellationToken)
+    {
+        var info = Resolve(name, store);
+        if (info is null)
+        {
+            return NotFound(name);
+        }
+
+        V2InferRequest? request;
+        try
+        {
+            request = await http.ReadFromJsonAsync<V2InferRequest>(System.Text.Json.JsonSerializerOptions.Web, cancellationToken);
+        }
+        catch (Exception ex) when (ex is System.Text.Json.JsonException or InvalidOperationException or BadHttpRequestException)
+        {
+            return BadRequest($"The body is not an inference request: {ex.Message}");
+        }
+
+        if (request is null || request.Inputs is null || request.Inputs.Count != 1)
+        {
+            return BadRequest($"Send exactly one input: '{InputName}' (FP32 [N, C, S, S]) or '{ImagesInputName}' (BYTES [N]).");
+        }
+
+        var model = await registry.AcquireAsync(name, info.Version, cancellationToken);
+        if (model is null)
+        {
+            return TypedResults.Json(new V2Error($"Model '{name}' could not be loaded."), statusCode: StatusCodes.Status503ServiceUnavailable);
+        }
+
+        try
+        {
+            var (inputs, error) = ReadInputs(request.Inputs[0], model.Metadata, options.Value);
+            if (error is not null)
+            {
+                return BadRequest(error);
+            }
+
+            var probabilities = await engine.InferAsync(model, inputs!, cancellationToken);
+            var classes = model.Metadata.ClassNames.Count;
+            return TypedResults.Ok(new V2InferResponse(
+                name,
+                model.Version.ToString(System.Globalization.CultureInfo.InvariantCulture),
+                request.Id,
+                [
+                    new V2OutputTensor("probabilities", [probabilities.Length, classes], "FP32", probabilities.SelectMany(p => p).ToArray()),
+                    new V2OutputTensor("label", [probabilities.Length], "BYTES", probabilities.Select(p => model.Metadata.ClassNames[Array.IndexOf(p, p.Max())]).ToArray()),
+                ]));
+        }
+        finally
+        {
+            model.Release();
+        }
+    }
+
+    private static (InferenceInput[]? Inputs, string? Error) ReadInputs(V2Tensor tensor, ModelMetadata meta, ServingOptions limits)
+    {
+        var data = tensor.Data;
+        if (data.ValueKind != System.Text.Json.JsonValueKind.Array)
+        {
+            return (null, "Input 'data' must be a flat array.");
+        }
+
+        if (tensor.Datatype == "FP32")
+        {
+            int c = meta.InputChannels, s = meta.ImageSize;
+            if (tensor.Shape.Length != 4 || tensor.Shape[1] != c || tensor.Shape[2] != s || tensor.Shape[3] != s || tensor.Shape[0] < 1)
+            {
+                return (null, $"FP32 input must have shape [N, {c}, {s}, {s}]; got [{string.Join(", ", tensor.Shape)}].");
+            }
+
+            var n = tensor.Shape[0];
+            if (n > limits.MaxImagesPerRequest)
+            {
+                return (null, $"At most {limits.MaxImagesPerRequest} images per request; got {n}.");
+            }
+
+            var per = c * s * s;
+            if (data.GetArrayLength() != n * per)
+            {
+                return (null, $"FP32 input holds {data.GetArrayLength()} values; shape [{string.Join(", ", tensor.Shape)}] needs {n * per}.");
+            }
+
+            var values = new float[n * per];
+            var i = 0;
+            foreach (var v in data.EnumerateArray())
+            {
+                if (v.ValueKind != System.Text.Json.JsonValueKind.Number || !v.TryGetSingle(out var f) || !float.IsFinite(f))
+                {
+                    return (null, $"FP32 input element {i} is not a finite number.");
+                }
+
+                values[i++] = f;
+            }
+
+            return (Enumerable.Range(0, (int)n).Select(k => new InferenceInput(null, values.AsSpan(k * per, per).ToArray())).ToArray(), null);
+        }
+
+        if (tensor.Datatype == "BYTES")
+        {
+            var count = data.GetArrayLength();
+            if (count < 1 || count > limits.MaxImagesPerRequest)
+            {
+                return (null, $"BYTES input must hold 1 to {limits.MaxImagesPerRequest} images; got {count}.");
+            }
+
+            var inputs = new List<InferenceInput>();
+            foreach (var element in data.EnumerateArray())
+            {
+                byte[] bytes;
+                try
+                {
+                    bytes = element.ValueKind == System.Text.Json.JsonValueKind.String ? Convert.FromBase64String(element.GetString()!) : throw new FormatException();
+                }
+                catch (FormatException)
+                {
+                    return (null, $"BYTES element {inputs.Count} is not a base64 string.");
+                }
+
+                if (bytes.Length > limits.MaxImageBytes)
+                {
+                    return (null, $"Image {inputs.Count} is {bytes.Length:N0} bytes; at most {limits.MaxImageBytes:N0} are accepted.");
+                }
+
+                try
+                {
+                    var decoded = ImageDecoder.Decode(bytes, meta.InputChannels, meta.Preprocessing.NativeWidth, meta.Preprocessing.NativeHeight,
+                        meta.Preprocessing.Foreground == "light-on-dark", InvertMode.Auto, limits.MaxImagePixels);
+                    inputs.Add(new InferenceInput(decoded.Pixels, null));
+                }
+                catch (ImageDecodeException ex)
+                {
+                    return (null, $"Image {inputs.Count}: {ex.Message}");
+                }
+            }
+
+            return (inputs.ToArray(), null);
+        }
+
+        return (null, $"Unsupported datatype '{tensor.Datatype}': use FP32 or BYTES.");
+    }
+
+    private static ModelVersionInfo? Resolve(string name, ModelStore store) =>
+        store.Active is { } a && a.Name == name ? store.Find(name, a.Version) : store.Latest(name);
+
+    private static JsonHttpResult<V2Error> NotFound(string name) =>
+        TypedResults.Json(new V2Error($"Unknown model '{name}'."), statusCode: StatusCodes.Status404NotFound);
+
+    private static JsonHttpResult<V2Error> BadRequest(string error) =>
+        TypedResults.Json(new V2Error(error), statusCode: StatusCodes.Status400BadRequest);
+}
