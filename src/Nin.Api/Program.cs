@@ -10,6 +10,7 @@ var builder = WebApplication.CreateBuilder(args);
 builder.AddNinCore();
 builder.AddNinTraining();
 builder.AddNinServing();
+builder.AddNinOperations();
 
 var app = builder.Build();
 
@@ -21,6 +22,7 @@ app.MapModelsApi();
 app.MapPredictApi();
 app.MapKServeApi();
 app.MapHub<TrainingHub>("/hubs/training");
+app.MapPrometheusScrapingEndpoint("/metrics");
 
 app.Run();
 

@@ -35,46 +35,110 @@ internal static class TrainCommand
         var data = BuiltInDatasets.Load(dataDir, dataset, args.IntOrNull("max-train"), args.IntOrNull("max-test"));
         Console.WriteLine($"train: {dataset.Name} {data.Train.Count}/{data.Test.Count} images, {options}, device {device}, {info.Threads} threads, TorchSharp {info.TorchSharpVersion}");
 
+        var baselineSteps = args.Int("baseline-steps", 0);
+        var baseline = baselineSteps > 0 ? SyntheticStepsPerSecond(options, device, baselineSteps) : (double?)null;
+        if (baseline is { } b)
+        {
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"baseline: synthetic training step (random batch already on the device): {b:F1} img/s"));
+        }
+
         manual_seed(options.Seed);
         using var network = new NinNetwork(1, dataset.ClassNames.Count);
         using var trainer = new Trainer(network, data, options, device);
         var watch = Stopwatch.StartNew();
-        var metrics = trainer.Run(new ConsoleObserver(), CancellationToken.None);
-        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"done: test accuracy {metrics.TestAccuracy:F4}, {metrics.ExamplesPerSecond:F1} img/s, {watch.Elapsed.TotalMinutes:F1} min"));
+        var observer = new ConsoleObserver();
+        var outDir = args.Get("out");
 
-        if (args.Get("out") is { } outDir)
+        // With --out, the checkpoint is written after every epoch: the lr is constant, so the model after
+        // epoch k is exactly what the same recipe with --epochs k gives, and an interrupted run still yields one.
+        var metrics = trainer.Run(observer, CancellationToken.None, onEpochEnd: (epoch, _) =>
         {
-            network.to(CPU);
-            var saved = Checkpoint.Save(network, new ModelMetadata
+            if (outDir is not null)
             {
-                Name = args.Get("name", dataset.Name),
-                Version = args.Int("version", 1),
-                ClassNames = dataset.ClassNames,
-                ImageSize = options.ImageSize,
-                Preprocessing = new PreprocessingInfo { Channels = 1, NativeWidth = data.Train.Width, NativeHeight = data.Train.Height },
-                Recipe = new TrainingRecipe
-                {
-                    Dataset = dataset.Name,
-                    Epochs = options.Epochs,
-                    BatchSize = options.BatchSize,
-                    LearningRate = options.LearningRate,
-                    Momentum = options.Momentum,
-                    WeightDecay = options.WeightDecay,
-                    Seed = options.Seed,
-                    TrainImages = data.Train.Count,
-                    TestImages = data.Test.Count,
-                },
-                Metrics = metrics,
-                TrainedOn = device.ToString(),
-            }, outDir);
-            Console.WriteLine($"saved {saved.Name} v{saved.Version} to {Path.GetFullPath(outDir)}");
+                Save(args, network, dataset, data, options with { Epochs = epoch }, observer.Epochs, device, outDir);
+            }
+        });
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"done: test accuracy {metrics.TestAccuracy:F4}, {metrics.ExamplesPerSecond:F1} img/s, {watch.Elapsed.TotalMinutes:F1} min"));
+        if (baseline is { } bl)
+        {
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"end to end: {metrics.ExamplesPerSecond:F1} img/s = {metrics.ExamplesPerSecond / bl:F2}x of the synthetic baseline ({bl:F1} img/s)"));
         }
 
+        using var self = Process.GetCurrentProcess();
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"peak memory: process working set {self.PeakWorkingSet64 / (1024.0 * 1024):F0} MiB"));
         return 0;
+    }
+
+    /// <summary>The ceiling: forward, backward and SGD step on a random batch that is already on the device.</summary>
+    private static double SyntheticStepsPerSecond(TrainingOptions options, Device device, int steps)
+    {
+        manual_seed(0);
+        using var network = new NinNetwork(1, 10);
+        network.to(device);
+        network.train();
+        using var optimizer = optim.SGD(network.parameters(), options.LearningRate);
+        using var x = rand(options.BatchSize, 1, options.ImageSize, options.ImageSize, device: device);
+        using var y = randint(0, 10, [options.BatchSize], device: device);
+        var watch = new Stopwatch();
+        for (var i = -2; i < steps; i++)
+        {
+            if (i == 0)
+            {
+                watch.Start();
+            }
+
+            using var scope = NewDisposeScope();
+            optimizer.zero_grad();
+            var loss = nn.functional.cross_entropy(network.forward(x), y);
+            loss.backward();
+            optimizer.step();
+            _ = loss.item<float>();
+        }
+
+        return steps * options.BatchSize / watch.Elapsed.TotalSeconds;
+    }
+
+    private static void Save(Args args, NinNetwork network, IdxDatasetInfo dataset, DatasetSplit data, TrainingOptions options, IReadOnlyList<EpochMetrics> epochs, Device device, string outDir)
+    {
+        var last = epochs[^1];
+        var saved = Checkpoint.Save(network, new ModelMetadata
+        {
+            Name = args.Get("name", dataset.Name),
+            Version = args.Int("version", 1),
+            ClassNames = dataset.ClassNames,
+            ImageSize = options.ImageSize,
+            Preprocessing = new PreprocessingInfo { Channels = 1, NativeWidth = data.Train.Width, NativeHeight = data.Train.Height },
+            Recipe = new TrainingRecipe
+            {
+                Dataset = dataset.Name,
+                Epochs = options.Epochs,
+                BatchSize = options.BatchSize,
+                LearningRate = options.LearningRate,
+                Momentum = options.Momentum,
+                WeightDecay = options.WeightDecay,
+                Seed = options.Seed,
+                TrainImages = data.Train.Count,
+                TestImages = data.Test.Count,
+            },
+            Metrics = new ModelMetrics
+            {
+                TestAccuracy = last.TestAccuracy,
+                TrainAccuracy = last.TrainAccuracy,
+                TrainLoss = last.TrainLoss,
+                ExamplesPerSecond = epochs.Average(e => e.ExamplesPerSecond),
+                Seconds = epochs.Sum(e => e.Seconds),
+                Epochs = [.. epochs],
+            },
+            TrainedOn = device.ToString(),
+        }, outDir);
+        Console.WriteLine($"saved {saved.Name} v{saved.Version} after epoch {options.Epochs} to {Path.GetFullPath(outDir)}");
     }
 
     private sealed class ConsoleObserver : ITrainingObserver
     {
+        public List<EpochMetrics> Epochs { get; } = [];
+
         private DateTime last = DateTime.MinValue;
 
         public void OnBatch(BatchProgress p)
@@ -86,7 +150,10 @@ internal static class TrainCommand
             }
         }
 
-        public void OnEpoch(EpochMetrics m) =>
+        public void OnEpoch(EpochMetrics m)
+        {
+            Epochs.Add(m);
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"epoch {m.Epoch}: loss {m.TrainLoss:F4} train acc {m.TrainAccuracy:F4} test acc {m.TestAccuracy:F4} {m.ExamplesPerSecond:F1} img/s {m.Seconds:F0} s"));
+        }
     }
 }

@@ -1,10 +1,19 @@
+using System.Text.Json;
+using Microsoft.AspNetCore.Diagnostics.HealthChecks;
 using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Nin.Model.Runtime;
 
 namespace Nin.Api.Health;
 
 /// <summary>Liveness: the process is up and Torch is loaded on a device.</summary>
 public sealed record LiveResponse(string Status, string Device, string Backend, string TorchSharpVersion, bool CudaAvailable, int Threads);
+
+/// <summary>One readiness check.</summary>
+public sealed record CheckResult(string Status, string? Description);
+
+/// <summary>Readiness: which checks pass and why the others fail.</summary>
+public sealed record ReadyResponse(string Status, IReadOnlyDictionary<string, CheckResult> Checks);
 
 public static class HealthApi
 {
@@ -15,7 +24,23 @@ public static class HealthApi
             .WithName("GetLive")
             .WithSummary("Liveness probe")
             .WithDescription("200 while the process runs; reports the Torch device and backend the service uses.");
+        app.MapHealthChecks("/health/ready", new HealthCheckOptions { ResponseWriter = WriteReadyAsync })
+            .WithTags("Health")
+            .WithName("GetReady")
+            .WithSummary("Readiness probe")
+            .WithDescription("200 when Torch is loaded, a model is served and the job storage answers; 503 otherwise, with each check's status and reason.")
+            .WithMetadata(new ProducesResponseTypeMetadata(StatusCodes.Status200OK, typeof(ReadyResponse), ["application/json"]))
+            .WithMetadata(new ProducesResponseTypeMetadata(StatusCodes.Status503ServiceUnavailable, typeof(ReadyResponse), ["application/json"]));
         return app;
+    }
+
+    private static Task WriteReadyAsync(HttpContext context, HealthReport report)
+    {
+        var body = new ReadyResponse(
+            report.Status == HealthStatus.Healthy ? "ready" : "not ready",
+            report.Entries.ToDictionary(e => e.Key, e => new CheckResult(e.Value.Status.ToString(), e.Value.Description)));
+        context.Response.ContentType = "application/json";
+        return context.Response.WriteAsync(JsonSerializer.Serialize(body, JsonSerializerOptions.Web));
     }
 
     public static Ok<LiveResponse> GetLive()

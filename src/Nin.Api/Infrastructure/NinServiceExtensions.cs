@@ -2,6 +2,8 @@ using System.Text.Json.Serialization;
 using Hangfire;
 using Hangfire.PostgreSql;
 using Microsoft.Extensions.Options;
+using OpenTelemetry.Metrics;
+using OpenTelemetry.Resources;
 using Nin.Api.Datasets;
 using Nin.Api.Serving;
 using Nin.Api.Training;
@@ -90,9 +92,28 @@ public static class NinServiceExtensions
         return builder;
     }
 
+    /// <summary>Readiness checks and Prometheus metrics (OpenTelemetry) at /metrics.</summary>
+    public static IHostApplicationBuilder AddNinOperations(this IHostApplicationBuilder builder)
+    {
+        builder.Services.AddHealthChecks()
+            .AddCheck<Health.TorchHealthCheck>("torch")
+            .AddCheck<Health.ModelHealthCheck>("model")
+            .AddCheck<Health.JobStorageHealthCheck>("jobStorage");
+        builder.Services.AddSingleton<NinTelemetry>();
+        builder.Services.AddOpenTelemetry()
+            .ConfigureResource(r => r.AddService("nin"))
+            .WithMetrics(m => m
+                .AddAspNetCoreInstrumentation()
+                .AddRuntimeInstrumentation()
+                .AddMeter(InferenceEngine.MeterName, NinTelemetry.MeterName)
+                .AddPrometheusExporter());
+        return builder;
+    }
+
     /// <summary>ProblemDetails for every error, and the Hangfire dashboard (local requests only unless configured).</summary>
     public static WebApplication UseNinDefaults(this WebApplication app)
     {
+        app.Services.GetRequiredService<NinTelemetry>(); // register the gauges
         app.UseExceptionHandler();
         app.UseStatusCodePages();
         var hangfire = app.Services.GetRequiredService<IOptions<HangfireOptions>>().Value;

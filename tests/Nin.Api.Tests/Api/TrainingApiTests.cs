@@ -134,6 +134,11 @@ public sealed class TrainingApiTests : IClassFixture<TrainingApiTests.Fixture>
 
         var list = await client.GetFromJsonAsync<JobSnapshot[]>(new Uri("/train", UriKind.Relative), Json);
         Assert.Contains(list!, j => j.JobId == accepted.JobId);
+
+        // Operators see the run in /metrics.
+        var metrics = await client.GetStringAsync(new Uri("/metrics", UriKind.Relative));
+        Assert.Contains("nin_training_last_epoch_loss", metrics, StringComparison.Ordinal);
+        Assert.Contains("nin_training_jobs{status=\"Succeeded\"}", metrics, StringComparison.Ordinal);
     }
 
     [Fact]

@@ -1,0 +1,55 @@
+using System.Diagnostics.Metrics;
+using Nin.Api.Serving;
+using Nin.Api.Training;
+using Nin.Model.Runtime;
+
+namespace Nin.Api.Infrastructure;
+
+/// <summary>
+/// Gauges of the service's state for Prometheus: the model in service, training jobs by state,
+/// the last epoch's figures, the Torch device and the process's memory.
+/// </summary>
+public sealed class NinTelemetry
+{
+    public const string MeterName = "Nin";
+
+    public NinTelemetry(IMeterFactory meters, ModelRegistry registry, TrainingJobStore jobs)
+    {
+        var meter = meters.Create(MeterName);
+        meter.CreateObservableGauge("nin.model.active", () =>
+            registry.Current is { } m ? [new Measurement<int>(1, new("model", m.Name), new("version", m.Version))] : Array.Empty<Measurement<int>>(),
+            description: "1 for the model version /predict serves");
+
+        meter.CreateObservableGauge("nin.training.jobs", () =>
+        {
+            var list = jobs.List();
+            return Enum.GetValues<JobStatus>().Select(s => new Measurement<int>(list.Count(j => j.Status == s), new KeyValuePair<string, object?>("status", s.ToString())));
+        }, description: "Training jobs by status");
+
+        IEnumerable<Measurement<double>> LastEpoch(Func<Model.Checkpoints.EpochMetrics, double> value)
+        {
+            var job = jobs.List().FirstOrDefault(j => j.Epochs.Count > 0);
+            return job is null ? [] : [new Measurement<double>(value(job.Epochs[^1]), new KeyValuePair<string, object?>("job", job.JobId))];
+        }
+
+        meter.CreateObservableGauge("nin.training.last_epoch.loss", () => LastEpoch(e => e.TrainLoss), description: "Train loss of the latest finished epoch");
+        meter.CreateObservableGauge("nin.training.last_epoch.train_accuracy", () => LastEpoch(e => e.TrainAccuracy), description: "Train accuracy of the latest finished epoch");
+        meter.CreateObservableGauge("nin.training.last_epoch.test_accuracy", () => LastEpoch(e => e.TestAccuracy), description: "Test accuracy of the latest finished epoch");
+        meter.CreateObservableGauge("nin.training.last_epoch.examples_per_second", () => LastEpoch(e => e.ExamplesPerSecond), "{image}/s", "Training throughput of the latest finished epoch");
+
+        meter.CreateObservableGauge("nin.torch.device", () =>
+        {
+            try
+            {
+                var info = TorchRuntime.Info;
+                return [new Measurement<int>(1, new("device", info.Device), new("backend", info.Backend), new("torchsharp", info.TorchSharpVersion))];
+            }
+            catch (InvalidOperationException)
+            {
+                return Array.Empty<Measurement<int>>();
+            }
+        }, description: "1 for the Torch device and backend in use");
+
+        meter.CreateObservableGauge("nin.process.memory.working_set", () => Environment.WorkingSet, "By", "Process working set (includes libtorch's CPU allocations)");
+    }
+}
