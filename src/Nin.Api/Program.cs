@@ -2,6 +2,7 @@ using Nin.Api.Datasets;
 using Nin.Api.Health;
 using Nin.Api.Infrastructure;
 using Nin.Api.Models;
+using Nin.Api.OpenApi;
 using Nin.Api.Serving;
 using Nin.Api.Training;
 
@@ -10,11 +11,15 @@ var builder = WebApplication.CreateBuilder(args);
 builder.AddNinCore();
 builder.AddNinTraining();
 builder.AddNinServing();
+builder.AddNinOpenApi();
 builder.AddNinOperations();
 
 var app = builder.Build();
 
 app.UseNinDefaults();
+app.UseNinOpenApi();
+app.UseDefaultFiles();
+app.UseStaticFiles();
 app.MapHealthApi();
 app.MapDatasetsApi();
 app.MapTrainingApi();

@@ -40,17 +40,22 @@ public static class ModelsApi
 
         group.MapGet("/{name}/versions/{version:int}", GetModelVersion)
             .WithName("GetModelVersion")
-            .WithSummary("One model version with its full metadata");
+            .WithSummary("One model version with its full metadata")
+            .WithDescription("The version's metadata: training recipe, preprocessing, classes, per-epoch history and test accuracy. 404 when there is no such version.")
+            .ProducesProblem(StatusCodes.Status404NotFound);
 
         group.MapPost("/{name}/versions/{version:int}/activate", ActivateModelVersion)
             .WithName("ActivateModelVersion")
             .WithSummary("Serve this version")
-            .WithDescription("Makes the version the one `/predict` serves. Requests in flight finish on the old version; new ones use this one. No restart.");
+            .WithDescription("Makes the version the one `/predict` serves. Requests in flight finish on the old version; new ones use this one. No restart.")
+            .ProducesProblem(StatusCodes.Status404NotFound);
 
         group.MapDelete("/{name}/versions/{version:int}", DeleteModelVersion)
             .WithName("DeleteModelVersion")
             .WithSummary("Delete a version")
-            .WithDescription("Refused (409) for the active version: activate another first.");
+            .WithDescription("Refused (409) for the active version: activate another first.")
+            .ProducesProblem(StatusCodes.Status404NotFound)
+            .ProducesProblem(StatusCodes.Status409Conflict);
 
         return app;
     }

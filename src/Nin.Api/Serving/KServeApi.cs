@@ -62,13 +62,21 @@ public static class KServeApi
     {
         var v2 = app.MapGroup("/v2").WithTags("KServe v2");
         v2.MapGet("/health/live", () => TypedResults.Ok(new V2ServerLive(true)))
-            .WithName("V2ServerLive").WithSummary("Server liveness (Open Inference Protocol)");
+            .WithName("V2ServerLive").WithSummary("Server liveness (Open Inference Protocol)")
+            .WithDescription("Always `{ \"live\": true }` while the process runs.");
         v2.MapGet("/health/ready", ServerReady)
-            .WithName("V2ServerReady").WithSummary("Server readiness: 200 when a model is loaded for serving");
+            .WithName("V2ServerReady").WithSummary("Server readiness: 200 when a model is loaded for serving")
+            .WithDescription("200 `{ \"ready\": true }` when the active model is loaded; 503 with `{ \"error\" }` when no model is active or it cannot be loaded.")
+            .Produces<V2Error>(StatusCodes.Status503ServiceUnavailable);
         v2.MapGet("/models/{name}", ModelMetadata)
-            .WithName("V2ModelMetadata").WithSummary("Model metadata: inputs, outputs, versions");
+            .WithName("V2ModelMetadata").WithSummary("Model metadata: inputs, outputs, versions")
+            .WithDescription("The model's inputs (`input` FP32 [-1, C, S, S] and `images` BYTES [-1]), outputs (`probabilities`, `label`) and stored versions. 404 for an unknown model.")
+            .Produces<V2Error>(StatusCodes.Status404NotFound);
         v2.MapGet("/models/{name}/ready", ModelReady)
-            .WithName("V2ModelReady").WithSummary("Model readiness");
+            .WithName("V2ModelReady").WithSummary("Model readiness")
+            .WithDescription("200 when the model (its active version if it is the active model, else its newest) can be loaded; 404 unknown model; 503 it cannot be loaded.")
+            .Produces<V2Error>(StatusCodes.Status404NotFound)
+            .Produces<V2Error>(StatusCodes.Status503ServiceUnavailable);
         v2.MapPost("/models/{name}/infer", Infer)
             .WithName("V2ModelInfer")
             .WithSummary("Run inference (Open Inference Protocol)")
@@ -77,7 +85,10 @@ public static class KServeApi
                 model's image size S), or `images`, a BYTES tensor of shape [N] whose elements are base64-encoded image files
                 (decoded and preprocessed as /predict does). Outputs: `probabilities` (FP32 [N, classes]) and `label` (BYTES [N]).
                 Errors are `{ "error": "..." }`.
-                """);
+                """)
+            .Produces<V2Error>(StatusCodes.Status400BadRequest)
+            .Produces<V2Error>(StatusCodes.Status404NotFound)
+            .Produces<V2Error>(StatusCodes.Status503ServiceUnavailable);
         return app;
     }
 

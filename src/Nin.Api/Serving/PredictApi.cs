@@ -36,10 +36,11 @@ public static class PredictApi
                 (28×28 for Fashion-MNIST), then scaled and resized to the model's input exactly as in training.
                 Fashion-MNIST items are light on a dark background; `invert=auto` (default) inverts images whose border is light,
                 such as photos on a white background; `true`/`false` force it.
-                Errors: 415 not a supported image, 413 over a size limit, 400 corrupt image or bad parameters, 503 no model to serve.
+                Errors: 415 not a supported image, 413 over a size limit, 400 corrupt image or bad parameters, 404 unknown `model`/`version`, 503 no model to serve.
                 """)
             .Produces<PredictResponse>()
             .ProducesProblem(StatusCodes.Status400BadRequest)
+            .ProducesProblem(StatusCodes.Status404NotFound)
             .ProducesProblem(StatusCodes.Status413PayloadTooLarge)
             .ProducesProblem(StatusCodes.Status415UnsupportedMediaType)
             .ProducesProblem(StatusCodes.Status503ServiceUnavailable)

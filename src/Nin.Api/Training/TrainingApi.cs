@@ -19,16 +19,21 @@ public static class TrainingApi
 
         group.MapGet("/", ListJobs)
             .WithName("ListTrainingJobs")
-            .WithSummary("List training jobs, newest first");
+            .WithSummary("List training jobs, newest first")
+            .WithDescription("Every job this service knows, newest first, with status, settings, progress and per-epoch metrics (the same snapshots the hub's `SubscribeAll` returns).");
 
         group.MapGet("/{jobId}", GetJob)
             .WithName("GetTrainingJob")
-            .WithSummary("A training job's status, progress and per-epoch metrics");
+            .WithSummary("A training job's status, progress and per-epoch metrics")
+            .WithDescription("The job's snapshot: status, the settings it runs with (defaults filled in), the current epoch's progress, metrics of every finished epoch, and the stored model version once it succeeded. 404 for an unknown id.")
+            .ProducesProblem(StatusCodes.Status404NotFound);
 
         group.MapDelete("/{jobId}", CancelJob)
             .WithName("CancelTrainingJob")
             .WithSummary("Cancel a training job")
-            .WithDescription("A queued job never starts (200). A running job stops within one batch and ends `Cancelled` (202: cancellation requested). A finished job cannot be cancelled (409).");
+            .WithDescription("A queued job never starts (200). A running job stops within one batch and ends `Cancelled` (202: cancellation requested). A finished job cannot be cancelled (409).")
+            .ProducesProblem(StatusCodes.Status404NotFound)
+            .ProducesProblem(StatusCodes.Status409Conflict);
 
         return app;
     }
