@@ -1,0 +1,573 @@
+// The Nin dashboard: one page over the public API and the training hub, no framework.
+import { HubConnectionBuilder, HubConnectionState, LogLevel } from "@microsoft/signalr";
+import { Chart, LineController, LineElement, PointElement, LinearScale, CategoryScale, Legend, Tooltip } from "chart.js";
+
+Chart.register(LineController, LineElement, PointElement, LinearScale, CategoryScale, Legend, Tooltip);
+
+const $ = (id) => document.getElementById(id);
+const FIELDS = ["dataset", "epochs", "batchSize", "learningRate", "imageSize", "device", "modelName", "maxTrainImages", "maxTestImages"];
+const NUMBERS = new Set(["epochs", "batchSize", "learningRate", "imageSize", "maxTrainImages", "maxTestImages"]);
+const FINISHED = new Set(["Succeeded", "Failed", "Cancelled"]);
+
+/** jobId → JobSnapshot, as the API and the hub send them. */
+const jobs = new Map();
+/** jobId → { epoch, batch, batches, loss, at, startBatch, startAt } from BatchProgress. */
+const progress = new Map();
+let selectedJobId = null;
+let pinned = false; // the user chose a job to watch; otherwise follow the newest active one
+
+// ---------- helpers ----------
+
+const pct = (x) => (x == null ? "–" : `${(x * 100).toFixed(1)}%`);
+const num = (x, digits = 3) => (x == null || !Number.isFinite(x) ? "–" : x.toFixed(digits));
+
+function duration(ms) {
+  if (ms == null || ms < 0) return "–";
+  const s = Math.floor(ms / 1000);
+  const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), r = s % 60;
+  return h > 0 ? `${h}h ${String(m).padStart(2, "0")}m ${String(r).padStart(2, "0")}s` : m > 0 ? `${m}m ${String(r).padStart(2, "0")}s` : `${r}s`;
+}
+
+function jobDuration(job) {
+  if (!job.startedAt) return null;
+  const end = job.finishedAt ? Date.parse(job.finishedAt) : Date.now();
+  return end - Date.parse(job.startedAt);
+}
+
+async function api(path, init) {
+  const response = await fetch(path, { headers: { Accept: "application/json" }, ...init });
+  const type = response.headers.get("content-type") || "";
+  const body = type.includes("json") ? await response.json() : null;
+  return { ok: response.ok, status: response.status, body };
+}
+
+function problemText(result) {
+  const b = result.body;
+  if (b && (b.title || b.detail)) return [b.title, b.detail].filter(Boolean).join(" ");
+  if (b && b.error) return b.error;
+  return `The server answered ${result.status}.`;
+}
+
+function el(tag, props = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(props)) {
+    if (k === "dataset") Object.assign(node.dataset, v);
+    else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+    else if (k in node) node[k] = v;
+    else node.setAttribute(k, v);
+  }
+  for (const c of children) if (c != null) node.append(c);
+  return node;
+}
+
+// ---------- connection ----------
+
+const hub = new HubConnectionBuilder()
+  .withUrl("hubs/training")
+  .withAutomaticReconnect([0, 1000, 2000, 5000, 10000, 10000, 30000])
+  .configureLogging(LogLevel.Warning)
+  .build();
+
+function setConnection(state) {
+  const node = $("conn-state");
+  node.dataset.state = state;
+  node.textContent = state;
+}
+
+hub.on("JobUpdated", (snapshot) => upsertJob(snapshot));
+hub.on("BatchProgress", (e) => {
+  const now = Date.now();
+  const last = progress.get(e.jobId);
+  const sameEpoch = last && last.epoch === e.epoch && e.batch >= last.batch;
+  progress.set(e.jobId, {
+    ...e,
+    at: now,
+    startBatch: sameEpoch ? last.startBatch : e.batch,
+    startAt: sameEpoch ? last.startAt : now,
+  });
+  const job = jobs.get(e.jobId);
+  if (job && job.status === "Queued") job.status = "Running";
+  if (e.jobId === selectedJobId) renderLive();
+});
+hub.on("EpochCompleted", (e) => {
+  const job = jobs.get(e.jobId);
+  if (!job) return;
+  if (!job.epochs.some((m) => m.epoch === e.epoch)) {
+    job.epochs = [...job.epochs, { epoch: e.epoch, trainLoss: e.trainLoss, trainAccuracy: e.trainAccuracy, testAccuracy: e.testAccuracy, examplesPerSecond: e.examplesPerSecond, seconds: e.seconds }]
+      .sort((a, b) => a.epoch - b.epoch);
+  }
+
+  renderJobs();
+  if (e.jobId === selectedJobId) renderLive();
+});
+hub.on("JobFinished", (e) => {
+  const job = jobs.get(e.jobId);
+  if (job) {
+    job.status = e.status;
+    job.error = e.error ?? job.error;
+    job.modelName = e.modelName ?? job.modelName;
+    job.modelVersion = e.modelVersion ?? job.modelVersion;
+    job.finishedAt = job.finishedAt ?? new Date().toISOString();
+  }
+
+  renderJobs();
+  renderLive();
+  if (e.status === "Succeeded") loadModels();
+});
+
+hub.onreconnecting(() => setConnection("reconnecting"));
+hub.onreconnected(async () => {
+  setConnection("connected");
+  await resubscribe();
+});
+hub.onclose(() => {
+  setConnection("disconnected");
+  startHub(); // automatic reconnect gave up: keep trying, more slowly
+});
+
+/** Follow every job and take the snapshots: a page opened mid-run shows everything so far. */
+async function resubscribe() {
+  try {
+    const snapshots = await hub.invoke("SubscribeAll");
+    for (const s of snapshots) upsertJob(s, false);
+    renderAll();
+  } catch (err) {
+    console.warn("SubscribeAll failed", err);
+  }
+}
+
+let starting = false;
+async function startHub() {
+  if (starting) return;
+  starting = true;
+  let delay = 1000;
+  while (hub.state === HubConnectionState.Disconnected) {
+    setConnection("connecting");
+    try {
+      await hub.start();
+      setConnection("connected");
+      await resubscribe();
+      break;
+    } catch (err) {
+      console.warn("Hub connection failed; retrying", err);
+      setConnection("disconnected");
+      await new Promise((r) => setTimeout(r, delay));
+      delay = Math.min(delay * 2, 15000);
+    }
+  }
+
+  starting = false;
+}
+
+// ---------- jobs ----------
+
+function upsertJob(snapshot, render = true) {
+  const known = jobs.get(snapshot.jobId);
+  // An event can overtake a snapshot: keep epochs we already have.
+  if (known && known.epochs.length > snapshot.epochs.length && !FINISHED.has(snapshot.status)) {
+    snapshot = { ...snapshot, epochs: known.epochs };
+  }
+
+  jobs.set(snapshot.jobId, snapshot);
+  if (!pinned) {
+    selectedJobId = pickDefaultJob();
+  }
+
+  if (render) renderAll();
+}
+
+function sortedJobs() {
+  return [...jobs.values()].sort((a, b) => Date.parse(b.createdAt) - Date.parse(a.createdAt));
+}
+
+function pickDefaultJob() {
+  const list = sortedJobs();
+  const running = list.find((j) => j.status === "Running");
+  return (running ?? list[0])?.jobId ?? null;
+}
+
+function selectJob(jobId) {
+  selectedJobId = jobId;
+  pinned = true;
+  renderAll();
+  $("live").scrollIntoView({ behavior: "smooth", block: "start" });
+}
+
+async function cancelJob(jobId, button) {
+  button.disabled = true;
+  $("jobs-error").textContent = "";
+  const result = await api(`train/${encodeURIComponent(jobId)}`, { method: "DELETE" });
+  if (!result.ok) {
+    $("jobs-error").textContent = problemText(result);
+    button.disabled = false;
+    return;
+  }
+
+  if (result.body?.jobId) upsertJob(result.body);
+}
+
+function renderJobs() {
+  const tbody = $("jobs-table").querySelector("tbody");
+  const list = sortedJobs();
+  $("jobs-empty").hidden = list.length > 0;
+  tbody.replaceChildren(...list.map((job) => {
+    const active = !FINISHED.has(job.status);
+    const model = job.modelName && job.modelVersion ? `${job.modelName} v${job.modelVersion}` : "–";
+    const row = el("tr", { dataset: { jobId: job.jobId, status: job.status } },
+      el("td", {}, el("button", { type: "button", className: "secondary", textContent: job.jobId.slice(0, 8), title: `Show job ${job.jobId}`, "aria-label": `Show job ${job.jobId}`, onclick: () => selectJob(job.jobId) })),
+      el("td", {}, el("span", { className: "status", textContent: job.status, dataset: { status: job.status } })),
+      el("td", { textContent: job.request.dataset }),
+      el("td", { textContent: `${job.epochs.length}/${job.request.epochs}` }),
+      el("td", { className: "duration", textContent: duration(jobDuration(job)) }),
+      el("td", { textContent: model }),
+      el("td", {}, active
+        ? el("button", { type: "button", className: "danger cancel", textContent: "Cancel", "aria-label": `Cancel job ${job.jobId}`, onclick: (ev) => cancelJob(job.jobId, ev.currentTarget) })
+        : null));
+    if (job.jobId === selectedJobId) row.setAttribute("aria-current", "true");
+    return row;
+  }));
+}
+
+// ---------- live view and charts ----------
+
+const chartOptions = (yTitle, percent) => ({
+  animation: false,
+  responsive: true,
+  maintainAspectRatio: false,
+  interaction: { mode: "index", intersect: false },
+  scales: {
+    x: { title: { display: true, text: "epoch" } },
+    y: { title: { display: true, text: yTitle }, ...(percent ? { min: 0, max: 1, ticks: { callback: (v) => `${Math.round(v * 100)}%` } } : {}) },
+  },
+});
+
+const lossChart = new Chart($("loss-chart"), {
+  type: "line",
+  data: { labels: [], datasets: [{ label: "train loss", data: [], borderColor: "#b3261e", backgroundColor: "#b3261e" }] },
+  options: chartOptions("loss", false),
+});
+const accChart = new Chart($("acc-chart"), {
+  type: "line",
+  data: {
+    labels: [],
+    datasets: [
+      { label: "train accuracy", data: [], borderColor: "#2456c7", backgroundColor: "#2456c7" },
+      { label: "test accuracy", data: [], borderColor: "#1b7a3a", backgroundColor: "#1b7a3a" },
+    ],
+  },
+  options: chartOptions("accuracy", true),
+});
+let chartedJob = null;
+let chartedEpochs = -1;
+
+function renderCharts(job) {
+  const epochs = job ? job.epochs : [];
+  if (chartedJob === job?.jobId && chartedEpochs === epochs.length) return;
+  chartedJob = job?.jobId ?? null;
+  chartedEpochs = epochs.length;
+  const labels = epochs.map((e) => e.epoch);
+  lossChart.data.labels = labels;
+  lossChart.data.datasets[0].data = epochs.map((e) => e.trainLoss);
+  accChart.data.labels = labels;
+  accChart.data.datasets[0].data = epochs.map((e) => e.trainAccuracy);
+  accChart.data.datasets[1].data = epochs.map((e) => e.testAccuracy);
+  lossChart.update();
+  accChart.update();
+  $("loss-figure").dataset.points = String(epochs.length);
+  $("acc-figure").dataset.points = String(epochs.length);
+  $("epochs-table").querySelector("tbody").replaceChildren(...epochs.map((e) => el("tr", {},
+    el("td", { textContent: String(e.epoch) }),
+    el("td", { textContent: num(e.trainLoss, 4) }),
+    el("td", { textContent: pct(e.trainAccuracy) }),
+    el("td", { textContent: pct(e.testAccuracy) }),
+    el("td", { textContent: num(e.examplesPerSecond, 1) }),
+    el("td", { textContent: num(e.seconds, 1) }))));
+}
+
+function renderLive() {
+  const job = selectedJobId ? jobs.get(selectedJobId) : null;
+  $("live-empty").hidden = !!job;
+  $("live-job").hidden = !job;
+  renderCharts(job);
+  if (!job) return;
+
+  $("live-job").dataset.jobId = job.jobId;
+  $("live-id").textContent = job.jobId;
+  const status = $("live-status");
+  status.textContent = job.status;
+  status.dataset.status = job.status;
+  $("live-error").textContent = job.status === "Failed" && job.error ? job.error : "";
+
+  const p = progress.get(job.jobId);
+  const total = job.request.epochs;
+  const bar = $("live-progress");
+  if (job.status === "Running" && p) {
+    $("live-epoch").textContent = `${p.epoch} of ${total}`;
+    bar.max = Math.max(1, p.batches);
+    bar.value = p.batch;
+    $("live-progress-label").textContent = `Epoch ${p.epoch}: batch ${p.batch} of ${p.batches}`;
+    $("live-loss").textContent = num(p.loss, 4);
+  } else if (job.status === "Running") {
+    const e = job.progress;
+    $("live-epoch").textContent = `${Math.max(1, e.epoch)} of ${total}`;
+    bar.max = Math.max(1, e.batches);
+    bar.value = e.batch;
+    $("live-progress-label").textContent = e.batches ? `Epoch ${e.epoch}: batch ${e.batch} of ${e.batches}` : "Starting…";
+  } else {
+    $("live-epoch").textContent = `${job.epochs.length} of ${total}`;
+    bar.max = 1;
+    bar.value = job.status === "Succeeded" ? 1 : 0;
+    $("live-progress-label").textContent = job.status === "Queued" ? "Waiting for the worker…" : `Finished: ${job.status}`;
+  }
+
+  // Examples per second: live within the epoch when batches arrive, else the last epoch's figure.
+  let rate = null;
+  if (job.status === "Running" && p && p.at > p.startAt && p.batch > p.startBatch) {
+    rate = ((p.batch - p.startBatch) * job.request.batchSize) / ((p.at - p.startAt) / 1000);
+  } else if (job.epochs.length > 0) {
+    rate = job.epochs[job.epochs.length - 1].examplesPerSecond;
+  }
+
+  $("live-rate").textContent = rate == null ? "–" : rate.toFixed(0);
+  $("live-elapsed").textContent = duration(jobDuration(job));
+}
+
+function renderAll() {
+  renderJobs();
+  renderLive();
+}
+
+// Elapsed times move on their own.
+setInterval(() => {
+  const job = selectedJobId ? jobs.get(selectedJobId) : null;
+  if (job && job.status === "Running") $("live-elapsed").textContent = duration(jobDuration(job));
+  for (const row of $("jobs-table").querySelectorAll("tbody tr[data-status='Running']")) {
+    const j = jobs.get(row.dataset.jobId);
+    if (j) row.querySelector(".duration").textContent = duration(jobDuration(j));
+  }
+}, 1000);
+
+// ---------- training form ----------
+
+function clearErrors() {
+  for (const f of FIELDS) {
+    $(`err-${f}`).textContent = "";
+    $(`f-${f}`).removeAttribute("aria-invalid");
+  }
+
+  $("train-error").textContent = "";
+  $("train-result").textContent = "";
+}
+
+function readForm() {
+  const body = {};
+  for (const f of FIELDS) {
+    const raw = $(`f-${f}`).value.trim();
+    if (raw === "") continue;
+    body[f] = NUMBERS.has(f) && Number.isFinite(Number(raw)) ? Number(raw) : raw;
+  }
+
+  return body;
+}
+
+async function submitTraining(event) {
+  event.preventDefault();
+  clearErrors();
+  const button = $("train-submit");
+  button.disabled = true;
+  try {
+    const result = await api("train", { method: "POST", headers: { "Content-Type": "application/json", Accept: "application/json" }, body: JSON.stringify(readForm()) });
+    if (result.status === 400 && result.body?.errors) {
+      let first = null;
+      const general = [];
+      for (const [field, messages] of Object.entries(result.body.errors)) {
+        const key = FIELDS.find((f) => f.toLowerCase() === field.toLowerCase());
+        if (key) {
+          $(`err-${key}`).textContent = messages.join(" ");
+          $(`f-${key}`).setAttribute("aria-invalid", "true");
+          first ??= $(`f-${key}`);
+        } else {
+          general.push(...messages);
+        }
+      }
+
+      $("train-error").textContent = [result.body.title, ...general].filter(Boolean).join(" ");
+      first?.focus();
+      return;
+    }
+
+    if (!result.ok) {
+      $("train-error").textContent = problemText(result);
+      return;
+    }
+
+    $("train-result").textContent = `Queued job ${result.body.jobId}.`;
+    selectedJobId = result.body.jobId;
+    pinned = true;
+    // The hub may already have sent the snapshot; make sure we have it and follow it even if not subscribed to all.
+    const snap = await api(`train/${encodeURIComponent(result.body.jobId)}`);
+    if (snap.ok) upsertJob(snap.body);
+    if (hub.state === HubConnectionState.Connected) {
+      hub.invoke("Subscribe", result.body.jobId).then((s) => upsertJob(s)).catch(() => {});
+    }
+  } catch (err) {
+    $("train-error").textContent = `Could not reach the service: ${err.message}`;
+  } finally {
+    button.disabled = false;
+  }
+}
+
+async function loadDatasets() {
+  const result = await api("datasets").catch(() => null);
+  if (!result?.ok) return;
+  const select = $("f-dataset");
+  const current = select.value || "fashion-mnist";
+  select.replaceChildren(...result.body.map((d) => el("option", { value: d.name, textContent: `${d.title ?? d.name}${d.available ? "" : " (download on first use)"}` })));
+  select.value = result.body.some((d) => d.name === current) ? current : result.body[0]?.name ?? "";
+}
+
+// ---------- models ----------
+
+async function loadModels() {
+  const result = await api("models").catch(() => null);
+  if (!result?.ok) {
+    $("models-error").textContent = result ? problemText(result) : "Could not reach the service.";
+    return;
+  }
+
+  $("models-error").textContent = "";
+  const { active, models } = result.body;
+  $("models-active").textContent = active ? `${active.name} v${active.version}` : "none";
+  const list = $("models-list");
+  if (models.length === 0) {
+    list.replaceChildren(el("p", { textContent: "No models yet: train one above." }));
+    return;
+  }
+
+  list.replaceChildren(...models.map((m) => el("div", { className: "model" },
+    el("h3", { textContent: m.name }),
+    el("div", { className: "scroll" }, el("table", { className: "versions", dataset: { model: m.name } },
+      el("thead", {}, el("tr", {},
+        el("th", { scope: "col", textContent: "Version" }),
+        el("th", { scope: "col", textContent: "Test accuracy" }),
+        el("th", { scope: "col", textContent: "Dataset" }),
+        el("th", { scope: "col", textContent: "Image size" }),
+        el("th", { scope: "col", textContent: "Created" }),
+        el("th", { scope: "col", textContent: "Served" }))),
+      el("tbody", {}, ...m.versions.map((v) => el("tr", { dataset: { version: String(v.version), active: String(v.active) } },
+        el("td", { textContent: `v${v.version}` }),
+        el("td", { textContent: pct(v.testAccuracy) }),
+        el("td", { textContent: v.dataset ?? "–" }),
+        el("td", { textContent: `${v.imageSize}px` }),
+        el("td", {}, el("time", { dateTime: v.createdAt, textContent: new Date(v.createdAt).toLocaleString() })),
+        el("td", {}, v.active
+          ? el("strong", { textContent: "active" })
+          : el("button", { type: "button", className: "secondary", textContent: "Activate", "aria-label": `Activate ${m.name} version ${v.version}`, onclick: (ev) => activate(m.name, v.version, ev.currentTarget) }))))))))));
+}
+
+async function activate(name, version, button) {
+  button.disabled = true;
+  const result = await api(`models/${encodeURIComponent(name)}/versions/${version}/activate`, { method: "POST" });
+  if (!result.ok) {
+    $("models-error").textContent = problemText(result);
+    button.disabled = false;
+    return;
+  }
+
+  await loadModels();
+}
+
+// ---------- try it ----------
+
+let chosenFile = null;
+
+function chooseFile(file) {
+  chosenFile = file ?? null;
+  const preview = $("try-preview");
+  if (preview.src) URL.revokeObjectURL(preview.src);
+  if (chosenFile) {
+    preview.src = URL.createObjectURL(chosenFile);
+    preview.alt = `The chosen image: ${chosenFile.name}`;
+    preview.hidden = false;
+  } else {
+    preview.removeAttribute("src");
+    preview.hidden = true;
+  }
+}
+
+async function classify(event) {
+  event.preventDefault();
+  $("try-error").textContent = "";
+  if (!chosenFile) {
+    $("try-error").textContent = "Choose an image first.";
+    return;
+  }
+
+  const button = $("try-submit");
+  button.disabled = true;
+  try {
+    const form = new FormData();
+    form.append("images", chosenFile, chosenFile.name);
+    const topK = Number($("try-topk").value) || 5;
+    const result = await api(`predict?topK=${encodeURIComponent(topK)}`, { method: "POST", body: form });
+    if (!result.ok) {
+      $("try-error").textContent = problemText(result);
+      $("try-result").hidden = true;
+      return;
+    }
+
+    const { model, device, elapsedMs, predictions } = result.body;
+    $("try-model").textContent = `${model.name} v${model.version}`;
+    $("try-device").textContent = device;
+    $("try-ms").textContent = elapsedMs.toFixed(1);
+    $("try-labels").replaceChildren(...predictions[0].top.map((t) => el("li", { dataset: { label: t.label } },
+      el("span", { className: "label", textContent: t.label }),
+      el("span", { className: "bar", role: "presentation" }, el("span", { style: `width: ${(t.probability * 100).toFixed(1)}%` })),
+      el("span", { className: "p", textContent: pct(t.probability) }))));
+    $("try-result").hidden = false;
+  } catch (err) {
+    $("try-error").textContent = `Could not reach the service: ${err.message}`;
+  } finally {
+    button.disabled = false;
+  }
+}
+
+function wireDropZone() {
+  const zone = $("drop-zone");
+  const input = $("try-file");
+  input.addEventListener("change", () => chooseFile(input.files?.[0]));
+  for (const type of ["dragenter", "dragover"]) {
+    zone.addEventListener(type, (e) => { e.preventDefault(); zone.classList.add("over"); });
+  }
+
+  for (const type of ["dragleave", "drop"]) {
+    zone.addEventListener(type, () => zone.classList.remove("over"));
+  }
+
+  zone.addEventListener("drop", (e) => {
+    e.preventDefault();
+    const file = e.dataTransfer?.files?.[0];
+    if (file) chooseFile(file);
+  });
+}
+
+// ---------- start ----------
+
+async function loadJobs() {
+  const result = await api("train").catch(() => null);
+  if (result?.ok) {
+    for (const s of result.body) upsertJob(s, false);
+    renderAll();
+  }
+}
+
+$("train-form").addEventListener("submit", submitTraining);
+$("try-form").addEventListener("submit", classify);
+wireDropZone();
+renderAll();
+loadDatasets();
+loadModels();
+loadJobs();
+startHub();
+
+window.ninDashboard = { hub, jobs, lossChart, accChart };
