@@ -20,6 +20,11 @@ public sealed class HangfireOptions
     /// <summary>PostgreSQL connection string; when empty, jobs are kept in memory (Hangfire.InMemory).</summary>
     public string? PostgresConnection { get; set; }
 
+    /// <summary>The PostgreSQL schema Hangfire's tables live in.</summary>
+    public string PostgresSchema { get; set; } = "hangfire";
+
+    public bool UsesPostgres => !string.IsNullOrWhiteSpace(PostgresConnection);
+
     /// <summary>Serve the Hangfire dashboard to remote clients too (it is local-only by default).</summary>
     public bool DashboardAllowRemote { get; set; }
 }
@@ -47,22 +52,27 @@ public static class NinServiceExtensions
     /// <summary>Training jobs on Hangfire (one worker on the <c>training</c> queue) and the SignalR hub.</summary>
     public static IHostApplicationBuilder AddNinTraining(this IHostApplicationBuilder builder)
     {
-        var hangfire = builder.Configuration.GetSection(HangfireOptions.SectionName).Get<HangfireOptions>() ?? new HangfireOptions();
         builder.Services.AddOptions<HangfireOptions>().BindConfiguration(HangfireOptions.SectionName);
-        builder.Services.AddHangfire(config =>
+        builder.Services.AddHangfire((services, config) =>
         {
+            var hangfire = services.GetRequiredService<IOptions<HangfireOptions>>().Value;
             config.SetDataCompatibilityLevel(CompatibilityLevel.Version_180)
                 .UseSimpleAssemblyNameTypeSerializer()
                 .UseRecommendedSerializerSettings();
-            if (string.IsNullOrWhiteSpace(hangfire.PostgresConnection))
-            {
-                config.UseInMemoryStorage();
-            }
-            else
+            if (hangfire.UsesPostgres)
             {
                 config.UsePostgreSqlStorage(
                     o => o.UseNpgsqlConnection(hangfire.PostgresConnection),
-                    new PostgreSqlStorageOptions { QueuePollInterval = TimeSpan.FromSeconds(1), PrepareSchemaIfNecessary = true });
+                    new PostgreSqlStorageOptions
+                    {
+                        SchemaName = hangfire.PostgresSchema,
+                        QueuePollInterval = TimeSpan.FromSeconds(1),
+                        PrepareSchemaIfNecessary = true,
+                    });
+            }
+            else
+            {
+                config.UseInMemoryStorage();
             }
         });
         builder.Services.AddHangfireServer(o =>
@@ -79,6 +89,7 @@ public static class NinServiceExtensions
         builder.Services.AddSingleton<JobCancellation>();
         builder.Services.AddSingleton<TrainRequestValidator>();
         builder.Services.AddTransient<TrainingJob>();
+        builder.Services.AddHostedService<TrainingJobRecovery>();
         return builder;
     }
 

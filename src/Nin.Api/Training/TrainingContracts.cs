@@ -77,7 +77,10 @@ public enum JobStatus
 /// <summary>Where the current epoch stands.</summary>
 public sealed record JobProgress(int Epoch, int Batch, int Batches);
 
-/// <summary>Everything known about a training job; what GET /train/{jobId} and the hub's JobUpdated carry.</summary>
+/// <summary>
+/// Everything known about a training job; what GET /train/{jobId} and the hub's JobUpdated carry.
+/// <c>ResumedAfterEpoch</c> is set when a restart interrupted the job and it continued from that epoch's checkpoint.
+/// </summary>
 public sealed record JobSnapshot(
     string JobId,
     JobStatus Status,
@@ -90,7 +93,8 @@ public sealed record JobSnapshot(
     string? Error,
     DateTimeOffset CreatedAt,
     DateTimeOffset? StartedAt,
-    DateTimeOffset? FinishedAt);
+    DateTimeOffset? FinishedAt,
+    int? ResumedAfterEpoch = null);
 
 /// <summary>202 body of POST /train.</summary>
 public sealed record TrainAccepted(string JobId, JobStatus Status);

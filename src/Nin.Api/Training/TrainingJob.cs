@@ -149,6 +149,7 @@ public sealed partial class TrainingJob(
             if (resume is not null)
             {
                 LogResuming(logger, jobId, resume.CompletedEpochs);
+                Publish(jobs.Update(jobId, j => j with { ResumedAfterEpoch = resume.CompletedEpochs, Epochs = resume.History }));
             }
 
             var observer = new Observer(jobs, notifier, logger, jobId, settings.Epochs, resume?.History ?? []);

@@ -12,9 +12,11 @@ namespace Nin.Api.Tests.Api;
 public class NinApiFactory : WebApplicationFactory<Program>
 {
     private readonly Dictionary<string, string?> settings;
+    private readonly bool ownsHome;
 
     public NinApiFactory(IDictionary<string, string?>? overrides = null, string? home = null)
     {
+        ownsHome = home is null;
         Home = home ?? Directory.CreateTempSubdirectory("nin-api-").FullName;
         settings = new Dictionary<string, string?>
         {
@@ -53,7 +55,7 @@ public class NinApiFactory : WebApplicationFactory<Program>
     protected override void Dispose(bool disposing)
     {
         base.Dispose(disposing);
-        if (disposing)
+        if (disposing && ownsHome)
         {
             try
             {
