@@ -422,7 +422,7 @@ async function loadDatasets() {
   if (!result?.ok) return;
   const select = $("f-dataset");
   const current = select.value || "fashion-mnist";
-  select.replaceChildren(...result.body.map((d) => el("option", { value: d.name, textContent: `${d.title ?? d.name}${d.available ? "" : " (download on first use)"}` })));
+  select.replaceChildren(...result.body.map((d) => el("option", { value: d.name, title: d.title ?? d.name, textContent: `${d.name}${d.available ? "" : " (download on first use)"}` })));
   select.value = result.body.some((d) => d.name === current) ? current : result.body[0]?.name ?? "";
 }
 

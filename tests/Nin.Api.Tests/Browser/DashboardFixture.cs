@@ -1,0 +1,88 @@
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Playwright;
+using Nin.Api.Tests.Api;
+using Nin.Model.Checkpoints;
+
+namespace Nin.Api.Tests.Browser;
+
+/// <summary>
+/// The service on a real port (Kestrel) with one untrained 67 px model active, and Debian's Chromium driven headless by
+/// Playwright. Playwright never downloads a browser here: it launches <see cref="ChromiumPath"/>.
+/// </summary>
+public sealed class DashboardFixture : IAsyncLifetime
+{
+    public static string ChromiumPath { get; } = Environment.GetEnvironmentVariable("NIN_CHROMIUM") is { Length: > 0 } path ? path : "/usr/bin/chromium";
+
+    public static string Screenshots { get; } = Path.Combine(TestPaths.RepoRoot, "artifacts", "screenshots");
+
+    private IPlaywright? playwright;
+
+    public NinApiFactory Factory { get; private set; } = null!;
+
+    public IBrowser Browser { get; private set; } = null!;
+
+    public Uri BaseAddress { get; private set; } = null!;
+
+    public async Task InitializeAsync()
+    {
+        if (!File.Exists(ChromiumPath))
+        {
+            throw new InvalidOperationException($"Chromium is not at {ChromiumPath}. Install Debian's chromium package (apt-get install chromium), or set NIN_CHROMIUM.");
+        }
+
+        var home = Directory.CreateTempSubdirectory("nin-browser-").FullName;
+        var store = new ModelStore(Path.Combine(home, "models"));
+        ServingFixture.AddRandom(store, "alpha", seed: 1);
+        store.Activate("alpha", 1);
+        Factory = new NinApiFactory(new Dictionary<string, string?> { ["Nin:SeedDefaultModel"] = "false" }, home);
+        Factory.UseKestrel(0);
+        Factory.StartServer();
+        var addresses = Factory.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses;
+        BaseAddress = new Uri(addresses.First().Replace("[::]", "127.0.0.1", StringComparison.Ordinal).Replace("localhost", "127.0.0.1", StringComparison.Ordinal));
+
+        Directory.CreateDirectory(Screenshots);
+        playwright = await Playwright.CreateAsync();
+        Browser = await playwright.Chromium.LaunchAsync(new BrowserTypeLaunchOptions
+        {
+            ExecutablePath = ChromiumPath,
+            Headless = true,
+            Args = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking", "--disable-component-update", "--no-first-run"],
+            Timeout = 120_000,
+        });
+    }
+
+    /// <summary>A fresh page on the dashboard, its console errors collected.</summary>
+    public async Task<(IPage Page, List<string> Errors)> OpenAsync(string path = "/", int width = 1280, int height = 1000)
+    {
+        var context = await Browser.NewContextAsync(new BrowserNewContextOptions { BaseURL = BaseAddress.ToString(), ViewportSize = new ViewportSize { Width = width, Height = height } });
+        var page = await context.NewPageAsync();
+        page.SetDefaultTimeout(120_000);
+        var errors = new List<string>();
+        page.PageError += (_, e) => errors.Add(e);
+        page.Console += (_, m) =>
+        {
+            if (m.Type == "error")
+            {
+                errors.Add(m.Text);
+            }
+        };
+        await page.GotoAsync(path);
+        return (page, errors);
+    }
+
+    public static Task ScreenshotAsync(IPage page, string name) =>
+        page.ScreenshotAsync(new PageScreenshotOptions { Path = Path.Combine(Screenshots, name + ".png"), FullPage = true });
+
+    public async Task DisposeAsync()
+    {
+        if (Browser is not null)
+        {
+            await Browser.CloseAsync();
+        }
+
+        playwright?.Dispose();
+        Factory?.Dispose();
+    }
+}

@@ -1,0 +1,182 @@
+using System.Text.RegularExpressions;
+using Microsoft.Playwright;
+using static Microsoft.Playwright.Assertions;
+
+namespace Nin.Api.Tests.Browser;
+
+/// <summary>The dashboard in a real browser against the real service: tiny runs only (67 px, a few hundred images).</summary>
+[Collection(TorchCollection.Name)]
+public sealed partial class DashboardTests(DashboardFixture fixture) : IClassFixture<DashboardFixture>
+{
+    private static readonly LocatorAssertionsToHaveTextOptions Long = new() { Timeout = 240_000 };
+
+    [GeneratedRegex(@"Queued job (\S+)\.")]
+    private static partial Regex QueuedJob();
+
+    private static async Task WaitConnectedAsync(IPage page) =>
+        await Expect(page.Locator("#conn-state")).ToHaveTextAsync("connected", new() { Timeout = 60_000 });
+
+    private static async Task FillAsync(IPage page, IReadOnlyDictionary<string, string> fields)
+    {
+        foreach (var (name, value) in fields)
+        {
+            await page.Locator($"#f-{name}").FillAsync(value);
+        }
+    }
+
+    private static async Task<string> StartFromFormAsync(IPage page, IReadOnlyDictionary<string, string> fields)
+    {
+        await FillAsync(page, fields);
+        await page.Locator("#train-submit").ClickAsync();
+        var result = page.Locator("#train-result");
+        await Expect(result).ToHaveTextAsync(QueuedJob(), new() { Timeout = 60_000 });
+        return QueuedJob().Match(await result.InnerTextAsync()).Groups[1].Value;
+    }
+
+    [Fact]
+    public async Task The_page_shows_the_api_defaults_and_the_datasets()
+    {
+        var (page, errors) = await fixture.OpenAsync();
+        await WaitConnectedAsync(page);
+        await Expect(page.Locator("#f-epochs")).ToHaveValueAsync("10");
+        await Expect(page.Locator("#f-batchSize")).ToHaveValueAsync("128");
+        await Expect(page.Locator("#f-learningRate")).ToHaveValueAsync("0.1");
+        await Expect(page.Locator("#f-imageSize")).ToHaveValueAsync("224");
+        await Expect(page.Locator("#f-device")).ToHaveValueAsync("auto");
+        await Expect(page.Locator("#f-dataset option[value='mnist']")).ToHaveCountAsync(1);
+        await Expect(page.Locator("#f-dataset")).ToHaveValueAsync("fashion-mnist");
+        await Expect(page.Locator("#models-active")).ToHaveTextAsync("alpha v1");
+        await DashboardFixture.ScreenshotAsync(page, "dashboard");
+
+        // Readable on a phone: nothing wider than the screen but the tables' own scroll boxes.
+        var (phone, _) = await fixture.OpenAsync(width: 390, height: 844);
+        await WaitConnectedAsync(phone);
+        var overflow = await phone.EvaluateAsync<int>("() => document.documentElement.scrollWidth - window.innerWidth");
+        var wide = await phone.EvaluateAsync<string[]>("""
+            () => [...document.querySelectorAll('body *')]
+              .filter(e => e.getBoundingClientRect().right > window.innerWidth + 1 && !e.parentElement?.closest('.scroll'))
+              .map(e => `${e.tagName.toLowerCase()}#${e.id}.${e.className} ${Math.round(e.getBoundingClientRect().right)}px`)
+            """);
+        Assert.True(overflow <= 0, $"The page is {overflow}px wider than a phone screen: {string.Join(", ", wide)}");
+        await DashboardFixture.ScreenshotAsync(phone, "dashboard-phone");
+        Assert.True(errors.Count == 0, string.Join(Environment.NewLine, errors));
+    }
+
+    [Fact]
+    public async Task A_run_started_from_the_form_charts_each_epoch_survives_a_reload_and_succeeds()
+    {
+        var (page, errors) = await fixture.OpenAsync();
+        await WaitConnectedAsync(page);
+        var jobId = await StartFromFormAsync(page, new Dictionary<string, string>
+        {
+            ["epochs"] = "2", ["batchSize"] = "32", ["imageSize"] = "67", ["device"] = "cpu",
+            ["modelName"] = "browser-run", ["maxTrainImages"] = "128", ["maxTestImages"] = "32",
+        });
+        await Expect(page.Locator("#live-id")).ToHaveTextAsync(jobId);
+        await Expect(page.Locator($"#jobs-table tr[data-job-id='{jobId}']")).ToHaveCountAsync(1);
+
+        // First epoch on the chart, then a reload mid-run still shows it (SubscribeAll's snapshots).
+        await Expect(page.Locator("#loss-figure")).ToHaveAttributeAsync("data-points", new Regex("^[12]$"), new() { Timeout = 240_000 });
+        await DashboardFixture.ScreenshotAsync(page, "training-epoch-1");
+        await page.ReloadAsync();
+        await WaitConnectedAsync(page);
+        await Expect(page.Locator("#live-id")).ToHaveTextAsync(jobId);
+        await Expect(page.Locator("#loss-figure")).ToHaveAttributeAsync("data-points", new Regex("^[12]$"), new() { Timeout = 30_000 });
+
+        await Expect(page.Locator("#live-status")).ToHaveTextAsync("Succeeded", Long);
+        await Expect(page.Locator("#loss-figure")).ToHaveAttributeAsync("data-points", "2");
+        await Expect(page.Locator("#acc-figure")).ToHaveAttributeAsync("data-points", "2");
+        await Expect(page.Locator("#epochs-table tbody tr")).ToHaveCountAsync(2);
+        var points = await page.EvaluateAsync<int[]>("() => [window.ninDashboard.lossChart.data.datasets[0].data.length, window.ninDashboard.accChart.data.datasets[0].data.length, window.ninDashboard.accChart.data.datasets[1].data.length]");
+        Assert.Equal([2, 2, 2], points);
+        await Expect(page.Locator($"#jobs-table tr[data-job-id='{jobId}'] .status")).ToHaveTextAsync("Succeeded");
+        await Expect(page.Locator($"#jobs-table tr[data-job-id='{jobId}'] button.cancel")).ToHaveCountAsync(0);
+
+        // The new version is listed (not served: a model was already active), with its accuracy.
+        await Expect(page.Locator("#models-list table[data-model='browser-run'] tbody tr")).ToHaveCountAsync(1, new() { Timeout = 30_000 });
+        await Expect(page.Locator("#models-list table[data-model='browser-run'] tbody tr td").Nth(1)).ToHaveTextAsync(new Regex(@"^\d+\.\d%$"));
+        await page.Locator("#live-job details summary").ClickAsync();
+        await DashboardFixture.ScreenshotAsync(page, "training-succeeded");
+        Assert.True(errors.Count == 0, string.Join(Environment.NewLine, errors));
+    }
+
+    [Fact]
+    public async Task A_run_can_be_cancelled_from_the_jobs_list()
+    {
+        var (page, errors) = await fixture.OpenAsync();
+        await WaitConnectedAsync(page);
+        var jobId = await StartFromFormAsync(page, new Dictionary<string, string>
+        {
+            ["epochs"] = "200", ["batchSize"] = "32", ["imageSize"] = "67", ["device"] = "cpu",
+            ["modelName"] = "browser-cancel", ["maxTrainImages"] = "256", ["maxTestImages"] = "32",
+        });
+        var row = page.Locator($"#jobs-table tr[data-job-id='{jobId}']");
+        await Expect(row.Locator(".status")).ToHaveTextAsync(new Regex("^(Queued|Running)$"));
+        await row.Locator("button.cancel").ClickAsync();
+
+        await Expect(row.Locator(".status")).ToHaveTextAsync("Cancelled", Long);
+        await Expect(row.Locator("button.cancel")).ToHaveCountAsync(0);
+        await Expect(page.Locator("#jobs-error")).ToBeEmptyAsync();
+        await DashboardFixture.ScreenshotAsync(page, "training-cancelled");
+        Assert.True(errors.Count == 0, string.Join(Environment.NewLine, errors));
+    }
+
+    [Fact]
+    public async Task Try_it_classifies_an_uploaded_fashion_mnist_png()
+    {
+        var file = Path.Combine(Path.GetTempPath(), $"nin-fm-{Guid.NewGuid():N}.png");
+        await File.WriteAllBytesAsync(file, TestImages.FashionImage(0));
+        try
+        {
+            var (page, errors) = await fixture.OpenAsync();
+            await page.Locator("#try-file").SetInputFilesAsync(file);
+            await Expect(page.Locator("#try-preview")).ToBeVisibleAsync();
+            await page.Locator("#try-topk").FillAsync("4");
+            await page.Locator("#try-submit").ClickAsync();
+
+            await Expect(page.Locator("#try-labels li")).ToHaveCountAsync(4, new() { Timeout = 60_000 });
+            await Expect(page.Locator("#try-model")).ToHaveTextAsync("alpha v1");
+            var labels = await page.Locator("#try-labels li .label").AllInnerTextsAsync();
+            Assert.All(labels, l => Assert.Contains(l, Nin.Model.Data.BuiltInDatasets.FashionMnist.ClassNames));
+            await Expect(page.Locator("#try-error")).ToBeEmptyAsync();
+            await DashboardFixture.ScreenshotAsync(page, "try-it");
+            Assert.True(errors.Count == 0, string.Join(Environment.NewLine, errors));
+        }
+        finally
+        {
+            File.Delete(file);
+        }
+    }
+
+    [Fact]
+    public async Task Invalid_input_shows_the_api_message_next_to_the_field()
+    {
+        var (page, errors) = await fixture.OpenAsync();
+        await FillAsync(page, new Dictionary<string, string> { ["imageSize"] = "10", ["epochs"] = "0" });
+        await page.Locator("#train-submit").ClickAsync();
+
+        await Expect(page.Locator("#err-imageSize")).ToContainTextAsync("imageSize must be between 67", new() { Timeout = 30_000 });
+        await Expect(page.Locator("#f-imageSize")).ToHaveAttributeAsync("aria-invalid", "true");
+        await Expect(page.Locator("#err-epochs")).ToContainTextAsync("epochs must be between 1");
+        await Expect(page.Locator("#err-batchSize")).ToBeEmptyAsync();
+        await Expect(page.Locator("#train-result")).ToBeEmptyAsync();
+        await DashboardFixture.ScreenshotAsync(page, "training-invalid");
+
+        // Fixing the field clears the message on the next submit.
+        await FillAsync(page, new Dictionary<string, string> { ["imageSize"] = "67" });
+        await page.Locator("#train-submit").ClickAsync();
+        await Expect(page.Locator("#err-imageSize")).ToBeEmptyAsync();
+        await Expect(page.Locator("#err-epochs")).ToContainTextAsync("epochs must be between 1");
+        Assert.DoesNotContain(errors, e => !e.Contains("400", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task Swagger_ui_renders_the_document()
+    {
+        var (page, errors) = await fixture.OpenAsync("/swagger/");
+        await Expect(page.Locator(".swagger-ui .title").First).ToContainTextAsync("Nin", new() { Timeout = 60_000 });
+        await Expect(page.Locator(".opblock-summary-path[data-path='/predict']")).ToHaveCountAsync(1);
+        await DashboardFixture.ScreenshotAsync(page, "swagger");
+        Assert.True(errors.Count == 0, string.Join(Environment.NewLine, errors));
+    }
+}
