@@ -66,6 +66,54 @@ public sealed class PersistenceTests
         }
     }
 
+    [Fact]
+    public async Task Ready_is_503_naming_the_job_storage_while_the_database_is_down_and_200_when_it_is_back()
+    {
+        var builder = new Npgsql.NpgsqlConnectionStringBuilder(Postgres);
+        var address = (await System.Net.Dns.GetHostAddressesAsync(builder.Host!)).First(a => a.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork);
+        await using var proxy = new TcpProxy(new System.Net.IPEndPoint(address, builder.Port));
+        builder.Host = "127.0.0.1";
+        builder.Port = proxy.Port;
+        builder.Pooling = false;
+        builder.Timeout = 3;
+
+        var home = Directory.CreateTempSubdirectory("nin-pgready-").FullName;
+        var store = new Nin.Model.Checkpoints.ModelStore(Path.Combine(home, "models"));
+        ServingFixture.AddRandom(store, "ready", seed: 1);
+        using var factory = new NinApiFactory(new Dictionary<string, string?>
+        {
+            ["Hangfire:PostgresConnection"] = builder.ConnectionString,
+            ["Hangfire:PostgresSchema"] = "nin_test_" + Guid.NewGuid().ToString("N")[..8],
+            ["Nin:SeedDefaultModel"] = "false",
+        }, home);
+        using var client = factory.CreateClient();
+        using (var up = await client.GetAsync(new Uri("/health/ready", UriKind.Relative)))
+        {
+            Assert.Equal(HttpStatusCode.OK, up.StatusCode);
+        }
+
+        proxy.Stop();
+        using (var down = await client.GetAsync(new Uri("/health/ready", UriKind.Relative)))
+        {
+            Assert.Equal(HttpStatusCode.ServiceUnavailable, down.StatusCode);
+            var body = await down.Content.ReadFromJsonAsync<System.Text.Json.JsonElement>();
+            var storage = body.GetProperty("checks").GetProperty("jobStorage");
+            Assert.Equal("Unhealthy", storage.GetProperty("status").GetString());
+            Assert.Contains("not reachable", storage.GetProperty("description").GetString(), StringComparison.Ordinal);
+            Assert.Equal("Healthy", body.GetProperty("checks").GetProperty("model").GetProperty("status").GetString());
+        }
+
+        // The service itself kept working, and is ready again once the database is back.
+        using (var live = await client.GetAsync(new Uri("/health/live", UriKind.Relative)))
+        {
+            Assert.Equal(HttpStatusCode.OK, live.StatusCode);
+        }
+
+        proxy.Start();
+        using var again = await client.GetAsync(new Uri("/health/ready", UriKind.Relative));
+        Assert.Equal(HttpStatusCode.OK, again.StatusCode);
+    }
+
     private sealed record EpochMetricsSnapshot(double Loss, double Seconds);
 
     private static async Task<string> StartAsync(HttpClient client, object body)
