@@ -3,6 +3,7 @@ using Nin.Api.Health;
 using Nin.Api.Infrastructure;
 using Nin.Api.Models;
 using Nin.Api.OpenApi;
+using Nin.Api.Security;
 using Nin.Api.Serving;
 using Nin.Api.Training;
 
@@ -13,10 +14,12 @@ builder.AddNinTraining();
 builder.AddNinServing();
 builder.AddNinOpenApi();
 builder.AddNinOperations();
+builder.AddNinSecurity();
 
 var app = builder.Build();
 
 app.UseNinDefaults();
+app.UseNinSecurity();
 app.UseNinOpenApi();
 app.UseDefaultFiles();
 app.UseStaticFiles();
@@ -26,7 +29,7 @@ app.MapTrainingApi();
 app.MapModelsApi();
 app.MapPredictApi();
 app.MapKServeApi();
-app.MapHub<TrainingHub>("/hubs/training");
+app.MapHub<TrainingHub>("/hubs/training").DisableRequestTimeout();
 app.MapPrometheusScrapingEndpoint("/metrics");
 
 app.Run();

@@ -132,7 +132,8 @@ internal static class PredictCommand
     private static Process StartService(Args args, string home, int port, string device)
     {
         var api = args.Get("api") ?? FindApi();
-        var start = new ProcessStartInfo("dotnet", [api, "--urls", $"http://127.0.0.1:{port}"])
+        // The benchmark measures throughput: the per-client rate limit would cap it.
+        var start = new ProcessStartInfo("dotnet", [api, "--urls", $"http://127.0.0.1:{port}", "--RateLimiting:Enabled=false"])
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,

@@ -1,0 +1,172 @@
+using System.Globalization;
+using System.Net;
+using System.Threading.RateLimiting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Http.Timeouts;
+using Microsoft.AspNetCore.RateLimiting;
+using Microsoft.Extensions.Options;
+
+namespace Nin.Api.Security;
+
+public static class SecurityExtensions
+{
+    /// <summary>API keys, rate limits on inference and job starts, and request timeouts.</summary>
+    public static IHostApplicationBuilder AddNinSecurity(this IHostApplicationBuilder builder)
+    {
+        builder.Services.AddOptions<SecurityOptions>().BindConfiguration(SecurityOptions.SectionName);
+        builder.Services.AddOptions<RateLimitingOptions>().BindConfiguration(RateLimitingOptions.SectionName);
+        builder.Services.AddHostedService<OpenServiceWarning>();
+
+        builder.Services.AddRateLimiter(_ => { });
+        builder.Services.AddOptions<RateLimiterOptions>().Configure<IOptions<RateLimitingOptions>>((o, limits) =>
+        {
+            var l = limits.Value;
+            o.RejectionStatusCode = StatusCodes.Status429TooManyRequests;
+            o.GlobalLimiter = PartitionedRateLimiter.Create<HttpContext, string>(context =>
+            {
+                var area = l.Enabled ? LimitedArea(context.Request) : null;
+                if (area is null)
+                {
+                    return RateLimitPartition.GetNoLimiter("open");
+                }
+
+                var (permits, window) = area == "train"
+                    ? (l.TrainPermitLimit, l.TrainWindowSeconds)
+                    : (l.PredictPermitLimit, l.PredictWindowSeconds);
+                return RateLimitPartition.GetFixedWindowLimiter($"{area}|{ApiKeyMiddleware.ClientOf(context)}", _ => new FixedWindowRateLimiterOptions
+                {
+                    PermitLimit = Math.Max(1, permits),
+                    Window = TimeSpan.FromSeconds(Math.Max(0.001, window)),
+                    QueueLimit = 0,
+                    AutoReplenishment = true,
+                });
+            });
+            o.OnRejected = async (rejected, cancellationToken) =>
+            {
+                var context = rejected.HttpContext;
+                var retryAfter = rejected.Lease.TryGetMetadata(MetadataName.RetryAfter, out var wait) ? wait : TimeSpan.FromSeconds(1);
+                var seconds = Math.Max(1, (int)Math.Ceiling(retryAfter.TotalSeconds));
+                context.Response.StatusCode = StatusCodes.Status429TooManyRequests;
+                context.Response.Headers.RetryAfter = seconds.ToString(CultureInfo.InvariantCulture);
+                var problems = context.RequestServices.GetRequiredService<IProblemDetailsService>();
+                await problems.WriteAsync(new ProblemDetailsContext
+                {
+                    HttpContext = context,
+                    ProblemDetails =
+                    {
+                        Status = StatusCodes.Status429TooManyRequests,
+                        Title = "Too many requests.",
+                        Detail = $"This client's request limit is used up; retry after {seconds} s.",
+                    },
+                });
+            };
+        });
+
+        builder.Services.AddRequestTimeouts();
+        builder.Services.AddOptions<RequestTimeoutOptions>().Configure<IOptions<SecurityOptions>>((o, security) =>
+        {
+            if (security.Value.RequestTimeoutSeconds > 0)
+            {
+                o.DefaultPolicy = new RequestTimeoutPolicy
+                {
+                    Timeout = TimeSpan.FromSeconds(security.Value.RequestTimeoutSeconds),
+                    TimeoutStatusCode = StatusCodes.Status504GatewayTimeout,
+                };
+            }
+        });
+        return builder;
+    }
+
+    /// <summary>Key check first (so limits partition by the verified key), then rate limits, then timeouts.</summary>
+    public static WebApplication UseNinSecurity(this WebApplication app)
+    {
+        app.UseMiddleware<ApiKeyMiddleware>();
+        app.UseRateLimiter();
+        app.UseRequestTimeouts();
+        return app;
+    }
+
+    /// <summary>"predict" or "train" for the rate-limited requests, else null.</summary>
+    public static string? LimitedArea(HttpRequest request)
+    {
+        if (!HttpMethods.IsPost(request.Method))
+        {
+            return null;
+        }
+
+        if (request.Path.StartsWithSegments("/train"))
+        {
+            return "train";
+        }
+
+        return request.Path.StartsWithSegments("/predict") || (request.Path.StartsWithSegments("/v2/models") && request.Path.Value!.EndsWith("/infer", StringComparison.Ordinal))
+            ? "predict"
+            : null;
+    }
+
+    /// <summary>True when every address is a loopback one (localhost, 127.0.0.0/8, ::1).</summary>
+    public static bool AllLoopback(IEnumerable<string> addresses)
+    {
+        foreach (var address in addresses)
+        {
+            var host = BindingHost(address);
+            if (host is null)
+            {
+                return false;
+            }
+
+            if (string.Equals(host, "localhost", StringComparison.OrdinalIgnoreCase))
+            {
+                continue;
+            }
+
+            if (!IPAddress.TryParse(host.Trim('[', ']'), out var ip) || !IPAddress.IsLoopback(ip))
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
+    private static string? BindingHost(string address)
+    {
+        var schemeEnd = address.IndexOf("://", StringComparison.Ordinal);
+        var rest = schemeEnd >= 0 ? address[(schemeEnd + 3)..] : address;
+        if (rest.StartsWith('['))
+        {
+            var close = rest.IndexOf(']', StringComparison.Ordinal);
+            return close > 0 ? rest[..(close + 1)] : null;
+        }
+
+        var end = rest.IndexOfAny([':', '/']);
+        return end >= 0 ? rest[..end] : rest;
+    }
+
+    /// <summary>Warns once the server has started when no API key is configured and it listens beyond loopback.</summary>
+    private sealed class OpenServiceWarning(IServer server, IHostApplicationLifetime lifetime, IOptions<SecurityOptions> options, ILogger<OpenServiceWarning> logger) : IHostedService
+    {
+        public Task StartAsync(CancellationToken cancellationToken)
+        {
+            lifetime.ApplicationStarted.Register(() =>
+            {
+                if (options.Value.EffectiveKeys.Count > 0)
+                {
+                    return;
+                }
+
+                var addresses = server.Features.Get<IServerAddressesFeature>()?.Addresses.ToList() ?? [];
+                if (addresses.Count > 0 && !AllLoopback(addresses))
+                {
+                    logger.LogWarning(
+                        "No API key is configured (Security:ApiKeys) and the service listens on {Addresses}: training, dataset and model management are open to anyone who can reach it.",
+                        string.Join(", ", addresses));
+                }
+            });
+            return Task.CompletedTask;
+        }
+
+        public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+    }
+}
