@@ -34,8 +34,64 @@ function jobDuration(job) {
   return end - Date.parse(job.startedAt);
 }
 
-async function api(path, init) {
-  const response = await fetch(path, { headers: { Accept: "application/json" }, ...init });
+// ---------- API key ----------
+// A service with Security:ApiKeys answers 401 (no key) or 403 (wrong key) on training and management routes.
+// The dashboard then asks for the key once, keeps it in localStorage and sends it as X-Api-Key and to the hub.
+
+const KEY_STORE = "nin.apiKey";
+let keyPrompt = null;
+let keyDeclined = false;
+
+function apiKey() {
+  try {
+    return localStorage.getItem(KEY_STORE) || "";
+  } catch {
+    return "";
+  }
+}
+
+/** Asks for the key (one prompt at a time); true when a new key was stored. */
+function askForKey(status) {
+  if (keyDeclined) return Promise.resolve(false);
+  if (!keyPrompt) {
+    keyPrompt = new Promise((resolve) => {
+      const text = status === 403
+        ? "The stored API key was not accepted. Enter the service's API key:"
+        : "This service needs an API key. Enter it (kept in this browser's localStorage):";
+      const entered = (window.prompt(text, "") || "").trim();
+      if (entered) {
+        try {
+          localStorage.setItem(KEY_STORE, entered);
+        } catch {
+          // storage disabled: the key works for this attempt only
+        }
+      } else {
+        keyDeclined = true;
+      }
+
+      keyPrompt = null;
+      resolve(Boolean(entered));
+    });
+  }
+
+  return keyPrompt;
+}
+
+/** After a 401/403: true to retry, with a key entered now or by another request since this one was sent. */
+function keyAfterRejection(sentKey, status) {
+  if (apiKey() !== sentKey) return Promise.resolve(true);
+  return askForKey(status);
+}
+
+async function api(path, init = {}, retried = false) {
+  const headers = { Accept: "application/json", ...(init.headers || {}) };
+  const key = apiKey();
+  if (key) headers["X-Api-Key"] = key;
+  const response = await fetch(path, { ...init, headers });
+  if ((response.status === 401 || response.status === 403) && !retried && (await keyAfterRejection(key, response.status))) {
+    return api(path, init, true);
+  }
+
   const type = response.headers.get("content-type") || "";
   const body = type.includes("json") ? await response.json() : null;
   return { ok: response.ok, status: response.status, body };
@@ -63,7 +119,7 @@ function el(tag, props = {}, ...children) {
 // ---------- connection ----------
 
 const hub = new HubConnectionBuilder()
-  .withUrl("hubs/training")
+  .withUrl("hubs/training", { accessTokenFactory: () => apiKey() })
   .withAutomaticReconnect([0, 1000, 2000, 5000, 10000, 10000, 30000])
   .configureLogging(LogLevel.Warning)
   .build();
@@ -143,6 +199,7 @@ async function startHub() {
   let delay = 1000;
   while (hub.state === HubConnectionState.Disconnected) {
     setConnection("connecting");
+    const sentKey = apiKey();
     try {
       await hub.start();
       setConnection("connected");
@@ -150,6 +207,8 @@ async function startHub() {
       break;
     } catch (err) {
       console.warn("Hub connection failed; retrying", err);
+      const status = /\b(401|403)\b/.exec(String((err && (err.statusCode || err.message)) || ""));
+      if (status && (await keyAfterRejection(sentKey, Number(status[1])))) continue;
       setConnection("disconnected");
       await new Promise((r) => setTimeout(r, delay));
       delay = Math.min(delay * 2, 15000);
