@@ -22,17 +22,23 @@ public sealed record DatasetInfo(
 /// The datasets of this service: the built-in IDX sets in the data folder (downloaded on first use
 /// where allowed and reachable).
 /// </summary>
-public sealed class DatasetCatalog(IOptions<NinOptions> options, IHttpClientFactory httpClientFactory, ILogger<DatasetCatalog> logger)
+public sealed class DatasetCatalog(IOptions<NinOptions> options, IHttpClientFactory httpClientFactory, UploadedDatasets uploads, ILogger<DatasetCatalog> logger)
 {
     private readonly ConcurrentDictionary<string, (int Train, int Test)> counts = new();
 
     public string DataDirectory => options.Value.ResolvedDataDirectory;
 
-    public IEnumerable<string> Names() => BuiltInDatasets.All.Select(d => d.Name);
+    public IEnumerable<string> Names() => BuiltInDatasets.All.Select(d => d.Name).Concat(uploads.List().Select(u => u.Id));
 
     public IdxDatasetInfo? Find(string name) => BuiltInDatasets.Find(name);
 
-    public IReadOnlyList<DatasetInfo> List() => BuiltInDatasets.All.Select(Describe).ToArray();
+    /// <summary>A built-in dataset's name or an uploaded dataset's id.</summary>
+    public bool Exists(string name) => Find(name) is not null || uploads.Get(name) is not null;
+
+    public IReadOnlyList<DatasetInfo> List() => BuiltInDatasets.All.Select(Describe).Concat(uploads.List().Select(Describe)).ToArray();
+
+    public static DatasetInfo Describe(UploadedDataset u) =>
+        new(u.Id, u.Name, u.Classes.Select(c => c.Name).ToArray(), u.Train, u.Test, u.Channels, u.Size, u.Size, true, $"uploads/{u.Id}");
 
     public DatasetInfo Describe(IdxDatasetInfo info)
     {
@@ -59,6 +65,11 @@ public sealed class DatasetCatalog(IOptions<NinOptions> options, IHttpClientFact
     /// <summary>Loads a dataset for training, downloading missing files first when allowed.</summary>
     public async Task<DatasetSplit> LoadAsync(string name, int? maxTrain, int? maxTest, CancellationToken cancellationToken)
     {
+        if (UploadedDatasets.IsUploadId(name))
+        {
+            return uploads.Load(name, maxTrain, maxTest);
+        }
+
         var info = Find(name) ?? throw new ArgumentException($"Unknown dataset '{name}'.");
         if (!BuiltInDatasets.IsAvailable(DataDirectory, info) && options.Value.DownloadDatasets)
         {

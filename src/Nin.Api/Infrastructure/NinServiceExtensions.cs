@@ -44,6 +44,8 @@ public static class NinServiceExtensions
             o.SerializerOptions.DefaultIgnoreCondition = JsonIgnoreCondition.Never;
         });
         builder.Services.AddHttpClient("datasets", c => c.Timeout = TimeSpan.FromMinutes(5));
+        builder.Services.AddOptions<DatasetUploadOptions>().BindConfiguration(DatasetUploadOptions.SectionName);
+        builder.Services.AddSingleton<UploadedDatasets>();
         builder.Services.AddSingleton<DatasetCatalog>();
         builder.Services.AddSingleton(sp => new ModelStore(sp.GetRequiredService<IOptions<NinOptions>>().Value.ResolvedModelsDirectory));
         return builder;

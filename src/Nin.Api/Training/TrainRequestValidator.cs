@@ -17,7 +17,7 @@ public sealed class TrainRequestValidator(DatasetCatalog datasets)
         void Error(string field, string message) => errors[field] = [message];
 
         var dataset = request.Dataset ?? "fashion-mnist";
-        if (datasets.Find(dataset) is null)
+        if (!datasets.Exists(dataset))
         {
             Error("dataset", $"Unknown dataset '{dataset}'. Known: {string.Join(", ", datasets.Names())}.");
         }

@@ -1,0 +1,444 @@
+using System.IO.Compression;
+using System.Security.Cryptography;
+using System.Text.Json;
+using System.Text.RegularExpressions;
+using Microsoft.Extensions.Options;
+using Nin.Api.Infrastructure;
+using Nin.Model.Data;
+using Nin.Model.Imaging;
+
+namespace Nin.Api.Datasets;
+
+/// <summary>Limits on dataset uploads, bound from the <c>DatasetUploads</c> section.</summary>
+public sealed class DatasetUploadOptions
+{
+    public const string SectionName = "DatasetUploads";
+
+    /// <summary>Largest request (the zip) in bytes.</summary>
+    public long MaxUploadBytes { get; set; } = 256L * 1024 * 1024;
+
+    /// <summary>Most entries (files and folders) in the zip.</summary>
+    public int MaxEntries { get; set; } = 20_000;
+
+    /// <summary>Most bytes all entries may declare uncompressed, together.</summary>
+    public long MaxUncompressedBytes { get; set; } = 1024L * 1024 * 1024;
+
+    /// <summary>Largest uncompressed entry.</summary>
+    public long MaxEntryBytes { get; set; } = 20L * 1024 * 1024;
+
+    /// <summary>Highest uncompressed/compressed ratio of an entry (zip bombs).</summary>
+    public double MaxCompressionRatio { get; set; } = 100;
+
+    /// <summary>Most pixels an image may declare in its header.</summary>
+    public long MaxImagePixels { get; set; } = 16_000_000;
+
+    /// <summary>The stored side length when the form names none.</summary>
+    public int DefaultSize { get; set; } = 28;
+
+    /// <summary>The largest stored side length a form may ask for.</summary>
+    public int MaxSize { get; set; } = 64;
+}
+
+/// <summary>An uploaded dataset as stored in <c>dataset.json</c> and returned by the API.</summary>
+public sealed record UploadedDataset(
+    string Id,
+    string Name,
+    IReadOnlyList<UploadedClass> Classes,
+    int Train,
+    int Test,
+    int Channels,
+    int Size,
+    IReadOnlyList<SkippedEntry> Skipped,
+    DateTimeOffset CreatedAt);
+
+public sealed record UploadedClass(string Name, int Images);
+
+public sealed record SkippedEntry(string Entry, string Reason);
+
+/// <summary>An upload refused as a whole, with the status and a message fit for the client.</summary>
+public sealed class DatasetUploadException(int status, string message) : Exception(message)
+{
+    public int Status { get; } = status;
+}
+
+/// <summary>
+/// Datasets uploaded as zips of one folder per class (optionally under <c>train/</c> and <c>test/</c>), decoded once
+/// into planar bytes of one size and stored compactly under <c>{data}/uploads/{id}/</c>: <c>dataset.json</c>,
+/// <c>{split}-labels.bin</c> (one byte per image) and <c>{split}-images.bin</c> (N×C×S×S bytes).
+/// Nothing is extracted: entries are checked by their declared sizes and read into memory one at a time;
+/// the result is written to a fresh folder of the service's own and moved into place only when complete.
+/// </summary>
+public sealed partial class UploadedDatasets(IOptions<NinOptions> nin, IOptions<DatasetUploadOptions> limits, ILogger<UploadedDatasets> logger)
+{
+    public const string IdPrefix = "u-";
+    private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web) { WriteIndented = true };
+
+    public DatasetUploadOptions Limits => limits.Value;
+
+    public string Root => Path.Combine(nin.Value.ResolvedDataDirectory, "uploads");
+
+    [GeneratedRegex("^u-[0-9a-f]{16}$")]
+    private static partial Regex IdPattern();
+
+    public static bool IsUploadId(string name) => IdPattern().IsMatch(name);
+
+    public IReadOnlyList<UploadedDataset> List()
+    {
+        if (!Directory.Exists(Root))
+        {
+            return [];
+        }
+
+        return Directory.EnumerateDirectories(Root)
+            .Select(Path.GetFileName)
+            .Where(n => n is not null && IsUploadId(n))
+            .Select(n => Get(n!))
+            .OfType<UploadedDataset>()
+            .OrderBy(d => d.CreatedAt)
+            .ToArray();
+    }
+
+    public UploadedDataset? Get(string id)
+    {
+        if (!IsUploadId(id))
+        {
+            return null;
+        }
+
+        var file = Path.Combine(Root, id, "dataset.json");
+        try
+        {
+            return File.Exists(file) ? JsonSerializer.Deserialize<UploadedDataset>(File.ReadAllBytes(file), Json) : null;
+        }
+        catch (Exception ex) when (ex is JsonException or IOException)
+        {
+            logger.LogWarning("Uploaded dataset {Id} is unreadable: {Reason}", id, ex.Message);
+            return null;
+        }
+    }
+
+    public bool Delete(string id)
+    {
+        if (Get(id) is null)
+        {
+            return false;
+        }
+
+        var trash = Path.Combine(Root, $".del-{id}-{Guid.NewGuid():N}");
+        Directory.Move(Path.Combine(Root, id), trash);
+        Directory.Delete(trash, recursive: true);
+        return true;
+    }
+
+    public DatasetSplit Load(string id, int? maxTrain, int? maxTest)
+    {
+        var info = Get(id) ?? throw new ArgumentException($"Unknown dataset '{id}'.");
+        var classes = info.Classes.Select(c => c.Name).ToArray();
+        ImageDataset Read(string split, int? max)
+        {
+            var dir = Path.Combine(Root, id);
+            var labels = File.ReadAllBytes(Path.Combine(dir, $"{split}-labels.bin"));
+            var pixels = File.ReadAllBytes(Path.Combine(dir, $"{split}-images.bin"));
+            return new ImageDataset(info.Name, classes, info.Channels, info.Size, info.Size, pixels, labels).Take(max);
+        }
+
+        return new DatasetSplit(Read("train", maxTrain), Read("test", maxTest));
+    }
+
+    /// <summary>Checks, decodes and stores a zip; throws <see cref="DatasetUploadException"/> for a refused upload.</summary>
+    public UploadedDataset Import(Stream zip, string name, int size, string channelsMode, CancellationToken cancellationToken)
+    {
+        var l = limits.Value;
+        ZipArchive archive;
+        try
+        {
+            archive = new ZipArchive(zip, ZipArchiveMode.Read, leaveOpen: true);
+        }
+        catch (InvalidDataException)
+        {
+            throw new DatasetUploadException(400, "The file is not a readable zip archive.");
+        }
+
+        using (archive)
+        {
+            var entries = ReadEntries(archive, l);
+            var files = Layout(entries, out var skipped, out var splitMode, out var classFolders);
+
+            // Decode as RGB first; the stored channels are chosen after seeing every image.
+            var decoded = new List<(string Class, string? Split, byte[] Rgb, string Entry)>();
+            foreach (var (entry, cls, split) in files)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                var data = ReadBounded(entry);
+                var format = ImageDecoder.DetectFormat(data);
+                if (format is null)
+                {
+                    skipped.Add(new SkippedEntry(entry.FullName, "not an image (PNG, JPEG, WebP, BMP or GIF)"));
+                    continue;
+                }
+
+                try
+                {
+                    var image = ImageDecoder.Decode(data, 3, size, size, lightOnDark: false, InvertMode.False, l.MaxImagePixels);
+                    decoded.Add((cls, split, image.Pixels, entry.FullName));
+                }
+                catch (ImageDecodeException ex)
+                {
+                    skipped.Add(new SkippedEntry(entry.FullName, ex.Message));
+                }
+            }
+
+            var classNames = classFolders.Order(StringComparer.Ordinal).ToArray();
+            if (classNames.Length < 2)
+            {
+                throw new DatasetUploadException(400, $"A dataset needs at least 2 classes (one folder per class); found {classNames.Length}.");
+            }
+
+            var empty = classNames.Where(c => !decoded.Any(d => d.Class == c && d.Split != "test")).ToArray();
+            if (empty.Length > 0)
+            {
+                throw new DatasetUploadException(400, $"These classes have no usable training images: {string.Join(", ", empty)}.");
+            }
+
+            if (classNames.Length > 256)
+            {
+                throw new DatasetUploadException(400, "A dataset may have at most 256 classes.");
+            }
+
+            var channels = channelsMode switch
+            {
+                "1" or "grey" or "gray" => 1,
+                "3" or "rgb" => 3,
+                _ => decoded.Any(d => IsColour(d.Rgb)) ? 3 : 1,
+            };
+
+            var index = classNames.Select((c, i) => (c, i)).ToDictionary(p => p.c, p => (byte)p.i);
+            var train = new List<(byte Label, byte[] Pixels)>();
+            var test = new List<(byte Label, byte[] Pixels)>();
+            foreach (var group in decoded.GroupBy(d => d.Class))
+            {
+                var items = group.ToList();
+                if (splitMode)
+                {
+                    foreach (var d in items)
+                    {
+                        (d.Split == "test" ? test : train).Add((index[d.Class], ToChannels(d.Rgb, channels)));
+                    }
+                }
+                else
+                {
+                    // Seeded by the class name: the same zip always splits the same way; 1 in 6 goes to test.
+                    var random = new Random(BitConverter.ToInt32(SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(group.Key)), 0));
+                    var order = items.OrderBy(d => d.Entry, StringComparer.Ordinal).ToArray();
+                    random.Shuffle(order);
+                    for (var i = 0; i < order.Length; i++)
+                    {
+                        (i % 6 == 5 ? test : train).Add((index[group.Key], ToChannels(order[i].Rgb, channels)));
+                    }
+                }
+            }
+
+            // Interleave classes in a seeded order so Take(n) keeps every class.
+            new Random(17).Shuffle(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(train));
+            new Random(18).Shuffle(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(test));
+            var id = IdPrefix + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8));
+            var result = new UploadedDataset(
+                id,
+                name,
+                classNames.Select(c => new UploadedClass(c, decoded.Count(d => d.Class == c))).ToArray(),
+                train.Count,
+                test.Count,
+                channels,
+                size,
+                skipped,
+                DateTimeOffset.UtcNow);
+            Store(result, train, test);
+            return result;
+        }
+    }
+
+    private static List<ZipArchiveEntry> ReadEntries(ZipArchive archive, DatasetUploadOptions l)
+    {
+        var entries = new List<ZipArchiveEntry>();
+        long total = 0;
+        foreach (var entry in archive.Entries)
+        {
+            if (entries.Count >= l.MaxEntries)
+            {
+                throw new DatasetUploadException(413, $"The zip has more than {l.MaxEntries} entries.");
+            }
+
+            var path = entry.FullName;
+            if (path.Contains('\\', StringComparison.Ordinal) || path.StartsWith('/') || path.Contains('\0', StringComparison.Ordinal)
+                || (path.Length >= 2 && path[1] == ':' && char.IsAsciiLetter(path[0]))
+                || path.Split('/').Any(s => s is ".." or "."))
+            {
+                throw new DatasetUploadException(400, $"Unsafe entry path '{Printable(path)}': relative paths with '/' only, no '..', no absolute or drive paths.");
+            }
+
+            var unixMode = (entry.ExternalAttributes >> 16) & 0xF000;
+            if (unixMode == 0xA000)
+            {
+                throw new DatasetUploadException(400, $"Entry '{Printable(path)}' is a symbolic link; links are not accepted.");
+            }
+
+            if (entry.Length > l.MaxEntryBytes)
+            {
+                throw new DatasetUploadException(413, $"Entry '{Printable(path)}' declares {entry.Length} bytes; the limit is {l.MaxEntryBytes}.");
+            }
+
+            if (entry.Length > 1024 && entry.Length > l.MaxCompressionRatio * Math.Max(1, entry.CompressedLength))
+            {
+                throw new DatasetUploadException(413, $"Entry '{Printable(path)}' expands {entry.Length / Math.Max(1, entry.CompressedLength)}-fold; the limit is {l.MaxCompressionRatio}.");
+            }
+
+            total += entry.Length;
+            if (total > l.MaxUncompressedBytes)
+            {
+                throw new DatasetUploadException(413, $"The zip declares more than {l.MaxUncompressedBytes} bytes uncompressed.");
+            }
+
+            entries.Add(entry);
+        }
+
+        return entries;
+    }
+
+    /// <summary>Which files are images of which class (and split); everything else is reported as skipped.</summary>
+    private static List<(ZipArchiveEntry Entry, string Class, string? Split)> Layout(
+        List<ZipArchiveEntry> entries, out List<SkippedEntry> skipped, out bool splitMode, out HashSet<string> classFolders)
+    {
+        skipped = [];
+        var paths = entries.Select(e => (Entry: e, Segments: e.FullName.Split('/', StringSplitOptions.RemoveEmptyEntries), IsDir: e.FullName.EndsWith('/'))).ToList();
+        var hidden = paths.Where(p => p.Segments.Any(s => s.StartsWith('.') || s == "__MACOSX")).ToList();
+        foreach (var h in hidden.Where(h => !h.IsDir))
+        {
+            skipped.Add(new SkippedEntry(h.Entry.FullName, "hidden or system file"));
+        }
+
+        paths = paths.Except(hidden).Where(p => p.Segments.Length > 0).ToList();
+
+        // A single folder around everything (zip of a folder) is not a class.
+        while (paths.Count > 0 && paths.All(p => p.Segments.Length >= 2 || (p.IsDir && p.Segments.Length >= 1))
+            && paths.Select(p => p.Segments[0]).Distinct().Count() == 1
+            && paths[0].Segments[0] is not ("train" or "test")
+            && paths.Any(p => !p.IsDir && p.Segments.Length >= 3))
+        {
+            paths = paths.Select(p => (p.Entry, p.Segments[1..], p.IsDir)).Where(p => p.Item2.Length > 0).ToList();
+        }
+
+        splitMode = paths.Count > 0 && paths.All(p => p.Segments[0] is "train" or "test") && paths.Any(p => p.Segments[0] == "train");
+        var depth = splitMode ? 3 : 2;
+        classFolders = [];
+        var files = new List<(ZipArchiveEntry, string, string?)>();
+        foreach (var (entry, segments, isDir) in paths)
+        {
+            if (isDir)
+            {
+                if (segments.Length == depth - 1)
+                {
+                    classFolders.Add(segments[depth - 2]);
+                }
+
+                continue;
+            }
+
+            if (segments.Length != depth)
+            {
+                skipped.Add(new SkippedEntry(entry.FullName, splitMode ? "not inside train/<class>/ or test/<class>/" : "not inside a class folder"));
+                continue;
+            }
+
+            var cls = segments[depth - 2];
+            classFolders.Add(cls);
+            files.Add((entry, cls, splitMode ? segments[0] : null));
+        }
+
+        return files;
+    }
+
+    private static byte[] ReadBounded(ZipArchiveEntry entry)
+    {
+        // The declared size was checked; a stream that yields more than it declared is refused.
+        var declared = entry.Length;
+        using var stream = entry.Open();
+        var buffer = new byte[declared + 1];
+        var read = 0;
+        int n;
+        while ((n = stream.Read(buffer, read, buffer.Length - read)) > 0)
+        {
+            read += n;
+            if (read > declared)
+            {
+                throw new DatasetUploadException(400, $"Entry '{Printable(entry.FullName)}' holds more data than it declares.");
+            }
+        }
+
+        return buffer.AsSpan(0, read).ToArray();
+    }
+
+    private static bool IsColour(byte[] planar)
+    {
+        var area = planar.Length / 3;
+        for (var i = 0; i < area; i++)
+        {
+            int r = planar[i], g = planar[area + i], b = planar[(2 * area) + i];
+            if (Math.Abs(r - g) > 8 || Math.Abs(g - b) > 8 || Math.Abs(r - b) > 8)
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    private static byte[] ToChannels(byte[] planar, int channels)
+    {
+        if (channels == 3)
+        {
+            return planar;
+        }
+
+        var area = planar.Length / 3;
+        var grey = new byte[area];
+        for (var i = 0; i < area; i++)
+        {
+            grey[i] = (byte)Math.Clamp(Math.Round((0.299 * planar[i]) + (0.587 * planar[area + i]) + (0.114 * planar[(2 * area) + i])), 0, 255);
+        }
+
+        return grey;
+    }
+
+    private void Store(UploadedDataset dataset, List<(byte Label, byte[] Pixels)> train, List<(byte Label, byte[] Pixels)> test)
+    {
+        Directory.CreateDirectory(Root);
+        var temp = Path.Combine(Root, $".tmp-{dataset.Id}");
+        try
+        {
+            Directory.CreateDirectory(temp);
+            foreach (var (split, items) in new[] { ("train", train), ("test", test) })
+            {
+                File.WriteAllBytes(Path.Combine(temp, $"{split}-labels.bin"), items.Select(i => i.Label).ToArray());
+                using var images = File.Create(Path.Combine(temp, $"{split}-images.bin"));
+                foreach (var (_, pixels) in items)
+                {
+                    images.Write(pixels);
+                }
+            }
+
+            File.WriteAllBytes(Path.Combine(temp, "dataset.json"), JsonSerializer.SerializeToUtf8Bytes(dataset, Json));
+            Directory.Move(temp, Path.Combine(Root, dataset.Id));
+        }
+        catch
+        {
+            if (Directory.Exists(temp))
+            {
+                Directory.Delete(temp, recursive: true);
+            }
+
+            throw;
+        }
+    }
+
+    private static string Printable(string path) => new(path.Take(200).Select(c => char.IsControl(c) ? '?' : c).ToArray());
+}
