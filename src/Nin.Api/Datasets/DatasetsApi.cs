@@ -148,6 +148,10 @@ public static class DatasetsApi
         {
             return TypedResults.Problem(statusCode: ex.Status, title: "The dataset was not accepted.", detail: ex.Message);
         }
+        catch (Exception ex) when (ex is InvalidDataException or NotSupportedException or EndOfStreamException)
+        {
+            return TypedResults.Problem(statusCode: StatusCodes.Status400BadRequest, title: "The dataset was not accepted.", detail: "The zip archive is corrupt or uses an unsupported compression method.");
+        }
     }
 
     private static ProblemHttpResult NotFound(string id) =>
