@@ -72,7 +72,7 @@ public sealed partial class TrainingJob(
     [DisplayName("Train NiN (job {0})")]
     public async Task RunAsync(string jobId, CancellationToken cancellationToken)
     {
-        using var logScope = logger.BeginScope(new Dictionary<string, object> { ["JobId"] = jobId });
+        using var logScope = logger.BeginScope("JobId:{JobId}", jobId);
         var job = jobs.Get(jobId);
         if (job is null || job.Status is JobStatus.Cancelled or JobStatus.Succeeded or JobStatus.Failed)
         {

@@ -138,7 +138,8 @@ public sealed class TrainingApiTests : IClassFixture<TrainingApiTests.Fixture>
         // Operators see the run in /metrics.
         var metrics = await client.GetStringAsync(new Uri("/metrics", UriKind.Relative));
         Assert.Contains("nin_training_last_epoch_loss", metrics, StringComparison.Ordinal);
-        Assert.Contains("nin_training_jobs{status=\"Succeeded\"}", metrics, StringComparison.Ordinal);
+        var succeeded = metrics.Split('\n').Single(l => l.StartsWith("nin_training_jobs{", StringComparison.Ordinal) && l.Contains("status=\"Succeeded\"", StringComparison.Ordinal));
+        Assert.True(double.Parse(succeeded[(succeeded.IndexOf('}', StringComparison.Ordinal) + 1)..].Trim().Split(' ')[0], System.Globalization.CultureInfo.InvariantCulture) >= 1, succeeded);
     }
 
     [Fact]
