@@ -101,37 +101,8 @@ internal static class TrainCommand
 
     private static void Save(Args args, NinNetwork network, IdxDatasetInfo dataset, DatasetSplit data, TrainingOptions options, IReadOnlyList<EpochMetrics> epochs, Device device, string outDir)
     {
-        var last = epochs[^1];
-        var saved = Checkpoint.Save(network, new ModelMetadata
-        {
-            Name = args.Get("name", dataset.Name),
-            Version = args.Int("version", 1),
-            ClassNames = dataset.ClassNames,
-            ImageSize = options.ImageSize,
-            Preprocessing = new PreprocessingInfo { Channels = 1, NativeWidth = data.Train.Width, NativeHeight = data.Train.Height },
-            Recipe = new TrainingRecipe
-            {
-                Dataset = dataset.Name,
-                Epochs = options.Epochs,
-                BatchSize = options.BatchSize,
-                LearningRate = options.LearningRate,
-                Momentum = options.Momentum,
-                WeightDecay = options.WeightDecay,
-                Seed = options.Seed,
-                TrainImages = data.Train.Count,
-                TestImages = data.Test.Count,
-            },
-            Metrics = new ModelMetrics
-            {
-                TestAccuracy = last.TestAccuracy,
-                TrainAccuracy = last.TrainAccuracy,
-                TrainLoss = last.TrainLoss,
-                ExamplesPerSecond = epochs.Average(e => e.ExamplesPerSecond),
-                Seconds = epochs.Sum(e => e.Seconds),
-                Epochs = [.. epochs],
-            },
-            TrainedOn = device.ToString(),
-        }, outDir);
+        var metadata = TrainedModel.Describe(args.Get("name", dataset.Name), data, options, epochs, device.ToString()) with { Version = args.Int("version", 1) };
+        var saved = Checkpoint.Save(network, metadata, outDir);
         Console.WriteLine($"saved {saved.Name} v{saved.Version} after epoch {options.Epochs} to {Path.GetFullPath(outDir)}");
     }
 

@@ -154,28 +154,8 @@ public sealed partial class TrainingJob(
 
             var observer = new Observer(jobs, notifier, logger, jobId, settings.Epochs, resume?.History ?? []);
             var metrics = trainer.Run(observer, cancellationToken, resume, (epoch, optimizer) => SaveCheckpoint(checkpointDir, epoch, network, optimizer, observer.History));
-            var metadata = new ModelMetadata
-            {
-                Name = settings.ModelName,
-                ClassNames = data.Train.ClassNames,
-                InputChannels = data.Train.Channels,
-                ImageSize = settings.ImageSize,
-                Preprocessing = new PreprocessingInfo { Channels = data.Train.Channels, NativeWidth = data.Train.Width, NativeHeight = data.Train.Height },
-                Recipe = new TrainingRecipe
-                {
-                    Dataset = settings.Dataset,
-                    Epochs = settings.Epochs,
-                    BatchSize = settings.BatchSize,
-                    LearningRate = settings.LearningRate,
-                    Momentum = settings.Momentum,
-                    WeightDecay = settings.WeightDecay,
-                    Seed = settings.Seed,
-                    TrainImages = trainer.TrainCount,
-                    TestImages = trainer.TestCount,
-                },
-                Metrics = metrics,
-                TrainedOn = device.ToString(),
-            };
+            var described = TrainedModel.Describe(settings.ModelName, data, options, metrics.Epochs, device.ToString());
+            var metadata = described with { Recipe = described.Recipe! with { Dataset = settings.Dataset } };
             network.to(CPU);
             return (network, metadata);
         }

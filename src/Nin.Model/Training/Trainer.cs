@@ -78,16 +78,7 @@ public sealed class Trainer : IDisposable
             onEpochEnd?.Invoke(epoch, optimizer);
         }
 
-        var last = history[^1];
-        return new ModelMetrics
-        {
-            TestAccuracy = last.TestAccuracy,
-            TrainAccuracy = last.TrainAccuracy,
-            TrainLoss = last.TrainLoss,
-            ExamplesPerSecond = history.Sum(h => h.ExamplesPerSecond * h.Seconds) / Math.Max(1e-9, history.Sum(h => h.Seconds)),
-            Seconds = history.Sum(h => h.Seconds),
-            Epochs = history,
-        };
+        return TrainedModel.Summarise(history);
     }
 
     private EpochMetrics RunEpoch(int epoch, ITrainingObserver observer, CancellationToken cancellationToken)

@@ -1,0 +1,46 @@
+using Nin.Model.Checkpoints;
+using Nin.Model.Data;
+
+namespace Nin.Model.Training;
+
+/// <summary>The metadata a finished training run is stored with, wherever it was trained from.</summary>
+public static class TrainedModel
+{
+    public static ModelMetadata Describe(string name, DatasetSplit data, TrainingOptions options, IReadOnlyList<EpochMetrics> epochs, string device) => new()
+    {
+        Name = name,
+        ClassNames = data.Train.ClassNames,
+        InputChannels = data.Train.Channels,
+        ImageSize = options.ImageSize,
+        Preprocessing = new PreprocessingInfo { Channels = data.Train.Channels, NativeWidth = data.Train.Width, NativeHeight = data.Train.Height },
+        Recipe = new TrainingRecipe
+        {
+            Dataset = data.Train.Name,
+            Epochs = options.Epochs,
+            BatchSize = options.BatchSize,
+            LearningRate = options.LearningRate,
+            Momentum = options.Momentum,
+            WeightDecay = options.WeightDecay,
+            Seed = options.Seed,
+            TrainImages = data.Train.Count,
+            TestImages = data.Test.Count,
+        },
+        Metrics = Summarise(epochs),
+        TrainedOn = device,
+    };
+
+    /// <summary>The last epoch's figures, with throughput weighted by each epoch's time.</summary>
+    public static ModelMetrics Summarise(IReadOnlyList<EpochMetrics> epochs)
+    {
+        var last = epochs[^1];
+        return new ModelMetrics
+        {
+            TestAccuracy = last.TestAccuracy,
+            TrainAccuracy = last.TrainAccuracy,
+            TrainLoss = last.TrainLoss,
+            ExamplesPerSecond = epochs.Sum(h => h.ExamplesPerSecond * h.Seconds) / Math.Max(1e-9, epochs.Sum(h => h.Seconds)),
+            Seconds = epochs.Sum(h => h.Seconds),
+            Epochs = [.. epochs],
+        };
+    }
+}
