@@ -36,9 +36,10 @@ public sealed class PersistenceTests
         var factory = Start(home, schema);
         using (var client = factory.CreateClient())
         {
-            first = await StartAsync(client, new { epochs = 3, batchSize = 32, imageSize = 67, maxTrainImages = 384, maxTestImages = 64, modelName = "survivor", seed = 5 });
+            first = await StartAsync(client, new { epochs = 3, batchSize = 32, imageSize = 67, maxTrainImages = 1536, maxTestImages = 64, modelName = "survivor", seed = 5 });
             second = await StartAsync(client, new { epochs = 1, batchSize = 32, imageSize = 67, maxTrainImages = 64, maxTestImages = 32, modelName = "second" });
-            var running = await WaitForAsync(client, first, j => j.Epochs.Count >= 1 && j.Status == JobStatus.Running && j.Progress.Epoch >= 2, TimeSpan.FromMinutes(3));
+            // Stop early in epoch 2 (an epoch is 48 batches), so the restart interrupts it mid-epoch.
+            var running = await WaitForAsync(client, first, j => j.Epochs.Count >= 1 && j.Status == JobStatus.Running && j.Progress.Epoch == 2, TimeSpan.FromMinutes(3));
             before = new EpochMetricsSnapshot(running.Epochs[0].TrainLoss, running.Epochs[0].Seconds);
         }
 

@@ -15,8 +15,15 @@ namespace Nin.Api.Tests.Api;
 public sealed class ServingFixture : IDisposable
 {
     public ServingFixture()
+        : this(new Dictionary<string, string?>())
+    {
+    }
+
+    /// <param name="overrides">Extra settings, e.g. to turn rate limiting off for a load test.</param>
+    internal ServingFixture(IDictionary<string, string?> overrides)
     {
         var home = Directory.CreateTempSubdirectory("nin-serve-").FullName;
+        this.home = home;
         var store = new ModelStore(Path.Combine(home, "models"));
         AddRandom(store, "alpha", seed: 1);
         AddRandom(store, "alpha", seed: 2);
@@ -28,8 +35,10 @@ public sealed class ServingFixture : IDisposable
             ["Serving:MaxImagesPerRequest"] = "8",
             ["Serving:MaxRequestBytes"] = "1000000",
             ["Serving:MaxImagePixels"] = "4000000",
-        }, home);
+        }.Concat(overrides).ToDictionary(), home);
     }
+
+    private readonly string home;
 
     public NinApiFactory Factory { get; }
 
@@ -46,7 +55,17 @@ public sealed class ServingFixture : IDisposable
         }, activate: false);
     }
 
-    public void Dispose() => Factory.Dispose();
+    public void Dispose()
+    {
+        Factory.Dispose();
+        try
+        {
+            Directory.Delete(home, recursive: true);
+        }
+        catch (IOException)
+        {
+        }
+    }
 }
 
 [Collection(TorchCollection.Name)]
