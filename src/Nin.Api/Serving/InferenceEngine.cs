@@ -160,7 +160,7 @@ public sealed partial class InferenceEngine : IAsyncDisposable
         var c = meta.InputChannels;
         using var scope = NewDisposeScope();
         using var mode = inference_mode();
-        var device = model.Network.parameters().First().device;
+        var device = model.TorchDevice;
         Tensor input;
         if (items[0].Input.Floats is not null)
         {

@@ -13,13 +13,14 @@ public sealed class LoadedModel
     private int users;
     private bool retired;
 
-    public LoadedModel(string name, int version, NinNetwork network, ModelMetadata metadata, string device)
+    public LoadedModel(string name, int version, NinNetwork network, ModelMetadata metadata, TorchSharp.torch.Device device)
     {
+        TorchDevice = device;
         Name = name;
         Version = version;
         Network = network;
         Metadata = metadata;
-        Device = device;
+        Device = device.ToString();
     }
 
     public string Name { get; }
@@ -30,7 +31,11 @@ public sealed class LoadedModel
 
     public ModelMetadata Metadata { get; }
 
+    /// <summary>The device name, as responses report it.</summary>
     public string Device { get; }
+
+    /// <summary>Where the network's weights live; each batch's input goes there.</summary>
+    public TorchSharp.torch.Device TorchDevice { get; }
 
     public bool IsDisposed { get; private set; }
 

@@ -184,7 +184,7 @@ public sealed partial class ModelRegistry : IDisposable
 
         var device = TorchRuntime.ResolveDevice(torch.Value.Device);
         var (network, metadata) = Checkpoint.Load(info.Directory, device);
-        return new LoadedModel(name, version, network, metadata, device.ToString());
+        return new LoadedModel(name, version, network, metadata, device);
     }
 
     private void OnActiveChanged(ActiveModel? model)

@@ -37,7 +37,7 @@ public static partial class TorchNativeDiagnostics
             if (loadError is not null && causes.Count == 0)
             {
                 var missing = MissingLibrary().Match(loadError);
-                if (missing.Success && missing.Groups[1].Value.Contains("torch", StringComparison.OrdinalIgnoreCase) || loadError.Contains("c10", StringComparison.Ordinal))
+                if ((missing.Success && missing.Groups[1].Value.Contains("torch", StringComparison.OrdinalIgnoreCase)) || loadError.Contains("c10", StringComparison.Ordinal))
                 {
                     causes.Add(TorchRuntime.Backend == "system"
                         ? $"libtorch was not found ({loadError.Trim()}). This build uses the 'system' backend: set NIN_LIBTORCH_DIR to a libtorch lib folder, e.g. a PyTorch install's torch/lib" + (libTorchDir is null ? "." : $" (now '{libTorchDir}').")
