@@ -42,20 +42,24 @@ internal static class TrainCommand
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"baseline: synthetic training step (random batch already on the device): {b:F1} img/s"));
         }
 
+        // --continue-from DIR: start from a saved model's weights (after its recorded epochs) and train the
+        // epochs up to --epochs with this run's learning rate; the optimizer state starts fresh.
+        var (resume, continued) = ContinueFrom(args.Get("continue-from"), dataset, options);
+
         manual_seed(options.Seed);
         using var network = new NinNetwork(1, dataset.ClassNames.Count);
         using var trainer = new Trainer(network, data, options, device);
         var watch = Stopwatch.StartNew();
-        var observer = new ConsoleObserver();
+        var observer = new ConsoleObserver(resume?.History ?? []);
         var outDir = args.Get("out");
 
         // With --out, the checkpoint is written after every epoch: the lr is constant, so the model after
         // epoch k is exactly what the same recipe with --epochs k gives, and an interrupted run still yields one.
-        var metrics = trainer.Run(observer, CancellationToken.None, onEpochEnd: (epoch, _) =>
+        var metrics = trainer.Run(observer, CancellationToken.None, resume, onEpochEnd: (epoch, _) =>
         {
             if (outDir is not null)
             {
-                Save(args, network, dataset, data, options with { Epochs = epoch }, observer.Epochs, device, outDir);
+                Save(args, network, dataset, data, options with { Epochs = epoch }, continued, observer.Epochs, device, outDir);
             }
         });
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"done: test accuracy {metrics.TestAccuracy:F4}, {metrics.ExamplesPerSecond:F1} img/s, {watch.Elapsed.TotalMinutes:F1} min"));
@@ -99,16 +103,56 @@ internal static class TrainCommand
         return steps * options.BatchSize / watch.Elapsed.TotalSeconds;
     }
 
-    private static void Save(Args args, NinNetwork network, IdxDatasetInfo dataset, DatasetSplit data, TrainingOptions options, IReadOnlyList<EpochMetrics> epochs, Device device, string outDir)
+    private static (ResumePoint? Resume, ContinuedFrom? Continued) ContinueFrom(string? directory, IdxDatasetInfo dataset, TrainingOptions options)
     {
-        var metadata = TrainedModel.Describe(args.Get("name", dataset.Name), data, options, epochs, device.ToString()) with { Version = args.Int("version", 1) };
+        if (directory is null)
+        {
+            return (null, null);
+        }
+
+        // Load verifies the weights' hash and shape before anything is trained on them.
+        var (probe, source) = Checkpoint.Load(directory);
+        probe.Dispose();
+        var recipe = source.Recipe ?? throw new ArgumentException($"--continue-from {directory}: the model records no training recipe.");
+        var history = source.Metrics?.Epochs ?? [];
+        if (recipe.Dataset != dataset.Name || source.ImageSize != options.ImageSize || history.Count != recipe.Epochs)
+        {
+            throw new ArgumentException(
+                $"--continue-from {directory}: that model was trained on {recipe.Dataset} at {source.ImageSize} px for {recipe.Epochs} epoch(s) " +
+                $"({history.Count} recorded); this run is {dataset.Name} at {options.ImageSize} px.");
+        }
+
+        if (options.Epochs <= recipe.Epochs)
+        {
+            throw new ArgumentException($"--epochs {options.Epochs} must exceed the {recipe.Epochs} epoch(s) the model already has.");
+        }
+
+        // A copy of the weights, so --out may name the same folder.
+        var weights = Path.Combine(Path.GetTempPath(), $"nin-continue-{Guid.NewGuid():N}.bin");
+        File.Copy(Path.Combine(directory, source.WeightsFile), weights);
+        Console.WriteLine($"continuing {source.Name} v{source.Version} after epoch {recipe.Epochs} (test accuracy {source.Metrics?.TestAccuracy:F4}); optimizer state starts fresh");
+        var continued = new ContinuedFrom
+        {
+            Name = source.Name,
+            Version = source.Version,
+            WeightsSha256 = source.WeightsSha256,
+            Epochs = recipe.Epochs,
+            Recipe = recipe,
+        };
+        return (new ResumePoint(recipe.Epochs, history, weights, OptimizerPath: null), continued);
+    }
+
+    private static void Save(Args args, NinNetwork network, IdxDatasetInfo dataset, DatasetSplit data, TrainingOptions options, ContinuedFrom? continued, IReadOnlyList<EpochMetrics> epochs, Device device, string outDir)
+    {
+        var described = TrainedModel.Describe(args.Get("name", dataset.Name), data, options, epochs, device.ToString());
+        var metadata = described with { Version = args.Int("version", 1), Recipe = described.Recipe! with { ContinuedFrom = continued } };
         var saved = Checkpoint.Save(network, metadata, outDir);
         Console.WriteLine($"saved {saved.Name} v{saved.Version} after epoch {options.Epochs} to {Path.GetFullPath(outDir)}");
     }
 
-    private sealed class ConsoleObserver : ITrainingObserver
+    private sealed class ConsoleObserver(IEnumerable<EpochMetrics> earlier) : ITrainingObserver
     {
-        public List<EpochMetrics> Epochs { get; } = [];
+        public List<EpochMetrics> Epochs { get; } = [.. earlier];
 
         private DateTime last = DateTime.MinValue;
 

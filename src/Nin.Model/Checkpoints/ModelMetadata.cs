@@ -103,6 +103,29 @@ public sealed record TrainingRecipe
     public int TrainImages { get; init; }
 
     public int TestImages { get; init; }
+
+    /// <summary>
+    /// Set when these weights continued another model's training (epochs 1..<c>ContinuedFrom.Epochs</c> were
+    /// that model's recipe; this recipe's learning rate applies to the epochs after it).
+    /// </summary>
+    public ContinuedFrom? ContinuedFrom { get; init; }
+}
+
+/// <summary>The model a run started from: its identity, the hash of its weights and its own recipe.</summary>
+public sealed record ContinuedFrom
+{
+    public required string Name { get; init; }
+
+    public int Version { get; init; }
+
+    public string WeightsSha256 { get; init; } = "";
+
+    public int Epochs { get; init; }
+
+    /// <summary><c>fresh</c> when the optimizer state (momentum) was not carried over.</summary>
+    public string OptimizerState { get; init; } = "fresh";
+
+    public required TrainingRecipe Recipe { get; init; }
 }
 
 /// <summary>One epoch's figures, as d2l's train_ch6 reports them.</summary>

@@ -49,6 +49,32 @@ public sealed class CheckpointTests : IDisposable
     }
 
     [Fact]
+    public void A_continued_recipe_keeps_where_it_started_from()
+    {
+        var dir = Path.Combine(root, "m");
+        using var net = new NinNetwork(1, 10);
+        var first = Metadata(10).Recipe!;
+        var metadata = Metadata(10) with
+        {
+            Recipe = first with
+            {
+                Epochs = 5,
+                LearningRate = 0.01,
+                ContinuedFrom = new ContinuedFrom { Name = "test", Version = 1, WeightsSha256 = new string('a', 64), Epochs = 4, Recipe = first with { Epochs = 4 } },
+            },
+        };
+        Checkpoint.Save(net, metadata, dir);
+
+        var read = Checkpoint.ReadMetadata(dir).Recipe!;
+        Assert.Equal(5, read.Epochs);
+        Assert.Equal(0.01, read.LearningRate);
+        Assert.Equal(4, read.ContinuedFrom!.Epochs);
+        Assert.Equal(0.1, read.ContinuedFrom.Recipe.LearningRate);
+        Assert.Equal("fresh", read.ContinuedFrom.OptimizerState);
+        Assert.Null(read.ContinuedFrom.Recipe.ContinuedFrom);
+    }
+
+    [Fact]
     public void Loading_with_another_class_count_fails_clearly()
     {
         var dir = Path.Combine(root, "m");
