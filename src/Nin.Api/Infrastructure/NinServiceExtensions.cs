@@ -98,7 +98,10 @@ public static class NinServiceExtensions
     /// <summary>Model registry, the dynamic-batching inference engine and the shipped default model.</summary>
     public static IHostApplicationBuilder AddNinServing(this IHostApplicationBuilder builder)
     {
-        builder.Services.AddOptions<ServingOptions>().BindConfiguration(ServingOptions.SectionName);
+        builder.Services.AddOptions<ServingOptions>().BindConfiguration(ServingOptions.SectionName)
+            .Validate(o => o.MaxBatchSize >= 0 && o.MaxBatchDelayMilliseconds >= 0 && o.Workers >= 0 && o.ThreadsPerPass >= 0,
+                "Serving: MaxBatchSize, MaxBatchDelayMilliseconds, Workers and ThreadsPerPass cannot be negative (0 picks the default).")
+            .ValidateOnStart();
         builder.Services.AddSingleton<ModelRegistry>();
         builder.Services.AddSingleton<InferenceEngine>();
         builder.Services.AddHostedService<DefaultModelSeeder>();

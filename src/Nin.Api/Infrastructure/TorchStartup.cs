@@ -14,6 +14,7 @@ internal sealed partial class TorchStartup(IOptions<TorchOptions> options, ILogg
         try
         {
             var info = TorchRuntime.Initialize(options.Value);
+            TorchRuntime.ConfineOtherThreads();
             LogReady(logger, info.Device, info.Backend, info.TorchSharpVersion, info.Threads, info.CudaDevices);
         }
         catch (TorchLoadException ex)

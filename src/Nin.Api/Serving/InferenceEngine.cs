@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Diagnostics.Metrics;
 using System.Threading.Channels;
 using Microsoft.Extensions.Options;
+using Nin.Model.Runtime;
 using Nin.Model.Training;
 using static TorchSharp.torch;
 
@@ -9,6 +10,12 @@ namespace Nin.Api.Serving;
 
 /// <summary>One image to classify: native-size bytes (C×h×w) or an already preprocessed float tensor (C×S×S).</summary>
 public sealed record InferenceInput(byte[]? Bytes, float[]? Floats);
+
+/// <summary>
+/// One image's softmax probabilities, the size of the forward pass that computed them, how long the image
+/// waited in the queue and how long that pass took (preprocessing, forward, softmax, copy out).
+/// </summary>
+public sealed record InferenceResult(float[] Probabilities, int BatchSize, double QueueMilliseconds, double ForwardMilliseconds);
 
 /// <summary>Counts of what the batcher did, for tests, benchmarks and /metrics.</summary>
 public sealed class ServingStats
@@ -41,95 +48,254 @@ public sealed class ServingStats
 }
 
 /// <summary>
-/// A dynamic batcher in front of the served networks, like Triton's: one loop owns inference and
-/// coalesces concurrent requests into one forward pass per model. Each pass runs in one dispose
-/// scope under inference mode, with no await inside; outputs are copied to managed arrays before
-/// the scope ends.
+/// A dynamic batcher in front of the served networks, like Triton's: inference workers, each on a thread of
+/// its own, coalesce concurrent requests into forward passes. Own threads mean libtorch always sees the same
+/// few calling threads (warm OpenMP teams, not one per thread-pool thread) and request handling never waits
+/// behind a forward pass for a pool thread. On a CPU there is one worker per Torch thread: a lone request runs
+/// on worker 0 with all of Torch's threads; when requests queue up while it runs, the helpers take their share
+/// and every pass runs on one thread, in small batches, which on a few cores beats one big batch on every
+/// thread (<c>./nin bench forward</c>). Each pass runs in one dispose scope under inference mode, with no
+/// await inside; outputs are copied to managed arrays before the scope ends.
 /// </summary>
 public sealed partial class InferenceEngine : IAsyncDisposable
 {
     public const string MeterName = "Nin.Serving";
 
-    private readonly Channel<WorkItem> queue = Channel.CreateUnbounded<WorkItem>(new UnboundedChannelOptions { SingleReader = true });
+    private readonly Channel<WorkItem> queue = Channel.CreateUnbounded<WorkItem>();
     private readonly ServingOptions options;
     private readonly ILogger<InferenceEngine> logger;
-    private readonly Task loop;
+    private readonly Thread[] workers;
+    private readonly int torchThreads;
+    private readonly TaskCompletionSource stopped = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly Histogram<int> batchHistogram;
+    private readonly Histogram<double> forwardHistogram;
     private readonly Counter<long> imageCounter;
+    private readonly SemaphoreSlim helpWanted = new(0);
+    private readonly int helpers;
+    private int busy;
+    private int primaryBusy;
+    private int running;
+    private bool stopping;
 
-    public InferenceEngine(IOptions<ServingOptions> options, IMeterFactory meters, ILogger<InferenceEngine> logger)
+    public InferenceEngine(IOptions<ServingOptions> options, IOptions<TorchOptions> torch, IMeterFactory meters, ILogger<InferenceEngine> logger)
     {
         this.options = options.Value;
         this.logger = logger;
         var meter = meters.Create(MeterName);
         batchHistogram = meter.CreateHistogram<int>("nin.inference.batch_size", "{image}", "Images per forward pass of the dynamic batcher");
+        forwardHistogram = meter.CreateHistogram<double>("nin.inference.forward.duration", "s", "Time of one forward pass, preprocessing and softmax included");
         imageCounter = meter.CreateCounter<long>("nin.inference.images", "{image}", "Images classified");
-        loop = Task.Factory.StartNew(RunAsync, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default).Unwrap();
+        var runtime = TorchRuntime.Initialize(torch.Value);
+        TorchRuntime.ConfineOtherThreads();
+        torchThreads = Math.Max(1, runtime.Threads);
+        var cpu = runtime.Device.StartsWith("cpu", StringComparison.OrdinalIgnoreCase);
+        WorkerCount = this.options.Workers > 0 ? this.options.Workers : cpu ? torchThreads : 1;
+        MaxBatchSize = this.options.MaxBatchSize > 0 ? this.options.MaxBatchSize : cpu ? 4 : 64;
+        running = WorkerCount;
+        helpers = WorkerCount - 1;
+        workers = [.. Enumerable.Range(0, WorkerCount).Select(i => new Thread(() =>
+        {
+            if (i == 0)
+            {
+                RunPrimary();
+            }
+            else
+            {
+                RunHelper();
+            }
+        })
+        { IsBackground = true, Name = $"nin-inference-{i}" })];
+        foreach (var worker in workers)
+        {
+            worker.Start();
+        }
     }
 
     public ServingStats Stats { get; } = new();
 
-    /// <summary>Softmax probabilities per input, in order. The caller holds a reference on <paramref name="model"/>.</summary>
-    public Task<float[][]> InferAsync(LoadedModel model, IReadOnlyList<InferenceInput> inputs, CancellationToken cancellationToken = default)
+    /// <summary>How many inference threads run forward passes.</summary>
+    public int WorkerCount { get; }
+
+    /// <summary>Most images in one forward pass.</summary>
+    public int MaxBatchSize { get; }
+
+    /// <summary>Results per input, in order. The caller holds a reference on <paramref name="model"/>.</summary>
+    public Task<InferenceResult[]> InferAsync(LoadedModel model, IReadOnlyList<InferenceInput> inputs, CancellationToken cancellationToken = default)
     {
-        var items = inputs.Select(i => new WorkItem(model, i, new TaskCompletionSource<float[]>(TaskCreationOptions.RunContinuationsAsynchronously))).ToArray();
-        foreach (var item in items)
+        var now = Stopwatch.GetTimestamp();
+        var items = new WorkItem[inputs.Count];
+        for (var i = 0; i < items.Length; i++)
         {
-            if (!queue.Writer.TryWrite(item))
+            items[i] = new WorkItem(model, inputs[i], now, new TaskCompletionSource<InferenceResult>(TaskCreationOptions.RunContinuationsAsynchronously));
+            if (!queue.Writer.TryWrite(items[i]))
             {
                 throw new InvalidOperationException("The inference engine is shutting down.");
             }
         }
 
+        if (helpers > 0 && Volatile.Read(ref primaryBusy) == 1)
+        {
+            helpWanted.Release();
+        }
+
         return Task.WhenAll(items.Select(i => i.Done.Task)).WaitAsync(cancellationToken);
     }
 
-    private sealed record WorkItem(LoadedModel Model, InferenceInput Input, TaskCompletionSource<float[]> Done);
+    private sealed record WorkItem(LoadedModel Model, InferenceInput Input, long Queued, TaskCompletionSource<InferenceResult> Done);
 
-    private async Task RunAsync()
+    /// <summary>
+    /// Worker 0 reads the queue: it gathers a batch (waiting up to the batching delay) and runs it. When requests
+    /// are left over while it runs, it wakes a helper.
+    /// </summary>
+    private void RunPrimary()
     {
-        var reader = queue.Reader;
-        var batch = new List<WorkItem>(options.MaxBatchSize);
-        while (await reader.WaitToReadAsync())
+        try
         {
-            batch.Clear();
-            var deadline = Stopwatch.GetTimestamp() + (long)(options.MaxBatchDelayMilliseconds * Stopwatch.Frequency / 1000);
-            while (batch.Count < options.MaxBatchSize)
+            var reader = queue.Reader;
+            var batch = new List<WorkItem>(MaxBatchSize);
+            while (Wait(reader, Timeout.InfiniteTimeSpan))
             {
-                if (reader.TryRead(out var item))
+                batch.Clear();
+                var limit = BatchLimit(reader);
+                var deadline = Stopwatch.GetTimestamp() + (long)(options.MaxBatchDelayMilliseconds * Stopwatch.Frequency / 1000);
+                while (batch.Count < limit)
                 {
-                    batch.Add(item);
+                    if (reader.TryRead(out var item))
+                    {
+                        batch.Add(item);
+                        continue;
+                    }
+
+                    var wait = Stopwatch.GetElapsedTime(Stopwatch.GetTimestamp(), deadline);
+                    if (batch.Count == 0 || wait <= TimeSpan.Zero || !Wait(reader, wait))
+                    {
+                        break;
+                    }
+                }
+
+                if (batch.Count == 0)
+                {
                     continue;
                 }
 
-                var wait = Stopwatch.GetElapsedTime(Stopwatch.GetTimestamp(), deadline);
-                if (batch.Count == 0 || wait <= TimeSpan.Zero)
+                // Busy first, then look at the queue; InferAsync writes first, then looks at busy (both fenced):
+                // a request that arrives now is seen by one of the two, so it never waits for a whole pass while a helper idles.
+                Interlocked.Exchange(ref primaryBusy, 1);
+                var shared = false;
+                if (helpers > 0 && reader.Count > 0)
                 {
-                    break;
+                    helpWanted.Release();
+                    shared = true;
                 }
 
-                using var timeout = new CancellationTokenSource(wait);
-                try
+                // Alone, worker 0 uses all of Torch's threads; with helpers running or about to run, it leaves them theirs.
+                RunBatch(batch, shared || Volatile.Read(ref busy) > 0 ? Math.Max(1, torchThreads - helpers) : torchThreads);
+                Interlocked.Exchange(ref primaryBusy, 0);
+            }
+        }
+        finally
+        {
+            Stopped();
+        }
+    }
+
+    /// <summary>Helpers sleep until worker 0 is busy and requests are waiting, then take their share while that lasts.</summary>
+    private void RunHelper()
+    {
+        try
+        {
+            var reader = queue.Reader;
+            var batch = new List<WorkItem>(MaxBatchSize);
+            while (true)
+            {
+                helpWanted.Wait();
+                if (Volatile.Read(ref stopping))
                 {
-                    await reader.WaitToReadAsync(timeout.Token);
+                    return;
                 }
-                catch (OperationCanceledException)
+
+                while (Volatile.Read(ref primaryBusy) == 1)
                 {
-                    break;
+                    batch.Clear();
+                    var limit = BatchLimit(reader);
+                    while (batch.Count < limit && reader.TryRead(out var item))
+                    {
+                        batch.Add(item);
+                    }
+
+                    if (batch.Count == 0)
+                    {
+                        break;
+                    }
+
+                    RunBatch(batch, 1);
                 }
             }
+        }
+        finally
+        {
+            Stopped();
+        }
+    }
 
+    private void RunBatch(List<WorkItem> batch, int threads)
+    {
+        Interlocked.Increment(ref busy);
+        try
+        {
+            TorchRuntime.UseThreads(options.ThreadsPerPass > 0 ? options.ThreadsPerPass : threads);
             foreach (var group in batch.GroupBy(i => (i.Model, Floats: i.Input.Floats is not null)))
             {
                 Forward(group.Key.Model, group.ToArray());
             }
         }
+        finally
+        {
+            Interlocked.Decrement(ref busy);
+        }
+    }
+
+    private void Stopped()
+    {
+        if (Interlocked.Decrement(ref running) == 0)
+        {
+            stopped.TrySetResult();
+        }
+    }
+
+    /// <summary>
+    /// Without a batching delay, an idle worker takes its share of what is queued, so the other workers get
+    /// the rest instead of waiting; with one, it gathers up to <see cref="ServingOptions.MaxBatchSize"/>.
+    /// </summary>
+    private int BatchLimit(ChannelReader<WorkItem> reader)
+    {
+        if (helpers == 0 || options.MaxBatchDelayMilliseconds > 0)
+        {
+            return MaxBatchSize;
+        }
+
+        var idle = Math.Max(1, WorkerCount - Volatile.Read(ref busy));
+        return Math.Clamp((reader.Count + idle - 1) / idle, 1, MaxBatchSize);
+    }
+
+    /// <summary>Blocks this (dedicated) thread until an item can be read: false when the queue is complete or the wait timed out.</summary>
+    private static bool Wait(ChannelReader<WorkItem> reader, TimeSpan timeout)
+    {
+        var ready = reader.WaitToReadAsync();
+        if (ready.IsCompleted)
+        {
+            return ready.Result;
+        }
+
+        var task = ready.AsTask();
+        return task.Wait(timeout) && task.Result;
     }
 
     private void Forward(LoadedModel model, WorkItem[] items)
     {
         float[] probabilities;
         var classes = model.Metadata.ClassNames.Count;
+        var started = Stopwatch.GetTimestamp();
         try
         {
             probabilities = RunNetwork(model, items);
@@ -145,12 +311,15 @@ public sealed partial class InferenceEngine : IAsyncDisposable
             return;
         }
 
+        var forward = Stopwatch.GetElapsedTime(started);
         Stats.Record(items.Length);
         batchHistogram.Record(items.Length);
+        forwardHistogram.Record(forward.TotalSeconds);
         imageCounter.Add(items.Length);
         for (var i = 0; i < items.Length; i++)
         {
-            items[i].Done.TrySetResult(probabilities.AsSpan(i * classes, classes).ToArray());
+            var queued = Stopwatch.GetElapsedTime(items[i].Queued, started);
+            items[i].Done.TrySetResult(new InferenceResult(probabilities.AsSpan(i * classes, classes).ToArray(), items.Length, queued.TotalMilliseconds, forward.TotalMilliseconds));
         }
     }
 
@@ -192,7 +361,10 @@ public sealed partial class InferenceEngine : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         queue.Writer.TryComplete();
-        await loop;
+        Volatile.Write(ref stopping, true);
+        helpWanted.Release(Math.Max(1, helpers));
+        await stopped.Task;
+        helpWanted.Dispose();
     }
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Forward pass of {Model} v{Version} failed for a batch of {Count}")]

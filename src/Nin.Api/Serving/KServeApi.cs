@@ -178,7 +178,7 @@ public static class KServeApi
                 return BadRequest(error);
             }
 
-            var probabilities = await engine.InferAsync(model, inputs!, cancellationToken);
+            var probabilities = (await engine.InferAsync(model, inputs!, cancellationToken)).Select(r => r.Probabilities).ToArray();
             var classes = model.Metadata.ClassNames.Count;
             return TypedResults.Ok(new V2InferResponse(
                 name,

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Globalization;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.Extensions.Options;
@@ -37,6 +38,7 @@ public static class PredictApi
                 Fashion-MNIST items are light on a dark background; `invert=auto` (default) inverts images whose border is light,
                 such as photos on a white background; `true`/`false` force it.
                 Errors: 415 not a supported image, 413 over a size limit, 400 corrupt image or bad parameters, 404 unknown `model`/`version`, 503 no model to serve.
+                The `Server-Timing` response header says where the time went: `read`, `decode`, `queue`, `forward` (with its batch size) and `infer`.
                 """)
             .Produces<PredictResponse>()
             .ProducesProblem(StatusCodes.Status400BadRequest)
@@ -89,6 +91,8 @@ public static class PredictApi
             return error;
         }
 
+        var read = watch.Elapsed;
+
         var served = await registry.AcquireAsync(model, version, cancellationToken);
         if (served is null)
         {
@@ -123,14 +127,23 @@ public static class PredictApi
                 }
             }
 
-            var probabilities = await engine.InferAsync(served, inputs, cancellationToken);
+            var decodedAt = watch.Elapsed;
+            var results = await engine.InferAsync(served, inputs, cancellationToken);
+            var inferred = watch.Elapsed;
             var k = Math.Min(topK ?? 3, meta.ClassNames.Count);
-            var predictions = probabilities.Select((p, i) =>
+            var predictions = results.Select((r, i) =>
             {
+                var p = r.Probabilities;
                 var top = p.Select((prob, index) => new LabelScore(meta.ClassNames[index], index, prob))
                     .OrderByDescending(s => s.Probability).Take(k).ToArray();
                 return new Prediction(images[i].FileName, top[0].Label, top[0].Index, top[0].Probability, top, inverted[i]);
             }).ToArray();
+
+            // Where the time went, for browser dev tools and the benchmark (W3C Server-Timing).
+            context.Response.Headers["Server-Timing"] = string.Create(CultureInfo.InvariantCulture,
+                $"read;dur={read.TotalMilliseconds:F2}, decode;dur={(decodedAt - read).TotalMilliseconds:F2}, " +
+                $"queue;dur={results.Max(r => r.QueueMilliseconds):F2}, forward;dur={results.Max(r => r.ForwardMilliseconds):F2};desc=\"batch {results.Max(r => r.BatchSize)}\", " +
+                $"infer;dur={(inferred - decodedAt).TotalMilliseconds:F2}");
             return TypedResults.Ok(new PredictResponse(new ModelRef(served.Name, served.Version), served.Device, watch.Elapsed.TotalMilliseconds, predictions));
         }
         finally

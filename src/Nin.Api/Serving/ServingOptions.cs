@@ -5,14 +5,29 @@ public sealed class ServingOptions
 {
     public const string SectionName = "Serving";
 
-    /// <summary>Most images one forward pass takes (Triton's max_batch_size).</summary>
-    public int MaxBatchSize { get; set; } = 64;
+    /// <summary>
+    /// Most images one forward pass takes (Triton's max_batch_size). 0 (default): 4 on a CPU, where a single-threaded
+    /// pass over more images than fit the cache gets slower per image (<c>./nin bench forward</c>), 64 on a GPU.
+    /// </summary>
+    public int MaxBatchSize { get; set; }
 
     /// <summary>
     /// How long the batcher waits for more requests after the first (Triton's max_queue_delay). 0 batches
     /// only what queued while the previous pass ran: no added latency for a lone client.
     /// </summary>
     public double MaxBatchDelayMilliseconds { get; set; }
+
+    /// <summary>
+    /// Inference threads, each running its own forward passes. 0 (default): one per Torch thread on a CPU, 1 on a
+    /// GPU. <c>./nin bench forward</c> shows what suits a machine.
+    /// </summary>
+    public int Workers { get; set; }
+
+    /// <summary>
+    /// Torch threads per forward pass. 0 (default): a pass running alone gets all of Torch's threads; while
+    /// several run, each other pass takes one from it.
+    /// </summary>
+    public int ThreadsPerPass { get; set; }
 
     /// <summary>Largest accepted encoded image.</summary>
     public long MaxImageBytes { get; set; } = 10 * 1024 * 1024;

@@ -89,7 +89,8 @@ public sealed partial class TrainingJob(
             LogStarted(logger, jobId, settings.Dataset, device.ToString(), settings.Epochs, settings.ImageSize);
 
             var data = await datasets.LoadAsync(settings.Dataset, settings.MaxTrainImages, settings.MaxTestImages, cts.Token);
-            var result = Train(jobId, settings, data, device, cts.Token);
+            // Its own thread: its OpenMP team is the only multi-threaded one besides serving's, and goes away with it.
+            var result = await TorchRuntime.RunOnOwnThread($"nin-train-{jobId}", () => Train(jobId, settings, data, device, cts.Token));
 
             var stored = models.Add(result.Network, result.Metadata, settings.Activate);
             result.Network.Dispose();

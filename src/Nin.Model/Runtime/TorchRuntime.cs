@@ -31,6 +31,8 @@ public static class TorchRuntime
         typeof(torch).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion.Split('+')[0]
         ?? typeof(torch).Assembly.GetName().Version?.ToString() ?? "unknown";
 
+    public static bool IsInitialized => info is not null;
+
     /// <summary>The runtime, once <see cref="Initialize"/> has succeeded.</summary>
     public static TorchInfo Info => info ?? throw new InvalidOperationException("The Torch runtime is not initialised; call TorchRuntime.Initialize first.");
 
@@ -74,6 +76,58 @@ public static class TorchRuntime
             info = new TorchInfo(device.ToString(), Backend, TorchSharpVersion, cuda, cuda ? torch.cuda.device_count() : 0, torch.get_num_threads());
             return info;
         }
+    }
+
+    /// <summary>
+    /// Gives the calling thread <paramref name="threads"/> intra-op threads (the configured count when 0).
+    /// libtorch's OpenMP thread count belongs to the calling thread once it has run an operator; the serving
+    /// engine gives its own threads fewer while several passes run, so long-running work such as training
+    /// sets its thread's count explicitly rather than inheriting whatever was set last.
+    /// </summary>
+    public static void UseThreads(int threads = 0)
+    {
+        var wanted = threads > 0 ? threads : Info.Threads;
+        if (wanted > 0 && torch.get_num_threads() != wanted)
+        {
+            torch.set_num_threads(wanted);
+        }
+    }
+
+    /// <summary>
+    /// From now on, a thread that has not chosen its count with <see cref="UseThreads"/> runs Torch on one thread.
+    /// libtorch's OpenMP runtime (libgomp) keeps a team of worker threads for every thread that ever ran a parallel
+    /// operator; once the teams hold more threads than there are cores, every team stops spinning between operators
+    /// and sleeps instead, and each operator then pays a wake-up. A server calls this once, so request and loader
+    /// threads stay single-threaded and only its inference and training threads own multi-threaded teams.
+    /// </summary>
+    public static void ConfineOtherThreads()
+    {
+        _ = Info;
+        torch.set_num_threads(1);
+    }
+
+    /// <summary>
+    /// Runs <paramref name="work"/> on a new thread with the configured Torch threads. The thread, and the OpenMP
+    /// team libtorch gives it, end with the work, so long jobs such as training leave no idle team behind.
+    /// </summary>
+    public static Task<T> RunOnOwnThread<T>(string name, Func<T> work)
+    {
+        var done = new TaskCompletionSource<T>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var thread = new Thread(() =>
+        {
+            try
+            {
+                UseThreads();
+                done.SetResult(work());
+            }
+            catch (Exception ex)
+            {
+                done.SetException(ex);
+            }
+        })
+        { IsBackground = true, Name = name };
+        thread.Start();
+        return done.Task;
     }
 
     /// <summary>

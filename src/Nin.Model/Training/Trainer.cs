@@ -55,6 +55,7 @@ public sealed class Trainer : IDisposable
     /// </summary>
     public ModelMetrics Run(ITrainingObserver observer, CancellationToken cancellationToken, ResumePoint? resume = null, Action<int, TorchSharp.Modules.OptimizerHelper>? onEpochEnd = null)
     {
+        UseConfiguredThreads();
         var history = new List<EpochMetrics>(resume?.History ?? []);
         var first = 1;
         if (resume is not null)
@@ -134,6 +135,7 @@ public sealed class Trainer : IDisposable
     /// <summary>Accuracy on the test set in eval mode.</summary>
     public double Evaluate(CancellationToken cancellationToken = default)
     {
+        UseConfiguredThreads();
         Network.eval();
         using var inference = inference_mode();
         long right = 0;
@@ -147,6 +149,15 @@ public sealed class Trainer : IDisposable
         }
 
         return (double)right / TestCount;
+    }
+
+    /// <summary>This thread trains with all the configured Torch threads, whatever a server set last.</summary>
+    private static void UseConfiguredThreads()
+    {
+        if (Runtime.TorchRuntime.IsInitialized)
+        {
+            Runtime.TorchRuntime.UseThreads();
+        }
     }
 
     public void Dispose()

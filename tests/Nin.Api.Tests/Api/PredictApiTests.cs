@@ -132,6 +132,15 @@ public sealed class PredictApiTests(ServingFixture fixture) : IClassFixture<Serv
         var body = await response.Content.ReadFromJsonAsync<PredictResponse>();
         Assert.Equal(new ModelRef("alpha", 2), body!.Model);
         Assert.Null(Assert.Single(body.Predictions).File);
+
+        // Where the time went: W3C Server-Timing with the forward pass and the batch it ran in.
+        var timing = string.Join(", ", response.Headers.GetValues("Server-Timing"));
+        foreach (var part in new[] { "read;dur=", "decode;dur=", "queue;dur=", "forward;dur=", "infer;dur=" })
+        {
+            Assert.Contains(part, timing, StringComparison.Ordinal);
+        }
+
+        Assert.Matches(@"forward;dur=\d+\.\d+;desc=""batch [1-9]\d*""", timing);
     }
 
     [Fact]
@@ -241,6 +250,7 @@ public sealed class PredictApiTests(ServingFixture fixture) : IClassFixture<Serv
         Assert.All(responses, r => Assert.Equal(HttpStatusCode.OK, r.StatusCode));
         Assert.Equal(Enumerable.Range(0, 32).Select(i => $"{i}.png"), responses.Select(r => r.Body!.Predictions[0].File));
         Assert.True(engine.Stats.LargestBatch > 1, $"no forward pass served more than one request (largest batch {engine.Stats.LargestBatch}, was {before})");
+        Assert.True(engine.Stats.LargestBatch <= engine.MaxBatchSize, $"a pass of {engine.Stats.LargestBatch} exceeded the limit {engine.MaxBatchSize}");
     }
 
     [Fact]
