@@ -1,3 +1,6 @@
+using System.Net;
+using System.Net.Http.Json;
+using System.Text.Json;
 using System.Text.RegularExpressions;
 using Microsoft.Playwright;
 using static Microsoft.Playwright.Assertions;
@@ -98,6 +101,38 @@ public sealed partial class DashboardTests(DashboardFixture fixture) : IClassFix
         await page.Locator("#live-job details summary").ClickAsync();
         await DashboardFixture.ScreenshotAsync(page, "training-succeeded");
         Assert.True(errors.Count == 0, string.Join(Environment.NewLine, errors));
+    }
+
+    [Fact]
+    public async Task A_model_trained_while_the_page_was_offline_appears_once_it_reconnects()
+    {
+        var (page, _) = await fixture.OpenAsync();
+        await WaitConnectedAsync(page);
+        await Expect(page.Locator("#models-list table[data-model='offline-run']")).ToHaveCountAsync(0);
+
+        // The page misses JobFinished: it is offline from before the job starts until after it has finished.
+        await page.Context.SetOfflineAsync(true);
+        await Expect(page.Locator("#conn-state")).Not.ToHaveTextAsync("connected", new() { Timeout = 60_000 });
+        using var http = new HttpClient { BaseAddress = fixture.BaseAddress };
+        using var posted = await http.PostAsJsonAsync(new Uri("/train", UriKind.Relative), new
+        {
+            epochs = 1, batchSize = 32, imageSize = 67, device = "cpu", modelName = "offline-run", maxTrainImages = 64, maxTestImages = 32, activate = false,
+        });
+        Assert.Equal(HttpStatusCode.Accepted, posted.StatusCode);
+        var location = posted.Headers.Location!;
+        var deadline = DateTime.UtcNow.AddMinutes(4);
+        string? status = null;
+        while (status != "Succeeded" && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(250);
+            using var job = JsonDocument.Parse(await http.GetStringAsync(location));
+            status = job.RootElement.GetProperty("status").GetString();
+        }
+
+        Assert.Equal("Succeeded", status);
+        await page.Context.SetOfflineAsync(false);
+        await WaitConnectedAsync(page);
+        await Expect(page.Locator("#models-list table[data-model='offline-run'] tbody tr")).ToHaveCountAsync(1, new() { Timeout = 30_000 });
     }
 
     [Fact]

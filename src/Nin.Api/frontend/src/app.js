@@ -168,7 +168,7 @@ hub.on("JobFinished", (e) => {
 
   renderJobs();
   renderLive();
-  if (e.status === "Succeeded") loadModels();
+  if (e.status === "Succeeded") refreshModelsSoon();
 });
 
 hub.onreconnecting(() => setConnection("reconnecting"));
@@ -232,7 +232,18 @@ function upsertJob(snapshot, render = true) {
     selectedJobId = pickDefaultJob();
   }
 
+  // A job that finished while this page was (re)connecting sends no JobFinished here, only its snapshot:
+  // its new model must still appear.
+  if (snapshot.status === "Succeeded" && known?.status !== "Succeeded") refreshModelsSoon();
   if (render) renderAll();
+}
+
+let modelsRefresh = null;
+function refreshModelsSoon() {
+  modelsRefresh ??= setTimeout(() => {
+    modelsRefresh = null;
+    loadModels();
+  }, 0);
 }
 
 function sortedJobs() {
