@@ -64,7 +64,6 @@ public sealed partial class InferenceEngine : IAsyncDisposable
     private readonly Channel<WorkItem> queue = Channel.CreateUnbounded<WorkItem>();
     private readonly ServingOptions options;
     private readonly ILogger<InferenceEngine> logger;
-    private readonly Thread[] workers;
     private readonly int torchThreads;
     private readonly TaskCompletionSource stopped = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly Histogram<int> batchHistogram;
@@ -93,7 +92,7 @@ public sealed partial class InferenceEngine : IAsyncDisposable
         MaxBatchSize = this.options.MaxBatchSize > 0 ? this.options.MaxBatchSize : cpu ? 4 : 64;
         running = WorkerCount;
         helpers = WorkerCount - 1;
-        workers = [.. Enumerable.Range(0, WorkerCount).Select(i => new Thread(() =>
+        Thread[] workers = [.. Enumerable.Range(0, WorkerCount).Select(i => new Thread(() =>
         {
             if (i == 0)
             {
