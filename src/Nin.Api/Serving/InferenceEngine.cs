@@ -251,6 +251,7 @@ public sealed partial class InferenceEngine : IAsyncDisposable
         finally
         {
             Interlocked.Decrement(ref busy);
+            batch.Clear(); // a worker waiting for work holds no request, input or model
         }
     }
 
