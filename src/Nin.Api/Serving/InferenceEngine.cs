@@ -92,21 +92,9 @@ public sealed partial class InferenceEngine : IAsyncDisposable
         MaxBatchSize = this.options.MaxBatchSize > 0 ? this.options.MaxBatchSize : cpu ? 4 : 64;
         running = WorkerCount;
         helpers = WorkerCount - 1;
-        Thread[] workers = [.. Enumerable.Range(0, WorkerCount).Select(i => new Thread(() =>
+        for (var i = 0; i < WorkerCount; i++)
         {
-            if (i == 0)
-            {
-                RunPrimary();
-            }
-            else
-            {
-                RunHelper();
-            }
-        })
-        { IsBackground = true, Name = $"nin-inference-{i}" })];
-        foreach (var worker in workers)
-        {
-            worker.Start();
+            new Thread(i == 0 ? RunPrimary : RunHelper) { IsBackground = true, Name = $"nin-inference-{i}" }.Start();
         }
     }
 
