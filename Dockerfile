@@ -18,16 +18,16 @@ ARG DOTNET_VERSION=10.0
 ARG NODE_VERSION=22
 
 # ---------------------------------------------------------------- front-end (optional)
-# The dashboard lives in src/Nin.Api/frontend when it exists. The glob `fronten[d]` matches nothing when
+# The dashboard lives in Nin.Api/frontend when it exists. The glob `fronten[d]` matches nothing when
 # the folder is absent; global.json is listed beside it so that COPY always has a source. Without a
 # package.json the stage only creates an empty wwwroot, so the image builds either way.
 FROM node:${NODE_VERSION}-bookworm-slim AS frontend
-WORKDIR /src/src/Nin.Api/frontend
-COPY global.json src/Nin.Api/fronten[d]/package*.json ./
+WORKDIR /Nin.Api/frontend
+COPY global.json Nin.Api/fronten[d]/package*.json ./
 RUN if [ -f package.json ]; then npm ci --no-audit --no-fund; fi
-COPY global.json src/Nin.Api/fronten[d] ./
+COPY global.json Nin.Api/fronten[d] ./
 RUN if [ -f package.json ]; then npm run build; fi \
- && mkdir -p /src/src/Nin.Api/wwwroot
+ && mkdir -p /Nin.Api/wwwroot
 
 # ---------------------------------------------------------------- build
 FROM mcr.microsoft.com/dotnet/sdk:${DOTNET_VERSION} AS build
@@ -36,15 +36,15 @@ WORKDIR /src
 
 # Restore layer: only what restore reads, so source edits don't re-download packages.
 COPY global.json Directory.Build.props Directory.Packages.props ./
-COPY src/Nin.Model/Nin.Model.csproj src/Nin.Model/
-COPY src/Nin.Api/Nin.Api.csproj src/Nin.Api/
-RUN dotnet restore src/Nin.Api/Nin.Api.csproj -r linux-x64 -p:TorchBackend=${TORCH_BACKEND}
+COPY Nin.Model/Nin.Model.csproj Nin.Model/
+COPY Nin.Api/Nin.Api.csproj Nin.Api/
+RUN dotnet restore Nin.Api/Nin.Api.csproj -r linux-x64 -p:TorchBackend=${TORCH_BACKEND}
 
-COPY src/Nin.Model/ src/Nin.Model/
-COPY src/Nin.Api/ src/Nin.Api/
+COPY Nin.Model/ Nin.Model/
+COPY Nin.Api/ Nin.Api/
 # The front-end was built in its own stage: put its output in wwwroot and tell MSBuild not to run npm.
-COPY --from=frontend /src/src/Nin.Api/wwwroot/ src/Nin.Api/wwwroot/
-RUN dotnet publish src/Nin.Api/Nin.Api.csproj -c Release -r linux-x64 --self-contained false --no-restore \
+COPY --from=frontend /Nin.Api/wwwroot/ Nin.Api/wwwroot/
+RUN dotnet publish Nin.Api/Nin.Api.csproj -c Release -r linux-x64 --self-contained false --no-restore \
       -p:TorchBackend=${TORCH_BACKEND} -p:SkipFrontendBuild=true -o /app
 
 # ---------------------------------------------------------------- runtime

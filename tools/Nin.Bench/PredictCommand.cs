@@ -239,7 +239,7 @@ internal static class PredictCommand
         }
 
         var config = AppContext.BaseDirectory.Contains("/Debug/", StringComparison.Ordinal) ? "Debug" : "Release";
-        var path = dir is null ? null : Path.Combine(dir.FullName, "src", "Nin.Api", "bin", config, "net10.0", "Nin.Api.dll");
+        var path = dir is null ? null : Path.Combine(dir.FullName, "Nin.Api", "bin", config, "net10.0", "Nin.Api.dll");
         return path is not null && File.Exists(path) ? path : throw new FileNotFoundException("Nin.Api.dll not found; build it (./nin bench builds it) or pass --api PATH.");
     }
 
