@@ -1,0 +1,205 @@
+# shellcheck shell=bash
+# Sourced by ./nin: what `./nin test` needs besides dotnet, provided by nin itself so that a
+# fresh clone passes with nothing installed by hand:
+#   - the dashboard's front-end bundle (npm, on the host: the Debian 13 root has no node);
+#   - Chromium where the tests run (inside the Debian 13 root when one is used), for Playwright;
+#   - a throwaway PostgreSQL cluster on a free loopback port (initdb in a temporary folder,
+#     stopped and removed when the tests end, also on failure and Ctrl-C), unless
+#     NIN_TEST_POSTGRES names a server to use instead.
+# As root, missing packages are installed with apt; otherwise nin stops before building and
+# prints the one command that installs them (`sudo ./nin prepare`).
+#
+# Reads: REPO, USE_ROOT, ROOTFS, DOTNET_EXE (root.sh). Exports NIN_TEST_POSTGRES, NIN_CHROMIUM.
+
+CHROMIUM_PACKAGES=(chromium fonts-dejavu-core)
+PG_RUN_DIR=
+
+# ------------------------------------------------------------------ front end
+
+# The Debian 13 root has no Node.js: bundle the dashboard's front end on the host first
+# (MSBuild's own target, incremental), so the build inside finds it up to date. Natively
+# the build runs the same target itself.
+build_frontend_on_host() {
+    ((USE_ROOT)) || return 0
+    [[ -f $REPO/Nin.Api/frontend/package.json ]] || return 0
+    command -v npm >/dev/null 2>&1 || { say "warning: npm not found on the host; the dashboard bundle cannot be built"; return 0; }
+    "$DOTNET_EXE" msbuild "$REPO/Nin.Api/Nin.Api.csproj" -t:NinFrontendBuild -nologo -v:quiet >&2 ||
+        die "building the dashboard's front end (npm) failed"
+}
+
+# ------------------------------------------------------------------- Chromium
+
+# The browser the Playwright tests start, as a path inside the environment the tests run in.
+chromium_path() { printf '%s\n' "${NIN_CHROMIUM:-/usr/bin/chromium}"; }
+
+# The same file as seen from the host (the root's copy when tests run inside the root).
+chromium_host_path() {
+    if ((USE_ROOT)); then printf '%s%s\n' "$ROOTFS" "$(chromium_path)"; else chromium_path; fi
+}
+
+chromium_present() { [[ -x $(chromium_host_path) ]]; }
+
+install_chromium() {
+    if ((USE_ROOT)); then
+        say "installing ${CHROMIUM_PACKAGES[*]} inside the Debian 13 root (once)"
+        run_child bash -c 'export DEBIAN_FRONTEND=noninteractive; apt-get -o DPkg::Lock::Timeout=900 update -q && apt-get -o DPkg::Lock::Timeout=900 install -y -q --no-install-recommends "$@"' \
+            apt "${CHROMIUM_PACKAGES[@]}" >&2 || die "installing Chromium inside $ROOTFS failed"
+    else
+        command -v apt-get >/dev/null 2>&1 ||
+            die "Chromium is not at $(chromium_path) and apt-get is not available: install Chromium and set NIN_CHROMIUM to its path"
+        apt_install "${CHROMIUM_PACKAGES[@]}"
+    fi
+    chromium_present || die "Chromium was installed but $(chromium_host_path) is still missing; set NIN_CHROMIUM to its path"
+}
+
+# ----------------------------------------------------------------- PostgreSQL
+
+# The newest PostgreSQL server programs on the host (Debian/Ubuntu layout first, then PATH).
+pg_bindir() {
+    local d best
+    best=$(for d in /usr/lib/postgresql/*/bin; do
+        [[ -x $d/postgres && -x $d/initdb && -x $d/pg_ctl && -x $d/createdb ]] && echo "$d"
+    done | sort -V | tail -n 1)
+    if [[ -z $best ]] && command -v initdb >/dev/null 2>&1 && command -v pg_ctl >/dev/null 2>&1; then
+        best=$(dirname -- "$(readlink -f -- "$(command -v initdb)")")
+    fi
+    [[ -n $best ]] && printf '%s\n' "$best"
+}
+
+postgres_needed() { [[ -z ${NIN_TEST_POSTGRES:-} ]]; }
+
+# The account the throwaway cluster runs as: PostgreSQL refuses to run as root.
+pg_run_as() {
+    if [[ $EUID -ne 0 ]]; then
+        PG_AS=()
+        PG_OWNER=$(id -un)
+    elif id -u postgres >/dev/null 2>&1; then
+        PG_AS=(runuser -u postgres --)
+        PG_OWNER=postgres
+    else
+        PG_AS=(runuser -u nobody --)
+        PG_OWNER=nobody
+    fi
+}
+
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# Clusters of earlier runs whose ./nin was killed (SIGKILL leaves no chance to clean up).
+reap_stale_postgres() {
+    local dir owner bindir
+    for dir in "${TMPDIR:-/tmp}"/nin-pg.*; do
+        [[ -d $dir && -f $dir/nin.pid ]] || continue
+        owner=$(cat -- "$dir/nin.pid" 2>/dev/null || echo)
+        [[ -n $owner ]] && kill -0 "$owner" 2>/dev/null && continue
+        bindir=$(cat -- "$dir/bindir" 2>/dev/null || echo)
+        if [[ -n $bindir && -f $dir/data/postmaster.pid ]]; then
+            pg_run_as
+            "${PG_AS[@]}" "$bindir/pg_ctl" -D "$dir/data" -m immediate -w -t 10 stop >/dev/null 2>&1 || true
+        fi
+        rm -rf --one-file-system -- "$dir"
+    done
+}
+
+start_throwaway_postgres() {
+    local bindir port try password log
+    bindir=$(pg_bindir) || die "no PostgreSQL server programs found (install postgresql, or set NIN_TEST_POSTGRES)"
+    reap_stale_postgres
+    pg_run_as
+    PG_RUN_DIR=$(mktemp -d "${TMPDIR:-/tmp}/nin-pg.XXXXXX")
+    echo $$ >"$PG_RUN_DIR/nin.pid"
+    echo "$bindir" >"$PG_RUN_DIR/bindir"
+    password=$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
+    printf '%s\n' "$password" >"$PG_RUN_DIR/pw"
+    chmod 700 "$PG_RUN_DIR"
+    chown "$PG_OWNER" "$PG_RUN_DIR" "$PG_RUN_DIR/pw"
+    log=$PG_RUN_DIR/postgres.log
+    # Password authentication over TCP, as the service uses it; trust on the private socket only.
+    "${PG_AS[@]}" "$bindir/initdb" -D "$PG_RUN_DIR/data" -U nin --pwfile="$PG_RUN_DIR/pw" -E UTF8 \
+        --auth-host=scram-sha-256 --auth-local=trust --no-instructions >"$PG_RUN_DIR/initdb.log" 2>&1 ||
+        { cat "$PG_RUN_DIR/initdb.log" >&2; die "initdb failed (see above)"; }
+    for try in $(seq 1 20); do
+        port=$((20000 + RANDOM % 30000))
+        port_in_use "$port" && continue
+        # A throwaway cluster: durability off, a private socket folder, loopback only.
+        if "${PG_AS[@]}" "$bindir/pg_ctl" -D "$PG_RUN_DIR/data" -l "$log" -w -t 60 \
+            -o "-h 127.0.0.1 -p $port -k $PG_RUN_DIR -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300" \
+            start >/dev/null; then
+            "${PG_AS[@]}" "$bindir/createdb" -h "$PG_RUN_DIR" -p "$port" -U nin nin_test ||
+                die "createdb on the throwaway PostgreSQL failed"
+            export NIN_TEST_POSTGRES="Host=127.0.0.1;Port=$port;Username=nin;Password=$password;Database=nin_test"
+            say "throwaway PostgreSQL $("$bindir/postgres" --version | awk '{ print $3 }') on 127.0.0.1:$port ($PG_RUN_DIR, removed afterwards)"
+            return 0
+        fi
+        grep -q 'in use' "$log" 2>/dev/null || { tail -n 20 "$log" >&2 || true; die "PostgreSQL did not start (log above)"; }
+    done
+    die "no free loopback port found for PostgreSQL after 20 tries"
+}
+
+stop_throwaway_postgres() {
+    [[ -n $PG_RUN_DIR && -d $PG_RUN_DIR ]] || return 0
+    local bindir
+    bindir=$(cat -- "$PG_RUN_DIR/bindir" 2>/dev/null || echo)
+    if [[ -n $bindir && -f $PG_RUN_DIR/data/postmaster.pid ]]; then
+        "${PG_AS[@]}" "$bindir/pg_ctl" -D "$PG_RUN_DIR/data" -m fast -w -t 20 stop >/dev/null 2>&1 ||
+            "${PG_AS[@]}" "$bindir/pg_ctl" -D "$PG_RUN_DIR/data" -m immediate -w -t 10 stop >/dev/null 2>&1 || true
+    fi
+    rm -rf --one-file-system -- "$PG_RUN_DIR"
+    PG_RUN_DIR=
+}
+
+# ------------------------------------------------------------------ together
+
+# What is missing, as "description|how" lines (empty when nothing is).
+missing_test_deps() {
+    command -v npm >/dev/null 2>&1 || echo "Node.js 18+ and npm on the host (the dashboard bundle)|apt-get install nodejs npm"
+    chromium_present || echo "Chromium at $(chromium_host_path) (browser tests)|$( ((USE_ROOT)) && echo 'inside the Debian 13 root: ' )apt-get install ${CHROMIUM_PACKAGES[*]}"
+    if postgres_needed && ! pg_bindir >/dev/null; then
+        echo "PostgreSQL server programs (initdb, pg_ctl) for a throwaway test cluster|apt-get install postgresql (or set NIN_TEST_POSTGRES to a server's connection string)"
+    fi
+    return 0
+}
+
+# Install what the tests need, as root; otherwise stop with the exact command.
+ensure_test_deps() {
+    local missing
+    missing=$(missing_test_deps)
+    if [[ -n $missing && $EUID -ne 0 ]]; then
+        {
+            echo "nin: error: the tests need things this machine lacks, and installing them needs root:"
+            while IFS='|' read -r what how; do echo "  - $what ($how)"; done <<<"$missing"
+            echo "Run once:  sudo $REPO/nin prepare"
+        } >&2
+        exit 1
+    fi
+    command -v npm >/dev/null 2>&1 || apt_install nodejs npm
+    chromium_present || install_chromium
+    if postgres_needed && ! pg_bindir >/dev/null; then apt_install postgresql; fi
+    return 0
+}
+
+# `./nin doctor`: what the tests will use.
+doctor_test_deps() {
+    local bindir
+    if command -v npm >/dev/null 2>&1; then
+        echo "npm:               $(command -v npm) ($(npm --version 2>/dev/null || echo '?'))"
+    else
+        echo "npm:               NOT FOUND (needed to bundle the dashboard; ./nin prepare installs it as root)"
+    fi
+    if chromium_present; then
+        echo "chromium (tests):  $(chromium_host_path)"
+    else
+        echo "chromium (tests):  missing at $(chromium_host_path) (./nin test installs it as root; else: sudo ./nin prepare)"
+    fi
+    if ! postgres_needed; then
+        echo "postgres (tests):  NIN_TEST_POSTGRES is set: that server is used"
+    elif bindir=$(pg_bindir); then
+        echo "postgres (tests):  throwaway cluster per run from $bindir ($("$bindir/postgres" --version 2>/dev/null | awk '{ print $3 }'))"
+    else
+        echo "postgres (tests):  server programs missing (./nin test installs postgresql as root; else: sudo ./nin prepare, or set NIN_TEST_POSTGRES)"
+    fi
+    if command -v docker >/dev/null 2>&1; then
+        echo "docker:            $(command -v docker) (container test: tools/containers/test.sh)"
+    else
+        echo "docker:            not found (only the container test needs it)"
+    fi
+}
