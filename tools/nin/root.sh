@@ -105,13 +105,23 @@ apt_install() {
 # Create the root once. It is built in a temp dir beside the target and moved
 # into place only when complete, so an interrupted run never leaves a half root;
 # a lock file serialises concurrent first runs.
+# The exact command that prepares this machine as root: sudo drops the environment, so the
+# settings that change what prepare does are spelled out.
+sudo_prepare() {
+    local v env=()
+    for v in NIN_ROOTFS NIN_USE_ROOT NIN_DEBIAN_MIRROR NIN_CHROMIUM; do
+        [[ -n ${!v:-} ]] && env+=("$v=$(printf '%q' "${!v}")")
+    done
+    printf 'sudo %s%s prepare\n' "${env[*]:+${env[*]} }" "$REPO/nin"
+}
+
 create_root() {
     if [[ $EUID -ne 0 ]]; then
         die "this host's libstdc++ lacks $NEEDED_GLIBCXX (TorchSharp needs GCC 13's libstdc++), so nin runs
      dotnet inside a Debian 13 root at $ROOTFS, which does not exist yet and needs root to
-     create (debootstrap, ~1 minute, once). Run once as root: sudo ./nin prepare
-     (or sudo ./nin $*), or use a host with GCC 13's libstdc++ (Ubuntu 24.04, Debian 13) or the
-     .NET 10 Docker image."
+     create (debootstrap, ~1 minute, once). Run once as root:
+       $(sudo_prepare)
+     or use a host with GCC 13's libstdc++ (Ubuntu 24.04, Debian 13) or the .NET 10 Docker image."
     fi
     if ! command -v debootstrap >/dev/null 2>&1 && [[ ! -x /usr/sbin/debootstrap ]]; then
         command -v apt-get >/dev/null 2>&1 ||

@@ -167,7 +167,7 @@ ensure_test_deps() {
         {
             echo "nin: error: the tests need things this machine lacks, and installing them needs root:"
             while IFS='|' read -r what how; do echo "  - $what ($how)"; done <<<"$missing"
-            echo "Run once:  sudo $REPO/nin prepare"
+            echo "Run once:  $(sudo_prepare)"
         } >&2
         exit 1
     fi
