@@ -4,6 +4,7 @@ using System.Reflection.Metadata.Ecma335;
 using System.Reflection.PortableExecutable;
 using System.Text.RegularExpressions;
 using Nin.Api.Infrastructure;
+using Nin.Api.Security;
 using Nin.Api.Serving;
 using Nin.Model.Runtime;
 
@@ -30,6 +31,7 @@ public sealed partial class ComposeFileTests
         [HangfireOptions.SectionName] = typeof(HangfireOptions),
         [ServingOptions.SectionName] = typeof(ServingOptions),
         [TorchOptions.SectionName] = typeof(TorchOptions),
+        [SecurityOptions.SectionName] = typeof(SecurityOptions),
     };
 
     [Fact]
@@ -39,6 +41,10 @@ public sealed partial class ComposeFileTests
         Assert.Contains("Hangfire__PostgresConnection", env.Keys);
         Assert.Contains("Host=postgres;", env["Hangfire__PostgresConnection"], StringComparison.Ordinal);
         Assert.Contains("NIN_HOME", env.Keys);
+        Assert.Contains("Gss Encryption Mode=Disable", env["Hangfire__PostgresConnection"], StringComparison.Ordinal);
+        // Safe by default: compose refuses to start without a key, and so does the app.
+        Assert.Matches(new Regex(@"^\$\{NIN_API_KEY:\?.+\}$"), env["Security__ApiKeys__0"]);
+        Assert.Equal("true", env["Security__RequireApiKey"]);
         Assert.Equal("cuda", ApiEnvironment("docker-compose.gpu.yml")["Torch__Device"]);
     }
 
@@ -66,10 +72,12 @@ public sealed partial class ComposeFileTests
             if (name.Contains("__", StringComparison.Ordinal))
             {
                 var parts = name.Split("__");
-                Assert.True(parts.Length == 2, $"{file}: {name} is nested deeper than Section__Property.");
+                var indexed = parts.Length == 3 && int.TryParse(parts[2], out _); // Section__ListProperty__0
+                Assert.True(parts.Length == 2 || indexed, $"{file}: {name} is nested deeper than Section__Property (or Section__List__N).");
                 Assert.True(Sections.TryGetValue(parts[0], out var type), $"{file}: {name}: no options class binds section '{parts[0]}'.");
                 var property = type!.GetProperty(parts[1], BindingFlags.Public | BindingFlags.Instance | BindingFlags.IgnoreCase);
                 Assert.True(property is { CanWrite: true }, $"{file}: {name}: {type.Name} has no settable property '{parts[1]}'.");
+                Assert.True(!indexed || typeof(System.Collections.IList).IsAssignableFrom(property!.PropertyType), $"{file}: {name}: {type.Name}.{parts[1]} is not a list.");
             }
             else
             {
@@ -86,7 +94,7 @@ public sealed partial class ComposeFileTests
         var port = DockerfileEnvironment()["ASPNETCORE_HTTP_PORTS"];
 
         Assert.Matches(new Regex($@"^\s*EXPOSE\s+{port}\s*$", RegexOptions.Multiline), Read("Dockerfile"));
-        Assert.Matches(new Regex($@"-\s*""?\d+:{port}""?\s*$", RegexOptions.Multiline), api);
+        Assert.Matches(new Regex($@"-\s*""?(\d+|\$\{{NIN_PORT:-\d+\}}):{port}""?\s*$", RegexOptions.Multiline), api);
         Assert.Contains($"/dev/tcp/127.0.0.1/{port}", api, StringComparison.Ordinal);
         Assert.Contains("GET /health/ready ", api, StringComparison.Ordinal);
         Assert.Matches(new Regex(@"condition:\s*service_healthy"), api);

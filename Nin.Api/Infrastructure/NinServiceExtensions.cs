@@ -1,7 +1,9 @@
+using System.Data.Common;
 using System.Text.Json.Serialization;
 using Hangfire;
 using Hangfire.PostgreSql;
 using Microsoft.Extensions.Options;
+using Npgsql;
 using OpenTelemetry.Metrics;
 using OpenTelemetry.Resources;
 using Nin.Api.Datasets;
@@ -24,6 +26,23 @@ public sealed class HangfireOptions
     public string PostgresSchema { get; set; } = "hangfire";
 
     public bool UsesPostgres => !string.IsNullOrWhiteSpace(PostgresConnection);
+
+    /// <summary>
+    /// The connection string Nin opens: GSS encryption off unless the string (or <c>PGGSSENCMODE</c>) asks for
+    /// it. Otherwise Npgsql 10 probes for libgssapi_krb5 on every physical connection and, where Kerberos is
+    /// absent (the .NET aspnet image), logs an error each time (npgsql/npgsql#6360, #6416).
+    /// </summary>
+    public string? EffectivePostgresConnection => UsesPostgres ? DisableGssUnlessAsked(PostgresConnection!) : null;
+
+    internal static string DisableGssUnlessAsked(string connectionString)
+    {
+        var given = new DbConnectionStringBuilder { ConnectionString = connectionString };
+        var asked = given.Keys.Cast<string>().Any(k => k.Replace(" ", "", StringComparison.Ordinal).Equals("GssEncryptionMode", StringComparison.OrdinalIgnoreCase))
+            || Environment.GetEnvironmentVariable("PGGSSENCMODE") is { Length: > 0 };
+        return asked
+            ? connectionString
+            : new NpgsqlConnectionStringBuilder(connectionString) { GssEncryptionMode = GssEncryptionMode.Disable }.ConnectionString;
+    }
 
     /// <summary>Serve the Hangfire dashboard to remote clients too (it is local-only by default).</summary>
     public bool DashboardAllowRemote { get; set; }
@@ -64,7 +83,7 @@ public static class NinServiceExtensions
             if (hangfire.UsesPostgres)
             {
                 config.UsePostgreSqlStorage(
-                    o => o.UseNpgsqlConnection(hangfire.PostgresConnection),
+                    o => o.UseNpgsqlConnection(hangfire.EffectivePostgresConnection),
                     new PostgreSqlStorageOptions
                     {
                         SchemaName = hangfire.PostgresSchema,

@@ -14,7 +14,10 @@ public static class SecurityExtensions
     /// <summary>API keys, rate limits on inference and job starts, and request timeouts.</summary>
     public static IHostApplicationBuilder AddNinSecurity(this IHostApplicationBuilder builder)
     {
-        builder.Services.AddOptions<SecurityOptions>().BindConfiguration(SecurityOptions.SectionName);
+        builder.Services.AddOptions<SecurityOptions>().BindConfiguration(SecurityOptions.SectionName)
+            .Validate(o => !o.RequireApiKey || o.EffectiveKeys.Count > 0,
+                "Security:RequireApiKey is set but no API key is configured (Security:ApiKeys; with docker compose: NIN_API_KEY in .env). Refusing to start a service that anyone who reaches it could train, upload to and change.")
+            .ValidateOnStart();
         builder.Services.AddOptions<RateLimitingOptions>().BindConfiguration(RateLimitingOptions.SectionName);
         builder.Services.AddHostedService<OpenServiceWarning>();
 

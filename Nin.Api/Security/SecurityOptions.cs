@@ -8,6 +8,12 @@ public sealed class SecurityOptions
     /// <summary>Accepted keys (<c>X-Api-Key</c> or <c>Authorization: Bearer</c>). Empty: the service runs open.</summary>
     public List<string> ApiKeys { get; set; } = [];
 
+    /// <summary>
+    /// Refuse to start without an API key. docker-compose.yml sets it: a container's published port is
+    /// reachable beyond the machine, where an open service would let anyone train, upload and activate.
+    /// </summary>
+    public bool RequireApiKey { get; set; }
+
     /// <summary>Require a key for <c>/predict</c> and KServe <c>infer</c> too (they are open by default).</summary>
     public bool ProtectPredict { get; set; }
 
