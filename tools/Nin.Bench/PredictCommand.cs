@@ -212,7 +212,11 @@ internal static class PredictCommand
         // The benchmark measures throughput: the per-client rate limit would cap it.
         // --serve "Serving:Workers=1 Torch:Threads=2": settings for the service under test.
         var settings = (args.Get("serve") ?? "").Split(' ', StringSplitOptions.RemoveEmptyEntries).Select(s => "--" + s);
-        var start = new ProcessStartInfo("dotnet", [api, "--urls", $"http://127.0.0.1:{port}", "--RateLimiting:Enabled=false", .. settings])
+        string[] serviceArgs = ["--urls", $"http://127.0.0.1:{port}", "--RateLimiting:Enabled=false", .. settings];
+        // A self-contained service (a bundle) runs through its own executable; a build through dotnet.
+        var apphost = Path.Combine(Path.GetDirectoryName(api)!, Path.GetFileNameWithoutExtension(api));
+        var selfContained = File.Exists(Path.Combine(Path.GetDirectoryName(api)!, "libcoreclr.so")) && File.Exists(apphost);
+        var start = new ProcessStartInfo(selfContained ? apphost : "dotnet", selfContained ? serviceArgs : [api, .. serviceArgs])
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
@@ -232,6 +236,13 @@ internal static class PredictCommand
 
     private static string FindApi()
     {
+        // A bundle (./nin bundle): the service sits beside the bench.
+        var beside = Path.Combine(AppContext.BaseDirectory, "Nin.Api.dll");
+        if (File.Exists(beside))
+        {
+            return beside;
+        }
+
         var dir = new DirectoryInfo(AppContext.BaseDirectory);
         while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "Nin.sln")))
         {

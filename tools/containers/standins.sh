@@ -31,13 +31,6 @@ declare -A STANDIN=(
     [postgres:17]=postgres
 )
 
-if [[ ${1:-} == --remove ]]; then
-    docker image ls -q --filter label=nin.standin=true | sort -u | xargs -r docker image rm -f >/dev/null
-    docker image rm -f "$BASE" >/dev/null 2>&1 || true
-    log "stand-in images removed"
-    exit 0
-fi
-
 have() { docker image inspect "$1" >/dev/null 2>&1; }
 is_standin() { [[ $(docker image inspect -f '{{ index .Config.Labels "nin.standin" }}' "$1" 2>/dev/null) == true ]]; }
 
@@ -98,6 +91,25 @@ build_standin() {
         { cat "$ctx.err" >&2; rm -rf -- "$ctx" "$ctx.err"; die "building the $kind stand-in failed"; }
     rm -rf -- "$ctx" "$ctx.err"
 }
+
+# --base: only a bare Debian 13 image (debian:trixie when it can be had, else the stand-in); prints its tag.
+if [[ ${1:-} == --base ]]; then
+    if have debian:trixie || timeout 120 docker pull -q debian:trixie >/dev/null 2>&1; then
+        echo debian:trixie
+    else
+        log "debian:trixie cannot be pulled: using the debootstrapped stand-in $BASE"
+        base_image
+        echo "$BASE"
+    fi
+    exit 0
+fi
+
+if [[ ${1:-} == --remove ]]; then
+    docker image ls -q --filter label=nin.standin=true | sort -u | xargs -r docker image rm -f >/dev/null
+    docker image rm -f "$BASE" >/dev/null 2>&1 || true
+    log "stand-in images removed"
+    exit 0
+fi
 
 command -v docker >/dev/null 2>&1 || die "docker is not installed"
 for name in "${!STANDIN[@]}"; do

@@ -31,36 +31,16 @@ die() { printf 'container test: FAILED: %s\n' "$*" >&2; exit 1; }
 cd "$REPO"
 
 # Whole-run watchdog: the script ends itself (and so its cleanup runs) past the limit.
-( sleep "$LIMIT" && echo "container test: over ${LIMIT}s, stopping" >&2 && kill -TERM $$ ) 2>/dev/null &
+( trap 'kill "$nap" 2>/dev/null; exit 0' TERM; sleep "$LIMIT" & nap=$!; wait "$nap" &&
+    echo "container test: over ${LIMIT}s, stopping" >&2 && kill -TERM $$ ) 2>/dev/null &
 WATCHDOG=$!
 
-apt_install() {
-    apt-get -o DPkg::Lock::Timeout=600 update -q >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends "$@" >/dev/null
-}
-
-# ------------------------------------------------------------------ engine
+# shellcheck source=tools/containers/engine.sh
+. "$HERE/engine.sh"
 
 say "Docker engine"
-STARTED_DOCKERD=
-if ! docker info >/dev/null 2>&1; then
-    command -v dockerd >/dev/null 2>&1 || [[ -x /usr/sbin/dockerd ]] || { echo "installing docker.io"; apt_install docker.io; }
-    command -v docker >/dev/null 2>&1 || die "docker.io installed but no docker client found"
-    PATH=$PATH:/usr/sbin dockerd >/var/log/nin-dockerd.log 2>&1 &
-    STARTED_DOCKERD=$!
-    for _ in $(seq 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
-    docker info >/dev/null 2>&1 || { tail -n 20 /var/log/nin-dockerd.log >&2; die "dockerd did not start"; }
-    echo "started dockerd (pid $STARTED_DOCKERD, log /var/log/nin-dockerd.log)"
-fi
-docker version --format 'engine {{.Server.Version}}, client {{.Client.Version}}'
-
-if docker compose version >/dev/null 2>&1; then
-    COMPOSE=(docker compose)
-else
-    command -v docker-compose >/dev/null 2>&1 || { echo "installing docker-compose"; apt_install docker-compose; }
-    COMPOSE=(docker-compose)
-fi
-echo "compose: ${COMPOSE[*]} ($("${COMPOSE[@]}" version --short 2>/dev/null || "${COMPOSE[@]}" version | head -n 1))"
+ensure_docker || die "no Docker engine"
+ensure_compose
 
 say "base images"
 "$HERE/standins.sh"
@@ -73,12 +53,7 @@ done
 # ------------------------------------------------------------------ stack
 
 export COMPOSE_PROJECT_NAME=nin-ct-$$
-port=
-for _ in $(seq 20); do
-    p=$((20000 + RANDOM % 30000))
-    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { port=$p; break; }
-done
-[[ -n $port ]] || die "no free port"
+port=$(free_port) || die "no free port"
 export NIN_PORT=$port
 BASE=http://127.0.0.1:$port
 compose() { "${COMPOSE[@]}" "$@"; }
@@ -96,7 +71,7 @@ cleanup() {
     local left
     left=$(docker ps -aq --filter "label=com.docker.compose.project=$COMPOSE_PROJECT_NAME")
     [[ -z $left ]] || { docker rm -f $left >/dev/null 2>&1 || true; echo "removed leftover containers" >&2; }
-    [[ -n $STARTED_DOCKERD ]] && { kill "$STARTED_DOCKERD" 2>/dev/null || true; wait "$STARTED_DOCKERD" 2>/dev/null || true; echo "stopped dockerd"; }
+    stop_docker
     kill "$WATCHDOG" 2>/dev/null || true
     echo "container test: $( ((rc == 0)) && echo passed || echo "FAILED (exit $rc)") in $((SECONDS - START))s"
     exit "$rc"

@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Bundle test: `./nin bundle` output runs on a host without .NET, and the GPU check runs end to end as
+# its own CPU rehearsal.
+#
+#   tools/containers/bundle-test.sh        (as root; CI runs it after the container test)
+#
+#  1. `./nin bundle --backend system` (what a GPU host with PyTorch gets): prints its .tar.xz size
+#     (aim: <= 60 MB without libtorch);
+#  2. `./nin bundle --backend cpu --no-tar` (libtorch inside) for a host with no PyTorch needed;
+#  3. a bare Debian 13 container (debian:trixie, or the debootstrapped stand-in where no registry is
+#     reachable) plus Debian's python3-torch (the GPU host's PyTorch, CPU here), no .NET: checks that
+#     no dotnet is there, then `nin serve` from the read-only bundle, and from the host (127.0.0.1,
+#     host networking): readiness, /predict with the shipped model, a tiny training job over SignalR;
+#  4. in the same image: gpu-check.sh --device cpu with small sizes (Nin's loop, the PyTorch anchor,
+#     the /predict bench, the summary table).
+# The container is removed at the end, also on failure. Bounded: NIN_BUNDLE_TEST_TIMEOUT (default 1500 s).
+set -euo pipefail
+HERE=$(cd -P -- "$(dirname -- "$(readlink -f -- "${BASH_SOURCE[0]}")")" && pwd)
+REPO=$(cd -P -- "$HERE/../.." && pwd)
+DATA=${NIN_TEST_DATA_DIR:-$(realpath -m -- "$REPO/../shared/datasets")}
+LIMIT=${NIN_BUNDLE_TEST_TIMEOUT:-1500}
+START=$SECONDS
+NAME=nin-bundle-test-$$
+HOST_IMAGE=nin-test/bundle-host:trixie
+
+say() { printf '\n---- [+%ds] %s\n' "$((SECONDS - START))" "$*"; }
+die() { printf 'bundle test: FAILED: %s\n' "$*" >&2; exit 1; }
+
+[[ $EUID -eq 0 ]] || die "run as root (it starts dockerd and builds an image)"
+[[ -d $DATA/fashion-mnist ]] || die "the built-in dataset is missing: $DATA/fashion-mnist (set NIN_TEST_DATA_DIR)"
+cd "$REPO"
+( trap 'kill "$nap" 2>/dev/null; exit 0' TERM; sleep "$LIMIT" & nap=$!; wait "$nap" &&
+    echo "bundle test: over ${LIMIT}s, stopping" >&2 && kill -TERM $$ ) 2>/dev/null &
+WATCHDOG=$!
+
+# shellcheck source=tools/containers/engine.sh
+. "$HERE/engine.sh"
+
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    if ((rc != 0)) && docker inspect "$NAME" >/dev/null 2>&1; then
+        echo "---- service log (last 40 lines)" >&2
+        docker logs --tail 40 "$NAME" >&2 2>&1 || true
+    fi
+    docker rm -f "$NAME" >/dev/null 2>&1 || true
+    stop_docker
+    kill "$WATCHDOG" 2>/dev/null || true
+    echo "bundle test: $( ((rc == 0)) && echo passed || echo "FAILED (exit $rc)") in $((SECONDS - START))s"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+say "./nin bundle --backend system (libtorch from the host's PyTorch)"
+./nin bundle --backend system --out artifacts/nin-bundle-system
+say "./nin bundle --backend cpu (libtorch inside)"
+./nin bundle --backend cpu --out artifacts/nin-bundle-cpu --no-tar
+BUNDLE=$REPO/artifacts/nin-bundle-cpu
+
+say "a bare Debian 13 host with PyTorch and no .NET"
+ensure_docker || die "no Docker engine"
+base=$("$HERE/standins.sh" --base)
+if [[ $(docker image inspect -f '{{ index .Config.Labels "nin.bundle-host-base" }}' "$HOST_IMAGE" 2>/dev/null) != "$base" ]]; then
+    ctx=$(mktemp -d)
+    cat >"$ctx/Dockerfile" <<DOCKERFILE
+FROM $base
+RUN apt-get update -q \\
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends python3-torch python3-numpy \\
+ && rm -rf /var/lib/apt/lists/*
+LABEL nin.bundle-host-base="$base"
+DOCKERFILE
+    docker build -q --network host -t "$HOST_IMAGE" "$ctx" >/dev/null 2>"$ctx.err" || { cat "$ctx.err" >&2; die "building $HOST_IMAGE failed"; }
+    rm -rf -- "$ctx" "$ctx.err"
+fi
+echo "$HOST_IMAGE: $base + Debian's python3-torch ($(docker run --rm "$HOST_IMAGE" python3 -c 'import torch; print(torch.__version__)'))"
+run=(docker run --network host -v "$BUNDLE:/opt/nin:ro" -v "$DATA:/data:ro" -e NIN_DATA_DIR=/data -w /var/tmp)
+if "${run[@]}" --rm "$HOST_IMAGE" bash -c 'command -v dotnet || ls -d /usr/share/dotnet /usr/lib/dotnet 2>/dev/null'; then
+    die "the test host has .NET; it must not"
+fi
+echo "no dotnet in the container"
+
+say "nin serve from the bundle"
+port=$(free_port) || die "no free port"
+"${run[@]}" -d --name "$NAME" -e NIN_HOME=/var/tmp/nin "$HOST_IMAGE" /opt/nin/nin serve --urls "http://127.0.0.1:$port" >/dev/null
+smoke() { timeout "${SMOKE_TIMEOUT:-300}" node "$HERE/smoke.mjs" "http://127.0.0.1:$port" "" "$@"; }
+smoke ready 200 180
+smoke predict "$DATA/fashion-mnist"
+SMOKE_TIMEOUT=600 smoke train
+docker rm -f "$NAME" >/dev/null
+
+say "gpu-check.sh, rehearsed on the CPU with small sizes"
+"${run[@]}" --rm --name "$NAME" "$HOST_IMAGE" /opt/nin/gpu-check.sh --device cpu --data /data --epochs 2 \
+    --image-size 67 --batch 64 --max-train 512 --max-test 256 --clients 1,4 --seconds 2 --out /var/tmp/gpu-check
