@@ -53,6 +53,10 @@ public sealed class ApiKeyMiddleware(RequestDelegate next, IOptions<SecurityOpti
         });
     }
 
+    /// <summary>True when the request presented one of the configured keys.</summary>
+    public static bool HasValidKey(HttpContext context) =>
+        context.Items.TryGetValue(ClientItem, out var client) && client is string s && s.StartsWith("key:", StringComparison.Ordinal);
+
     /// <summary>The partition of a request for rate limiting: its API key's index when valid, else the client IP.</summary>
     public static string ClientOf(HttpContext context) =>
         context.Items.TryGetValue(ClientItem, out var client) && client is string s

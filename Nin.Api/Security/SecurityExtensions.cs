@@ -17,6 +17,7 @@ public static class SecurityExtensions
         builder.Services.AddOptions<SecurityOptions>().BindConfiguration(SecurityOptions.SectionName);
         builder.Services.AddOptions<RateLimitingOptions>().BindConfiguration(RateLimitingOptions.SectionName);
         builder.Services.AddHostedService<OpenServiceWarning>();
+        builder.Services.AddSingleton<VersionAccess>();
 
         builder.Services.AddRateLimiter(_ => { });
         builder.Services.AddOptions<RateLimiterOptions>().Configure<IOptions<RateLimitingOptions>>((o, limits) =>

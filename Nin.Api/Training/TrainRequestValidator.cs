@@ -98,7 +98,7 @@ public sealed class TrainRequestValidator(DatasetCatalog datasets)
         var modelName = request.ModelName ?? dataset.ToLowerInvariant();
         if (!ModelStore.IsValidName(modelName))
         {
-            Error("modelName", $"modelName '{modelName}' is not valid: use 1–64 lower-case letters, digits, '.', '_' or '-', starting with a letter or digit.");
+            Error("modelName", $"modelName '{modelName}' is not valid: {ModelStore.NameRule}.");
         }
 
         if (errors.Count > 0)
