@@ -59,6 +59,9 @@ public static class KServeApi
     public const string InputName = "input";
     public const string ImagesInputName = "images";
 
+    /// <summary>Largest magnitude of an FP32 input value: far beyond [0, 1], yet far from what overflows the network.</summary>
+    public const float MaxInputMagnitude = 1e6f;
+
     public static IEndpointRouteBuilder MapKServeApi(this IEndpointRouteBuilder app)
     {
         var v2 = app.MapGroup("/v2").WithTags("KServe v2");
@@ -89,7 +92,8 @@ public static class KServeApi
                 """)
             .Produces<V2Error>(StatusCodes.Status400BadRequest)
             .Produces<V2Error>(StatusCodes.Status404NotFound)
-            .Produces<V2Error>(StatusCodes.Status503ServiceUnavailable);
+            .Produces<V2Error>(StatusCodes.Status503ServiceUnavailable)
+            .RequireRateLimiting(SecurityExtensions.PredictPolicy);
         return app;
     }
 
@@ -258,6 +262,11 @@ public static class KServeApi
                 if (v.ValueKind != System.Text.Json.JsonValueKind.Number || !v.TryGetSingle(out var f) || !float.IsFinite(f))
                 {
                     return (null, $"FP32 input element {i} is not a finite number.");
+                }
+
+                if (Math.Abs(f) > MaxInputMagnitude)
+                {
+                    return (null, $"FP32 input element {i} is {f:G3}; values must lie within ±{MaxInputMagnitude:G0} (the model takes pixels scaled to [0, 1]), or the network overflows.");
                 }
 
                 values[i++] = f;

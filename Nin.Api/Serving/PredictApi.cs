@@ -51,6 +51,7 @@ public static class PredictApi
             .ProducesProblem(StatusCodes.Status413PayloadTooLarge)
             .ProducesProblem(StatusCodes.Status415UnsupportedMediaType)
             .ProducesProblem(StatusCodes.Status503ServiceUnavailable)
+            .RequireRateLimiting(SecurityExtensions.PredictPolicy)
             .DisableAntiforgery();
         return app;
     }
