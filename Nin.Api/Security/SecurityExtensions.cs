@@ -51,6 +51,14 @@ public static class SecurityExtensions
                 var seconds = Math.Max(1, (int)Math.Ceiling(retryAfter.TotalSeconds));
                 context.Response.StatusCode = StatusCodes.Status429TooManyRequests;
                 context.Response.Headers.RetryAfter = seconds.ToString(CultureInfo.InvariantCulture);
+                var detail = $"This client's request limit is used up; retry after {seconds} s.";
+                if (context.Request.Path.StartsWithSegments("/v2"))
+                {
+                    // KServe clients read the Open Inference Protocol's error body.
+                    await context.Response.WriteAsJsonAsync(new Serving.V2Error(detail), cancellationToken);
+                    return;
+                }
+
                 var problems = context.RequestServices.GetRequiredService<IProblemDetailsService>();
                 await problems.WriteAsync(new ProblemDetailsContext
                 {
@@ -59,7 +67,7 @@ public static class SecurityExtensions
                     {
                         Status = StatusCodes.Status429TooManyRequests,
                         Title = "Too many requests.",
-                        Detail = $"This client's request limit is used up; retry after {seconds} s.",
+                        Detail = detail,
                     },
                 });
             };

@@ -78,8 +78,10 @@ public static class KServeApi
             .Produces<V2Error>(StatusCodes.Status404NotFound);
         v2.MapGet("/models/{name}/ready", ModelReady)
             .WithName("V2ModelReady").WithSummary("Model readiness")
-            .WithDescription("200 when the model (its active version if it is the active model, else its newest) can be loaded; 404 unknown model; 503 it cannot be loaded.")
+            .WithDescription("200 when the model (its active version if it is the active model, else its newest) can be loaded; 404 unknown model; 503 it cannot be loaded; 401 a model other than the active one without a key (when API keys are configured); 429 too many loads of non-active versions without a key.")
+            .Produces<V2Error>(StatusCodes.Status401Unauthorized)
             .Produces<V2Error>(StatusCodes.Status404NotFound)
+            .Produces<V2Error>(StatusCodes.Status429TooManyRequests)
             .Produces<V2Error>(StatusCodes.Status503ServiceUnavailable);
         v2.MapPost("/models/{name}/infer", Infer)
             .WithName("V2ModelInfer")
@@ -88,9 +90,13 @@ public static class KServeApi
                 Inputs: either `input`, an FP32 tensor of shape [N, C, S, S] already preprocessed (pixels scaled to [0,1] at the
                 model's image size S), or `images`, a BYTES tensor of shape [N] whose elements are base64-encoded image files
                 (decoded and preprocessed as /predict does). Outputs: `probabilities` (FP32 [N, classes]) and `label` (BYTES [N]).
-                Errors are `{ "error": "..." }`.
+                FP32 values must be finite and within ±1e6. Errors are `{ "error": "..." }`: 400 a malformed or null input, values out
+                of range or results that are not finite; 401 a model other than the active one without a key (when API keys are
+                configured); 429 rate limit, or too many loads of non-active versions without a key.
                 """)
             .Produces<V2Error>(StatusCodes.Status400BadRequest)
+            .Produces<V2Error>(StatusCodes.Status401Unauthorized)
+            .Produces<V2Error>(StatusCodes.Status429TooManyRequests)
             .Produces<V2Error>(StatusCodes.Status404NotFound)
             .Produces<V2Error>(StatusCodes.Status503ServiceUnavailable)
             .RequireRateLimiting(SecurityExtensions.PredictPolicy);

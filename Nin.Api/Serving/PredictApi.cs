@@ -136,6 +136,7 @@ public static class PredictApi
             var inverted = new bool[images.Count];
             for (var i = 0; i < images.Count; i++)
             {
+                cancellationToken.ThrowIfCancellationRequested(); // timed out or gone: decode no more (the timeout answers 504)
                 try
                 {
                     var decoded = ImageDecoder.Decode(images[i].Data, meta.InputChannels, meta.Preprocessing.NativeWidth, meta.Preprocessing.NativeHeight,

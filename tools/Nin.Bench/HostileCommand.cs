@@ -37,7 +37,7 @@ internal static class HostileCommand
             }
 
             // 64 images at the limits: 20:1 both ways at 40 MP, a 40 MP square, a 40 MP JPEG.
-            var wide = (W: 28_284, H: 1_414);
+            var wide = (W: 28_280, H: 1_414); // 39.99 MP, exactly 20:1
             var square = (int)Math.Sqrt(maxPixels);
             var kinds = new (string Name, byte[] Data, string Type)[]
             {
@@ -122,6 +122,8 @@ internal static class HostileCommand
         return data.ToArray();
     }
 
+    private static int reported;
+
     private static async Task<int> PostAsync(HttpClient http, (string Name, byte[] Data, string Type)[] images)
     {
         using var form = new MultipartFormDataContent();
@@ -133,7 +135,12 @@ internal static class HostileCommand
         }
 
         using var response = await http.PostAsync(new Uri("/predict?topK=1", UriKind.Relative), form);
-        await response.Content.ReadAsByteArrayAsync();
+        var body = await response.Content.ReadAsStringAsync();
+        if (!response.IsSuccessStatusCode && Interlocked.Exchange(ref reported, 1) == 0)
+        {
+            Console.WriteLine($"  first refusal: {(int)response.StatusCode} {body}");
+        }
+
         return (int)response.StatusCode;
     }
 
