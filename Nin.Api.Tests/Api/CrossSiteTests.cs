@@ -111,6 +111,17 @@ public sealed class CrossSiteTests(CrossSiteFixture fixture) : IClassFixture<Cro
     }
 
     [Fact]
+    public async Task A_cross_site_websocket_upgrade_to_the_hub_is_refused()
+    {
+        using var client = fixture.Open.CreateClient();
+        using var request = Request(HttpMethod.Get, "/hubs/training?id=x", null, "http://attacker.example");
+        request.Headers.Connection.Add("Upgrade");
+        request.Headers.Upgrade.Add(new System.Net.Http.Headers.ProductHeaderValue("websocket"));
+        using var response = await client.SendAsync(request);
+        await SecurityApiTests.AssertProblem(response, HttpStatusCode.Forbidden);
+    }
+
+    [Fact]
     public async Task Same_origin_pages_non_browser_clients_allowed_origins_and_reads_pass()
     {
         using var client = fixture.Open.CreateClient();

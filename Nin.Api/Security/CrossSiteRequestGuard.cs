@@ -43,7 +43,9 @@ public sealed class CrossSiteRequestGuard(RequestDelegate next, IOptions<Securit
     {
         var method = context.Request.Method;
         return HttpMethods.IsPost(method) || HttpMethods.IsPut(method) || HttpMethods.IsPatch(method) || HttpMethods.IsDelete(method)
-            || context.WebSockets.IsWebSocketRequest;
+            || HttpMethods.IsConnect(method) // HTTP/2 WebSockets
+            || context.WebSockets.IsWebSocketRequest
+            || context.Request.Headers.Upgrade.ToString().Contains("websocket", StringComparison.OrdinalIgnoreCase);
     }
 
     /// <summary>Why the request is refused, or null when it is same-origin, allowed, or not from a browser.</summary>
