@@ -60,6 +60,8 @@ public sealed class ImageDecoderTests
     }
 
     [Theory]
+    [InlineData(-1, -1)] // 0xFFFFFFFF × 0xFFFFFFFF: the product overflows a long
+    [InlineData(-1, 2)]
     [InlineData(0x7FFF_FFFF, 0x7FFF_FFFF)]
     [InlineData(0x7FFF_FFFF, 1)]
     [InlineData(100_000, 100_000)]

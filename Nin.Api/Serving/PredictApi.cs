@@ -139,8 +139,8 @@ public static class PredictApi
                 cancellationToken.ThrowIfCancellationRequested(); // timed out or gone: decode no more (the timeout answers 504)
                 try
                 {
-                    var decoded = ImageDecoder.Decode(images[i].Data, meta.InputChannels, meta.Preprocessing.NativeWidth, meta.Preprocessing.NativeHeight,
-                        meta.Preprocessing.Foreground == "light-on-dark", invertMode, limits.MaxImagePixels);
+                    var decoded = await ImageDecoder.DecodeAsync(images[i].Data, meta.InputChannels, meta.Preprocessing.NativeWidth, meta.Preprocessing.NativeHeight,
+                        meta.Preprocessing.Foreground == "light-on-dark", invertMode, limits.MaxImagePixels, cancellationToken);
                     inputs[i] = new InferenceInput(decoded.Pixels, null);
                     inverted[i] = decoded.Inverted;
                 }

@@ -83,7 +83,33 @@ public static class ImageDecoder
     /// </summary>
     private static readonly SemaphoreSlim DecodeGate = new(Math.Max(1, Environment.ProcessorCount));
 
-    public static DecodedImage Decode(byte[] data, int channels, int width, int height, bool lightOnDark, InvertMode invert, long maxPixels)
+    public static DecodedImage Decode(byte[] data, int channels, int width, int height, bool lightOnDark, InvertMode invert, long maxPixels) =>
+        Decode(data, channels, width, height, lightOnDark, invert, maxPixels, gateHeld: false);
+
+    /// <summary>
+    /// <see cref="Decode(byte[], int, int, int, bool, InvertMode, long)"/> for request handlers: an image whose header
+    /// declares a big decode waits for its slot asynchronously, so waiting requests hold no thread.
+    /// </summary>
+    public static async Task<DecodedImage> DecodeAsync(byte[] data, int channels, int width, int height, bool lightOnDark, InvertMode invert, long maxPixels, CancellationToken cancellationToken = default)
+    {
+        if (DetectFormat(data) is { } format && ImageHeader.TryReadSize(data, format, out var w, out var h)
+            && w >= 1 && h >= 1 && w > GatedPixels / h && w <= maxPixels / h)
+        {
+            await DecodeGate.WaitAsync(cancellationToken).ConfigureAwait(false);
+            try
+            {
+                return Decode(data, channels, width, height, lightOnDark, invert, maxPixels, gateHeld: true);
+            }
+            finally
+            {
+                DecodeGate.Release();
+            }
+        }
+
+        return Decode(data, channels, width, height, lightOnDark, invert, maxPixels, gateHeld: false);
+    }
+
+    private static DecodedImage Decode(byte[] data, int channels, int width, int height, bool lightOnDark, InvertMode invert, long maxPixels, bool gateHeld)
     {
         if (data.Length == 0)
         {
@@ -120,7 +146,7 @@ public static class ImageDecoder
         var (fitWidth, fitHeight) = Fit(info.Width, info.Height, width, height);
         var scale = Math.Min(1f, 4f * Math.Max(width, height) / Math.Max(info.Width, info.Height));
         var size = scale < 1f ? codec.GetScaledDimensions(scale) : new SKSizeI(info.Width, info.Height);
-        var gated = (long)size.Width * size.Height > GatedPixels;
+        var gated = !gateHeld && (long)size.Width * size.Height > GatedPixels;
         if (gated)
         {
             DecodeGate.Wait();
@@ -171,7 +197,7 @@ public static class ImageDecoder
             throw new ImageDecodeException(ImageErrorKind.Corrupt, $"The image {verb} {w}×{h} pixels.");
         }
 
-        if (w * h > maxPixels)
+        if (w > maxPixels / h) // w × h > maxPixels, without overflowing for sides up to 2³²
         {
             throw new ImageDecodeException(ImageErrorKind.TooLarge,
                 $"The image {verb} {w}×{h} pixels; at most {maxPixels:N0} pixels are accepted.");
