@@ -20,6 +20,7 @@ var app = builder.Build();
 
 app.UseNinDefaults();
 app.UseNinSecurity();
+app.UseNinHangfireDashboard();
 app.UseNinOpenApi();
 app.UseDefaultFiles();
 app.UseStaticFiles();

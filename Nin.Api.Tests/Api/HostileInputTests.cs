@@ -96,6 +96,27 @@ public sealed class HostileInputTests(HostileFixture fixture) : IClassFixture<Ho
         { "png-16-bit", 200 },
         { "jpeg-cmyk", 200 },
 
+        // images whose work used to grow with the input's longest side squared, or overflowed (500)
+        { "png-30000x1", 400 },
+        { "png-1x30000", 400 },
+        { "png-11314x100", 400 },
+        { "png-4000x200", 200 },
+        { "png-200x4000", 200 },
+        { "png-over-pixel-limit", 413 },
+        { "zip-30000x1-image", 400 },
+        { "zip-11314x100-image", 400 },
+
+        // KServe v2 bodies
+        { "kserve-null-input", 400 },
+        { "kserve-null-shape", 400 },
+        { "kserve-null-datatype", 400 },
+        { "kserve-null-data", 400 },
+        { "kserve-huge-values", 400 },
+        { "kserve-huge-values-alternating", 400 },
+        { "kserve-bytes-30000x1", 400 },
+        { "kserve-not-json", 400 },
+        { "kserve-wrong-types", 400 },
+
         // JSON to POST /train
         { "json-deeply-nested", 400 },
         { "json-malformed", 400 },
@@ -117,7 +138,8 @@ public sealed class HostileInputTests(HostileFixture fixture) : IClassFixture<Ho
         { "get-unknown-model", 404 },
         { "activate-unknown-model", 404 },
         { "delete-unknown-model", 404 },
-        { "predict-unknown-model", 404 },
+        { "predict-unknown-model", 401 },
+        { "predict-unknown-model-with-key", 404 },
         { "kserve-unknown-model", 404 },
         { "unknown-route", 404 },
     };
@@ -150,6 +172,8 @@ public sealed class HostileInputTests(HostileFixture fixture) : IClassFixture<Ho
                 }
 
                 Assert.DoesNotContain("   at ", body, StringComparison.Ordinal);
+                Assert.DoesNotContain("Exception", body, StringComparison.Ordinal);
+                Assert.DoesNotContain("System.", body, StringComparison.Ordinal);
                 Assert.DoesNotContain(fixture.Home, body, StringComparison.Ordinal);
                 Assert.DoesNotContain("/tmp/", body, StringComparison.Ordinal);
             }
@@ -183,6 +207,8 @@ public sealed class HostileInputTests(HostileFixture fixture) : IClassFixture<Ho
             (HttpMethod.Post, "/predict", PredictApiTests.Form(("images", name, image, type)), NoKey);
         (HttpMethod, string, HttpContent?, string) Train(string json, string key = HostileFixture.Key) =>
             (HttpMethod.Post, "/train", new StringContent(json, Encoding.UTF8, "application/json"), key);
+        (HttpMethod, string, HttpContent?, string) Infer(string json) =>
+            (HttpMethod.Post, "/v2/models/alpha/infer", new StringContent(json, Encoding.UTF8, "application/json"), NoKey);
         byte[] TwoClassesWith(string path, byte[] data) => TestZips.Build([("a/1.png", png), ("b/1.png", png), (path, data)]);
 
         return kind switch
@@ -216,6 +242,25 @@ public sealed class HostileInputTests(HostileFixture fixture) : IClassFixture<Ho
             "png-16-bit" => Predict("deep.png", SixteenBitPng(), "image/png"),
             "jpeg-cmyk" => Predict("cmyk.jpg", CmykJpeg(), "image/jpeg"),
 
+            "png-30000x1" => Predict("line.png", SolidPng(30000, 1), "image/png"),
+            "png-1x30000" => Predict("column.png", SolidPng(1, 30000), "image/png"),
+            "png-11314x100" => Predict("strip.png", SolidPng(11314, 100), "image/png"),
+            "png-4000x200" => Predict("wide.png", SolidPng(4000, 200), "image/png"),
+            "png-200x4000" => Predict("tall.png", SolidPng(200, 4000), "image/png"),
+            "png-over-pixel-limit" => Predict("big.png", SolidPng(2001, 2000), "image/png"),
+            "zip-30000x1-image" => Upload(TestZips.Build([("a/1.png", png), ("b/1.png", SolidPng(30000, 1))])),
+            "zip-11314x100-image" => Upload(TestZips.Build([("a/1.png", png), ("b/1.png", SolidPng(11314, 100))])),
+
+            "kserve-null-input" => Infer("""{"inputs":[null]}"""),
+            "kserve-null-shape" => Infer("""{"inputs":[{"name":"input","shape":null,"datatype":"FP32","data":[0]}]}"""),
+            "kserve-null-datatype" => Infer("""{"inputs":[{"name":"input","shape":[1,1,67,67],"datatype":null,"data":[0]}]}"""),
+            "kserve-null-data" => Infer("""{"inputs":[{"name":"input","shape":[1,1,67,67],"datatype":"FP32","data":null}]}"""),
+            "kserve-huge-values-alternating" => Infer("{\"inputs\":[{\"name\":\"input\",\"shape\":[1,1,67,67],\"datatype\":\"FP32\",\"data\":[" + string.Join(',', Enumerable.Range(0, 67 * 67).Select(i => i % 2 == 0 ? "3e38" : "-3e38")) + "]}]}"),
+            "kserve-huge-values" => Infer("{\"inputs\":[{\"name\":\"input\",\"shape\":[1,1,67,67],\"datatype\":\"FP32\",\"data\":[" + string.Join(',', Enumerable.Repeat("3e38", 67 * 67)) + "]}]}"),
+            "kserve-bytes-30000x1" => Infer("{\"inputs\":[{\"name\":\"images\",\"shape\":[1],\"datatype\":\"BYTES\",\"data\":[\"" + Convert.ToBase64String(SolidPng(30000, 1)) + "\"]}]}"),
+            "kserve-not-json" => Infer("{\"inputs\": [ {"),
+            "kserve-wrong-types" => Infer("""{"inputs":[{"name":"input","shape":"1,1,67,67","datatype":"FP32","data":[0]}]}"""),
+
             "json-deeply-nested" => Train(string.Concat(Enumerable.Repeat("{\"a\":", 5000)) + "1" + new string('}', 5000)),
             "json-malformed" => Train("{\"epochs\": 1,,}"),
             "json-wrong-types" => Train("{\"epochs\": \"ten\", \"batchSize\": [1]}"),
@@ -236,6 +281,7 @@ public sealed class HostileInputTests(HostileFixture fixture) : IClassFixture<Ho
             "activate-unknown-model" => (HttpMethod.Post, "/models/nope/versions/1/activate", null, k),
             "delete-unknown-model" => (HttpMethod.Delete, "/models/nope/versions/1", null, k),
             "predict-unknown-model" => (HttpMethod.Post, "/predict?model=nope", PredictApiTests.Form(PredictApiTests.Png(0)), NoKey),
+            "predict-unknown-model-with-key" => (HttpMethod.Post, "/predict?model=nope", PredictApiTests.Form(PredictApiTests.Png(0)), k),
             "kserve-unknown-model" => (HttpMethod.Get, "/v2/models/nope", null, NoKey),
             "unknown-route" => (HttpMethod.Get, "/no/such/route", null, NoKey),
             _ => throw new ArgumentException(kind),
@@ -300,6 +346,16 @@ public sealed class HostileInputTests(HostileFixture fixture) : IClassFixture<Ho
 
         ms.WriteByte(0x3B);
         return ms.ToArray();
+    }
+
+    /// <summary>A w×h PNG of one grey: a few hundred bytes, whatever its size.</summary>
+    internal static byte[] SolidPng(int width, int height)
+    {
+        using var bitmap = new SKBitmap(new SKImageInfo(width, height, SKColorType.Gray8, SKAlphaType.Opaque));
+        bitmap.Erase(SKColors.Gray);
+        using var image = SKImage.FromBitmap(bitmap);
+        using var data = image.Encode(SKEncodedImageFormat.Png, 100);
+        return data.ToArray();
     }
 
     private static byte[] OnePixelPng()

@@ -180,7 +180,7 @@ public sealed partial class OpenApiTests(OpenApiTests.Fixture fixture) : IClassF
         }
 
         Assert.NotNull(predict["responses"]!["200"]!["content"]!["application/json"]!["example"]);
-        Assert.Equal(["200", "400", "404", "413", "415", "500", "503"], predict["responses"]!.AsObject().Select(r => r.Key).Order());
+        Assert.Equal(["200", "400", "401", "404", "413", "415", "429", "500", "503"], predict["responses"]!.AsObject().Select(r => r.Key).Order());
     }
 
     [Fact]

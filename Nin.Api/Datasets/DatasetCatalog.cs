@@ -5,7 +5,7 @@ using Nin.Model.Data;
 
 namespace Nin.Api.Datasets;
 
-/// <summary>A dataset the service can train on, as GET /datasets lists it.</summary>
+/// <summary>A dataset the service can train on, as GET /datasets lists it. <c>Location</c> is relative to the data folder.</summary>
 public sealed record DatasetInfo(
     string Name,
     string Title,
@@ -59,7 +59,8 @@ public sealed class DatasetCatalog(IOptions<NinOptions> options, IHttpClientFact
             }
         }
 
-        return new DatasetInfo(info.Name, info.Title, info.ClassNames, train, test, 1, 28, 28, available, Path.Combine(DataDirectory, info.Name));
+        // Relative to the data folder, like uploads' "uploads/{id}": answers carry no server paths.
+        return new DatasetInfo(info.Name, info.Title, info.ClassNames, train, test, 1, 28, 28, available, info.Name);
     }
 
     /// <summary>Loads a dataset for training, downloading missing files first when allowed.</summary>

@@ -38,10 +38,14 @@ public static class HealthApi
     {
         var body = new ReadyResponse(
             report.Status == HealthStatus.Healthy ? "ready" : "not ready",
-            report.Entries.ToDictionary(e => e.Key, e => new CheckResult(e.Value.Status.ToString(), e.Value.Description)));
+            report.Entries.ToDictionary(e => e.Key, e => new CheckResult(e.Value.Status.ToString(), Scrub(context, e.Value.Description))));
         context.Response.ContentType = "application/json";
         return context.Response.WriteAsync(JsonSerializer.Serialize(body, JsonSerializerOptions.Web));
     }
+
+    /// <summary>Readiness is open: its reasons name the service's folders by role and no other path.</summary>
+    private static string? Scrub(HttpContext context, string? description) =>
+        description is null ? null : Infrastructure.ClientErrors.Scrub(description, context.RequestServices.GetRequiredService<Microsoft.Extensions.Options.IOptions<Infrastructure.NinOptions>>().Value);
 
     public static Ok<LiveResponse> GetLive()
     {

@@ -2,7 +2,8 @@ namespace Nin.Api.Infrastructure;
 
 /// <summary>
 /// Where the service keeps its files. Bound from the <c>Nin</c> section; the environment variables
-/// <c>NIN_HOME</c>, <c>NIN_DATA_DIR</c>, <c>NIN_MODELS_DIR</c> and <c>NIN_WORK_DIR</c> override it.
+/// <c>NIN_HOME</c>, <c>NIN_DATA_DIR</c>, <c>NIN_MODELS_DIR</c> and <c>NIN_WORK_DIR</c> feed it at the lowest
+/// precedence (<see cref="NinEnvironment"/>), so any explicit setting wins over them.
 /// Relative paths resolve against the directory the service was started from.
 /// </summary>
 public sealed class NinOptions
@@ -27,13 +28,13 @@ public sealed class NinOptions
     /// <summary>Seed an empty model store with the default model shipped with the service.</summary>
     public bool SeedDefaultModel { get; set; } = true;
 
-    public string ResolvedHome => Resolve(Environment.GetEnvironmentVariable("NIN_HOME") ?? Home, BaseDirectory);
+    public string ResolvedHome => Resolve(Home, BaseDirectory);
 
-    public string ResolvedDataDirectory => Resolve(Environment.GetEnvironmentVariable("NIN_DATA_DIR") ?? DataDirectory, Path.Combine(ResolvedHome, "data"));
+    public string ResolvedDataDirectory => Resolve(DataDirectory, Path.Combine(ResolvedHome, "data"));
 
-    public string ResolvedModelsDirectory => Resolve(Environment.GetEnvironmentVariable("NIN_MODELS_DIR") ?? ModelsDirectory, Path.Combine(ResolvedHome, "models"));
+    public string ResolvedModelsDirectory => Resolve(ModelsDirectory, Path.Combine(ResolvedHome, "models"));
 
-    public string ResolvedWorkDirectory => Resolve(Environment.GetEnvironmentVariable("NIN_WORK_DIR") ?? WorkDirectory, Path.Combine(ResolvedHome, "work"));
+    public string ResolvedWorkDirectory => Resolve(WorkDirectory, Path.Combine(ResolvedHome, "work"));
 
     /// <summary>The caller's directory: <c>./nin</c> passes it as NIN_INVOCATION_DIR, else the current one.</summary>
     private static string BaseDirectory => Environment.GetEnvironmentVariable("NIN_INVOCATION_DIR") is { Length: > 0 } d ? d : Directory.GetCurrentDirectory();

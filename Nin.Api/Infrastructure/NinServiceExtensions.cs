@@ -53,6 +53,7 @@ public static class NinServiceExtensions
     /// <summary>Options, Torch start-up, JSON and ProblemDetails conventions every area shares.</summary>
     public static IHostApplicationBuilder AddNinCore(this IHostApplicationBuilder builder)
     {
+        builder.Configuration.AddNinEnvironmentDefaults();
         builder.Services.AddOptions<NinOptions>().BindConfiguration(NinOptions.SectionName);
         builder.Services.AddOptions<TorchOptions>().BindConfiguration(TorchOptions.SectionName);
         builder.Services.AddHostedService<TorchStartup>();
@@ -104,11 +105,13 @@ public static class NinServiceExtensions
             o.ShutdownTimeout = TimeSpan.FromSeconds(30);
         });
 
+        builder.Services.AddAntiforgery(); // Hangfire's dashboard validates its token on POSTs when this is registered
         builder.Services.AddSignalR().AddJsonProtocol(o => o.PayloadSerializerOptions.Converters.Add(new JsonStringEnumConverter()));
         builder.Services.AddSingleton<TrainingJobStore>();
         builder.Services.AddSingleton<TrainingNotifier>();
         builder.Services.AddSingleton<JobCancellation>();
         builder.Services.AddSingleton<TrainRequestValidator>();
+        builder.Services.AddSingleton<TrainingMemoryProbe>();
         builder.Services.AddTransient<TrainingJob>();
         builder.Services.AddHostedService<TrainingJobRecovery>();
         return builder;
@@ -145,12 +148,22 @@ public static class NinServiceExtensions
         return builder;
     }
 
-    /// <summary>ProblemDetails for every error, and the Hangfire dashboard (local requests only unless configured).</summary>
+    /// <summary>ProblemDetails for every error.</summary>
     public static WebApplication UseNinDefaults(this WebApplication app)
     {
         app.Services.GetRequiredService<NinTelemetry>(); // register the gauges
         app.UseExceptionHandler();
         app.UseStatusCodePages();
+        return app;
+    }
+
+    /// <summary>
+    /// The Hangfire dashboard: local requests only unless configured; after the security middleware, so with API keys
+    /// on it needs one, and cross-site requests are refused. Antiforgery is registered, so Hangfire checks its token on
+    /// every POST (its pages send it; a forged form or script cannot).
+    /// </summary>
+    public static WebApplication UseNinHangfireDashboard(this WebApplication app)
+    {
         var hangfire = app.Services.GetRequiredService<IOptions<HangfireOptions>>().Value;
         app.UseHangfireDashboard("/hangfire", new DashboardOptions
         {

@@ -6,7 +6,7 @@ namespace Nin.Api.Security;
 
 /// <summary>
 /// Requires an API key on the routes that change state: <c>/train</c> (all verbs), <c>POST/DELETE /datasets</c>,
-/// <c>POST/DELETE /models</c>, <c>/hubs/*</c> (the key may come as the <c>access_token</c> query parameter there,
+/// <c>POST/DELETE /models</c>, <c>/hangfire</c> (Hangfire's dashboard can requeue and delete jobs), <c>/hubs/*</c> (the key may come as the <c>access_token</c> query parameter there,
 /// as SignalR's JavaScript client sends it) and, with <see cref="SecurityOptions.ProtectPredict"/>, inference.
 /// 401 without a key, 403 with a wrong one, both as ProblemDetails. With no key configured everything is open.
 /// </summary>
@@ -53,6 +53,10 @@ public sealed class ApiKeyMiddleware(RequestDelegate next, IOptions<SecurityOpti
         });
     }
 
+    /// <summary>True when the request presented one of the configured keys.</summary>
+    public static bool HasValidKey(HttpContext context) =>
+        context.Items.TryGetValue(ClientItem, out var client) && client is string s && s.StartsWith("key:", StringComparison.Ordinal);
+
     /// <summary>The partition of a request for rate limiting: its API key's index when valid, else the client IP.</summary>
     public static string ClientOf(HttpContext context) =>
         context.Items.TryGetValue(ClientItem, out var client) && client is string s
@@ -64,7 +68,7 @@ public sealed class ApiKeyMiddleware(RequestDelegate next, IOptions<SecurityOpti
         var path = request.Path;
         var method = request.Method;
         var changes = HttpMethods.IsPost(method) || HttpMethods.IsDelete(method) || HttpMethods.IsPut(method) || HttpMethods.IsPatch(method);
-        if (path.StartsWithSegments("/train") || path.StartsWithSegments("/hubs"))
+        if (path.StartsWithSegments("/train") || path.StartsWithSegments("/hubs") || path.StartsWithSegments("/hangfire"))
         {
             return true;
         }

@@ -11,6 +11,12 @@ namespace Nin.Api.Security;
 
 public static class SecurityExtensions
 {
+    /// <summary>The rate-limit policy of <c>POST /predict</c> and KServe <c>infer</c>, attached to those endpoints.</summary>
+    public const string PredictPolicy = "predict";
+
+    /// <summary>The rate-limit policy of <c>POST /train</c>.</summary>
+    public const string TrainPolicy = "train";
+
     /// <summary>API keys, rate limits on inference and job starts, and request timeouts.</summary>
     public static IHostApplicationBuilder AddNinSecurity(this IHostApplicationBuilder builder)
     {
@@ -20,31 +26,27 @@ public static class SecurityExtensions
             .ValidateOnStart();
         builder.Services.AddOptions<RateLimitingOptions>().BindConfiguration(RateLimitingOptions.SectionName);
         builder.Services.AddHostedService<OpenServiceWarning>();
+        builder.Services.AddSingleton<VersionAccess>();
 
         builder.Services.AddRateLimiter(_ => { });
         builder.Services.AddOptions<RateLimiterOptions>().Configure<IOptions<RateLimitingOptions>>((o, limits) =>
         {
             var l = limits.Value;
             o.RejectionStatusCode = StatusCodes.Status429TooManyRequests;
-            o.GlobalLimiter = PartitionedRateLimiter.Create<HttpContext, string>(context =>
-            {
-                var area = l.Enabled ? LimitedArea(context.Request) : null;
-                if (area is null)
-                {
-                    return RateLimitPartition.GetNoLimiter("open");
-                }
-
-                var (permits, window) = area == "train"
-                    ? (l.TrainPermitLimit, l.TrainWindowSeconds)
-                    : (l.PredictPermitLimit, l.PredictWindowSeconds);
-                return RateLimitPartition.GetFixedWindowLimiter($"{area}|{ApiKeyMiddleware.ClientOf(context)}", _ => new FixedWindowRateLimiterOptions
-                {
-                    PermitLimit = Math.Max(1, permits),
-                    Window = TimeSpan.FromSeconds(Math.Max(0.001, window)),
-                    QueueLimit = 0,
-                    AutoReplenishment = true,
-                });
-            });
+            // Policies attached to endpoints (RequireRateLimiting), so whatever spelling of a path routing accepts
+            // (case, trailing slash) meets the same limit; partitioned per API key, else per client IP.
+            RateLimitPartition<string> Partition(HttpContext context, int permits, double window) =>
+                !l.Enabled
+                    ? RateLimitPartition.GetNoLimiter("off")
+                    : RateLimitPartition.GetFixedWindowLimiter(ApiKeyMiddleware.ClientOf(context), _ => new FixedWindowRateLimiterOptions
+                    {
+                        PermitLimit = Math.Max(1, permits),
+                        Window = TimeSpan.FromSeconds(Math.Max(0.001, window)),
+                        QueueLimit = 0,
+                        AutoReplenishment = true,
+                    });
+            o.AddPolicy(PredictPolicy, context => Partition(context, l.PredictPermitLimit, l.PredictWindowSeconds));
+            o.AddPolicy(TrainPolicy, context => Partition(context, l.TrainPermitLimit, l.TrainWindowSeconds));
             o.OnRejected = async (rejected, cancellationToken) =>
             {
                 var context = rejected.HttpContext;
@@ -52,6 +54,14 @@ public static class SecurityExtensions
                 var seconds = Math.Max(1, (int)Math.Ceiling(retryAfter.TotalSeconds));
                 context.Response.StatusCode = StatusCodes.Status429TooManyRequests;
                 context.Response.Headers.RetryAfter = seconds.ToString(CultureInfo.InvariantCulture);
+                var detail = $"This client's request limit is used up; retry after {seconds} s.";
+                if (context.Request.Path.StartsWithSegments("/v2"))
+                {
+                    // KServe clients read the Open Inference Protocol's error body.
+                    await context.Response.WriteAsJsonAsync(new Serving.V2Error(detail), cancellationToken);
+                    return;
+                }
+
                 var problems = context.RequestServices.GetRequiredService<IProblemDetailsService>();
                 await problems.WriteAsync(new ProblemDetailsContext
                 {
@@ -60,7 +70,7 @@ public static class SecurityExtensions
                     {
                         Status = StatusCodes.Status429TooManyRequests,
                         Title = "Too many requests.",
-                        Detail = $"This client's request limit is used up; retry after {seconds} s.",
+                        Detail = detail,
                     },
                 });
             };
@@ -81,31 +91,18 @@ public static class SecurityExtensions
         return builder;
     }
 
-    /// <summary>Key check first (so limits partition by the verified key), then rate limits, then timeouts.</summary>
+    /// <summary>
+    /// The host check (DNS rebinding) and the cross-site check first, then the key check (so limits partition by the
+    /// verified key), then rate limits (attached to endpoints), then timeouts.
+    /// </summary>
     public static WebApplication UseNinSecurity(this WebApplication app)
     {
+        app.UseMiddleware<LoopbackHostGuard>();
+        app.UseMiddleware<CrossSiteRequestGuard>();
         app.UseMiddleware<ApiKeyMiddleware>();
         app.UseRateLimiter();
         app.UseRequestTimeouts();
         return app;
-    }
-
-    /// <summary>"predict" or "train" for the rate-limited requests, else null.</summary>
-    public static string? LimitedArea(HttpRequest request)
-    {
-        if (!HttpMethods.IsPost(request.Method))
-        {
-            return null;
-        }
-
-        if (request.Path.StartsWithSegments("/train"))
-        {
-            return "train";
-        }
-
-        return request.Path.StartsWithSegments("/predict") || (request.Path.StartsWithSegments("/v2/models") && request.Path.Value!.EndsWith("/infer", StringComparison.Ordinal))
-            ? "predict"
-            : null;
     }
 
     /// <summary>True when every address is a loopback one (localhost, 127.0.0.0/8, ::1).</summary>

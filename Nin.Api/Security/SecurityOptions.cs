@@ -17,6 +17,12 @@ public sealed class SecurityOptions
     /// <summary>Require a key for <c>/predict</c> and KServe <c>infer</c> too (they are open by default).</summary>
     public bool ProtectPredict { get; set; }
 
+    /// <summary>
+    /// Other origins (<c>https://app.example.com</c>) whose pages may send requests that change state; by default only
+    /// the service's own pages may (cross-site POST, PUT, PATCH, DELETE and WebSocket upgrades get 403).
+    /// </summary>
+    public List<string> AllowedOrigins { get; set; } = [];
+
     /// <summary>Time limit of a non-streaming request (504 beyond it); the SignalR hub has none.</summary>
     public int RequestTimeoutSeconds { get; set; } = 60;
 

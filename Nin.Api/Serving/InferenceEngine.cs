@@ -23,6 +23,8 @@ public sealed class ServingStats
     private long forwardPasses;
     private long images;
     private long largestBatch;
+    private long failedPasses;
+    private long cancelledImages;
     private readonly long[] batchSizes = new long[1025];
 
     public long ForwardPasses => Interlocked.Read(ref forwardPasses);
@@ -30,6 +32,16 @@ public sealed class ServingStats
     public long Images => Interlocked.Read(ref images);
 
     public long LargestBatch => Interlocked.Read(ref largestBatch);
+
+    /// <summary>Forward passes that threw (their requests got the error).</summary>
+    public long FailedPasses => Interlocked.Read(ref failedPasses);
+
+    /// <summary>Queued images skipped because their request was cancelled or timed out before their pass.</summary>
+    public long CancelledImages => Interlocked.Read(ref cancelledImages);
+
+    internal void RecordFailure() => Interlocked.Increment(ref failedPasses);
+
+    internal void RecordCancelled() => Interlocked.Increment(ref cancelledImages);
 
     /// <summary>How many forward passes served each batch size (index = size, capped at 1024).</summary>
     public IReadOnlyDictionary<int, long> BatchSizeCounts =>
@@ -106,16 +118,22 @@ public sealed partial class InferenceEngine : IAsyncDisposable
     /// <summary>Most images in one forward pass.</summary>
     public int MaxBatchSize { get; }
 
-    /// <summary>Results per input, in order. The caller holds a reference on <paramref name="model"/>.</summary>
+    /// <summary>
+    /// Results per input, in order. The caller holds a reference on <paramref name="model"/>; each queued image takes one
+    /// more, released by the worker when its forward pass has ended, so a caller that stops waiting (cancelled, timed out)
+    /// and releases its own cannot have the network disposed under a pass still queued or running.
+    /// </summary>
     public Task<InferenceResult[]> InferAsync(LoadedModel model, IReadOnlyList<InferenceInput> inputs, CancellationToken cancellationToken = default)
     {
         var now = Stopwatch.GetTimestamp();
         var items = new WorkItem[inputs.Count];
         for (var i = 0; i < items.Length; i++)
         {
-            items[i] = new WorkItem(model, inputs[i], now, new TaskCompletionSource<InferenceResult>(TaskCreationOptions.RunContinuationsAsynchronously));
+            model.AddReference();
+            items[i] = new WorkItem(model, inputs[i], now, new TaskCompletionSource<InferenceResult>(TaskCreationOptions.RunContinuationsAsynchronously), cancellationToken);
             if (!queue.Writer.TryWrite(items[i]))
             {
+                model.Release();
                 throw new InvalidOperationException("The inference engine is shutting down.");
             }
         }
@@ -128,7 +146,8 @@ public sealed partial class InferenceEngine : IAsyncDisposable
         return Task.WhenAll(items.Select(i => i.Done.Task)).WaitAsync(cancellationToken);
     }
 
-    private sealed record WorkItem(LoadedModel Model, InferenceInput Input, long Queued, TaskCompletionSource<InferenceResult> Done);
+    /// <summary>One image in the queue; it holds its own reference on <see cref="Model"/> until its pass has ended.</summary>
+    private sealed record WorkItem(LoadedModel Model, InferenceInput Input, long Queued, TaskCompletionSource<InferenceResult> Done, CancellationToken Cancellation);
 
     /// <summary>
     /// Worker 0 reads the queue: it gathers a batch (waiting up to the batching delay) and runs it. When requests
@@ -231,7 +250,7 @@ public sealed partial class InferenceEngine : IAsyncDisposable
         try
         {
             TorchRuntime.UseThreads(options.ThreadsPerPass > 0 ? options.ThreadsPerPass : threads);
-            foreach (var group in batch.GroupBy(i => (i.Model, Floats: i.Input.Floats is not null)))
+            foreach (var group in batch.Where(Wanted).GroupBy(i => (i.Model, Floats: i.Input.Floats is not null)))
             {
                 Forward(group.Key.Model, group.ToArray());
             }
@@ -239,8 +258,26 @@ public sealed partial class InferenceEngine : IAsyncDisposable
         finally
         {
             Interlocked.Decrement(ref busy);
+            foreach (var item in batch)
+            {
+                item.Model.Release(); // the pass has ended: the item's reference goes
+            }
+
             batch.Clear(); // a worker waiting for work holds no request, input or model
         }
+    }
+
+    /// <summary>False (and the item cancelled) when its caller no longer waits: no pass is spent on it.</summary>
+    private bool Wanted(WorkItem item)
+    {
+        if (!item.Cancellation.IsCancellationRequested)
+        {
+            return true;
+        }
+
+        item.Done.TrySetCanceled(item.Cancellation);
+        Stats.RecordCancelled();
+        return false;
     }
 
     private void Stopped()
@@ -291,6 +328,7 @@ public sealed partial class InferenceEngine : IAsyncDisposable
         catch (Exception ex)
         {
             LogForwardFailed(logger, ex, model.Name, model.Version, items.Length);
+            Stats.RecordFailure();
             foreach (var item in items)
             {
                 item.Done.TrySetException(ex);

@@ -1,6 +1,7 @@
 using System.Text.Json.Serialization;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.Extensions.Options;
+using Nin.Api.Security;
 using Nin.Model.Checkpoints;
 using Nin.Model.Imaging;
 
@@ -58,6 +59,9 @@ public static class KServeApi
     public const string InputName = "input";
     public const string ImagesInputName = "images";
 
+    /// <summary>Largest magnitude of an FP32 input value: far beyond [0, 1], yet far from what overflows the network.</summary>
+    public const float MaxInputMagnitude = 1e6f;
+
     public static IEndpointRouteBuilder MapKServeApi(this IEndpointRouteBuilder app)
     {
         var v2 = app.MapGroup("/v2").WithTags("KServe v2");
@@ -74,8 +78,10 @@ public static class KServeApi
             .Produces<V2Error>(StatusCodes.Status404NotFound);
         v2.MapGet("/models/{name}/ready", ModelReady)
             .WithName("V2ModelReady").WithSummary("Model readiness")
-            .WithDescription("200 when the model (its active version if it is the active model, else its newest) can be loaded; 404 unknown model; 503 it cannot be loaded.")
+            .WithDescription("200 when the model (its active version if it is the active model, else its newest) can be loaded; 404 unknown model; 503 it cannot be loaded; 401 a model other than the active one without a key (when API keys are configured); 429 too many loads of non-active versions without a key.")
+            .Produces<V2Error>(StatusCodes.Status401Unauthorized)
             .Produces<V2Error>(StatusCodes.Status404NotFound)
+            .Produces<V2Error>(StatusCodes.Status429TooManyRequests)
             .Produces<V2Error>(StatusCodes.Status503ServiceUnavailable);
         v2.MapPost("/models/{name}/infer", Infer)
             .WithName("V2ModelInfer")
@@ -84,11 +90,16 @@ public static class KServeApi
                 Inputs: either `input`, an FP32 tensor of shape [N, C, S, S] already preprocessed (pixels scaled to [0,1] at the
                 model's image size S), or `images`, a BYTES tensor of shape [N] whose elements are base64-encoded image files
                 (decoded and preprocessed as /predict does). Outputs: `probabilities` (FP32 [N, classes]) and `label` (BYTES [N]).
-                Errors are `{ "error": "..." }`.
+                FP32 values must be finite and within ±1e6. Errors are `{ "error": "..." }`: 400 a malformed or null input, values out
+                of range or results that are not finite; 401 a model other than the active one without a key (when API keys are
+                configured); 429 rate limit, or too many loads of non-active versions without a key.
                 """)
             .Produces<V2Error>(StatusCodes.Status400BadRequest)
+            .Produces<V2Error>(StatusCodes.Status401Unauthorized)
+            .Produces<V2Error>(StatusCodes.Status429TooManyRequests)
             .Produces<V2Error>(StatusCodes.Status404NotFound)
-            .Produces<V2Error>(StatusCodes.Status503ServiceUnavailable);
+            .Produces<V2Error>(StatusCodes.Status503ServiceUnavailable)
+            .RequireRateLimiting(SecurityExtensions.PredictPolicy);
         return app;
     }
 
@@ -122,7 +133,7 @@ public static class KServeApi
             [new V2TensorMetadata("probabilities", "FP32", [-1, m.ClassNames.Count]), new V2TensorMetadata("label", "BYTES", [-1])]));
     }
 
-    public static async Task<Results<Ok<V2ServerReady>, JsonHttpResult<V2Error>>> ModelReady(string name, ModelStore store, ModelRegistry registry, CancellationToken cancellationToken)
+    public static async Task<Results<Ok<V2ServerReady>, JsonHttpResult<V2Error>>> ModelReady(string name, HttpContext http, ModelStore store, ModelRegistry registry, VersionAccess access, CancellationToken cancellationToken)
     {
         var info = Resolve(name, store);
         if (info is null)
@@ -130,7 +141,12 @@ public static class KServeApi
             return NotFound(name);
         }
 
-        var model = await registry.AcquireAsync(name, info.Version, cancellationToken);
+        var (model, refused) = await AcquireAsync(http, name, info.Version, registry, access, cancellationToken);
+        if (refused is not null)
+        {
+            return refused;
+        }
+
         if (model is null)
         {
             return TypedResults.Json(new V2Error($"Model '{name}' could not be loaded."), statusCode: StatusCodes.Status503ServiceUnavailable);
@@ -141,7 +157,7 @@ public static class KServeApi
     }
 
     public static async Task<Results<Ok<V2InferResponse>, JsonHttpResult<V2Error>>> Infer(
-        string name, HttpRequest http, ModelStore store, ModelRegistry registry, InferenceEngine engine, IOptions<ServingOptions> options, CancellationToken cancellationToken)
+        string name, HttpRequest http, ModelStore store, ModelRegistry registry, InferenceEngine engine, IOptions<ServingOptions> options, VersionAccess access, CancellationToken cancellationToken)
     {
         var info = Resolve(name, store);
         if (info is null)
@@ -154,9 +170,16 @@ public static class KServeApi
         {
             request = await http.ReadFromJsonAsync<V2InferRequest>(System.Text.Json.JsonSerializerOptions.Web, cancellationToken);
         }
-        catch (Exception ex) when (ex is System.Text.Json.JsonException or InvalidOperationException or BadHttpRequestException)
+        catch (System.Text.Json.JsonException ex)
         {
-            return BadRequest($"The body is not an inference request: {ex.Message}");
+            // Where the JSON went wrong, in the client's own document; never the exception's text.
+            return BadRequest(ex.Path is { Length: > 0 } at
+                ? $"The body is not an inference request: the value at {at} (line {ex.LineNumber + 1}) is missing, malformed or of the wrong type."
+                : "The body is not an inference request: it is not valid JSON of that shape.");
+        }
+        catch (Exception ex) when (ex is InvalidOperationException or BadHttpRequestException)
+        {
+            return BadRequest("The body is not an inference request: send JSON with Content-Type application/json.");
         }
 
         if (request is null || request.Inputs is null || request.Inputs.Count != 1)
@@ -164,7 +187,17 @@ public static class KServeApi
             return BadRequest($"Send exactly one input: '{InputName}' (FP32 [N, C, S, S]) or '{ImagesInputName}' (BYTES [N]).");
         }
 
-        var model = await registry.AcquireAsync(name, info.Version, cancellationToken);
+        if (request.Inputs[0] is not { } input || input.Shape is null || input.Datatype is null || input.Name is null)
+        {
+            return BadRequest("The input must be an object with 'name', 'shape' (an array of integers), 'datatype' and 'data'; null is not an input.");
+        }
+
+        var (model, refused) = await AcquireAsync(http.HttpContext, name, info.Version, registry, access, cancellationToken);
+        if (refused is not null)
+        {
+            return refused;
+        }
+
         if (model is null)
         {
             return TypedResults.Json(new V2Error($"Model '{name}' could not be loaded."), statusCode: StatusCodes.Status503ServiceUnavailable);
@@ -172,13 +205,18 @@ public static class KServeApi
 
         try
         {
-            var (inputs, error) = ReadInputs(request.Inputs[0], model.Metadata, options.Value);
+            var (inputs, error) = ReadInputs(input, model.Metadata, options.Value);
             if (error is not null)
             {
                 return BadRequest(error);
             }
 
             var probabilities = (await engine.InferAsync(model, inputs!, cancellationToken)).Select(r => r.Probabilities).ToArray();
+            if (Array.FindIndex(probabilities, p => !Array.TrueForAll(p, float.IsFinite)) is var bad and >= 0)
+            {
+                return BadRequest($"Input {bad} gives non-finite probabilities (NaN or infinity): the values overflow the network. Send pixels scaled to [0, 1], as the model was trained on.");
+            }
+
             var classes = model.Metadata.ClassNames.Count;
             return TypedResults.Ok(new V2InferResponse(
                 name,
@@ -232,6 +270,11 @@ public static class KServeApi
                     return (null, $"FP32 input element {i} is not a finite number.");
                 }
 
+                if (Math.Abs(f) > MaxInputMagnitude)
+                {
+                    return (null, $"FP32 input element {i} is {f:G3}; values must lie within ±{MaxInputMagnitude:G0} (the model takes pixels scaled to [0, 1]), or the network overflows.");
+                }
+
                 values[i++] = f;
             }
 
@@ -280,6 +323,27 @@ public static class KServeApi
         }
 
         return (null, $"Unsupported datatype '{tensor.Datatype}': use FP32 or BYTES.");
+    }
+
+    /// <summary>The served model, or the refusal for a caller without a key: 401 for a non-active version when keys are on, 429 beyond the load bound.</summary>
+    private static async Task<(LoadedModel? Model, JsonHttpResult<V2Error>? Refused)> AcquireAsync(
+        HttpContext http, string name, int version, ModelRegistry registry, VersionAccess access, CancellationToken cancellationToken)
+    {
+        if (!access.MayServe(http, name, version))
+        {
+            http.Response.Headers.WWWAuthenticate = "Bearer";
+            return (null, TypedResults.Json(new V2Error($"{VersionAccess.DeniedTitle} {VersionAccess.DeniedDetail}"), statusCode: StatusCodes.Status401Unauthorized));
+        }
+
+        try
+        {
+            return (await registry.AcquireAsync(name, version, cancellationToken, boundedLoads: !VersionAccess.IsKeyed(http)), null);
+        }
+        catch (VersionLoadLimitException ex)
+        {
+            http.Response.Headers.RetryAfter = Math.Max(1, (int)Math.Ceiling(ex.RetryAfter.TotalSeconds)).ToString(System.Globalization.CultureInfo.InvariantCulture);
+            return (null, TypedResults.Json(new V2Error(ex.Message), statusCode: StatusCodes.Status429TooManyRequests));
+        }
     }
 
     private static ModelVersionInfo? Resolve(string name, ModelStore store) =>

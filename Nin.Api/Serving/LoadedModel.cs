@@ -54,6 +54,19 @@ public sealed class LoadedModel
         }
     }
 
+    /// <summary>
+    /// One more reference for a holder of one (a queued work item of a request that holds its own): it keeps the network
+    /// alive even if the version is retired meanwhile.
+    /// </summary>
+    public void AddReference()
+    {
+        lock (gate)
+        {
+            ObjectDisposedException.ThrowIf(IsDisposed || users < 1, this);
+            users++;
+        }
+    }
+
     public void Release()
     {
         lock (gate)

@@ -1,3 +1,4 @@
+using System.Threading.RateLimiting;
 using Microsoft.Extensions.Options;
 using Nin.Api.Infrastructure;
 using Nin.Model.Checkpoints;
@@ -18,6 +19,7 @@ public sealed partial class ModelRegistry : IDisposable
     private readonly Lock gate = new();
     private readonly SemaphoreSlim loading = new(1, 1);
     private readonly LinkedList<LoadedModel> cache = new();
+    private readonly FixedWindowRateLimiter? loads;
     private LoadedModel? active;
 
     public ModelRegistry(ModelStore store, IOptions<TorchOptions> torch, IOptions<ServingOptions> options, ILogger<ModelRegistry> logger)
@@ -27,6 +29,16 @@ public sealed partial class ModelRegistry : IDisposable
         this.options = options.Value;
         this.logger = logger;
         store.ActiveChanged += OnActiveChanged;
+        store.VersionDeleted += OnVersionDeleted;
+        loads = this.options.VersionLoadsPerMinute > 0
+            ? new FixedWindowRateLimiter(new FixedWindowRateLimiterOptions
+            {
+                PermitLimit = this.options.VersionLoadsPerMinute,
+                Window = TimeSpan.FromMinutes(1),
+                QueueLimit = 0,
+                AutoReplenishment = true,
+            })
+            : null;
     }
 
     /// <summary>The served version, if any is loaded.</summary>
@@ -41,13 +53,15 @@ public sealed partial class ModelRegistry : IDisposable
 
     /// <summary>
     /// The model to serve a request with, referenced (call <see cref="LoadedModel.Release"/>), or null when
-    /// nothing is active or the asked version does not exist.
+    /// nothing is active or the asked version does not exist. With <paramref name="boundedLoads"/> (callers without a
+    /// key), loading a version that is neither active nor cached counts against <see cref="ServingOptions.VersionLoadsPerMinute"/>
+    /// and throws <see cref="VersionLoadLimitException"/> beyond it.
     /// </summary>
-    public async Task<LoadedModel?> AcquireAsync(string? name, int? version, CancellationToken cancellationToken)
+    public async Task<LoadedModel?> AcquireAsync(string? name, int? version, CancellationToken cancellationToken, bool boundedLoads = false)
     {
         for (var attempt = 0; attempt < 3; attempt++)
         {
-            var model = name is null ? await ActiveAsync(cancellationToken) : await SpecificAsync(name, version, cancellationToken);
+            var model = name is null ? await ActiveAsync(cancellationToken) : await SpecificAsync(name, version, boundedLoads, cancellationToken);
             if (model is null)
             {
                 return null;
@@ -117,7 +131,7 @@ public sealed partial class ModelRegistry : IDisposable
         }
     }
 
-    private async Task<LoadedModel?> SpecificAsync(string name, int? version, CancellationToken cancellationToken)
+    private async Task<LoadedModel?> SpecificAsync(string name, int? version, bool boundedLoads, CancellationToken cancellationToken)
     {
         var resolved = version ?? (store.Active is { } a && a.Name == name ? a.Version : store.Latest(name)?.Version);
         if (resolved is null)
@@ -147,6 +161,20 @@ public sealed partial class ModelRegistry : IDisposable
                 if (cache.FirstOrDefault(m => m.Name == name && m.Version == resolved) is { } hit)
                 {
                     return hit;
+                }
+            }
+
+            if (store.Find(name, resolved.Value) is null)
+            {
+                return null;
+            }
+
+            if (boundedLoads && loads is not null)
+            {
+                using var lease = loads.AttemptAcquire();
+                if (!lease.IsAcquired)
+                {
+                    throw new VersionLoadLimitException(lease.TryGetMetadata(MetadataName.RetryAfter, out var wait) ? wait : TimeSpan.FromMinutes(1));
                 }
             }
 
@@ -203,9 +231,30 @@ public sealed partial class ModelRegistry : IDisposable
         });
     }
 
+    /// <summary>A deleted version is no longer served from the cache: it is dropped, and disposed after its last request.</summary>
+    private void OnVersionDeleted(string name, int version)
+    {
+        lock (gate)
+        {
+            for (var node = cache.First; node is not null;)
+            {
+                var next = node.Next;
+                if (node.Value.Name == name && node.Value.Version == version)
+                {
+                    node.Value.Retire();
+                    cache.Remove(node);
+                }
+
+                node = next;
+            }
+        }
+    }
+
     public void Dispose()
     {
         store.ActiveChanged -= OnActiveChanged;
+        store.VersionDeleted -= OnVersionDeleted;
+        loads?.Dispose();
         lock (gate)
         {
             active?.Retire();
@@ -225,4 +274,11 @@ public sealed partial class ModelRegistry : IDisposable
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Could not load model {Model} version {Version}")]
     private static partial void LogLoadFailed(ILogger logger, Exception exception, string model, int version);
+}
+
+/// <summary>Too many loads of non-active versions by callers without a key: 429, retry after <see cref="RetryAfter"/>.</summary>
+public sealed class VersionLoadLimitException(TimeSpan retryAfter)
+    : Exception("Too many loads of versions that are not active; retry later, choose the active version, or send an API key.")
+{
+    public TimeSpan RetryAfter { get; } = retryAfter;
 }

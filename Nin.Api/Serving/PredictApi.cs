@@ -3,6 +3,7 @@ using System.Globalization;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.Extensions.Options;
+using Nin.Api.Security;
 using Nin.Model.Imaging;
 
 namespace Nin.Api.Serving;
@@ -37,15 +38,20 @@ public static class PredictApi
                 (28×28 for Fashion-MNIST), then scaled and resized to the model's input exactly as in training.
                 Fashion-MNIST items are light on a dark background; `invert=auto` (default) inverts images whose border is light,
                 such as photos on a white background; `true`/`false` force it.
-                Errors: 415 not a supported image, 413 over a size limit, 400 corrupt image or bad parameters, 404 unknown `model`/`version`, 503 no model to serve.
+                Errors: 415 not a supported image, 413 over a size limit, 400 corrupt or unusable image (longer side over 20 times the shorter) or bad parameters,
+                404 unknown `model`/`version`, 401 a version other than the active one without a key (when API keys are configured),
+                429 too many requests, or too many loads of non-active versions without a key, 503 no model to serve.
                 The `Server-Timing` response header says where the time went: `read`, `decode`, `queue`, `forward` (with its batch size) and `infer`.
                 """)
             .Produces<PredictResponse>()
             .ProducesProblem(StatusCodes.Status400BadRequest)
+            .ProducesProblem(StatusCodes.Status401Unauthorized)
             .ProducesProblem(StatusCodes.Status404NotFound)
+            .ProducesProblem(StatusCodes.Status429TooManyRequests)
             .ProducesProblem(StatusCodes.Status413PayloadTooLarge)
             .ProducesProblem(StatusCodes.Status415UnsupportedMediaType)
             .ProducesProblem(StatusCodes.Status503ServiceUnavailable)
+            .RequireRateLimiting(SecurityExtensions.PredictPolicy)
             .DisableAntiforgery();
         return app;
     }
@@ -62,6 +68,7 @@ public static class PredictApi
         ModelRegistry registry,
         InferenceEngine engine,
         IOptions<ServingOptions> options,
+        VersionAccess access,
         int? topK,
         string? model,
         int? version,
@@ -85,6 +92,17 @@ public static class PredictApi
             return Problem(StatusCodes.Status400BadRequest, "Invalid version.", "version must be a positive integer.");
         }
 
+        if (model is not null && !Nin.Model.Checkpoints.ModelStore.IsValidName(model))
+        {
+            return Problem(StatusCodes.Status400BadRequest, "Invalid model name.", $"model: {Nin.Model.Checkpoints.ModelStore.NameRule}.");
+        }
+
+        if (!access.MayServe(context, model, version))
+        {
+            context.Response.Headers.WWWAuthenticate = "Bearer";
+            return Problem(StatusCodes.Status401Unauthorized, VersionAccess.DeniedTitle, VersionAccess.DeniedDetail);
+        }
+
         var (images, error) = await ReadImagesAsync(context.Request, limits, cancellationToken);
         if (error is not null)
         {
@@ -93,7 +111,17 @@ public static class PredictApi
 
         var read = watch.Elapsed;
 
-        var served = await registry.AcquireAsync(model, version, cancellationToken);
+        LoadedModel? served;
+        try
+        {
+            served = await registry.AcquireAsync(model, version, cancellationToken, boundedLoads: !VersionAccess.IsKeyed(context));
+        }
+        catch (VersionLoadLimitException ex)
+        {
+            context.Response.Headers.RetryAfter = Math.Max(1, (int)Math.Ceiling(ex.RetryAfter.TotalSeconds)).ToString(CultureInfo.InvariantCulture);
+            return Problem(StatusCodes.Status429TooManyRequests, "Too many version loads.", ex.Message);
+        }
+
         if (served is null)
         {
             return model is null
@@ -108,10 +136,11 @@ public static class PredictApi
             var inverted = new bool[images.Count];
             for (var i = 0; i < images.Count; i++)
             {
+                cancellationToken.ThrowIfCancellationRequested(); // timed out or gone: decode no more (the timeout answers 504)
                 try
                 {
-                    var decoded = ImageDecoder.Decode(images[i].Data, meta.InputChannels, meta.Preprocessing.NativeWidth, meta.Preprocessing.NativeHeight,
-                        meta.Preprocessing.Foreground == "light-on-dark", invertMode, limits.MaxImagePixels);
+                    var decoded = await ImageDecoder.DecodeAsync(images[i].Data, meta.InputChannels, meta.Preprocessing.NativeWidth, meta.Preprocessing.NativeHeight,
+                        meta.Preprocessing.Foreground == "light-on-dark", invertMode, limits.MaxImagePixels, cancellationToken);
                     inputs[i] = new InferenceInput(decoded.Pixels, null);
                     inverted[i] = decoded.Inverted;
                 }
@@ -122,6 +151,7 @@ public static class PredictApi
                     {
                         ImageErrorKind.Unsupported => Problem(StatusCodes.Status415UnsupportedMediaType, "Unsupported image.", $"Image {name}: {ex.Message}"),
                         ImageErrorKind.TooLarge => Problem(StatusCodes.Status413PayloadTooLarge, "Image too large.", $"Image {name}: {ex.Message}"),
+                        ImageErrorKind.Unusable => Problem(StatusCodes.Status400BadRequest, "Unusable image.", $"Image {name}: {ex.Message}"),
                         _ => Problem(StatusCodes.Status400BadRequest, "Corrupt image.", $"Image {name}: {ex.Message}"),
                     };
                 }

@@ -43,4 +43,10 @@ public sealed class ServingOptions
 
     /// <summary>Non-active versions kept loaded for <c>?model=&amp;version=</c> requests.</summary>
     public int CachedVersions { get; set; } = 2;
+
+    /// <summary>
+    /// Loads of non-active versions per minute, process-wide, for callers without an API key (each load reads a
+    /// checkpoint and may evict another cached version); 429 beyond it. Keyed callers are not counted. 0: no limit.
+    /// </summary>
+    public int VersionLoadsPerMinute { get; set; } = 10;
 }

@@ -2,11 +2,12 @@ using Nin.Api.Datasets;
 using Nin.Model.Checkpoints;
 using Nin.Model.Network;
 using Nin.Model.Runtime;
+using Nin.Model.Training;
 
 namespace Nin.Api.Training;
 
 /// <summary>Checks a <see cref="TrainRequest"/> field by field and fills in d2l's defaults.</summary>
-public sealed class TrainRequestValidator(DatasetCatalog datasets)
+public sealed class TrainRequestValidator(DatasetCatalog datasets, TrainingMemoryProbe memory)
 {
     public const int MaxEpochs = 1000;
     public const int MaxBatchSize = 8192;
@@ -57,13 +58,16 @@ public sealed class TrainRequestValidator(DatasetCatalog datasets)
         {
             Error("batchSize", $"batchSize must be between 1 and {MaxBatchSize}; got {batchSize}.");
         }
-        else if (!errors.ContainsKey("imageSize") && resolvedDevice == "cpu")
+        else if (!errors.ContainsKey("imageSize") && memory.AvailableBytes(resolvedDevice) is { } have)
         {
+            // A training step and the test pass (batched to need no more than a step) against what is free now, with
+            // headroom; the message gives what the request needs, never what the host has.
             var need = TrainingMemory.EstimateBytes(batchSize, imageSize);
-            var have = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
-            if (need > have * 0.8)
+            if (need > have * 0.9)
             {
-                Error("batchSize", $"batchSize {batchSize} at {imageSize} px needs about {need / (1 << 20):N0} MiB for activations and gradients, more than this machine allows ({have / (1 << 20):N0} MiB); use a smaller batch or image size.");
+                var message = $"batchSize {batchSize} at imageSize {imageSize} needs about {need / (1 << 20):N0} MiB for activations and gradients, more than is free for training now; use a smaller batchSize or imageSize.";
+                Error("batchSize", message);
+                Error("imageSize", message);
             }
         }
 
@@ -98,7 +102,7 @@ public sealed class TrainRequestValidator(DatasetCatalog datasets)
         var modelName = request.ModelName ?? dataset.ToLowerInvariant();
         if (!ModelStore.IsValidName(modelName))
         {
-            Error("modelName", $"modelName '{modelName}' is not valid: use 1–64 lower-case letters, digits, '.', '_' or '-', starting with a letter or digit.");
+            Error("modelName", $"modelName '{modelName}' is not valid: {ModelStore.NameRule}.");
         }
 
         if (errors.Count > 0)
@@ -111,17 +115,12 @@ public sealed class TrainRequestValidator(DatasetCatalog datasets)
     }
 }
 
-/// <summary>A rough upper bound of the memory a training step needs, to refuse batches that cannot fit.</summary>
-public static class TrainingMemory
+/// <summary>
+/// Memory free now for a training run on a device, or null where it cannot be known: on CUDA, TorchSharp 0.107 has no
+/// free-memory query (its <c>torch.cuda</c> exposes none), so the device's limit shows as an out-of-memory failure of the job.
+/// </summary>
+public class TrainingMemoryProbe
 {
-    public static long EstimateBytes(int batchSize, int imageSize)
-    {
-        // Feature maps of the NiN's stages (three convs per block), kept for the backward pass, plus
-        // gradients of the same size; floats of 4 bytes.
-        long Conv(long n, int k, int s, int p) => ((n + (2 * p) - k) / s) + 1;
-        long Pool(long n) => ((n - 3) / 2) + 1;
-        long n1 = Conv(imageSize, 11, 4, 0), p1 = Pool(n1), p2 = Pool(p1), p3 = Pool(p2);
-        var floats = (imageSize * imageSize) + (3 * 96 * n1 * n1) + (96 * p1 * p1) + (3 * 256 * p1 * p1) + (256 * p2 * p2) + (3 * 384 * p2 * p2) + (384 * p3 * p3 * 2) + (3 * 10 * p3 * p3);
-        return batchSize * floats * 4 * 3;
-    }
+    public virtual long? AvailableBytes(string device) =>
+        device.StartsWith("cpu", StringComparison.OrdinalIgnoreCase) ? TrainingMemory.AvailableHostBytes() : null;
 }

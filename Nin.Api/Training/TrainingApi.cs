@@ -13,9 +13,10 @@ public static class TrainingApi
         group.MapPost("/", StartTraining)
             .WithName("StartTraining")
             .WithSummary("Queue a training job")
-            .WithDescription("Queues a NiN training run on the `training` queue (one job at a time). Every field is optional; defaults are d2l's recipe: fashion-mnist, 10 epochs, batch 128, SGD lr 0.1, 224 px. Returns 202 with the job id and a Location to poll; follow it live on the SignalR hub `/hubs/training`.")
+            .WithDescription("Queues a NiN training run on the `training` queue (one job at a time). Every field is optional; defaults are d2l's recipe: fashion-mnist, 10 epochs, batch 128, SGD lr 0.1, 224 px. Returns 202 with the job id and a Location to poll; follow it live on the SignalR hub `/hubs/training`. 400 names each bad field, including a `batchSize` and `imageSize` whose training step cannot fit in the memory free now.")
             .Accepts<TrainRequest>("application/json")
-            .ProducesValidationProblem();
+            .ProducesValidationProblem()
+            .RequireRateLimiting(Security.SecurityExtensions.TrainPolicy);
 
         group.MapGet("/", ListJobs)
             .WithName("ListTrainingJobs")

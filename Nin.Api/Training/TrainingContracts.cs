@@ -35,7 +35,7 @@ public sealed record TrainRequest
     /// <summary><c>auto</c> (CUDA when present), <c>cpu</c>, <c>cuda</c> or <c>cuda:N</c>.</summary>
     public string? Device { get; init; }
 
-    /// <summary>Name the resulting model is stored under (default: the dataset's name).</summary>
+    /// <summary>Name the resulting model is stored under (default: the dataset's name): 1–64 of a-z, 0-9, '.', '_', '-', not <c>active.json</c> or <c>*.tmp</c>.</summary>
     public string? ModelName { get; init; }
 
     /// <summary>Train on only the first N training images (default: all).</summary>

@@ -3,6 +3,7 @@ using System.ComponentModel;
 using System.Text.Json;
 using Hangfire;
 using Nin.Api.Datasets;
+using Nin.Api.Infrastructure;
 using Nin.Model.Checkpoints;
 using Nin.Model.Network;
 using Nin.Model.Runtime;
@@ -65,6 +66,7 @@ public sealed partial class TrainingJob(
     ModelStore models,
     TrainingNotifier notifier,
     JobCancellation cancellation,
+    Microsoft.Extensions.Options.IOptions<NinOptions> folders,
     ILogger<TrainingJob> logger)
 {
     public const string Queue = "training";
@@ -116,7 +118,7 @@ public sealed partial class TrainingJob(
         }
         catch (Exception ex)
         {
-            var error = ex.Message;
+            var error = ClientErrors.Describe(ex, folders.Value); // no exception text or server paths reach clients
             Publish(jobs.Update(jobId, j => j with { Status = JobStatus.Failed, Error = error, FinishedAt = DateTimeOffset.UtcNow }));
             notifier.JobFinished(new JobFinishedEvent(jobId, JobStatus.Failed, null, null, error));
             LogFailed(logger, ex, jobId, error);

@@ -29,7 +29,21 @@ public sealed partial class ModelStore
     /// <summary>Raised after the active version changes (or is cleared).</summary>
     public event Action<ActiveModel?>? ActiveChanged;
 
-    public static bool IsValidName(string? name) => name is not null && NamePattern().IsMatch(name);
+    /// <summary>Raised after a version is deleted, so whoever holds it loaded lets it go.</summary>
+    public event Action<string, int>? VersionDeleted;
+
+    /// <summary>
+    /// The name rule: 1–64 lower-case letters, digits, '.', '_' or '-', starting with a letter or digit, and none of
+    /// the store's own file names (<c>active.json</c>, its temporary <c>active.json.*.tmp</c>, anything ending in <c>.tmp</c>).
+    /// </summary>
+    public static bool IsValidName(string? name) => name is not null && NamePattern().IsMatch(name) && !IsReservedName(name);
+
+    /// <summary>The name rule, as error messages state it.</summary>
+    public const string NameRule = "use 1–64 lower-case letters, digits, '.', '_' or '-', starting with a letter or digit, and not one of the store's own file names (active.json, *.tmp)";
+
+    /// <summary>A name the store uses for its own files beside the model folders.</summary>
+    public static bool IsReservedName(string name) =>
+        name == ActiveFile || name.StartsWith(ActiveFile + ".", StringComparison.Ordinal) || name.EndsWith(".tmp", StringComparison.Ordinal);
 
     public ActiveModel? Active
     {
@@ -106,7 +120,7 @@ public sealed partial class ModelStore
     {
         if (!IsValidName(metadata.Name))
         {
-            throw new ArgumentException($"Model name '{metadata.Name}' is not valid: use 1–64 lower-case letters, digits, '.', '_' or '-', starting with a letter or digit.");
+            throw new ArgumentException($"Model name '{metadata.Name}' is not valid: {NameRule}.");
         }
 
         lock (gate)
@@ -167,6 +181,11 @@ public sealed partial class ModelStore
     /// <summary>Makes a version the served one. Returns false if it does not exist.</summary>
     public bool Activate(string name, int version)
     {
+        if (!IsValidName(name) || version < 1)
+        {
+            return false;
+        }
+
         lock (gate)
         {
             if (TryRead(name, version, null) is null)
@@ -184,6 +203,11 @@ public sealed partial class ModelStore
     /// <summary>Deletes a version; refuses the active one.</summary>
     public DeleteResult Delete(string name, int version)
     {
+        if (!IsValidName(name) || version < 1)
+        {
+            return DeleteResult.NotFound;
+        }
+
         lock (gate)
         {
             var info = TryRead(name, version, ReadActive());
@@ -200,8 +224,10 @@ public sealed partial class ModelStore
             var trash = info.Directory + $".deleted-{Guid.NewGuid():N}";
             Directory.Move(info.Directory, trash);
             Directory.Delete(trash, recursive: true);
-            return DeleteResult.Deleted;
         }
+
+        VersionDeleted?.Invoke(name, version);
+        return DeleteResult.Deleted;
     }
 
     private ModelVersionInfo? TryRead(string name, int version, ActiveModel? active)

@@ -1,4 +1,3 @@
-using System.Runtime.InteropServices;
 using SkiaSharp;
 
 namespace Nin.Model.Imaging;
@@ -9,6 +8,9 @@ public enum ImageErrorKind
     Unsupported,
     TooLarge,
     Corrupt,
+
+    /// <summary>Decodable, but of a shape the model cannot use (a line of pixels): 400.</summary>
+    Unusable,
 }
 
 /// <summary>An image that cannot be used, with a message fit for the client.</summary>
@@ -31,9 +33,10 @@ public sealed record DecodedImage(byte[] Pixels, string Format, int SourceWidth,
 
 /// <summary>
 /// Decodes PNG, JPEG, WebP, GIF (first frame) and BMP with SkiaSharp into a model's native input:
-/// its channels (grey by BT.601 luma), padded to a square with the border colour, resized to the
-/// dataset's size. The header is read first, so an image that claims too many pixels is refused
-/// before anything is allocated for it.
+/// its channels (grey by BT.601 luma), scaled to fit the dataset's size and padded to it with its
+/// border colour. The header is read first, so an image that claims too many pixels, or is too long
+/// and thin to be seen at that size, is refused before anything is allocated for it; the work after
+/// decoding is bounded by the output's size, not the input's.
 /// </summary>
 public static class ImageDecoder
 {
@@ -65,7 +68,48 @@ public static class ImageDecoder
         return null;
     }
 
-    public static DecodedImage Decode(byte[] data, int channels, int width, int height, bool lightOnDark, InvertMode invert, long maxPixels)
+    /// <summary>
+    /// Most pixels of an image decoded at once before one of the <see cref="DecodeGate"/>'s slots is needed:
+    /// smaller images (1 MP, 4 MB decoded) never wait.
+    /// </summary>
+    public const long GatedPixels = 1_000_000;
+
+    /// <summary>Longest side over shortest side beyond which an image is refused: it would shrink to a line.</summary>
+    public const long MaxAspectRatio = 20;
+
+    /// <summary>
+    /// Big decodes (over <see cref="GatedPixels"/>) running at once, process-wide: one per core. With the per-image pixel
+    /// limit this bounds the memory decoding can take, whatever the number of concurrent requests.
+    /// </summary>
+    private static readonly SemaphoreSlim DecodeGate = new(Math.Max(1, Environment.ProcessorCount));
+
+    public static DecodedImage Decode(byte[] data, int channels, int width, int height, bool lightOnDark, InvertMode invert, long maxPixels) =>
+        Decode(data, channels, width, height, lightOnDark, invert, maxPixels, gateHeld: false);
+
+    /// <summary>
+    /// <see cref="Decode(byte[], int, int, int, bool, InvertMode, long)"/> for request handlers: an image whose header
+    /// declares a big decode waits for its slot asynchronously, so waiting requests hold no thread.
+    /// </summary>
+    public static async Task<DecodedImage> DecodeAsync(byte[] data, int channels, int width, int height, bool lightOnDark, InvertMode invert, long maxPixels, CancellationToken cancellationToken = default)
+    {
+        if (DetectFormat(data) is { } format && ImageHeader.TryReadSize(data, format, out var w, out var h)
+            && w >= 1 && h >= 1 && w > GatedPixels / h && w <= maxPixels / h)
+        {
+            await DecodeGate.WaitAsync(cancellationToken).ConfigureAwait(false);
+            try
+            {
+                return Decode(data, channels, width, height, lightOnDark, invert, maxPixels, gateHeld: true);
+            }
+            finally
+            {
+                DecodeGate.Release();
+            }
+        }
+
+        return Decode(data, channels, width, height, lightOnDark, invert, maxPixels, gateHeld: false);
+    }
+
+    private static DecodedImage Decode(byte[] data, int channels, int width, int height, bool lightOnDark, InvertMode invert, long maxPixels, bool gateHeld)
     {
         if (data.Length == 0)
         {
@@ -75,10 +119,9 @@ public static class ImageDecoder
         var format = DetectFormat(data) ?? throw new ImageDecodeException(ImageErrorKind.Unsupported,
             "Not a supported image: send PNG, JPEG, WebP, GIF or BMP.");
 
-        if (ImageHeader.TryReadSize(data, format, out var declaredWidth, out var declaredHeight) && declaredWidth * declaredHeight > maxPixels)
+        if (ImageHeader.TryReadSize(data, format, out var declaredWidth, out var declaredHeight))
         {
-            throw new ImageDecodeException(ImageErrorKind.TooLarge,
-                $"The image declares {declaredWidth}×{declaredHeight} pixels; at most {maxPixels:N0} pixels are accepted.");
+            CheckShape(declaredWidth, declaredHeight, maxPixels, "declares");
         }
 
         using var skData = SKData.CreateCopy(data);
@@ -96,30 +139,46 @@ public static class ImageDecoder
             throw new ImageDecodeException(ImageErrorKind.Corrupt, $"The {format.ToUpperInvariant()} image has no pixels.");
         }
 
-        if ((long)info.Width * info.Height > maxPixels)
-        {
-            throw new ImageDecodeException(ImageErrorKind.TooLarge,
-                $"The image is {info.Width}×{info.Height} pixels; at most {maxPixels:N0} pixels are accepted.");
-        }
+        CheckShape(info.Width, info.Height, maxPixels, "is");
 
-        // Decode big JPEGs at a reduced scale where the codec can: we only need the native size.
-        var scale = Math.Min(1f, 4f * Math.Max(width, height) / Math.Min(info.Width, info.Height));
+        // The work is bounded by the output: the image is scaled to fit the native size first (its longest side becomes
+        // the output's), then padded; nothing of the source's size is ever squared. Big JPEGs decode at a reduced scale.
+        var (fitWidth, fitHeight) = Fit(info.Width, info.Height, width, height);
+        var scale = Math.Min(1f, 4f * Math.Max(width, height) / Math.Max(info.Width, info.Height));
         var size = scale < 1f ? codec.GetScaledDimensions(scale) : new SKSizeI(info.Width, info.Height);
-        var decodeInfo = new SKImageInfo(size.Width, size.Height, SKColorType.Rgba8888, SKAlphaType.Unpremul);
-        using var bitmap = new SKBitmap(decodeInfo);
-        var decoded = codec.GetPixels(decodeInfo, bitmap.GetPixels());
-        if (decoded != SKCodecResult.Success)
+        var gated = !gateHeld && (long)size.Width * size.Height > GatedPixels;
+        if (gated)
         {
-            throw new ImageDecodeException(ImageErrorKind.Corrupt, decoded == SKCodecResult.IncompleteInput
-                ? $"The {format.ToUpperInvariant()} image is truncated."
-                : $"The {format.ToUpperInvariant()} image could not be decoded ({decoded}).");
+            DecodeGate.Wait();
         }
 
-        var rgba = OnWhite(bitmap);
-        var border = BorderColour(rgba, size.Width, size.Height);
-        var squared = ToSquare(rgba, size.Width, size.Height, border);
-        var side = Math.Max(size.Width, size.Height);
-        var resized = side == width && side == height ? squared : Resize(squared, side, width, height);
+        byte[] fitted;
+        try
+        {
+            // Premultiplied: the resize then weighs colours by their opacity, as compositing on white first would.
+            var decodeInfo = new SKImageInfo(size.Width, size.Height, SKColorType.Rgba8888, SKAlphaType.Premul);
+            using var bitmap = new SKBitmap(decodeInfo);
+            var decoded = codec.GetPixels(decodeInfo, bitmap.GetPixels());
+            if (decoded != SKCodecResult.Success)
+            {
+                throw new ImageDecodeException(ImageErrorKind.Corrupt, decoded == SKCodecResult.IncompleteInput
+                    ? $"The {format.ToUpperInvariant()} image is truncated."
+                    : $"The {format.ToUpperInvariant()} image could not be decoded ({decoded}).");
+            }
+
+            fitted = Resize(bitmap, fitWidth, fitHeight);
+        }
+        finally
+        {
+            if (gated)
+            {
+                DecodeGate.Release();
+            }
+        }
+
+        OnWhite(fitted);
+        var border = BorderColour(fitted, fitWidth, fitHeight);
+        var padded = Pad(fitted, fitWidth, fitHeight, width, height, border);
 
         var doInvert = invert switch
         {
@@ -127,14 +186,57 @@ public static class ImageDecoder
             InvertMode.False => false,
             _ => lightOnDark && Luma(border) > 127,
         };
-        return new DecodedImage(ToPlanar(resized, width * height, channels, doInvert), format, info.Width, info.Height, doInvert);
+        return new DecodedImage(ToPlanar(padded, width * height, channels, doInvert), format, info.Width, info.Height, doInvert);
     }
 
-    // Transparent pixels are shown on white, as a viewer would show them.
-    private static byte[] OnWhite(SKBitmap bitmap)
+    /// <summary>Refuses too many pixels (413) and shapes too long and thin to be seen at the output's size (400); all in long arithmetic.</summary>
+    private static void CheckShape(long w, long h, long maxPixels, string verb)
     {
-        var pixels = new byte[bitmap.Width * bitmap.Height * 4];
-        Marshal.Copy(bitmap.GetPixels(), pixels, 0, pixels.Length);
+        if (w < 1 || h < 1)
+        {
+            throw new ImageDecodeException(ImageErrorKind.Corrupt, $"The image {verb} {w}×{h} pixels.");
+        }
+
+        if (w > maxPixels / h) // w × h > maxPixels, without overflowing for sides up to 2³²
+        {
+            throw new ImageDecodeException(ImageErrorKind.TooLarge,
+                $"The image {verb} {w}×{h} pixels; at most {maxPixels:N0} pixels are accepted.");
+        }
+
+        if (Math.Max(w, h) > MaxAspectRatio * Math.Min(w, h))
+        {
+            throw new ImageDecodeException(ImageErrorKind.Unusable,
+                $"The image {verb} {w}×{h} pixels; its longer side may be at most {MaxAspectRatio} times its shorter side.");
+        }
+    }
+
+    /// <summary>The size of a w×h image scaled to fit in width×height, keeping its aspect ratio (at least 1×1).</summary>
+    public static (int Width, int Height) Fit(long w, long h, int width, int height)
+    {
+        if (w * height >= h * width)
+        {
+            return (width, (int)Math.Clamp((h * width + (w / 2)) / w, 1, height));
+        }
+
+        return ((int)Math.Clamp((w * height + (h / 2)) / h, 1, width), height);
+    }
+
+    /// <summary>Premultiplied RGBA at the fitted size, copied out (only the output's size is allocated in managed memory).</summary>
+    private static byte[] Resize(SKBitmap source, int width, int height)
+    {
+        if (source.Width == width && source.Height == height)
+        {
+            return source.GetPixelSpan().ToArray();
+        }
+
+        using var dst = source.Resize(new SKImageInfo(width, height, SKColorType.Rgba8888, SKAlphaType.Premul), new SKSamplingOptions(SKFilterMode.Linear, SKMipmapMode.Linear))
+            ?? throw new ImageDecodeException(ImageErrorKind.Corrupt, "The image could not be resized.");
+        return dst.GetPixelSpan().ToArray();
+    }
+
+    // Transparent pixels are shown on white, as a viewer would show them: premultiplied colour plus white times (1 - alpha).
+    private static void OnWhite(byte[] pixels)
+    {
         for (var i = 0; i < pixels.Length; i += 4)
         {
             var a = pixels[i + 3];
@@ -145,13 +247,11 @@ public static class ImageDecoder
 
             for (var c = 0; c < 3; c++)
             {
-                pixels[i + c] = (byte)(((pixels[i + c] * a) + (255 * (255 - a)) + 127) / 255);
+                pixels[i + c] = (byte)Math.Min(255, pixels[i + c] + 255 - a);
             }
 
             pixels[i + 3] = 255;
         }
-
-        return pixels;
     }
 
     private static (byte R, byte G, byte B) BorderColour(byte[] rgba, int w, int h)
@@ -183,43 +283,31 @@ public static class ImageDecoder
 
     private static double Luma((byte R, byte G, byte B) c) => (0.299 * c.R) + (0.587 * c.G) + (0.114 * c.B);
 
-    private static byte[] ToSquare(byte[] rgba, int w, int h, (byte R, byte G, byte B) fill)
+    /// <summary>Centres a w×h image in width×height, filling the rest with the border colour.</summary>
+    private static byte[] Pad(byte[] rgba, int w, int h, int width, int height, (byte R, byte G, byte B) fill)
     {
-        if (w == h)
+        if (w == width && h == height)
         {
             return rgba;
         }
 
-        var side = Math.Max(w, h);
-        var square = new byte[side * side * 4];
-        for (var i = 0; i < square.Length; i += 4)
+        var padded = new byte[width * height * 4];
+        for (var i = 0; i < padded.Length; i += 4)
         {
-            square[i] = fill.R;
-            square[i + 1] = fill.G;
-            square[i + 2] = fill.B;
-            square[i + 3] = 255;
+            padded[i] = fill.R;
+            padded[i + 1] = fill.G;
+            padded[i + 2] = fill.B;
+            padded[i + 3] = 255;
         }
 
-        var ox = (side - w) / 2;
-        var oy = (side - h) / 2;
+        var ox = (width - w) / 2;
+        var oy = (height - h) / 2;
         for (var y = 0; y < h; y++)
         {
-            Buffer.BlockCopy(rgba, y * w * 4, square, (((y + oy) * side) + ox) * 4, w * 4);
+            Buffer.BlockCopy(rgba, y * w * 4, padded, (((y + oy) * width) + ox) * 4, w * 4);
         }
 
-        return square;
-    }
-
-    private static byte[] Resize(byte[] rgba, int side, int width, int height)
-    {
-        var source = new SKImageInfo(side, side, SKColorType.Rgba8888, SKAlphaType.Unpremul);
-        using var src = new SKBitmap(source);
-        Marshal.Copy(rgba, 0, src.GetPixels(), rgba.Length);
-        using var dst = src.Resize(new SKImageInfo(width, height, SKColorType.Rgba8888, SKAlphaType.Unpremul), new SKSamplingOptions(SKFilterMode.Linear, SKMipmapMode.Linear))
-            ?? throw new ImageDecodeException(ImageErrorKind.Corrupt, "The image could not be resized.");
-        var result = new byte[width * height * 4];
-        Marshal.Copy(dst.GetPixels(), result, 0, result.Length);
-        return result;
+        return padded;
     }
 
     private static byte[] ToPlanar(byte[] rgba, int area, int channels, bool invert)

@@ -34,6 +34,7 @@ public sealed class Trainer : IDisposable
 
         Network = network;
         this.options = options;
+        EvaluationBatchSize = TrainingMemory.EvaluationBatchSize(options.BatchSize, options.ImageSize, options.EvalBatchSize);
         this.device = device;
         (trainX, trainY) = ToDevice(data.Train, device);
         (testX, testY) = ToDevice(data.Test, device);
@@ -48,6 +49,9 @@ public sealed class Trainer : IDisposable
     public int TestCount => (int)testY.shape[0];
 
     public int BatchesPerEpoch => (TrainCount + options.BatchSize - 1) / options.BatchSize;
+
+    /// <summary>Images per test batch: at most <see cref="TrainingOptions.EvalBatchSize"/>, and no more memory than a training step.</summary>
+    public int EvaluationBatchSize { get; }
 
     /// <summary>
     /// Trains the remaining epochs. After each one, <paramref name="onEpochEnd"/> may save a
@@ -139,11 +143,11 @@ public sealed class Trainer : IDisposable
         Network.eval();
         using var inference = inference_mode();
         long right = 0;
-        for (var start = 0; start < TestCount; start += options.EvalBatchSize)
+        for (var start = 0; start < TestCount; start += EvaluationBatchSize)
         {
             cancellationToken.ThrowIfCancellationRequested();
             using var scope = NewDisposeScope();
-            var n = Math.Min(options.EvalBatchSize, TestCount - start);
+            var n = Math.Min(EvaluationBatchSize, TestCount - start);
             var x = Preprocess.ToNetworkInput(testX.narrow(0, start, n), options.ImageSize);
             right += Network.forward(x).argmax(1).eq(testY.narrow(0, start, n)).sum().item<long>();
         }

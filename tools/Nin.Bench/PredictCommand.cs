@@ -138,7 +138,7 @@ internal static class PredictCommand
         }
     }
 
-    private sealed class StopOnDispose(Process process) : IDisposable
+    internal sealed class StopOnDispose(Process process) : IDisposable
     {
         public void Dispose()
         {
@@ -206,7 +206,7 @@ internal static class PredictCommand
         public void Dispose() => network.Dispose();
     }
 
-    private static Process StartService(Args args, string home, int port, string device)
+    internal static Process StartService(Args args, string home, int port, string device)
     {
         var api = args.Get("api") ?? FindApi();
         // The benchmark measures throughput: the per-client rate limit would cap it.
@@ -254,7 +254,7 @@ internal static class PredictCommand
         return path is not null && File.Exists(path) ? path : throw new FileNotFoundException("Nin.Api.dll not found; build it (./nin bench builds it) or pass --api PATH.");
     }
 
-    private static async Task WaitUntilReadyAsync(HttpClient http, Process server)
+    internal static async Task WaitUntilReadyAsync(HttpClient http, Process server)
     {
         var deadline = DateTime.UtcNow.AddMinutes(2);
         while (DateTime.UtcNow < deadline)

@@ -8,6 +8,7 @@ return command switch
     "train" => TrainCommand.Run(rest),
     "predict" => await PredictCommand.RunAsync(rest),
     "forward" => ForwardCommand.Run(rest),
+    "hostile" => await HostileCommand.RunAsync(rest),
     _ => Usage(),
 };
 
@@ -22,6 +23,8 @@ static int Usage()
           predict  raw forward vs HTTP /predict on loopback, interleaved: --image-size (224) --seconds (10 per measure)
                    --rounds (5) --batch (16) --clients (1,4,16,64) --warmup (3) --device --data DIR --port
                    --api PATH/Nin.Api.dll --serve "Serving:Workers=1 ..." (settings for the service under test)
+          hostile  /predict with 64 images at the limits per request (40 MP at 20:1 both ways, 40 MP square PNG and JPEG):
+                   the service's peak resident memory vs its baseline; --clients (1,4) --rounds (3) --image-size (96) --port
           forward  raw network only, W workers x T threads per batch size: --configs (1x2,2x1) --batches
                    (1,2,4,8,16,32) --seconds (3) --image-size (224) --threads
         """);

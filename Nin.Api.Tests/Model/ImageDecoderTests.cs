@@ -1,0 +1,105 @@
+using Nin.Api.Tests.Api;
+using Nin.Model.Imaging;
+using SkiaSharp;
+
+namespace Nin.Api.Tests.Model;
+
+/// <summary>The decoder's work is bounded by its output (28×28 here), whatever the shape of its input.</summary>
+public sealed class ImageDecoderTests
+{
+    private const long MaxPixels = 40_000_000;
+
+    public static TheoryData<int, int> UsableShapes => new()
+    {
+        { 28, 28 },
+        { 1, 1 },
+        { 560, 28 },
+        { 28, 560 },
+        { 4000, 200 },
+        { 200, 4000 },
+        { 3000, 2000 },
+        { 20, 1 },
+    };
+
+    [Theory]
+    [MemberData(nameof(UsableShapes))]
+    public void Managed_memory_is_bounded_by_the_output_not_the_input(int width, int height)
+    {
+        var png = HostileInputTests.SolidPng(width, height);
+        ImageDecoder.Decode(png, 3, 28, 28, lightOnDark: false, InvertMode.False, MaxPixels); // warm-up: one-time allocations
+
+        var before = GC.GetAllocatedBytesForCurrentThread();
+        var image = ImageDecoder.Decode(png, 3, 28, 28, lightOnDark: false, InvertMode.False, MaxPixels);
+        var allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+
+        Assert.Equal(3 * 28 * 28, image.Pixels.Length);
+        Assert.Equal((width, height), (image.SourceWidth, image.SourceHeight));
+        // The output is 28×28: a few copies of it (RGBA, padded, planar) and bookkeeping, never the input's area,
+        // let alone its longest side squared (4000×200 used to allocate 4000² × 4 bytes = 64 MB here).
+        Assert.True(allocated < 64 * 1024, $"{width}×{height}: {allocated:N0} managed bytes allocated");
+    }
+
+    public static TheoryData<int, int> LinesAndStrips => new()
+    {
+        { 30000, 1 },
+        { 1, 30000 },
+        { 11314, 100 },
+        { 100, 11314 },
+        { 65535, 3 },
+        { 21, 1 },
+    };
+
+    [Theory]
+    [MemberData(nameof(LinesAndStrips))]
+    public void Images_too_long_and_thin_for_the_output_are_refused_before_decoding(int width, int height)
+    {
+        var png = HostileInputTests.SolidPng(width, height);
+        var error = Assert.Throws<ImageDecodeException>(() => ImageDecoder.Decode(png, 1, 28, 28, lightOnDark: true, InvertMode.Auto, MaxPixels));
+        Assert.Equal(ImageErrorKind.Unusable, error.Kind);
+        Assert.Contains($"{width}×{height}", error.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData(-1, -1)] // 0xFFFFFFFF × 0xFFFFFFFF: the product overflows a long
+    [InlineData(-1, 2)]
+    [InlineData(0x7FFF_FFFF, 0x7FFF_FFFF)]
+    [InlineData(0x7FFF_FFFF, 1)]
+    [InlineData(100_000, 100_000)]
+    public void Header_sizes_are_checked_in_long_arithmetic(int width, int height)
+    {
+        var error = Assert.Throws<ImageDecodeException>(() => ImageDecoder.Decode(TestImages.PngHeaderOnly(width, height), 1, 28, 28, false, InvertMode.False, MaxPixels));
+        Assert.Equal(ImageErrorKind.TooLarge, error.Kind);
+    }
+
+    [Theory]
+    [InlineData(4000L, 200L, 28, 28, 28, 1)]
+    [InlineData(200L, 4000L, 28, 28, 1, 28)]
+    [InlineData(560L, 280L, 28, 28, 28, 14)]
+    [InlineData(28L, 28L, 28, 28, 28, 28)]
+    [InlineData(1L, 1L, 28, 28, 28, 28)]
+    [InlineData(3_000_000_000L, 2_000_000_000L, 64, 64, 64, 43)]
+    public void Fit_keeps_the_aspect_ratio_within_the_output(long w, long h, int width, int height, int fitWidth, int fitHeight) =>
+        Assert.Equal((fitWidth, fitHeight), ImageDecoder.Fit(w, h, width, height));
+
+    [Fact]
+    public void A_wide_image_is_scaled_then_padded_with_its_border_colour()
+    {
+        // A white 280×140 image with a black square in its middle: 28×14 after scaling, centred on white.
+        using var bitmap = new SKBitmap(new SKImageInfo(280, 140, SKColorType.Gray8, SKAlphaType.Opaque));
+        bitmap.Erase(SKColors.White);
+        using (var canvas = new SKCanvas(bitmap))
+        using (var paint = new SKPaint { Color = SKColors.Black })
+        {
+            canvas.DrawRect(120, 50, 40, 40, paint);
+        }
+
+        using var image = SKImage.FromBitmap(bitmap);
+        using var encoded = image.Encode(SKEncodedImageFormat.Png, 100);
+        var decoded = ImageDecoder.Decode(encoded.ToArray(), 1, 28, 28, lightOnDark: false, InvertMode.False, MaxPixels);
+        var px = decoded.Pixels;
+        Assert.Equal(255, px[0]); // padding: the border colour
+        Assert.Equal(255, px[(27 * 28) + 27]);
+        Assert.True(px[(14 * 28) + 14] < 128, $"centre {px[(14 * 28) + 14]}"); // the square, scaled by 1/10
+        Assert.Equal(255, px[(6 * 28) + 14]); // above the scaled image (rows 7..20 hold it)
+    }
+}
