@@ -3,6 +3,7 @@ using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.Extensions.Options;
 using Nin.Model.Checkpoints;
 using Nin.Model.Imaging;
+using Nin.Model.Network;
 
 namespace Nin.Api.Serving;
 
@@ -117,7 +118,7 @@ public static class KServeApi
         return TypedResults.Ok(new V2ModelMetadata(
             name,
             versions,
-            "torchsharp_nin",
+            "torchsharp_" + (NetworkArchitectures.Find(m.Architecture)?.Name ?? m.Architecture),
             [new V2TensorMetadata(InputName, "FP32", [-1, m.InputChannels, m.ImageSize, m.ImageSize]), new V2TensorMetadata(ImagesInputName, "BYTES", [-1])],
             [new V2TensorMetadata("probabilities", "FP32", [-1, m.ClassNames.Count]), new V2TensorMetadata("label", "BYTES", [-1])]));
     }

@@ -163,7 +163,7 @@ internal static class PredictCommand
     /// <summary>The benchmark's own copy of the network, timed on this thread on copies of one image.</summary>
     private sealed class RawNetwork : IDisposable
     {
-        private readonly NinNetwork network;
+        private readonly ImageClassifier network;
         private readonly int imageSize;
         private readonly Device device;
         private readonly byte[] pixels;
