@@ -30,11 +30,7 @@ public static class Checkpoint
     /// <summary>Writes weights and metadata into <paramref name="directory"/>, atomically replacing any previous content.</summary>
     public static ModelMetadata Save(ImageClassifier network, ModelMetadata metadata, string directory)
     {
-        var parent = Path.GetDirectoryName(Path.GetFullPath(directory))!;
-        Directory.CreateDirectory(parent);
-        var staging = Path.Combine(parent, $".{Path.GetFileName(directory)}.{Guid.NewGuid():N}.tmp");
-        Directory.CreateDirectory(staging);
-        try
+        return AtomicDirectory.Replace(directory, staging =>
         {
             var weights = Path.Combine(staging, metadata.WeightsFile);
             network.save(weights);
@@ -49,28 +45,8 @@ public static class Checkpoint
             };
             Validate(complete, staging);
             File.WriteAllText(Path.Combine(staging, MetadataFile), JsonSerializer.Serialize(complete, ModelMetadata.JsonOptions));
-
-            if (Directory.Exists(directory))
-            {
-                var old = staging + ".old";
-                Directory.Move(directory, old);
-                Directory.Move(staging, directory);
-                Directory.Delete(old, recursive: true);
-            }
-            else
-            {
-                Directory.Move(staging, directory);
-            }
-
             return complete;
-        }
-        finally
-        {
-            if (Directory.Exists(staging))
-            {
-                Directory.Delete(staging, recursive: true);
-            }
-        }
+        });
     }
 
     /// <summary>Reads and validates <c>model.json</c> without touching the weights.</summary>

@@ -19,6 +19,8 @@ static int Usage()
                    --image-size --seed --max-train --max-test --device --data DIR [--out DIR --name N]
                    --baseline-steps N (also time N synthetic steps and print the ratio)
           train    ... --continue-from DIR (start from a saved model after its recorded epochs; fresh optimizer state)
+          train    --presets d2l,robust --seeds 1,2,3 [--synthetic --classes 4 --per-class 100 | --dataset D --image-size 96
+                   --max-train N --max-test N] [--epochs --batch --lr override the presets]: test accuracy per preset and seed
           predict  raw forward vs HTTP /predict on loopback, interleaved: --image-size (224) --seconds (10 per measure)
                    --rounds (5) --batch (16) --clients (1,4,16,64) --warmup (3) --device --data DIR --port
                    --api PATH/Nin.Api.dll --serve "Serving:Workers=1 ..." (settings for the service under test)

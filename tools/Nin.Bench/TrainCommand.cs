@@ -18,6 +18,11 @@ internal static class TrainCommand
 {
     public static int Run(Args args)
     {
+        if (args.Get("presets") is not null || args.Flag("synthetic"))
+        {
+            return PresetComparison.Run(args);
+        }
+
         var info = TorchRuntime.Initialize(new TorchOptions { Device = args.Get("device", "auto"), Threads = args.Int("threads", 0) });
         var device = TorchRuntime.ResolveDevice(args.Get("device", "auto"));
         var dataDir = args.Get("data", Environment.GetEnvironmentVariable("NIN_DATA_DIR") ?? "data");
