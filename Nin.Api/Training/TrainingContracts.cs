@@ -134,3 +134,25 @@ public sealed record EpochCompletedEvent(string JobId, int Epoch, int Epochs, do
 
 /// <summary>Hub event: the job ended.</summary>
 public sealed record JobFinishedEvent(string JobId, JobStatus Status, string? ModelName, int? ModelVersion, string? Error, IReadOnlyList<string>? Warnings = null);
+
+/// <summary>A recipe preset as GET /train/recipes lists it: the values it gives every field it sets.</summary>
+public sealed record RecipeInfo(
+    string Name,
+    string Description,
+    string DefaultFor,
+    string Architecture,
+    int Epochs,
+    int BatchSize,
+    double LearningRate,
+    string Schedule,
+    double Momentum,
+    double WeightDecay,
+    double Shift,
+    bool Flip,
+    double LabelSmoothing);
+
+/// <summary>A network architecture: its smallest input and its parameters for one channel and ten classes.</summary>
+public sealed record ArchitectureInfo(string Name, string Description, int MinInputSize, long ParameterCount);
+
+/// <summary>200 body of GET /train/recipes.</summary>
+public sealed record RecipesResponse(IReadOnlyList<RecipeInfo> Recipes, IReadOnlyList<ArchitectureInfo> Architectures);
