@@ -23,6 +23,8 @@ const defaultImageSizeFor = (dataset) => (dataset?.startsWith("u-") ? 67 : 224);
 
 export function createRecipes({ $, api }) {
   let presets = new Map();
+  let touched = false; // what the user typed before the presets arrived is kept
+  $("train-form").addEventListener("input", () => { touched = true; }, { once: true });
 
   function apply(name) {
     const preset = presets.get(name);
@@ -47,7 +49,7 @@ export function createRecipes({ $, api }) {
     presets = new Map(result.body.recipes.map((r) => [r.name, r]));
     $("f-recipe").replaceChildren(...result.body.recipes.map((r) => Object.assign(document.createElement("option"), { value: r.name, textContent: r.name, title: r.description })));
     $("f-architecture").replaceChildren(...result.body.architectures.map((a) => Object.assign(document.createElement("option"), { value: a.name, textContent: a.name, title: a.description })));
-    apply(defaultRecipeFor($("f-dataset").value));
+    if (!touched) apply(defaultRecipeFor($("f-dataset").value));
   }
 
   $("f-recipe").addEventListener("change", () => apply($("f-recipe").value));
