@@ -29,7 +29,7 @@ internal static class PredictCommand
             // A NiN at the asked size in a fresh store (weights don't change speed).
             var store = new ModelStore(Path.Combine(home, "models"));
             manual_seed(0);
-            using (var net = new NinNetwork(1, 10))
+            using (var net = NetworkArchitectures.Get(args.Get("architecture", NetworkArchitectures.NinName)).Create(1, 10))
             {
                 store.Add(net, new ModelMetadata { Name = "bench", ClassNames = BuiltInDatasets.FashionMnist.ClassNames, ImageSize = imageSize, Preprocessing = new PreprocessingInfo() }, activate: true);
             }

@@ -52,7 +52,7 @@ internal static class TrainCommand
         var (resume, continued) = ContinueFrom(args.Get("continue-from"), dataset, options);
 
         manual_seed(options.Seed);
-        using var network = NetworkArchitectures.Nin.Create(1, dataset.ClassNames.Count);
+        using var network = NetworkArchitectures.Get(args.Get("architecture", NetworkArchitectures.NinName)).Create(1, dataset.ClassNames.Count);
         using var trainer = new Trainer(network, data, options, device);
         var watch = Stopwatch.StartNew();
         var observer = new ConsoleObserver(resume?.History ?? []);
@@ -83,7 +83,7 @@ internal static class TrainCommand
     private static double SyntheticStepsPerSecond(TrainingOptions options, Device device, int steps)
     {
         manual_seed(0);
-        using var network = new NinNetwork(1, 10);
+        using var network = NetworkArchitectures.Nin.Create(1, 10);
         network.to(device);
         network.train();
         using var optimizer = optim.SGD(network.parameters(), options.LearningRate);
