@@ -36,7 +36,14 @@ public sealed class DashboardFixture : IAsyncLifetime
         var store = new ModelStore(Path.Combine(home, "models"));
         ServingFixture.AddRandom(store, "alpha", seed: 1);
         store.Activate("alpha", 1);
-        Factory = new NinApiFactory(new Dictionary<string, string?> { ["Nin:SeedDefaultModel"] = "false" }, home);
+        // A data folder of its own (uploads land in it) that links the shared built-in datasets.
+        var data = Directory.CreateDirectory(Path.Combine(home, "data")).FullName;
+        foreach (var dir in Directory.EnumerateDirectories(TestPaths.SharedDatasets).Where(d => Path.GetFileName(d) is "fashion-mnist" or "mnist"))
+        {
+            Directory.CreateSymbolicLink(Path.Combine(data, Path.GetFileName(dir)), dir);
+        }
+
+        Factory = new NinApiFactory(new Dictionary<string, string?> { ["Nin:SeedDefaultModel"] = "false", ["Nin:DataDirectory"] = data }, home);
         Factory.UseKestrel(0);
         Factory.StartServer();
         var addresses = Factory.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses;

@@ -214,4 +214,49 @@ public sealed partial class DashboardTests(DashboardFixture fixture) : IClassFix
         await DashboardFixture.ScreenshotAsync(page, "swagger");
         Assert.True(errors.Count == 0, string.Join(Environment.NewLine, errors));
     }
+
+    [Fact]
+    public async Task The_form_offers_the_presets_fills_the_fields_each_sets_and_a_job_that_learned_nothing_shows_its_warning()
+    {
+        var (page, errors) = await fixture.OpenAsync();
+        await WaitConnectedAsync(page);
+        await Expect(page.Locator("#f-recipe")).ToHaveValueAsync("d2l");
+        await Expect(page.Locator("#recipe-sets")).ToContainTextAsync("d2l");
+        await Expect(page.Locator("#f-architecture")).ToHaveValueAsync("nin");
+
+        await page.Locator("#f-recipe").SelectOptionAsync("robust");
+        await Expect(page.Locator("#f-architecture")).ToHaveValueAsync("nin-bn");
+        await Expect(page.Locator("#f-schedule")).ToHaveValueAsync("one-cycle");
+        await Expect(page.Locator("#f-momentum")).ToHaveValueAsync("0.9");
+        await Expect(page.Locator("#f-shift")).ToHaveValueAsync("0.1");
+        await Expect(page.Locator("#f-flip")).ToHaveValueAsync("true");
+        await Expect(page.Locator("#f-epochs")).ToHaveValueAsync("30");
+        await Expect(page.Locator("#recipe-sets")).ToContainTextAsync("schedule one-cycle");
+        await DashboardFixture.ScreenshotAsync(page, "dashboard-robust-preset");
+        await page.Locator("#f-recipe").SelectOptionAsync("d2l");
+        await Expect(page.Locator("#f-epochs")).ToHaveValueAsync("10");
+        await Expect(page.Locator("#f-schedule")).ToHaveValueAsync("constant");
+
+        // d2l's recipe on a tiny own set of shapes learns nothing: the job's row and live view say so.
+        using var http = new HttpClient { BaseAddress = fixture.BaseAddress };
+        using var form = Api.TestZips.Form(Api.ShapePictures.Zip(Api.ShapePictures.Make(3, 12, 16, 41)), "stuck shapes", fields: ("size", "16"));
+        using var uploaded = await http.PostAsync(new Uri("/datasets", UriKind.Relative), form);
+        Assert.Equal(HttpStatusCode.Created, uploaded.StatusCode);
+        var datasetId = JsonDocument.Parse(await uploaded.Content.ReadAsStringAsync()).RootElement.GetProperty("id").GetString();
+        using var posted = await http.PostAsJsonAsync(new Uri("/train", UriKind.Relative), new
+        {
+            dataset = datasetId, recipe = "d2l", epochs = 2, batchSize = 16, imageSize = 67, device = "cpu", modelName = "stuck-shapes", seed = 1,
+        });
+        Assert.Equal(HttpStatusCode.Accepted, posted.StatusCode);
+        var jobId = JsonDocument.Parse(await posted.Content.ReadAsStringAsync()).RootElement.GetProperty("jobId").GetString();
+        var row = page.Locator($"#jobs-table tr[data-job-id='{jobId}']");
+        await Expect(row.Locator(".status")).ToHaveTextAsync("Succeeded", Long);
+        await Expect(row.Locator(".warning-mark")).ToHaveTextAsync("did not learn");
+        await row.Locator("button").First.ClickAsync();
+        await Expect(page.Locator("#live-warnings")).ToBeVisibleAsync();
+        await Expect(page.Locator("#live-warnings")).ToContainTextAsync("did not learn");
+        await Expect(page.Locator("#live-warnings")).ToContainTextAsync("not activated");
+        await DashboardFixture.ScreenshotAsync(page, "dashboard-did-not-learn");
+        Assert.Empty(errors);
+    }
 }

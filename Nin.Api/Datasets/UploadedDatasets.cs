@@ -49,9 +49,11 @@ public sealed record UploadedDataset(
     int Channels,
     int Size,
     IReadOnlyList<SkippedEntry> Skipped,
-    DateTimeOffset CreatedAt);
+    DateTimeOffset CreatedAt,
+    string Foreground = Foregrounds.None);
 
-public sealed record UploadedClass(string Name, int Images);
+/// <summary>A class of an uploaded dataset: its images, and how many of them went to each split.</summary>
+public sealed record UploadedClass(string Name, int Images, int Train = 0, int Test = 0);
 
 public sealed record SkippedEntry(string Entry, string Reason);
 
@@ -139,7 +141,7 @@ public sealed partial class UploadedDatasets(IOptions<NinOptions> nin, IOptions<
             var dir = Path.Combine(Root, id);
             var labels = File.ReadAllBytes(Path.Combine(dir, $"{split}-labels.bin"));
             var pixels = File.ReadAllBytes(Path.Combine(dir, $"{split}-images.bin"));
-            return new ImageDataset(info.Name, classes, info.Channels, info.Size, info.Size, pixels, labels).Take(max);
+            return new ImageDataset(info.Name, classes, info.Channels, info.Size, info.Size, pixels, labels) { Foreground = info.Foreground }.Take(max);
         }
 
         return new DatasetSplit(Read("train", maxTrain), Read("test", maxTest));
@@ -205,6 +207,26 @@ public sealed partial class UploadedDatasets(IOptions<NinOptions> nin, IOptions<
                 throw new DatasetUploadException(400, "A dataset may have at most 256 classes.");
             }
 
+            // A zip with train/ but no test/ pictures is split like one without folders for the splits.
+            if (splitMode && !decoded.Any(d => d.Split == "test"))
+            {
+                splitMode = false;
+            }
+
+            // Every class needs a picture on each side: one to learn from and one to be tested on.
+            var missing = splitMode
+                ? classNames.Where(c => !decoded.Any(d => d.Class == c && d.Split == "test")).ToArray()
+                : classNames.Where(c => decoded.Count(d => d.Class == c) < 2).ToArray();
+            if (missing.Length > 0)
+            {
+                throw new DatasetUploadException(400, splitMode
+                    ? $"These classes have no usable test images under test/: {string.Join(", ", missing)}. Add some, or leave out test/ to have the service split each class."
+                    : $"These classes have fewer than 2 usable images, so they cannot be both trained on and tested: {string.Join(", ", missing.Select(c => $"{c} ({decoded.Count(d => d.Class == c)})"))}.");
+            }
+
+            // light-on-dark, dark-on-light or none, from the borders of the pictures as stored.
+            var foreground = Foregrounds.Measure(decoded.Select(d => Foregrounds.BorderMean(d.Rgb, 3, size)));
+
             var channels = channelsMode switch
             {
                 "1" or "grey" or "gray" => 1,
@@ -231,9 +253,11 @@ public sealed partial class UploadedDatasets(IOptions<NinOptions> nin, IOptions<
                     var random = new Random(BitConverter.ToInt32(SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(group.Key)), 0));
                     var order = items.OrderBy(d => d.Entry, StringComparer.Ordinal).ToArray();
                     random.Shuffle(order);
+                    // A class of 2–5 images still gives its last one to test.
                     for (var i = 0; i < order.Length; i++)
                     {
-                        (i % 6 == 5 ? test : train).Add((index[group.Key], ToChannels(order[i].Rgb, channels)));
+                        var toTest = i % 6 == 5 || (order.Length < 6 && i == order.Length - 1);
+                        (toTest ? test : train).Add((index[group.Key], ToChannels(order[i].Rgb, channels)));
                     }
                 }
             }
@@ -245,13 +269,14 @@ public sealed partial class UploadedDatasets(IOptions<NinOptions> nin, IOptions<
             var result = new UploadedDataset(
                 id,
                 name,
-                classNames.Select(c => new UploadedClass(c, decoded.Count(d => d.Class == c))).ToArray(),
+                classNames.Select(c => new UploadedClass(c, decoded.Count(d => d.Class == c), train.Count(t => t.Label == index[c]), test.Count(t => t.Label == index[c]))).ToArray(),
                 train.Count,
                 test.Count,
                 channels,
                 size,
                 skipped,
-                DateTimeOffset.UtcNow);
+                DateTimeOffset.UtcNow,
+                foreground);
             Store(result, train, test);
             return result;
         }

@@ -44,7 +44,7 @@ internal sealed class NinOperationFilter : IOperationFilter
                 if (operation.RequestBody?.Content?.TryGetValue("application/json", out var train) == true && train is OpenApiMediaType trainMedia)
                 {
                     trainMedia.Example = JsonNode.Parse("""
-                        { "dataset": "fashion-mnist", "epochs": 2, "batchSize": 64, "learningRate": 0.1, "imageSize": 96, "device": "auto", "modelName": "fm-quick", "maxTrainImages": 2000, "maxTestImages": 500 }
+                        { "dataset": "fashion-mnist", "recipe": "robust", "epochs": 2, "batchSize": 64, "learningRate": 0.1, "imageSize": 96, "device": "auto", "modelName": "fm-quick", "maxTrainImages": 2000, "maxTestImages": 500 }
                         """);
                 }
 

@@ -4,6 +4,7 @@ using Microsoft.Extensions.Options;
 using Nin.Api.Security;
 using Nin.Model.Checkpoints;
 using Nin.Model.Imaging;
+using Nin.Model.Network;
 
 namespace Nin.Api.Serving;
 
@@ -128,7 +129,7 @@ public static class KServeApi
         return TypedResults.Ok(new V2ModelMetadata(
             name,
             versions,
-            "torchsharp_nin",
+            "torchsharp_" + (NetworkArchitectures.Find(m.Architecture)?.Name ?? m.Architecture),
             [new V2TensorMetadata(InputName, "FP32", [-1, m.InputChannels, m.ImageSize, m.ImageSize]), new V2TensorMetadata(ImagesInputName, "BYTES", [-1])],
             [new V2TensorMetadata("probabilities", "FP32", [-1, m.ClassNames.Count]), new V2TensorMetadata("label", "BYTES", [-1])]));
     }

@@ -13,7 +13,7 @@ public sealed class LoadedModel
     private int users;
     private bool retired;
 
-    public LoadedModel(string name, int version, NinNetwork network, ModelMetadata metadata, TorchSharp.torch.Device device)
+    public LoadedModel(string name, int version, ImageClassifier network, ModelMetadata metadata, TorchSharp.torch.Device device)
     {
         TorchDevice = device;
         Name = name;
@@ -27,7 +27,7 @@ public sealed class LoadedModel
 
     public int Version { get; }
 
-    public NinNetwork Network { get; }
+    public ImageClassifier Network { get; }
 
     public ModelMetadata Metadata { get; }
 

@@ -6,7 +6,10 @@ using Nin.Model.Training;
 
 namespace Nin.Api.Training;
 
-/// <summary>Checks a <see cref="TrainRequest"/> field by field and fills in d2l's defaults.</summary>
+/// <summary>
+/// Checks a <see cref="TrainRequest"/> field by field and fills in its recipe preset's values (<c>d2l</c> for the
+/// built-in datasets, <c>robust</c> for uploaded ones) wherever the request gives none.
+/// </summary>
 public sealed class TrainRequestValidator(DatasetCatalog datasets, TrainingMemoryProbe memory)
 {
     public const int MaxEpochs = 1000;
@@ -23,16 +26,52 @@ public sealed class TrainRequestValidator(DatasetCatalog datasets, TrainingMemor
             Error("dataset", $"Unknown dataset '{dataset}'. Known: {string.Join(", ", datasets.Names())}.");
         }
 
-        var epochs = request.Epochs ?? 10;
+        var uploaded = UploadedDatasets.IsUploadId(dataset);
+        var preset = TrainingRecipes.Find(request.Recipe ?? (uploaded ? TrainingRecipes.RobustName : TrainingRecipes.D2lName));
+        if (preset is null)
+        {
+            Error("recipe", $"Unknown recipe '{request.Recipe}'. Known: {string.Join(", ", TrainingRecipes.Names)}.");
+            preset = TrainingRecipes.D2l;
+        }
+
+        var architecture = NetworkArchitectures.Find(request.Architecture ?? preset.Architecture);
+        if (architecture is null)
+        {
+            Error("architecture", $"Unknown architecture '{request.Architecture}'. Known: {string.Join(", ", NetworkArchitectures.Names)}.");
+            architecture = NetworkArchitectures.Nin;
+        }
+
+        var schedule = LearningRateSchedules.Parse(request.Schedule ?? LearningRateSchedules.Name(preset.Schedule));
+        if (schedule is null)
+        {
+            Error("schedule", $"Unknown schedule '{request.Schedule}'. Known: {string.Join(", ", LearningRateSchedules.Names)}.");
+        }
+
+        var shift = request.Shift ?? preset.Shift;
+        if (!double.IsFinite(shift) || shift < 0 || shift > 0.5)
+        {
+            Error("shift", $"shift must be between 0 and 0.5 (a fraction of the image side); got {shift}.");
+        }
+
+        // Flipped digits are other digits (or none): the robust preset leaves MNIST unflipped.
+        var flip = request.Flip ?? (preset.Flip && !dataset.Equals("mnist", StringComparison.OrdinalIgnoreCase));
+        var labelSmoothing = request.LabelSmoothing ?? preset.LabelSmoothing;
+        if (!double.IsFinite(labelSmoothing) || labelSmoothing < 0 || labelSmoothing > 0.5)
+        {
+            Error("labelSmoothing", $"labelSmoothing must be between 0 and 0.5; got {labelSmoothing}.");
+        }
+
+        var epochs = request.Epochs ?? preset.Epochs;
         if (epochs is < 1 or > MaxEpochs)
         {
             Error("epochs", $"epochs must be between 1 and {MaxEpochs}; got {epochs}.");
         }
 
-        var imageSize = request.ImageSize ?? 224;
-        if (imageSize < NinGeometry.MinimumImageSize || imageSize > NinGeometry.MaximumImageSize)
+        // Uploaded sets are stored at 8–64 px: the network's smallest input is the natural default there.
+        var imageSize = request.ImageSize ?? (uploaded ? architecture.MinInputSize : 224);
+        if (imageSize < architecture.MinInputSize || imageSize > architecture.MaxInputSize)
         {
-            Error("imageSize", $"imageSize must be between {NinGeometry.MinimumImageSize} (the smallest input that survives the NiN's three max-pools) and {NinGeometry.MaximumImageSize}; got {imageSize}.");
+            Error("imageSize", $"imageSize must be between {architecture.MinInputSize} (the smallest input that survives the {architecture.Name} network's three max-pools) and {architecture.MaxInputSize}; got {imageSize}.");
         }
 
         var device = request.Device ?? "auto";
@@ -53,7 +92,7 @@ public sealed class TrainRequestValidator(DatasetCatalog datasets, TrainingMemor
             }
         }
 
-        var batchSize = request.BatchSize ?? 128;
+        var batchSize = request.BatchSize ?? preset.BatchSize;
         if (batchSize is < 1 or > MaxBatchSize)
         {
             Error("batchSize", $"batchSize must be between 1 and {MaxBatchSize}; got {batchSize}.");
@@ -62,7 +101,7 @@ public sealed class TrainRequestValidator(DatasetCatalog datasets, TrainingMemor
         {
             // A training step and the test pass (batched to need no more than a step) against what is free now, with
             // headroom; the message gives what the request needs, never what the host has.
-            var need = TrainingMemory.EstimateBytes(batchSize, imageSize);
+            var need = TrainingMemory.EstimateBytes(batchSize, imageSize, architecture);
             if (need > have * 0.9)
             {
                 var message = $"batchSize {batchSize} at imageSize {imageSize} needs about {need / (1 << 20):N0} MiB for activations and gradients, more than is free for training now; use a smaller batchSize or imageSize.";
@@ -71,19 +110,19 @@ public sealed class TrainRequestValidator(DatasetCatalog datasets, TrainingMemor
             }
         }
 
-        var lr = request.LearningRate ?? 0.1;
+        var lr = request.LearningRate ?? preset.LearningRate;
         if (!double.IsFinite(lr) || lr <= 0 || lr > 10)
         {
             Error("learningRate", $"learningRate must be a number greater than 0 and at most 10; got {lr}.");
         }
 
-        var momentum = request.Momentum ?? 0;
+        var momentum = request.Momentum ?? preset.Momentum;
         if (!double.IsFinite(momentum) || momentum < 0 || momentum >= 1)
         {
             Error("momentum", $"momentum must be at least 0 and below 1; got {momentum}.");
         }
 
-        var weightDecay = request.WeightDecay ?? 0;
+        var weightDecay = request.WeightDecay ?? preset.WeightDecay;
         if (!double.IsFinite(weightDecay) || weightDecay < 0 || weightDecay > 1)
         {
             Error("weightDecay", $"weightDecay must be between 0 and 1; got {weightDecay}.");
@@ -111,7 +150,8 @@ public sealed class TrainRequestValidator(DatasetCatalog datasets, TrainingMemor
         }
 
         return (new TrainSettings(dataset, epochs, batchSize, lr, momentum, weightDecay, imageSize, request.Seed ?? 0, device, modelName,
-            request.MaxTrainImages, request.MaxTestImages, request.Activate ?? false), errors);
+            request.MaxTrainImages, request.MaxTestImages, request.Activate ?? false,
+            preset.Name, architecture.Name, LearningRateSchedules.Name(schedule!.Value), shift, flip, labelSmoothing), errors);
     }
 }
 

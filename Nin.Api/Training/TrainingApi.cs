@@ -1,5 +1,7 @@
 using Hangfire;
 using Microsoft.AspNetCore.Http.HttpResults;
+using Nin.Model.Network;
+using Nin.Model.Training;
 
 namespace Nin.Api.Training;
 
@@ -13,10 +15,15 @@ public static class TrainingApi
         group.MapPost("/", StartTraining)
             .WithName("StartTraining")
             .WithSummary("Queue a training job")
-            .WithDescription("Queues a NiN training run on the `training` queue (one job at a time). Every field is optional; defaults are d2l's recipe: fashion-mnist, 10 epochs, batch 128, SGD lr 0.1, 224 px. Returns 202 with the job id and a Location to poll; follow it live on the SignalR hub `/hubs/training`. 400 names each bad field, including a `batchSize` and `imageSize` whose training step cannot fit in the memory free now.")
+            .WithDescription("Queues a training run on the `training` queue (one job at a time). Every field is optional. `recipe` picks a preset (GET /train/recipes): `d2l`, the default for the built-in datasets (the NiN, 10 epochs, batch 128, SGD lr 0.1, 224 px), or `robust`, the default for uploaded datasets (nin-bn, 30 epochs, batch 32, one-cycle SGD to lr 0.1 with momentum 0.9 and weight decay 1e-4, shifts and flips, 67 px); any field given overrides the preset. Returns 202 with the job id and a Location to poll; follow it live on the SignalR hub `/hubs/training`. A run that learned nothing succeeds with `warnings` and is not activated; a NaN or infinite loss fails it. 400 names each bad field, including a `batchSize` and `imageSize` whose training step cannot fit in the memory free now.")
             .Accepts<TrainRequest>("application/json")
             .ProducesValidationProblem()
             .RequireRateLimiting(Security.SecurityExtensions.TrainPolicy);
+
+        group.MapGet("/recipes", ListRecipes)
+            .WithName("ListTrainingRecipes")
+            .WithSummary("Recipe presets and network architectures")
+            .WithDescription("The presets a training request's `recipe` names, with every field each one sets, and the architectures `architecture` may name (smallest input, parameters for one channel and ten classes).");
 
         group.MapGet("/", ListJobs)
             .WithName("ListTrainingJobs")
@@ -53,6 +60,12 @@ public static class TrainingApi
         notifier.JobUpdated(job);
         return TypedResults.AcceptedAtRoute(new TrainAccepted(job.JobId, job.Status), "GetTrainingJob", new { jobId = job.JobId });
     }
+
+    public static Ok<RecipesResponse> ListRecipes() => TypedResults.Ok(new RecipesResponse(
+        [.. TrainingRecipes.All.Select(r => new RecipeInfo(
+            r.Name, r.Description, r.Name == TrainingRecipes.RobustName ? "uploaded datasets" : "built-in datasets", r.Architecture, r.Epochs, r.BatchSize,
+            r.LearningRate, LearningRateSchedules.Name(r.Schedule), r.Momentum, r.WeightDecay, r.Shift, r.Flip, r.LabelSmoothing))],
+        [.. NetworkArchitectures.All.Select(a => new ArchitectureInfo(a.Name, a.Description, a.MinInputSize, a.ParameterCount(1, 10)))]));
 
     public static Ok<IReadOnlyList<JobSnapshot>> ListJobs(TrainingJobStore jobs) => TypedResults.Ok(jobs.List());
 

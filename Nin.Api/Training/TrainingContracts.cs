@@ -4,29 +4,48 @@ using Nin.Model.Checkpoints;
 namespace Nin.Api.Training;
 
 /// <summary>
-/// A request to train the NiN. Every field is optional; the defaults are d2l's recipe for Fashion-MNIST.
+/// A request to train a network. Every field is optional: <c>recipe</c> picks a preset (<c>d2l</c> for the built-in
+/// datasets, <c>robust</c> for uploaded ones) and any field given explicitly overrides the preset's value.
 /// </summary>
 public sealed record TrainRequest
 {
-    /// <summary>Dataset to train on: <c>fashion-mnist</c>, <c>mnist</c> (see GET /datasets).</summary>
+    /// <summary>Dataset to train on: <c>fashion-mnist</c>, <c>mnist</c> or an uploaded dataset's id (see GET /datasets).</summary>
     public string? Dataset { get; init; }
 
-    /// <summary>Passes over the training set (1–1000, default 10).</summary>
+    /// <summary>Preset: <c>d2l</c> (the book's recipe; default for built-in datasets) or <c>robust</c> (default for uploaded datasets).</summary>
+    public string? Recipe { get; init; }
+
+    /// <summary>Network: <c>nin</c> (d2l's NiN) or <c>nin-bn</c> (BatchNorm after each convolution). Default: the preset's.</summary>
+    public string? Architecture { get; init; }
+
+    /// <summary>Passes over the training set (1–1000; d2l 10, robust 30).</summary>
     public int? Epochs { get; init; }
 
-    /// <summary>Images per SGD step (default 128).</summary>
+    /// <summary>Images per SGD step (d2l 128, robust 32).</summary>
     public int? BatchSize { get; init; }
 
-    /// <summary>SGD learning rate (default 0.1).</summary>
+    /// <summary>SGD learning rate, or the schedule's peak (default 0.1).</summary>
     public double? LearningRate { get; init; }
 
-    /// <summary>SGD momentum, 0 ≤ m &lt; 1 (default 0).</summary>
+    /// <summary>Learning-rate schedule: <c>constant</c> (d2l), <c>one-cycle</c> (robust) or <c>cosine</c> (with warm-up).</summary>
+    public string? Schedule { get; init; }
+
+    /// <summary>SGD momentum, 0 ≤ m &lt; 1 (d2l 0, robust 0.9).</summary>
     public double? Momentum { get; init; }
 
-    /// <summary>L2 weight decay, 0 ≤ wd ≤ 1 (default 0).</summary>
+    /// <summary>L2 weight decay, 0 ≤ wd ≤ 1 (d2l 0, robust 0.0001).</summary>
     public double? WeightDecay { get; init; }
 
-    /// <summary>Side of the square network input in pixels, 67–1024 (default 224).</summary>
+    /// <summary>Augmentation: random shifts of training images by up to this fraction of their side, 0–0.5 (d2l 0, robust 0.1).</summary>
+    public double? Shift { get; init; }
+
+    /// <summary>Augmentation: random horizontal flips (d2l false, robust true except for mnist; wrong for digits).</summary>
+    public bool? Flip { get; init; }
+
+    /// <summary>Label smoothing of the loss, 0 ≤ s ≤ 0.5 (default 0).</summary>
+    public double? LabelSmoothing { get; init; }
+
+    /// <summary>Side of the square network input in pixels, 67–1024 (default 224 for built-in datasets, 67 for uploaded ones).</summary>
     public int? ImageSize { get; init; }
 
     /// <summary>Seed for initialisation, shuffling and dropout (default 0).</summary>
@@ -62,7 +81,13 @@ public sealed record TrainSettings(
     string ModelName,
     int? MaxTrainImages,
     int? MaxTestImages,
-    bool Activate);
+    bool Activate,
+    string Recipe = "d2l",
+    string Architecture = "nin",
+    string Schedule = "constant",
+    double Shift = 0,
+    bool Flip = false,
+    double LabelSmoothing = 0);
 
 [JsonConverter(typeof(JsonStringEnumConverter<JobStatus>))]
 public enum JobStatus
@@ -80,6 +105,7 @@ public sealed record JobProgress(int Epoch, int Batch, int Batches);
 /// <summary>
 /// Everything known about a training job; what GET /train/{jobId} and the hub's JobUpdated carry.
 /// <c>ResumedAfterEpoch</c> is set when a restart interrupted the job and it continued from that epoch's checkpoint.
+/// <c>Warnings</c> says when the run did not learn (then its model is not activated automatically).
 /// </summary>
 public sealed record JobSnapshot(
     string JobId,
@@ -94,7 +120,8 @@ public sealed record JobSnapshot(
     DateTimeOffset CreatedAt,
     DateTimeOffset? StartedAt,
     DateTimeOffset? FinishedAt,
-    int? ResumedAfterEpoch = null);
+    int? ResumedAfterEpoch = null,
+    IReadOnlyList<string>? Warnings = null);
 
 /// <summary>202 body of POST /train.</summary>
 public sealed record TrainAccepted(string JobId, JobStatus Status);
@@ -106,4 +133,26 @@ public sealed record BatchProgressEvent(string JobId, int Epoch, int Batch, int 
 public sealed record EpochCompletedEvent(string JobId, int Epoch, int Epochs, double TrainLoss, double TrainAccuracy, double TestAccuracy, double ExamplesPerSecond, double Seconds);
 
 /// <summary>Hub event: the job ended.</summary>
-public sealed record JobFinishedEvent(string JobId, JobStatus Status, string? ModelName, int? ModelVersion, string? Error);
+public sealed record JobFinishedEvent(string JobId, JobStatus Status, string? ModelName, int? ModelVersion, string? Error, IReadOnlyList<string>? Warnings = null);
+
+/// <summary>A recipe preset as GET /train/recipes lists it: the values it gives every field it sets.</summary>
+public sealed record RecipeInfo(
+    string Name,
+    string Description,
+    string DefaultFor,
+    string Architecture,
+    int Epochs,
+    int BatchSize,
+    double LearningRate,
+    string Schedule,
+    double Momentum,
+    double WeightDecay,
+    double Shift,
+    bool Flip,
+    double LabelSmoothing);
+
+/// <summary>A network architecture: its smallest input and its parameters for one channel and ten classes.</summary>
+public sealed record ArchitectureInfo(string Name, string Description, int MinInputSize, long ParameterCount);
+
+/// <summary>200 body of GET /train/recipes.</summary>
+public sealed record RecipesResponse(IReadOnlyList<RecipeInfo> Recipes, IReadOnlyList<ArchitectureInfo> Architectures);

@@ -1,6 +1,5 @@
 using System.Collections.Concurrent;
 using System.ComponentModel;
-using System.Text.Json;
 using Hangfire;
 using Nin.Api.Datasets;
 using Nin.Api.Infrastructure;
@@ -87,19 +86,39 @@ public sealed partial class TrainingJob(
         {
             var settings = job.Request;
             var device = TorchRuntime.ResolveDevice(settings.Device);
-            Publish(jobs.Update(jobId, j => j with { Status = JobStatus.Running, Device = device.ToString(), StartedAt = j.StartedAt ?? DateTimeOffset.UtcNow, Error = null }));
+
+            // Compare-and-set: only a job that is still queued (or was running when a crash interrupted it) starts;
+            // a DELETE that cancelled it since it was read above wins.
+            var running = jobs.Update(jobId, j => j.Status is JobStatus.Queued or JobStatus.Running
+                ? j with { Status = JobStatus.Running, Device = device.ToString(), StartedAt = j.StartedAt ?? DateTimeOffset.UtcNow, Error = null }
+                : null);
+            if (running is null)
+            {
+                LogSkipped(logger, jobId, jobs.Get(jobId)?.Status.ToString() ?? "unknown");
+                return;
+            }
+
+            Publish(running);
             LogStarted(logger, jobId, settings.Dataset, device.ToString(), settings.Epochs, settings.ImageSize);
 
             var data = await datasets.LoadAsync(settings.Dataset, settings.MaxTrainImages, settings.MaxTestImages, cts.Token);
             // Its own thread: its OpenMP team is the only multi-threaded one besides serving's, and goes away with it.
             var result = await TorchRuntime.RunOnOwnThread($"nin-train-{jobId}", () => Train(jobId, settings, data, device, cts.Token));
 
-            var stored = models.Add(result.Network, result.Metadata, settings.Activate);
+            // A model that learned nothing is stored for inspection but never served automatically.
+            var warnings = result.Metadata.Warnings ?? [];
+            var learned = warnings.Count == 0;
+            var stored = models.Add(result.Network, result.Metadata, settings.Activate && learned, activateIfNoneActive: learned);
             result.Network.Dispose();
             DeleteCheckpoint(jobId);
-            var done = jobs.Update(jobId, j => j with { Status = JobStatus.Succeeded, ModelName = stored.Name, ModelVersion = stored.Version, FinishedAt = DateTimeOffset.UtcNow });
+            var done = jobs.Update(jobId, j => j with { Status = JobStatus.Succeeded, ModelName = stored.Name, ModelVersion = stored.Version, FinishedAt = DateTimeOffset.UtcNow, Warnings = warnings });
             Publish(done);
-            notifier.JobFinished(new JobFinishedEvent(jobId, JobStatus.Succeeded, stored.Name, stored.Version, null));
+            notifier.JobFinished(new JobFinishedEvent(jobId, JobStatus.Succeeded, stored.Name, stored.Version, null, warnings));
+            foreach (var warning in warnings)
+            {
+                LogWarning(logger, jobId, warning);
+            }
+
             LogSucceeded(logger, jobId, stored.Name, stored.Version, result.Metadata.Metrics?.TestAccuracy ?? 0);
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
@@ -129,10 +148,15 @@ public sealed partial class TrainingJob(
         }
     }
 
-    private (NinNetwork Network, ModelMetadata Metadata) Train(string jobId, TrainSettings settings, Model.Data.DatasetSplit data, Device device, CancellationToken cancellationToken)
+    private (ImageClassifier Network, ModelMetadata Metadata) Train(string jobId, TrainSettings settings, Model.Data.DatasetSplit data, Device device, CancellationToken cancellationToken)
     {
         var options = new TrainingOptions
         {
+            Recipe = settings.Recipe,
+            Schedule = LearningRateSchedules.Parse(settings.Schedule) ?? LearningRateSchedule.Constant,
+            Shift = settings.Shift,
+            Flip = settings.Flip,
+            LabelSmoothing = settings.LabelSmoothing,
             Epochs = settings.Epochs,
             BatchSize = settings.BatchSize,
             LearningRate = settings.LearningRate,
@@ -143,12 +167,12 @@ public sealed partial class TrainingJob(
         };
 
         manual_seed(settings.Seed);
-        var network = new NinNetwork(data.Train.Channels, data.Train.ClassNames.Count);
+        var network = NetworkArchitectures.Get(settings.Architecture).Create(data.Train.Channels, data.Train.ClassNames.Count);
         try
         {
             using var trainer = new Trainer(network, data, options, device);
             var checkpointDir = Path.Combine(jobs.JobDirectory(jobId), "checkpoint");
-            var resume = ReadResumePoint(checkpointDir);
+            var resume = EpochCheckpoint.Read(checkpointDir);
             if (resume is not null)
             {
                 LogResuming(logger, jobId, resume.CompletedEpochs);
@@ -156,7 +180,7 @@ public sealed partial class TrainingJob(
             }
 
             var observer = new Observer(jobs, notifier, logger, jobId, settings.Epochs, resume?.History ?? []);
-            var metrics = trainer.Run(observer, cancellationToken, resume, (epoch, optimizer) => SaveCheckpoint(checkpointDir, epoch, network, optimizer, observer.History));
+            var metrics = trainer.Run(observer, cancellationToken, resume, (epoch, optimizer) => EpochCheckpoint.Save(checkpointDir, epoch, network, optimizer, observer.History));
             var described = TrainedModel.Describe(settings.ModelName, data, options, metrics.Epochs, device.ToString());
             var metadata = described with { Recipe = described.Recipe! with { Dataset = settings.Dataset } };
             network.to(CPU);
@@ -192,38 +216,6 @@ public sealed partial class TrainingJob(
         }
     }
 
-    private sealed record CheckpointState(int CompletedEpochs, IReadOnlyList<EpochMetrics> History);
-
-    private void SaveCheckpoint(string dir, int epoch, NinNetwork network, TorchSharp.Modules.OptimizerHelper optimizer, IReadOnlyList<EpochMetrics> history)
-    {
-        Directory.CreateDirectory(dir);
-        network.save(Path.Combine(dir, "weights.bin.tmp"));
-        optimizer.save_state_dict(Path.Combine(dir, "optimizer.bin.tmp"));
-        File.Move(Path.Combine(dir, "weights.bin.tmp"), Path.Combine(dir, "weights.bin"), overwrite: true);
-        File.Move(Path.Combine(dir, "optimizer.bin.tmp"), Path.Combine(dir, "optimizer.bin"), overwrite: true);
-        File.WriteAllText(Path.Combine(dir, "state.json.tmp"), JsonSerializer.Serialize(new CheckpointState(epoch, history), ModelMetadata.JsonOptions));
-        File.Move(Path.Combine(dir, "state.json.tmp"), Path.Combine(dir, "state.json"), overwrite: true);
-    }
-
-    private static ResumePoint? ReadResumePoint(string dir)
-    {
-        var state = Path.Combine(dir, "state.json");
-        if (!File.Exists(state))
-        {
-            return null;
-        }
-
-        try
-        {
-            var s = JsonSerializer.Deserialize<CheckpointState>(File.ReadAllText(state), ModelMetadata.JsonOptions);
-            return s is null ? null : new ResumePoint(s.CompletedEpochs, s.History, Path.Combine(dir, "weights.bin"), Path.Combine(dir, "optimizer.bin"));
-        }
-        catch (JsonException)
-        {
-            return null;
-        }
-    }
-
     private void DeleteCheckpoint(string jobId)
     {
         var dir = Path.Combine(jobs.JobDirectory(jobId), "checkpoint");
@@ -252,6 +244,9 @@ public sealed partial class TrainingJob(
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Job {JobId}: stored model {Model} version {Version}, test accuracy {TestAccuracy:F4}")]
     private static partial void LogSucceeded(ILogger logger, string jobId, string model, int version, double testAccuracy);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Job {JobId}: {Warning}")]
+    private static partial void LogWarning(ILogger logger, string jobId, string warning);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Job {JobId}: cancelled")]
     private static partial void LogCancelled(ILogger logger, string jobId);

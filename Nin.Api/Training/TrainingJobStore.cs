@@ -42,7 +42,7 @@ public sealed class TrainingJobStore
     public JobSnapshot Create(TrainSettings settings)
     {
         var id = Guid.NewGuid().ToString("N")[..12];
-        var snapshot = new JobSnapshot(id, JobStatus.Queued, settings, null, new JobProgress(0, 0, 0), [], null, null, null, DateTimeOffset.UtcNow, null, null);
+        var snapshot = new JobSnapshot(id, JobStatus.Queued, settings, null, new JobProgress(0, 0, 0), [], null, null, null, DateTimeOffset.UtcNow, null, null, Warnings: []);
         jobs[id] = snapshot;
         Persist(snapshot);
         return snapshot;

@@ -9,11 +9,14 @@ namespace Nin.Model.Checkpoints;
 public sealed record ModelMetadata
 {
     public const int CurrentFormat = 1;
-    public const string NinArchitecture = "nin-d2l";
 
     public int Format { get; init; } = CurrentFormat;
 
-    public string Architecture { get; init; } = NinArchitecture;
+    /// <summary>
+    /// The network's name in <see cref="Network.NetworkArchitectures"/> (<c>nin</c>, <c>nin-bn</c>); files written
+    /// before the registry say <c>nin-d2l</c>, read as <c>nin</c>.
+    /// </summary>
+    public string Architecture { get; init; } = Network.NetworkArchitectures.NinName;
 
     public required string Name { get; init; }
 
@@ -31,6 +34,9 @@ public sealed record ModelMetadata
     public TrainingRecipe? Recipe { get; init; }
 
     public ModelMetrics? Metrics { get; init; }
+
+    /// <summary>Set when the run did not learn (see <c>TrainingOutcome</c>); such a model is never activated automatically.</summary>
+    public IReadOnlyList<string>? Warnings { get; init; }
 
     public DateTimeOffset CreatedAt { get; init; } = DateTimeOffset.UtcNow;
 
@@ -73,8 +79,12 @@ public sealed record PreprocessingInfo
 
     public string Resize { get; init; } = "bilinear";
 
-    /// <summary><c>light-on-dark</c> for the MNIST family (objects bright on black), else <c>as-is</c>.</summary>
-    public string Foreground { get; init; } = "light-on-dark";
+    /// <summary>
+    /// What the training pictures looked like: <c>light-on-dark</c> (the MNIST family, objects bright on black),
+    /// <c>dark-on-light</c> or <c>none</c> (no consistent background), measured from the borders of an uploaded
+    /// set. Only a <c>light-on-dark</c> model inverts light-bordered pictures under <c>invert=auto</c>.
+    /// </summary>
+    public string Foreground { get; init; } = Data.Foregrounds.LightOnDark;
 }
 
 /// <summary>How the weights were trained.</summary>
@@ -82,11 +92,26 @@ public sealed record TrainingRecipe
 {
     public required string Dataset { get; init; }
 
+    /// <summary>The preset the recipe started from (<c>d2l</c>, <c>robust</c>); absent in older files.</summary>
+    public string? Preset { get; init; }
+
     public int Epochs { get; init; }
 
     public int BatchSize { get; init; }
 
+    /// <summary>The constant rate, or the schedule's peak.</summary>
     public double LearningRate { get; init; }
+
+    /// <summary><c>constant</c> (d2l), <c>one-cycle</c> or <c>cosine</c>.</summary>
+    public string Schedule { get; init; } = "constant";
+
+    /// <summary>Random shift of training images, as a fraction of the side (0: none).</summary>
+    public double Shift { get; init; }
+
+    /// <summary>Random horizontal flips of training images.</summary>
+    public bool Flip { get; init; }
+
+    public double LabelSmoothing { get; init; }
 
     public double Momentum { get; init; }
 

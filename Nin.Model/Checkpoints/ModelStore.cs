@@ -115,8 +115,11 @@ public sealed partial class ModelStore
         }
     }
 
-    /// <summary>Saves <paramref name="network"/> as the next version of <paramref name="metadata"/>'s name.</summary>
-    public ModelVersionInfo Add(NinNetwork network, ModelMetadata metadata, bool activate)
+    /// <summary>
+    /// Saves <paramref name="network"/> as the next version of <paramref name="metadata"/>'s name. It becomes the served
+    /// version when <paramref name="activate"/>, or when nothing is served yet and <paramref name="activateIfNoneActive"/>.
+    /// </summary>
+    public ModelVersionInfo Add(ImageClassifier network, ModelMetadata metadata, bool activate, bool activateIfNoneActive = true)
     {
         if (!IsValidName(metadata.Name))
         {
@@ -129,7 +132,7 @@ public sealed partial class ModelStore
             var version = Versions(nameDir).DefaultIfEmpty(0).Max() + 1;
             var dir = Path.Combine(nameDir, version.ToString(System.Globalization.CultureInfo.InvariantCulture));
             var saved = Checkpoint.Save(network, metadata with { Version = version }, dir);
-            var becomeActive = activate || ReadActive() is null;
+            var becomeActive = activate || (activateIfNoneActive && ReadActive() is null);
             if (becomeActive)
             {
                 WriteActive(new ActiveModel(metadata.Name, version));

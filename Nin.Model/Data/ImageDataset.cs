@@ -40,6 +40,9 @@ public sealed class ImageDataset
 
     public int Count => Labels.Length;
 
+    /// <summary>What the pictures look like (<see cref="Foregrounds"/>); the built-ins are light on dark.</summary>
+    public string Foreground { get; init; } = Foregrounds.LightOnDark;
+
     /// <summary>The first <paramref name="count"/> examples (or all, when null or larger).</summary>
     public ImageDataset Take(int? count)
     {
@@ -49,7 +52,10 @@ public sealed class ImageDataset
         }
 
         var size = Channels * Height * Width;
-        return new ImageDataset(Name, ClassNames, Channels, Height, Width, Pixels.AsSpan(0, n * size).ToArray(), Labels.AsSpan(0, n).ToArray());
+        return new ImageDataset(Name, ClassNames, Channels, Height, Width, Pixels.AsSpan(0, n * size).ToArray(), Labels.AsSpan(0, n).ToArray())
+        {
+            Foreground = Foreground,
+        };
     }
 }
 

@@ -12,20 +12,32 @@ public static class TrainedModel
         ClassNames = data.Train.ClassNames,
         InputChannels = data.Train.Channels,
         ImageSize = options.ImageSize,
-        Preprocessing = new PreprocessingInfo { Channels = data.Train.Channels, NativeWidth = data.Train.Width, NativeHeight = data.Train.Height },
+        Preprocessing = new PreprocessingInfo
+        {
+            Channels = data.Train.Channels,
+            NativeWidth = data.Train.Width,
+            NativeHeight = data.Train.Height,
+            Foreground = data.Train.Foreground,
+        },
         Recipe = new TrainingRecipe
         {
             Dataset = data.Train.Name,
+            Preset = options.Recipe,
             Epochs = options.Epochs,
             BatchSize = options.BatchSize,
             LearningRate = options.LearningRate,
+            Schedule = LearningRateSchedules.Name(options.Schedule),
             Momentum = options.Momentum,
             WeightDecay = options.WeightDecay,
+            Shift = options.Shift,
+            Flip = options.Flip,
+            LabelSmoothing = options.LabelSmoothing,
             Seed = options.Seed,
             TrainImages = data.Train.Count,
             TestImages = data.Test.Count,
         },
         Metrics = Summarise(epochs),
+        Warnings = epochs.Count == 0 ? null : TrainingOutcome.Warnings(epochs, data.Train.ClassNames.Count) is { Count: > 0 } w ? w : null,
         TrainedOn = device,
     };
 

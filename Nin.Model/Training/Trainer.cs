@@ -8,9 +8,11 @@ using static TorchSharp.torch;
 namespace Nin.Model.Training;
 
 /// <summary>
-/// d2l's train_ch6 for the NiN: SGD on cross-entropy, test accuracy after every epoch. The dataset
-/// stays on the device as bytes; each batch is gathered, scaled and resized there, so a GPU never
-/// waits for the CPU. Deterministic for a seed on the CPU, also across a resume.
+/// d2l's train_ch6: SGD on cross-entropy, test accuracy after every epoch, plus the recipe's options
+/// (learning-rate schedule, augmentation, label smoothing). The dataset stays on the device as bytes;
+/// each batch is gathered, scaled, resized and augmented there in one dispose scope, so a GPU never
+/// waits for the CPU. Deterministic for a seed on the CPU, also across a resume. A NaN or infinite
+/// loss stops the run with a <see cref="TrainingDivergedException"/>.
 /// </summary>
 public sealed class Trainer : IDisposable
 {
@@ -22,11 +24,15 @@ public sealed class Trainer : IDisposable
     private readonly Tensor testY;
     private readonly TorchSharp.Modules.SGD optimizer;
 
-    public Trainer(NinNetwork network, DatasetSplit data, TrainingOptions options, Device device)
+    public Trainer(ImageClassifier network, DatasetSplit data, TrainingOptions options, Device device)
     {
-        NinGeometry.EnsureImageSize(options.ImageSize);
+        NetworkArchitectures.Get(network.Architecture).EnsureImageSize(options.ImageSize);
         ArgumentOutOfRangeException.ThrowIfLessThan(options.BatchSize, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(options.Epochs, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(options.Shift, 0);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(options.Shift, 0.5);
+        ArgumentOutOfRangeException.ThrowIfLessThan(options.LabelSmoothing, 0);
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(options.LabelSmoothing, 1);
         if (data.Train.Count == 0 || data.Test.Count == 0)
         {
             throw new ArgumentException("Training needs at least one training and one test image.");
@@ -42,7 +48,7 @@ public sealed class Trainer : IDisposable
         optimizer = optim.SGD(network.parameters(), options.LearningRate, options.Momentum, weight_decay: options.WeightDecay);
     }
 
-    public NinNetwork Network { get; }
+    public ImageClassifier Network { get; }
 
     public int TrainCount => (int)trainY.shape[0];
 
@@ -91,6 +97,8 @@ public sealed class Trainer : IDisposable
         // Every epoch reseeds from (seed, epoch): the same run gives the same numbers, resumed or not.
         torch.manual_seed(options.Seed + (epoch * 1_000_003L));
         using var shuffle = new Generator((ulong)(options.Seed + (epoch * 7_919L)));
+        using var augment = new Generator((ulong)(options.Seed + (epoch * 104_729L) + 1));
+        var augmenting = Augmentation.IsActive(options);
         Network.train();
 
         var watch = Stopwatch.StartNew();
@@ -107,11 +115,21 @@ public sealed class Trainer : IDisposable
             using var scope = NewDisposeScope();
             var index = order.narrow(0, b * bs, Math.Min(bs, TrainCount - (b * bs)));
             var x = Preprocess.ToNetworkInput(trainX.index_select(0, index), options.ImageSize);
+            if (augmenting)
+            {
+                x = Augmentation.Apply(x, options.Shift, options.Flip, augment);
+            }
+
             var y = trainY.index_select(0, index);
+            var lr = LearningRateSchedules.At(options.Schedule, options.LearningRate, ((long)(epoch - 1) * batches) + b, (long)options.Epochs * batches);
+            foreach (var group in optimizer.ParamGroups)
+            {
+                group.LearningRate = lr;
+            }
 
             optimizer.zero_grad();
             var logits = Network.forward(x);
-            var loss = nn.functional.cross_entropy(logits, y);
+            var loss = nn.functional.cross_entropy(logits, y, label_smoothing: options.LabelSmoothing);
             loss.backward();
             optimizer.step();
 
@@ -124,12 +142,15 @@ public sealed class Trainer : IDisposable
             if (b == 0 || b == batches - 1 || watch.Elapsed - lastReport > TimeSpan.FromMilliseconds(250))
             {
                 lastReport = watch.Elapsed;
-                observer.OnBatch(new BatchProgress(epoch, b + 1, batches, loss.item<float>()));
+                var value = loss.item<float>();
+                EnsureFinite(value, epoch, b + 1);
+                observer.OnBatch(new BatchProgress(epoch, b + 1, batches, value));
             }
         }
 
         var trainSeconds = watch.Elapsed.TotalSeconds;
         var trainLoss = lossSum.item<double>() / TrainCount;
+        EnsureFinite(trainLoss, epoch, batches);
         var trainAccuracy = (double)correct.item<long>() / TrainCount;
         var testAccuracy = Evaluate(cancellationToken);
         var seconds = watch.Elapsed.TotalSeconds;
@@ -153,6 +174,15 @@ public sealed class Trainer : IDisposable
         }
 
         return (double)right / TestCount;
+    }
+
+    private static void EnsureFinite(double loss, int epoch, int batch)
+    {
+        if (!double.IsFinite(loss))
+        {
+            throw new TrainingDivergedException(FormattableString.Invariant(
+                $"The training loss became {(double.IsNaN(loss) ? "NaN" : "infinite")} in epoch {epoch} (by batch {batch}): the run diverged. Try a lower learning rate or the robust recipe."));
+        }
     }
 
     /// <summary>This thread trains with all the configured Torch threads, whatever a server set last.</summary>

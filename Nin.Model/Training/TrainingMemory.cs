@@ -1,4 +1,5 @@
 using System.Globalization;
+using Nin.Model.Network;
 
 namespace Nin.Model.Training;
 
@@ -8,21 +9,13 @@ namespace Nin.Model.Training;
 /// </summary>
 public static class TrainingMemory
 {
-    /// <summary>Floats of the NiN's feature maps for one image (three convs per block, the pools, the input).</summary>
-    public static long FloatsPerImage(int imageSize)
-    {
-        static long Conv(long n, int k, int s, int p) => ((n + (2 * p) - k) / s) + 1;
-        static long Pool(long n) => ((n - 3) / 2) + 1;
-        long size = imageSize;
-        long n1 = Conv(size, 11, 4, 0), p1 = Pool(n1), p2 = Pool(p1), p3 = Pool(p2);
-        return (size * size) + (3 * 96 * n1 * n1) + (96 * p1 * p1) + (3 * 256 * p1 * p1) + (256 * p2 * p2) + (3 * 384 * p2 * p2) + (384 * p3 * p3 * 2) + (3 * 10 * p3 * p3);
-    }
+    /// <summary>A rough upper bound of one training step: the architecture's own per-image figure (feature maps kept for the backward pass, their gradients and working space) times the batch.</summary>
+    public static long EstimateBytes(int batchSize, int imageSize, NetworkArchitecture? architecture = null, int inputChannels = 1, int classes = 10) =>
+        batchSize * (architecture ?? NetworkArchitectures.Nin).BytesPerImage(imageSize, inputChannels, classes);
 
-    /// <summary>A rough upper bound of one training step: feature maps kept for the backward pass, their gradients and the optimizer's work.</summary>
-    public static long EstimateBytes(int batchSize, int imageSize) => batchSize * FloatsPerImage(imageSize) * 4 * 3;
-
-    /// <summary>A forward pass in inference mode: every feature map counted once (most are freed as the pass goes).</summary>
-    public static long EstimateEvaluationBytes(int batchSize, int imageSize) => batchSize * FloatsPerImage(imageSize) * 4;
+    /// <summary>A forward pass in inference mode: every feature map counted once (most are freed as the pass goes), a third of a step's figure.</summary>
+    public static long EstimateEvaluationBytes(int batchSize, int imageSize, NetworkArchitecture? architecture = null, int inputChannels = 1, int classes = 10) =>
+        EstimateBytes(batchSize, imageSize, architecture, inputChannels, classes) / 3;
 
     /// <summary>
     /// The largest test batch (at most <paramref name="limit"/>) whose forward pass needs no more than a training step of

@@ -19,9 +19,10 @@ internal static class ForwardCommand
         var imageSize = args.Int("image-size", 224);
         var seconds = args.Double("seconds", 3);
         var info = TorchRuntime.Initialize(new TorchOptions { Device = "cpu", Threads = args.Int("threads", 0) });
-        Console.WriteLine($"forward bench: {imageSize} px NiN, {info.Threads} Torch threads, {Environment.ProcessorCount} cores");
+        var architecture = NetworkArchitectures.Get(args.Get("architecture", NetworkArchitectures.NinName));
+        Console.WriteLine($"forward bench: {imageSize} px {architecture.Name}, {info.Threads} Torch threads, {Environment.ProcessorCount} cores");
         manual_seed(0);
-        using var network = new NinNetwork(1, 10);
+        using var network = architecture.Create(1, 10);
         network.eval();
         var configs = args.Get("configs", $"1x{info.Threads},{info.Threads}x1").Split(',');
         var batches = args.Get("batches", "1,2,4,8,16,32").Split(',').Select(b => int.Parse(b, CultureInfo.InvariantCulture)).ToArray();
@@ -42,7 +43,7 @@ internal static class ForwardCommand
         return 0;
     }
 
-    private static double Measure(NinNetwork network, int imageSize, int workers, int threads, int batch, double seconds)
+    private static double Measure(ImageClassifier network, int imageSize, int workers, int threads, int batch, double seconds)
     {
         var count = 0L;
         var start = new Barrier(workers + 1);

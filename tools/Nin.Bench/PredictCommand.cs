@@ -29,7 +29,7 @@ internal static class PredictCommand
             // A NiN at the asked size in a fresh store (weights don't change speed).
             var store = new ModelStore(Path.Combine(home, "models"));
             manual_seed(0);
-            using (var net = new NinNetwork(1, 10))
+            using (var net = NetworkArchitectures.Get(args.Get("architecture", NetworkArchitectures.NinName)).Create(1, 10))
             {
                 store.Add(net, new ModelMetadata { Name = "bench", ClassNames = BuiltInDatasets.FashionMnist.ClassNames, ImageSize = imageSize, Preprocessing = new PreprocessingInfo() }, activate: true);
             }
@@ -163,7 +163,7 @@ internal static class PredictCommand
     /// <summary>The benchmark's own copy of the network, timed on this thread on copies of one image.</summary>
     private sealed class RawNetwork : IDisposable
     {
-        private readonly NinNetwork network;
+        private readonly ImageClassifier network;
         private readonly int imageSize;
         private readonly Device device;
         private readonly byte[] pixels;

@@ -18,6 +18,11 @@ internal static class TrainCommand
 {
     public static int Run(Args args)
     {
+        if (args.Get("presets") is not null || args.Flag("synthetic"))
+        {
+            return PresetComparison.Run(args);
+        }
+
         var info = TorchRuntime.Initialize(new TorchOptions { Device = args.Get("device", "auto"), Threads = args.Int("threads", 0) });
         var device = TorchRuntime.ResolveDevice(args.Get("device", "auto"));
         var dataDir = args.Get("data", Environment.GetEnvironmentVariable("NIN_DATA_DIR") ?? "data");
@@ -47,7 +52,7 @@ internal static class TrainCommand
         var (resume, continued) = ContinueFrom(args.Get("continue-from"), dataset, options);
 
         manual_seed(options.Seed);
-        using var network = new NinNetwork(1, dataset.ClassNames.Count);
+        using var network = NetworkArchitectures.Get(args.Get("architecture", NetworkArchitectures.NinName)).Create(1, dataset.ClassNames.Count);
         using var trainer = new Trainer(network, data, options, device);
         var watch = Stopwatch.StartNew();
         var observer = new ConsoleObserver(resume?.History ?? []);
@@ -78,7 +83,7 @@ internal static class TrainCommand
     private static double SyntheticStepsPerSecond(TrainingOptions options, Device device, int steps)
     {
         manual_seed(0);
-        using var network = new NinNetwork(1, 10);
+        using var network = NetworkArchitectures.Nin.Create(1, 10);
         network.to(device);
         network.train();
         using var optimizer = optim.SGD(network.parameters(), options.LearningRate);
@@ -142,7 +147,7 @@ internal static class TrainCommand
         return (new ResumePoint(recipe.Epochs, history, weights, OptimizerPath: null), continued);
     }
 
-    private static void Save(Args args, NinNetwork network, IdxDatasetInfo dataset, DatasetSplit data, TrainingOptions options, ContinuedFrom? continued, IReadOnlyList<EpochMetrics> epochs, Device device, string outDir)
+    private static void Save(Args args, ImageClassifier network, IdxDatasetInfo dataset, DatasetSplit data, TrainingOptions options, ContinuedFrom? continued, IReadOnlyList<EpochMetrics> epochs, Device device, string outDir)
     {
         var described = TrainedModel.Describe(args.Get("name", dataset.Name), data, options, epochs, device.ToString());
         var metadata = described with { Version = args.Int("version", 1), Recipe = described.Recipe! with { ContinuedFrom = continued } };

@@ -1,12 +1,15 @@
 // The Nin dashboard: one page over the public API and the training hub, no framework.
 import { HubConnectionBuilder, HubConnectionState, LogLevel } from "@microsoft/signalr";
+import { createRecipes } from "./recipes.js";
 import { Chart, LineController, LineElement, PointElement, LinearScale, CategoryScale, Legend, Tooltip } from "chart.js";
 
 Chart.register(LineController, LineElement, PointElement, LinearScale, CategoryScale, Legend, Tooltip);
 
 const $ = (id) => document.getElementById(id);
-const FIELDS = ["dataset", "epochs", "batchSize", "learningRate", "imageSize", "device", "modelName", "maxTrainImages", "maxTestImages"];
-const NUMBERS = new Set(["epochs", "batchSize", "learningRate", "imageSize", "maxTrainImages", "maxTestImages"]);
+const FIELDS = ["dataset", "recipe", "architecture", "epochs", "batchSize", "learningRate", "schedule", "momentum", "weightDecay", "shift", "flip", "labelSmoothing",
+  "imageSize", "device", "modelName", "maxTrainImages", "maxTestImages"];
+const NUMBERS = new Set(["epochs", "batchSize", "learningRate", "momentum", "weightDecay", "shift", "labelSmoothing", "imageSize", "maxTrainImages", "maxTestImages"]);
+const BOOLEANS = new Set(["flip"]);
 const FINISHED = new Set(["Succeeded", "Failed", "Cancelled"]);
 
 /** jobId → JobSnapshot, as the API and the hub send them. */
@@ -163,6 +166,7 @@ hub.on("JobFinished", (e) => {
     job.error = e.error ?? job.error;
     job.modelName = e.modelName ?? job.modelName;
     job.modelVersion = e.modelVersion ?? job.modelVersion;
+    job.warnings = e.warnings ?? job.warnings;
     job.finishedAt = job.finishedAt ?? new Date().toISOString();
   }
 
@@ -285,8 +289,9 @@ function renderJobs() {
     const model = job.modelName && job.modelVersion ? `${job.modelName} v${job.modelVersion}` : "–";
     const row = el("tr", { dataset: { jobId: job.jobId, status: job.status } },
       el("td", {}, el("button", { type: "button", className: "secondary", textContent: job.jobId.slice(0, 8), title: `Show job ${job.jobId}`, "aria-label": `Show job ${job.jobId}`, onclick: () => selectJob(job.jobId) })),
-      el("td", {}, el("span", { className: "status", textContent: job.status, dataset: { status: job.status } })),
-      el("td", { textContent: job.request.dataset }),
+      el("td", {}, el("span", { className: "status", textContent: job.status, dataset: { status: job.status } }),
+        (job.warnings ?? []).length > 0 ? el("span", { className: "warning-mark", textContent: " did not learn", title: job.warnings.join("\n") }) : null),
+      el("td", { textContent: `${job.request.dataset} (${job.request.recipe ?? "d2l"})` }),
       el("td", { textContent: `${job.epochs.length}/${job.request.epochs}` }),
       el("td", { className: "duration", textContent: duration(jobDuration(job)) }),
       el("td", { textContent: model }),
@@ -367,6 +372,9 @@ function renderLive() {
   status.textContent = job.status;
   status.dataset.status = job.status;
   $("live-error").textContent = job.status === "Failed" && job.error ? job.error : "";
+  const warnings = job.warnings ?? [];
+  $("live-warnings").hidden = warnings.length === 0;
+  $("live-warnings").replaceChildren(...warnings.map((w) => el("li", { textContent: `${w} The model was stored but not activated.` })));
 
   const p = progress.get(job.jobId);
   const total = job.request.epochs;
@@ -434,7 +442,7 @@ function readForm() {
   for (const f of FIELDS) {
     const raw = $(`f-${f}`).value.trim();
     if (raw === "") continue;
-    body[f] = NUMBERS.has(f) && Number.isFinite(Number(raw)) ? Number(raw) : raw;
+    body[f] = NUMBERS.has(f) && Number.isFinite(Number(raw)) ? Number(raw) : BOOLEANS.has(f) ? raw === "true" : raw;
   }
 
   return body;
@@ -635,7 +643,8 @@ $("train-form").addEventListener("submit", submitTraining);
 $("try-form").addEventListener("submit", classify);
 wireDropZone();
 renderAll();
-loadDatasets();
+const recipes = createRecipes({ $, api });
+loadDatasets().then(() => recipes.load());
 loadModels();
 loadJobs();
 startHub();

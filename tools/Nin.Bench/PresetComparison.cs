@@ -1,0 +1,111 @@
+using System.Diagnostics;
+using System.Globalization;
+using Nin.Model.Checkpoints;
+using Nin.Model.Data;
+using Nin.Model.Network;
+using Nin.Model.Runtime;
+using Nin.Model.Training;
+using static TorchSharp.torch;
+
+namespace Nin.Bench;
+
+/// <summary>
+/// <c>train --presets d2l,robust</c>: trains each preset for each seed with the service's loop and prints test
+/// accuracy per preset and seed. <c>--synthetic</c> trains on a small own dataset of shapes the bench makes
+/// up (<c>--classes</c> 4, <c>--per-class</c> 100, stored at <c>--stored-size</c> 32 px, trained at the
+/// smallest input, 67 px); without it, on a built-in dataset (<c>--dataset</c>, <c>--image-size</c> 96).
+/// Explicit options (<c>--epochs</c>, <c>--batch</c>, <c>--lr</c>) override every preset's value.
+/// </summary>
+internal static class PresetComparison
+{
+    public static int Run(Args args)
+    {
+        var info = TorchRuntime.Initialize(new TorchOptions { Device = args.Get("device", "auto"), Threads = args.Int("threads", 0) });
+        var device = TorchRuntime.ResolveDevice(args.Get("device", "auto"));
+        var presets = args.Get("presets", "d2l,robust").Split(',', StringSplitOptions.RemoveEmptyEntries)
+            .Select(p => TrainingRecipes.Find(p) ?? throw new ArgumentException($"unknown preset '{p}' (known: {string.Join(", ", TrainingRecipes.Names)})")).ToArray();
+        var seeds = args.Get("seeds", "1,2,3").Split(',').Select(s => int.Parse(s, CultureInfo.InvariantCulture)).ToArray();
+
+        DatasetSplit data;
+        int imageSize;
+        string what;
+        if (args.Flag("synthetic"))
+        {
+            var classes = args.Int("classes", 4);
+            var perClass = args.Int("per-class", 100);
+            data = SyntheticShapes.Generate(classes, perClass, args.Int("stored-size", 32), args.Int("data-seed", 7));
+            imageSize = args.Int("image-size", NetworkArchitectures.Nin.MinInputSize);
+            what = $"synthetic shapes: {classes} classes × {perClass} pictures (RGB, dark on light)";
+        }
+        else
+        {
+            var dataset = BuiltInDatasets.Find(args.Get("dataset", "fashion-mnist")) ?? throw new ArgumentException("unknown --dataset");
+            data = BuiltInDatasets.Load(args.Get("data", Environment.GetEnvironmentVariable("NIN_DATA_DIR") ?? "data"), dataset, args.IntOrNull("max-train"), args.IntOrNull("max-test"));
+            imageSize = args.Int("image-size", 96);
+            what = dataset.Name;
+        }
+
+        Console.WriteLine($"presets: {what}, {data.Train.Count} train / {data.Test.Count} test images at {imageSize} px, device {device}, {info.Threads} threads");
+        var rows = new List<(string Preset, int Seed, double Accuracy, double Loss, double Seconds, int Warnings)>();
+        foreach (var preset in presets)
+        {
+            foreach (var seed in seeds)
+            {
+                var options = TrainingRecipes.Options(preset, imageSize, seed) with
+                {
+                    Epochs = args.Int("epochs", preset.Epochs),
+                    BatchSize = args.Int("batch", preset.BatchSize),
+                    LearningRate = args.Double("lr", preset.LearningRate),
+                    Flip = preset.Flip && !args.Flag("no-flip"),
+                };
+                manual_seed(seed);
+                using var network = NetworkArchitectures.Get(preset.Architecture).Create(data.Train.Channels, data.Train.ClassNames.Count);
+                using var trainer = new Trainer(network, data, options, device);
+                var observer = new Quiet();
+                var watch = Stopwatch.StartNew();
+                string outcome;
+                double accuracy = double.NaN, loss = double.NaN;
+                var warnings = 0;
+                try
+                {
+                    var metrics = trainer.Run(observer, CancellationToken.None);
+                    accuracy = metrics.TestAccuracy;
+                    loss = metrics.TrainLoss;
+                    var w = TrainingOutcome.Warnings(metrics.Epochs, data.Train.ClassNames.Count);
+                    warnings = w.Count;
+                    outcome = w.Count == 0 ? "learned" : "WARNING " + w[0];
+                }
+                catch (TrainingDivergedException ex)
+                {
+                    outcome = "FAILED " + ex.Message;
+                }
+
+                rows.Add((preset.Name, seed, accuracy, loss, watch.Elapsed.TotalSeconds, warnings));
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"  {preset.Name,-7} seed {seed}: test accuracy {accuracy:F4}, train loss {loss:F4}, {options.Epochs} epochs, batch {options.BatchSize}, {watch.Elapsed.TotalSeconds:F0} s: {outcome}"));
+            }
+        }
+
+        Console.WriteLine();
+        Console.WriteLine("| preset | " + string.Join(" | ", seeds.Select(s => $"seed {s}")) + " | mean | seconds per run |");
+        Console.WriteLine("| --- | " + string.Join(" | ", seeds.Select(_ => "---")) + " | --- | --- |");
+        foreach (var group in rows.GroupBy(r => r.Preset))
+        {
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"| {group.Key} | {string.Join(" | ", group.Select(r => r.Accuracy.ToString("F4", CultureInfo.InvariantCulture)))} | {group.Average(r => r.Accuracy):F4} | {group.Average(r => r.Seconds):F0} |"));
+        }
+
+        return 0;
+    }
+
+    private sealed class Quiet : ITrainingObserver
+    {
+        public void OnBatch(BatchProgress progress)
+        {
+        }
+
+        public void OnEpoch(EpochMetrics metrics)
+        {
+        }
+    }
+}
