@@ -6,6 +6,12 @@ public sealed class ServingOptions
     public const string SectionName = "Serving";
 
     /// <summary>
+    /// Which engine runs forward passes: <c>auto</c> (default: ONNX Runtime on a CPU, TorchSharp on CUDA unless ONNX
+    /// Runtime's CUDA provider is installed), <c>torch</c> or <c>onnxruntime</c>. Training is always TorchSharp.
+    /// </summary>
+    public string Engine { get; set; } = ServingEngines.Auto;
+
+    /// <summary>
     /// Most images one forward pass takes (Triton's max_batch_size). 0 (default): 4 on a CPU, where a single-threaded
     /// pass over more images than fit the cache gets slower per image (<c>./nin bench forward</c>), 64 on a GPU.
     /// </summary>
