@@ -90,7 +90,7 @@ public sealed class CheckpointTests : IDisposable
         json["parameterCount"] = 0;
         File.WriteAllText(Path.Combine(dir, "model.json"), json.ToJsonString());
         var mismatch = Assert.Throws<CheckpointException>(() => Checkpoint.Load(dir));
-        Assert.Contains("do not fit a NiN", mismatch.Message, StringComparison.Ordinal);
+        Assert.Contains("do not fit a nin network", mismatch.Message, StringComparison.Ordinal);
         Assert.Contains("5 classes", mismatch.Message, StringComparison.Ordinal);
     }
 

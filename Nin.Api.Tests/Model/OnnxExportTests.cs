@@ -2,6 +2,7 @@ using System.Text.Json;
 using Microsoft.ML.OnnxRuntime;
 using Microsoft.ML.OnnxRuntime.Tensors;
 using Nin.Model.Checkpoints;
+using Nin.Model.Network;
 using Nin.Model.Onnx;
 using Nin.Model.Training;
 using static TorchSharp.torch;
@@ -73,6 +74,46 @@ public sealed class OnnxExportTests
         Assert.Equal(metadata.Recipe!.LearningRate, JsonDocument.Parse(props["recipe"]).RootElement.GetProperty("learningRate").GetDouble());
         Assert.Equal(metadata.ImageSize.ToString(System.Globalization.CultureInfo.InvariantCulture), props["image_size"]);
         Assert.Equal(metadata.Version, session.ModelMetadata.Version);
+    }
+
+    [Fact]
+    public void Nin_bn_exports_with_its_batch_norm_folded_into_the_convolutions()
+    {
+        manual_seed(3);
+        using var network = new NinNetwork(1, 10, batchNorm: true);
+        using var scope = NewDisposeScope();
+        const int s = 67;
+        using var bytes = tensor(TestImages.FashionTest.Pixels.AsSpan(0, 8 * 784).ToArray(), [8, 1, 28, 28], ScalarType.Byte);
+        var input = Preprocess.ToNetworkInput(bytes, s);
+
+        // Running statistics far from BatchNorm's initial (0, 1), and affine parameters away from (1, 0), so folding matters.
+        using (no_grad())
+        {
+            network.train();
+            for (var i = 0; i < 3; i++)
+            {
+                network.forward(input * (i + 1));
+            }
+
+            foreach (var (name, parameter) in network.named_parameters().Where(p => p.name.Contains("bn", StringComparison.Ordinal)))
+            {
+                parameter.add_(rand_like(parameter) * 0.5);
+            }
+        }
+
+        network.eval();
+        float[] expected;
+        using (inference_mode())
+        {
+            expected = nn.functional.softmax(network.forward(input), 1).data<float>().ToArray();
+        }
+
+        var metadata = new Nin.Model.Checkpoints.ModelMetadata { Name = "bn", Architecture = "nin-bn", ClassNames = Nin.Model.Data.BuiltInDatasets.FashionMnist.ClassNames, ImageSize = s, Preprocessing = new PreprocessingInfo() };
+        using var session = new InferenceSession(OnnxExporter.Export(network, metadata));
+        var actual = Run(session, input.data<float>().ToArray(), [8, 1, s, s]);
+        Assert.True(MaxAbsDiff(expected, actual) <= 1e-5, $"max |ORT - Torch| = {MaxAbsDiff(expected, actual)}");
+        Assert.True(expected.Chunk(10).Select(p => p.Max()).Max() > 0.2, "the outputs are not near uniform, so the comparison means something");
+        Assert.Equal("nin-bn", session.ModelMetadata.CustomMetadataMap["architecture"]);
     }
 
     internal static float[] Run(InferenceSession session, float[] input, int[] shape)

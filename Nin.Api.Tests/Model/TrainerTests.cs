@@ -27,7 +27,7 @@ public sealed class TrainerTests : IDisposable
         public void OnEpoch(EpochMetrics metrics) => Epochs.Add(metrics);
     }
 
-    private static ModelMetrics Train(TrainingOptions options, Recorder recorder, ResumePoint? resume = null, Action<int, NinNetwork, TorchSharp.Modules.OptimizerHelper>? save = null)
+    private static ModelMetrics Train(TrainingOptions options, Recorder recorder, ResumePoint? resume = null, Action<int, ImageClassifier, TorchSharp.Modules.OptimizerHelper>? save = null)
     {
         manual_seed(options.Seed);
         using var net = new NinNetwork(1, 10);

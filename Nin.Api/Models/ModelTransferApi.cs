@@ -91,6 +91,9 @@ public static class ModelTransferApi
         {
             case "onnx":
                 return TypedResults.PhysicalFile(OnnxCache.Ensure(info.Directory), "application/octet-stream", file + ".onnx");
+            case "safetensors" or "pytorch" or "pt" or "pth" when NetworkArchitectures.Find(info.Metadata.Architecture) != NetworkArchitectures.Nin:
+                return TypedResults.Problem(statusCode: StatusCodes.Status400BadRequest, title: "No PyTorch form for this architecture.",
+                    detail: $"{name} version {version} is a '{info.Metadata.Architecture}' network, which d2l's PyTorch code has no module for; export it with format=onnx.");
             case "safetensors":
             {
                 using var buffer = new MemoryStream();
@@ -239,9 +242,9 @@ public static class ModelTransferApi
             }
 
             var architecture = Field("architecture") ?? "nin";
-            if (architecture is not ("nin" or ModelMetadata.NinArchitecture))
+            if (NetworkArchitectures.Find(architecture) != NetworkArchitectures.Nin)
             {
-                return (null, $"architecture '{architecture}' is not known; this build imports 'nin' (d2l's NiN).");
+                return (null, $"architecture '{architecture}' cannot be imported: PyTorch weights come from d2l's 'nin' (nn.Sequential); 'nin-bn' is this project's own design.");
             }
 
             if (!TryInt(Field("channels"), 1, out var channels) || channels is not (1 or 3))

@@ -5,6 +5,7 @@ using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.Extensions.Options;
 using Nin.Model.Checkpoints;
 using Nin.Model.Imaging;
+using Nin.Model.Network;
 
 namespace Nin.Api.Serving;
 
@@ -99,7 +100,7 @@ public static class KServeApi
         return TypedResults.Ok(new V2ModelMetadata(
             name,
             versions,
-            registry.Engine == OnnxModelRunner.EngineName ? "onnxruntime_onnx" : "torchsharp_nin",
+            registry.Engine == OnnxModelRunner.EngineName ? "onnxruntime_onnx" : "torchsharp_" + (NetworkArchitectures.Find(m.Architecture)?.Name ?? m.Architecture),
             [new V2TensorMetadata(InputName, "FP32", [-1, m.InputChannels, m.ImageSize, m.ImageSize]), new V2TensorMetadata(ImagesInputName, "BYTES", [-1])],
             [new V2TensorMetadata(ProbabilitiesOutput, "FP32", [-1, m.ClassNames.Count]), new V2TensorMetadata(LabelOutput, "BYTES", [-1])]));
     }

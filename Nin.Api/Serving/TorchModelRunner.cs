@@ -10,7 +10,7 @@ namespace Nin.Api.Serving;
 /// Serves a version with TorchSharp: its own network instance in eval mode (never the one being trained), each pass
 /// in one dispose scope under inference mode, outputs copied to managed arrays before the scope ends.
 /// </summary>
-public sealed class TorchModelRunner(NinNetwork network, ModelMetadata metadata, Device device) : IModelRunner
+public sealed class TorchModelRunner(ImageClassifier network, ModelMetadata metadata, Device device) : IModelRunner
 {
     public const string EngineName = "torch";
 
@@ -18,7 +18,7 @@ public sealed class TorchModelRunner(NinNetwork network, ModelMetadata metadata,
 
     public string Device { get; } = device.ToString();
 
-    public NinNetwork Network => network;
+    public ImageClassifier Network => network;
 
     public float[] Run(IReadOnlyList<InferenceInput> inputs, int threads)
     {

@@ -114,14 +114,7 @@ public sealed class TrainRequestValidator(DatasetCatalog datasets)
 /// <summary>A rough upper bound of the memory a training step needs, to refuse batches that cannot fit.</summary>
 public static class TrainingMemory
 {
-    public static long EstimateBytes(int batchSize, int imageSize)
-    {
-        // Feature maps of the NiN's stages (three convs per block), kept for the backward pass, plus
-        // gradients of the same size; floats of 4 bytes.
-        long Conv(long n, int k, int s, int p) => ((n + (2 * p) - k) / s) + 1;
-        long Pool(long n) => ((n - 3) / 2) + 1;
-        long n1 = Conv(imageSize, 11, 4, 0), p1 = Pool(n1), p2 = Pool(p1), p3 = Pool(p2);
-        var floats = (imageSize * imageSize) + (3 * 96 * n1 * n1) + (96 * p1 * p1) + (3 * 256 * p1 * p1) + (256 * p2 * p2) + (3 * 384 * p2 * p2) + (384 * p3 * p3 * 2) + (3 * 10 * p3 * p3);
-        return batchSize * floats * 4 * 3;
-    }
+    /// <summary>The architecture's own per-image figure (feature maps, gradients, working space) times the batch.</summary>
+    public static long EstimateBytes(int batchSize, int imageSize, NetworkArchitecture? architecture = null, int inputChannels = 1, int classes = 10) =>
+        batchSize * (architecture ?? NetworkArchitectures.Nin).BytesPerImage(imageSize, inputChannels, classes);
 }

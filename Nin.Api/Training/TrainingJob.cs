@@ -127,7 +127,7 @@ public sealed partial class TrainingJob(
         }
     }
 
-    private (NinNetwork Network, ModelMetadata Metadata) Train(string jobId, TrainSettings settings, Model.Data.DatasetSplit data, Device device, CancellationToken cancellationToken)
+    private (ImageClassifier Network, ModelMetadata Metadata) Train(string jobId, TrainSettings settings, Model.Data.DatasetSplit data, Device device, CancellationToken cancellationToken)
     {
         var options = new TrainingOptions
         {
@@ -141,7 +141,7 @@ public sealed partial class TrainingJob(
         };
 
         manual_seed(settings.Seed);
-        var network = new NinNetwork(data.Train.Channels, data.Train.ClassNames.Count);
+        var network = NetworkArchitectures.Nin.Create(data.Train.Channels, data.Train.ClassNames.Count);
         try
         {
             using var trainer = new Trainer(network, data, options, device);
@@ -192,7 +192,7 @@ public sealed partial class TrainingJob(
 
     private sealed record CheckpointState(int CompletedEpochs, IReadOnlyList<EpochMetrics> History);
 
-    private void SaveCheckpoint(string dir, int epoch, NinNetwork network, TorchSharp.Modules.OptimizerHelper optimizer, IReadOnlyList<EpochMetrics> history)
+    private void SaveCheckpoint(string dir, int epoch, ImageClassifier network, TorchSharp.Modules.OptimizerHelper optimizer, IReadOnlyList<EpochMetrics> history)
     {
         Directory.CreateDirectory(dir);
         network.save(Path.Combine(dir, "weights.bin.tmp"));

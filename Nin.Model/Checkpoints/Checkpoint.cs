@@ -20,7 +20,7 @@ public sealed class CheckpointException : IOException
 }
 
 /// <summary>
-/// A trained NiN on disk: a folder with <c>weights.bin</c> (TorchSharp format) and <c>model.json</c>.
+/// A trained network on disk: a folder with <c>weights.bin</c> (TorchSharp format) and <c>model.json</c>.
 /// Loading is strict: the metadata must be complete and consistent and the weights must match it exactly.
 /// </summary>
 public static class Checkpoint
@@ -28,7 +28,7 @@ public static class Checkpoint
     public const string MetadataFile = "model.json";
 
     /// <summary>Writes weights and metadata into <paramref name="directory"/>, atomically replacing any previous content.</summary>
-    public static ModelMetadata Save(NinNetwork network, ModelMetadata metadata, string directory)
+    public static ModelMetadata Save(ImageClassifier network, ModelMetadata metadata, string directory)
     {
         var parent = Path.GetDirectoryName(Path.GetFullPath(directory))!;
         Directory.CreateDirectory(parent);
@@ -40,6 +40,7 @@ public static class Checkpoint
             network.save(weights);
             var complete = metadata with
             {
+                Architecture = network.Architecture,
                 InputChannels = network.InputChannels,
                 ParameterCount = network.parameters().Sum(p => p.numel()),
                 WeightsSha256 = Sha256(weights),
@@ -104,7 +105,7 @@ public static class Checkpoint
     /// Loads a checkpoint onto <paramref name="device"/> in eval mode. With <paramref name="expectedClasses"/>,
     /// a checkpoint for another number of classes is refused.
     /// </summary>
-    public static (NinNetwork Network, ModelMetadata Metadata) Load(string directory, Device? device = null, int? expectedClasses = null)
+    public static (ImageClassifier Network, ModelMetadata Metadata) Load(string directory, Device? device = null, int? expectedClasses = null)
     {
         var metadata = ReadMetadata(directory);
         if (expectedClasses is { } expected && expected != metadata.ClassNames.Count)
@@ -119,7 +120,8 @@ public static class Checkpoint
             throw new CheckpointException($"Weights '{weights}' are corrupt or were replaced: SHA-256 {actual} differs from {metadata.WeightsSha256} recorded in {MetadataFile}.");
         }
 
-        var network = new NinNetwork(metadata.InputChannels, metadata.ClassNames.Count);
+        var architecture = NetworkArchitectures.Get(metadata.Architecture);
+        var network = architecture.Create(metadata.InputChannels, metadata.ClassNames.Count);
         try
         {
             network.load(weights, strict: true);
@@ -128,7 +130,7 @@ public static class Checkpoint
         {
             network.Dispose();
             throw new CheckpointException(
-                $"Weights '{weights}' do not fit a NiN with {metadata.InputChannels} input channel(s) and {metadata.ClassNames.Count} classes: {ex.Message}", ex);
+                $"Weights '{weights}' do not fit a {architecture.Name} network with {metadata.InputChannels} input channel(s) and {metadata.ClassNames.Count} classes: {ex.Message}", ex);
         }
 
         if (device is not null && device.type != DeviceType.CPU)
@@ -149,9 +151,10 @@ public static class Checkpoint
             Fail($"format {m.Format} is not supported (this build reads format {ModelMetadata.CurrentFormat}).");
         }
 
-        if (m.Architecture != ModelMetadata.NinArchitecture)
+        var architecture = NetworkArchitectures.Find(m.Architecture);
+        if (architecture is null)
         {
-            Fail($"architecture '{m.Architecture}' is not '{ModelMetadata.NinArchitecture}'.");
+            Fail($"architecture '{m.Architecture}' is not one this build knows ({string.Join(", ", NetworkArchitectures.Names)}).");
         }
 
         if (string.IsNullOrWhiteSpace(m.Name))
@@ -169,9 +172,9 @@ public static class Checkpoint
             Fail($"inputChannels must be 1 or 3 and agree with preprocessing.channels (got {m.InputChannels} and {m.Preprocessing?.Channels}).");
         }
 
-        if (m.ImageSize < NinGeometry.MinimumImageSize || m.ImageSize > NinGeometry.MaximumImageSize)
+        if (m.ImageSize < architecture!.MinInputSize || m.ImageSize > architecture.MaxInputSize)
         {
-            Fail($"imageSize {m.ImageSize} is outside {NinGeometry.MinimumImageSize}..{NinGeometry.MaximumImageSize}.");
+            Fail($"imageSize {m.ImageSize} is outside {architecture.MinInputSize}..{architecture.MaxInputSize}.");
         }
 
         if (m.Preprocessing!.NativeWidth < 1 || m.Preprocessing.NativeHeight < 1)
@@ -189,10 +192,10 @@ public static class Checkpoint
             Fail($"weights file '{m.WeightsFile}' is missing.");
         }
 
-        var expectedParameters = NinGeometry.ParameterCount(m.InputChannels, m.ClassNames!.Count);
+        var expectedParameters = architecture.ParameterCount(m.InputChannels, m.ClassNames!.Count);
         if (m.ParameterCount != 0 && m.ParameterCount != expectedParameters)
         {
-            Fail($"parameterCount {m.ParameterCount} does not match a NiN with {m.InputChannels} channel(s) and {m.ClassNames.Count} classes ({expectedParameters}).");
+            Fail($"parameterCount {m.ParameterCount} does not match a {architecture.Name} network with {m.InputChannels} channel(s) and {m.ClassNames.Count} classes ({expectedParameters}).");
         }
     }
 

@@ -9,11 +9,14 @@ namespace Nin.Model.Checkpoints;
 public sealed record ModelMetadata
 {
     public const int CurrentFormat = 1;
-    public const string NinArchitecture = "nin-d2l";
 
     public int Format { get; init; } = CurrentFormat;
 
-    public string Architecture { get; init; } = NinArchitecture;
+    /// <summary>
+    /// The network's name in <see cref="Network.NetworkArchitectures"/> (<c>nin</c>, <c>nin-bn</c>); files written
+    /// before the registry say <c>nin-d2l</c>, read as <c>nin</c>.
+    /// </summary>
+    public string Architecture { get; init; } = Network.NetworkArchitectures.NinName;
 
     public required string Name { get; init; }
 

@@ -102,7 +102,7 @@ public sealed partial class ModelStore
     }
 
     /// <summary>Saves <paramref name="network"/> as the next version of <paramref name="metadata"/>'s name.</summary>
-    public ModelVersionInfo Add(NinNetwork network, ModelMetadata metadata, bool activate)
+    public ModelVersionInfo Add(ImageClassifier network, ModelMetadata metadata, bool activate)
     {
         if (!IsValidName(metadata.Name))
         {

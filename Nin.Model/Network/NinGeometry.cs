@@ -31,10 +31,37 @@ public static class NinGeometry
     /// Parameters of a NiN with the given input channels and classes: each block has a k×k
     /// convolution (in·out·k² + out) and two 1×1 convolutions (out² + out each).
     /// </summary>
-    public static long ParameterCount(int inputChannels, int classes)
+    public static long ParameterCount(int inputChannels, int classes) => ParameterCount(inputChannels, classes, batchNorm: false);
+
+    /// <summary>
+    /// With <paramref name="batchNorm"/> (<c>nin-bn</c>) the convolutions have no bias and each is followed by a
+    /// BatchNorm with a weight and a bias per channel: out more per convolution.
+    /// </summary>
+    public static long ParameterCount(int inputChannels, int classes, bool batchNorm)
     {
-        static long Block(long inC, long outC, long k) => (inC * outC * k * k) + outC + (2 * ((outC * outC) + outC));
+        long Block(long inC, long outC, long k) =>
+            (inC * outC * k * k) + (2 * outC * outC) + (batchNorm ? 6 * outC : 3 * outC);
         return Block(inputChannels, 96, 11) + Block(96, 256, 5) + Block(256, 384, 3) + Block(384, classes, 3);
+    }
+
+    /// <summary>
+    /// A rough upper bound of the bytes one training image needs at <paramref name="side"/> px: the feature maps of
+    /// every stage kept for the backward pass, their gradients and working space (floats of 4 bytes, ×3);
+    /// BatchNorm keeps one more map per convolution.
+    /// </summary>
+    public static long TrainingBytesPerImage(int side, int inputChannels, int classes, bool batchNorm)
+    {
+        static long Conv(long n, int k, int s, int p) => ((n + (2 * p) - k) / s) + 1;
+        static long Pool(long n) => ((n - 3) / 2) + 1;
+        long n1 = Conv(side, 11, 4, 0), p1 = Pool(n1), p2 = Pool(p1), p3 = Pool(p2);
+        var convMaps = (3 * 96 * n1 * n1) + (3 * 256 * p1 * p1) + (3 * 384 * p2 * p2) + (3 * classes * p3 * p3);
+        var floats = ((long)inputChannels * side * side) + convMaps + (96 * p1 * p1) + (256 * p2 * p2) + (384 * p3 * p3 * 2);
+        if (batchNorm)
+        {
+            floats += convMaps / 2;
+        }
+
+        return floats * 4 * 3;
     }
 
     /// <summary>Throws a clear <see cref="ArgumentException"/> if an image side cannot pass through the NiN.</summary>

@@ -24,8 +24,9 @@ public static class OnnxExporter
     private const int AttrInt = 2;
     private const int AttrInts = 7;
 
-    public static byte[] Export(NinNetwork network, ModelMetadata metadata) =>
-        Export(NinLayers.D2l(network.InputChannels, network.Classes), NinWeights.Read(network), metadata);
+    /// <summary>A network of any registered architecture; BatchNorm (<c>nin-bn</c>) is folded into the convolutions.</summary>
+    public static byte[] Export(ImageClassifier network, ModelMetadata metadata) =>
+        Export(NinLayers.For(network.Architecture, network.InputChannels, network.Classes), NinWeights.Read(network), metadata);
 
     public static byte[] Export(IReadOnlyList<NinLayer> layers, IReadOnlyList<NamedTensor> weights, ModelMetadata metadata)
     {

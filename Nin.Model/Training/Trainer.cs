@@ -22,9 +22,9 @@ public sealed class Trainer : IDisposable
     private readonly Tensor testY;
     private readonly TorchSharp.Modules.SGD optimizer;
 
-    public Trainer(NinNetwork network, DatasetSplit data, TrainingOptions options, Device device)
+    public Trainer(ImageClassifier network, DatasetSplit data, TrainingOptions options, Device device)
     {
-        NinGeometry.EnsureImageSize(options.ImageSize);
+        NetworkArchitectures.Get(network.Architecture).EnsureImageSize(options.ImageSize);
         ArgumentOutOfRangeException.ThrowIfLessThan(options.BatchSize, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(options.Epochs, 1);
         if (data.Train.Count == 0 || data.Test.Count == 0)
@@ -41,7 +41,7 @@ public sealed class Trainer : IDisposable
         optimizer = optim.SGD(network.parameters(), options.LearningRate, options.Momentum, weight_decay: options.WeightDecay);
     }
 
-    public NinNetwork Network { get; }
+    public ImageClassifier Network { get; }
 
     public int TrainCount => (int)trainY.shape[0];
 

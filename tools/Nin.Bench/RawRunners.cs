@@ -46,7 +46,7 @@ internal static class RawTiming
 /// <summary>TorchSharp: preprocessing, forward and softmax in one dispose scope under inference mode.</summary>
 internal sealed class RawTorch : IRawRunner
 {
-    private readonly NinNetwork network;
+    private readonly ImageClassifier network;
     private readonly int imageSize;
     private readonly Device device;
     private readonly byte[] pixels;

@@ -47,7 +47,7 @@ internal static class TrainCommand
         var (resume, continued) = ContinueFrom(args.Get("continue-from"), dataset, options);
 
         manual_seed(options.Seed);
-        using var network = new NinNetwork(1, dataset.ClassNames.Count);
+        using var network = NetworkArchitectures.Nin.Create(1, dataset.ClassNames.Count);
         using var trainer = new Trainer(network, data, options, device);
         var watch = Stopwatch.StartNew();
         var observer = new ConsoleObserver(resume?.History ?? []);
@@ -142,7 +142,7 @@ internal static class TrainCommand
         return (new ResumePoint(recipe.Epochs, history, weights, OptimizerPath: null), continued);
     }
 
-    private static void Save(Args args, NinNetwork network, IdxDatasetInfo dataset, DatasetSplit data, TrainingOptions options, ContinuedFrom? continued, IReadOnlyList<EpochMetrics> epochs, Device device, string outDir)
+    private static void Save(Args args, ImageClassifier network, IdxDatasetInfo dataset, DatasetSplit data, TrainingOptions options, ContinuedFrom? continued, IReadOnlyList<EpochMetrics> epochs, Device device, string outDir)
     {
         var described = TrainedModel.Describe(args.Get("name", dataset.Name), data, options, epochs, device.ToString());
         var metadata = described with { Version = args.Int("version", 1), Recipe = described.Recipe! with { ContinuedFrom = continued } };
