@@ -6,6 +6,7 @@ using InferenceSession = Microsoft.ML.OnnxRuntime.InferenceSession;
 using Nin.Api.Models;
 using Nin.Api.Serving;
 using Nin.Model.Checkpoints;
+using Nin.Model.Data;
 using Nin.Model.Interop;
 using Nin.Model.Network;
 using Nin.Model.Training;
@@ -170,6 +171,30 @@ public sealed class ModelTransferApiTests : IDisposable
         Safetensors.Write(own, buffer);
         var version = await ImportAsync(client, "own", buffer.ToArray(), "own.safetensors");
         AssertAgrees(PyTorchFixture.Probabilities, await PredictAsync(client, "own", version.Version), "own names");
+    }
+
+    [Fact]
+    public async Task A_nin_bn_version_exports_as_onnx_but_has_no_pytorch_form()
+    {
+        using var client = factory.CreateClient();
+        using (var network = new NinNetwork(1, 10, batchNorm: true))
+        {
+            new ModelStore(Path.Combine(factory.Home, "models")).Add(network, new ModelMetadata
+            {
+                Name = "bn", ClassNames = BuiltInDatasets.FashionMnist.ClassNames, ImageSize = 67, Preprocessing = new PreprocessingInfo(),
+            }, activate: false);
+        }
+
+        using var onnx = await client.GetAsync(new Uri("/models/bn/versions/1/export?format=onnx", UriKind.Relative));
+        Assert.Equal(HttpStatusCode.OK, onnx.StatusCode);
+        using var session = new InferenceSession(await onnx.Content.ReadAsByteArrayAsync());
+        Assert.Equal("nin-bn", session.ModelMetadata.CustomMetadataMap["architecture"]);
+        foreach (var format in new[] { "pytorch", "safetensors" })
+        {
+            using var refused = await client.GetAsync(new Uri($"/models/bn/versions/1/export?format={format}", UriKind.Relative));
+            Assert.Equal(HttpStatusCode.BadRequest, refused.StatusCode);
+            Assert.Contains("nin-bn", (await refused.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("detail").GetString(), StringComparison.Ordinal);
+        }
     }
 
     [Theory]

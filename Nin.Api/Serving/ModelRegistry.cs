@@ -191,7 +191,8 @@ public sealed partial class ModelRegistry : IDisposable
         {
             var onnx = OnnxCache.Ensure(info.Directory);
             var metadata = Checkpoint.ReadMetadata(info.Directory);
-            return new LoadedModel(name, version, new OnnxModelRunner(onnx, metadata, Math.Max(1, TorchRuntime.Info.Threads), ServingEngines.OnnxOnCuda(device.ToString())), metadata);
+            var threads = options.ThreadsPerPass > 0 ? [options.ThreadsPerPass] : new[] { Math.Max(1, TorchRuntime.Info.Threads), 1 };
+            return new LoadedModel(name, version, new OnnxModelRunner(onnx, metadata, threads, ServingEngines.OnnxOnCuda(device.ToString())), metadata);
         }
 
         var (network, loaded) = Checkpoint.Load(info.Directory, device);

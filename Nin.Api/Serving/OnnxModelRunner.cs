@@ -25,13 +25,28 @@ public sealed class OnnxModelRunner : IModelRunner
     private readonly string[] outputNames = [OnnxExporter.OutputName];
     private bool disposed;
 
-    public OnnxModelRunner(string onnxPath, ModelMetadata metadata, int threads, bool cuda)
+    /// <summary>
+    /// Sessions for the thread counts the batcher will ask for (<paramref name="threadCounts"/>) are made now, so a load
+    /// fails at once and no request waits for one; another count gets its session on first use.
+    /// </summary>
+    public OnnxModelRunner(string onnxPath, ModelMetadata metadata, IEnumerable<int> threadCounts, bool cuda)
     {
         model = File.ReadAllBytes(onnxPath);
         this.metadata = metadata;
         this.cuda = cuda;
         Device = cuda ? "cuda" : "cpu";
-        _ = Session(threads); // fail at load, not on the first request
+        try
+        {
+            foreach (var threads in threadCounts.Distinct())
+            {
+                _ = Session(threads);
+            }
+        }
+        catch
+        {
+            Dispose();
+            throw;
+        }
     }
 
     public string Engine => EngineName;
