@@ -102,6 +102,14 @@ public sealed class ServingEngineTests(EnginesFixture fixture) : IClassFixture<E
     }
 
     [Fact]
+    public void An_unknown_engine_stops_the_service_at_start_naming_the_setting()
+    {
+        using var factory = new NinApiFactory(new Dictionary<string, string?> { ["Nin:SeedDefaultModel"] = "false", ["Serving:Engine"] = "tensorrt" });
+        var error = Assert.ThrowsAny<Exception>(() => factory.CreateClient());
+        Assert.Contains("Serving:Engine", error.ToString(), StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Health_live_names_the_engine()
     {
         using var torch = fixture.Torch.CreateClient();
