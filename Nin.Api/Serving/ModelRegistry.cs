@@ -192,7 +192,7 @@ public sealed partial class ModelRegistry : IDisposable
             var onnx = OnnxCache.Ensure(info.Directory);
             var metadata = Checkpoint.ReadMetadata(info.Directory);
             var threads = options.ThreadsPerPass > 0 ? [options.ThreadsPerPass] : new[] { Math.Max(1, TorchRuntime.Info.Threads), 1 };
-            return new LoadedModel(name, version, new OnnxModelRunner(onnx, metadata, threads, ServingEngines.OnnxOnCuda(device.ToString())), metadata);
+            return new LoadedModel(name, version, new OnnxModelRunner(onnx, metadata, threads, ServingEngines.OnnxOnCuda(device.ToString()), options.OnnxSpinning), metadata);
         }
 
         var (network, loaded) = Checkpoint.Load(info.Directory, device);

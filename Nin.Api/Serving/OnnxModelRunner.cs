@@ -19,6 +19,7 @@ public sealed class OnnxModelRunner : IModelRunner
     private readonly byte[] model;
     private readonly ModelMetadata metadata;
     private readonly bool cuda;
+    private readonly bool spinning;
     private readonly Lock gate = new();
     private readonly Dictionary<int, InferenceSession> sessions = [];
     private readonly string[] inputNames = [OnnxExporter.InputName];
@@ -29,8 +30,9 @@ public sealed class OnnxModelRunner : IModelRunner
     /// Sessions for the thread counts the batcher will ask for (<paramref name="threadCounts"/>) are made now, so a load
     /// fails at once and no request waits for one; another count gets its session on first use.
     /// </summary>
-    public OnnxModelRunner(string onnxPath, ModelMetadata metadata, IEnumerable<int> threadCounts, bool cuda)
+    public OnnxModelRunner(string onnxPath, ModelMetadata metadata, IEnumerable<int> threadCounts, bool cuda, bool spinning)
     {
+        this.spinning = spinning;
         model = File.ReadAllBytes(onnxPath);
         this.metadata = metadata;
         this.cuda = cuda;
@@ -96,6 +98,7 @@ public sealed class OnnxModelRunner : IModelRunner
                     ExecutionMode = ExecutionMode.ORT_SEQUENTIAL,
                     GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL,
                 };
+                options.AddSessionConfigEntry("session.intra_op.allow_spinning", spinning ? "1" : "0");
                 if (cuda)
                 {
                     options.AppendExecutionProvider_CUDA();

@@ -47,7 +47,7 @@ internal static class PredictCommand
             var batch = args.Int("batch", 16);
             var torchDevice = TorchRuntime.ResolveDevice(device);
             var rawTorch = sizes.ToDictionary(s => s, s => (IRawRunner)new RawTorch(store.Find(ModelName(s), 1)!.Directory, s, torchDevice, pixels));
-            var rawOnnx = sizes.ToDictionary(s => s, s => (IRawRunner)new RawOnnx(store.Find(ModelName(s), 1)!.Directory, s, info.Threads, pixels));
+            var rawOnnx = sizes.ToDictionary(s => s, s => (IRawRunner)new RawOnnx(store.Find(ModelName(s), 1)!.Directory, s, info.Threads, pixels, args.Get("serve", "").Contains("Serving:OnnxSpinning=true", StringComparison.OrdinalIgnoreCase)));
             raws.AddRange(rawTorch.Values.Concat(rawOnnx.Values));
             foreach (var raw in raws)
             {

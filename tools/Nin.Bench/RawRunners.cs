@@ -74,16 +74,20 @@ internal sealed class RawTorch : IRawRunner
     public void Dispose() => network.Dispose();
 }
 
-/// <summary>ONNX Runtime (CPU) on the version's exported ONNX file: managed preprocessing, one Run with all threads.</summary>
+/// <summary>
+/// ONNX Runtime (CPU) on the version's exported ONNX file: managed preprocessing, one Run with all threads, spinning
+/// as the service under test is told (<c>Serving:OnnxSpinning</c>, off by default).
+/// </summary>
 internal sealed class RawOnnx : IRawRunner
 {
     private readonly InferenceSession session;
     private readonly int imageSize;
     private readonly byte[] pixels;
 
-    public RawOnnx(string directory, int imageSize, int threads, byte[] pixels)
+    public RawOnnx(string directory, int imageSize, int threads, byte[] pixels, bool spinning)
     {
         using var options = new SessionOptions { IntraOpNumThreads = threads, InterOpNumThreads = 1, ExecutionMode = ExecutionMode.ORT_SEQUENTIAL };
+        options.AddSessionConfigEntry("session.intra_op.allow_spinning", spinning ? "1" : "0");
         session = new InferenceSession(OnnxCache.Ensure(directory), options);
         this.imageSize = imageSize;
         this.pixels = pixels;
