@@ -28,6 +28,7 @@ app.MapHealthApi();
 app.MapDatasetsApi();
 app.MapTrainingApi();
 app.MapModelsApi();
+app.MapModelTransferApi();
 app.MapPredictApi();
 app.MapKServeApi();
 app.MapHub<TrainingHub>("/hubs/training").DisableRequestTimeout();

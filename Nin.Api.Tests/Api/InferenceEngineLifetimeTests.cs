@@ -28,7 +28,7 @@ public sealed class InferenceEngineLifetimeTests : IDisposable
         var network = new NinNetwork(1, 10);
         network.eval();
         var metadata = new ModelMetadata { Name = name, Version = 1, ClassNames = Nin.Model.Data.BuiltInDatasets.FashionMnist.ClassNames, ImageSize = 67, Preprocessing = new PreprocessingInfo() };
-        return new LoadedModel(name, 1, network, metadata, CPU);
+        return new LoadedModel(name, 1, new TorchModelRunner(network, metadata, CPU), metadata);
     }
 
     private static InferenceInput[] Images(int count) =>

@@ -2,12 +2,14 @@ using System.Text.Json;
 using Microsoft.AspNetCore.Diagnostics.HealthChecks;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
+using Microsoft.Extensions.Options;
+using Nin.Api.Serving;
 using Nin.Model.Runtime;
 
 namespace Nin.Api.Health;
 
-/// <summary>Liveness: the process is up and Torch is loaded on a device.</summary>
-public sealed record LiveResponse(string Status, string Device, string Backend, string TorchSharpVersion, bool CudaAvailable, int Threads);
+/// <summary>Liveness: the process is up and Torch is loaded on a device; <c>Engine</c> is the serving engine (<c>torch</c> or <c>onnxruntime</c>).</summary>
+public sealed record LiveResponse(string Status, string Device, string Backend, string TorchSharpVersion, bool CudaAvailable, int Threads, string Engine);
 
 /// <summary>One readiness check.</summary>
 public sealed record CheckResult(string Status, string? Description);
@@ -23,7 +25,7 @@ public static class HealthApi
         health.MapGet("/live", GetLive)
             .WithName("GetLive")
             .WithSummary("Liveness probe")
-            .WithDescription("200 while the process runs; reports the Torch device and backend the service uses.");
+            .WithDescription("200 while the process runs; reports the Torch device and backend the service uses, and the serving engine (`torch` or `onnxruntime`).");
         app.MapHealthChecks("/health/ready", new HealthCheckOptions { ResponseWriter = WriteReadyAsync })
             .WithTags("Health")
             .WithName("GetReady")
@@ -47,9 +49,9 @@ public static class HealthApi
     private static string? Scrub(HttpContext context, string? description) =>
         description is null ? null : Infrastructure.ClientErrors.Scrub(description, context.RequestServices.GetRequiredService<Microsoft.Extensions.Options.IOptions<Infrastructure.NinOptions>>().Value);
 
-    public static Ok<LiveResponse> GetLive()
+    public static Ok<LiveResponse> GetLive(IOptions<ServingOptions> serving)
     {
         var info = TorchRuntime.Info;
-        return TypedResults.Ok(new LiveResponse("live", info.Device, info.Backend, info.TorchSharpVersion, info.CudaAvailable, info.Threads));
+        return TypedResults.Ok(new LiveResponse("live", info.Device, info.Backend, info.TorchSharpVersion, info.CudaAvailable, info.Threads, ServingEngines.Current(serving.Value)));
     }
 }

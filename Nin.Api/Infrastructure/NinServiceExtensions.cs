@@ -123,6 +123,7 @@ public static class NinServiceExtensions
         builder.Services.AddOptions<ServingOptions>().BindConfiguration(ServingOptions.SectionName)
             .Validate(o => o.MaxBatchSize >= 0 && o.MaxBatchDelayMilliseconds >= 0 && o.Workers >= 0 && o.ThreadsPerPass >= 0,
                 "Serving: MaxBatchSize, MaxBatchDelayMilliseconds, Workers and ThreadsPerPass cannot be negative (0 picks the default).")
+            .Validate(o => ServingEngines.IsValid(o.Engine), $"Serving:Engine must be one of: {string.Join(", ", ServingEngines.Names)}.")
             .ValidateOnStart();
         builder.Services.AddSingleton<ModelRegistry>();
         builder.Services.AddSingleton<InferenceEngine>();

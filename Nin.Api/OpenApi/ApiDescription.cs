@@ -8,7 +8,10 @@ internal static class ApiDescription
 
         * **Train**: `POST /train` queues a job (one runs at a time); `GET /train/{jobId}` follows it; `DELETE /train/{jobId}` cancels it.
         * **Models**: every finished job stores a model version; `GET /models` lists them, `POST /models/{name}/versions/{version}/activate` chooses the one served.
-        * **Predict**: `POST /predict` classifies uploaded images with the active model. `/v2/...` is the same model over the KServe v2 / Open Inference Protocol.
+          `GET /models/{name}/versions/{version}/export?format=onnx|safetensors|pytorch` takes a version elsewhere (ONNX Runtime, Triton, d2l's PyTorch code);
+          `POST /models/{name}/versions` imports d2l PyTorch weights (`.pt`/`.pth` state_dict or `.safetensors`) as a new version.
+        * **Predict**: `POST /predict` classifies uploaded images with the active model, through ONNX Runtime on a CPU or TorchSharp (`Serving:Engine`; each answer names it).
+          `/v2/...` is the same model over the KServe v2 / Open Inference Protocol, binary tensor data extension included.
         * The dashboard at `/` uses exactly this API and the hub below.
 
         Errors are [RFC 9457](https://www.rfc-editor.org/rfc/rfc9457) `application/problem+json` (`ProblemDetails`); a 400 from `POST /train`

@@ -3,8 +3,6 @@ using System.Diagnostics.Metrics;
 using System.Threading.Channels;
 using Microsoft.Extensions.Options;
 using Nin.Model.Runtime;
-using Nin.Model.Training;
-using static TorchSharp.torch;
 
 namespace Nin.Api.Serving;
 
@@ -66,8 +64,8 @@ public sealed class ServingStats
 /// behind a forward pass for a pool thread. On a CPU there is one worker per Torch thread: a lone request runs
 /// on worker 0 with all of Torch's threads; when requests queue up while it runs, the helpers take their share
 /// and every pass runs on one thread, in small batches, which on a few cores beats one big batch on every
-/// thread (<c>./nin bench forward</c>). Each pass runs in one dispose scope under inference mode, with no
-/// await inside; outputs are copied to managed arrays before the scope ends.
+/// thread (<c>./nin bench forward</c>). The passes themselves run in the version's engine (<see cref="IModelRunner"/>:
+/// TorchSharp or ONNX Runtime), which is told how many threads each pass may use.
 /// </summary>
 public sealed partial class InferenceEngine : IAsyncDisposable
 {
@@ -249,10 +247,10 @@ public sealed partial class InferenceEngine : IAsyncDisposable
         Interlocked.Increment(ref busy);
         try
         {
-            TorchRuntime.UseThreads(options.ThreadsPerPass > 0 ? options.ThreadsPerPass : threads);
+            threads = options.ThreadsPerPass > 0 ? options.ThreadsPerPass : threads;
             foreach (var group in batch.Where(Wanted).GroupBy(i => (i.Model, Floats: i.Input.Floats is not null)))
             {
-                Forward(group.Key.Model, group.ToArray());
+                Forward(group.Key.Model, group.ToArray(), threads);
             }
         }
         finally
@@ -316,14 +314,14 @@ public sealed partial class InferenceEngine : IAsyncDisposable
         return task.Wait(timeout) && task.Result;
     }
 
-    private void Forward(LoadedModel model, WorkItem[] items)
+    private void Forward(LoadedModel model, WorkItem[] items, int threads)
     {
         float[] probabilities;
         var classes = model.Metadata.ClassNames.Count;
         var started = Stopwatch.GetTimestamp();
         try
         {
-            probabilities = RunNetwork(model, items);
+            probabilities = model.Runner.Run(items.Select(i => i.Input).ToArray(), threads);
         }
         catch (Exception ex)
         {
@@ -347,41 +345,6 @@ public sealed partial class InferenceEngine : IAsyncDisposable
             var queued = Stopwatch.GetElapsedTime(items[i].Queued, started);
             items[i].Done.TrySetResult(new InferenceResult(probabilities.AsSpan(i * classes, classes).ToArray(), items.Length, queued.TotalMilliseconds, forward.TotalMilliseconds));
         }
-    }
-
-    private static float[] RunNetwork(LoadedModel model, WorkItem[] items)
-    {
-        var meta = model.Metadata;
-        var c = meta.InputChannels;
-        using var scope = NewDisposeScope();
-        using var mode = inference_mode();
-        var device = model.TorchDevice;
-        Tensor input;
-        if (items[0].Input.Floats is not null)
-        {
-            var size = meta.ImageSize;
-            var flat = new float[items.Length * c * size * size];
-            for (var i = 0; i < items.Length; i++)
-            {
-                items[i].Input.Floats!.CopyTo(flat, i * c * size * size);
-            }
-
-            input = tensor(flat, [items.Length, c, size, size]).to(device);
-        }
-        else
-        {
-            int h = meta.Preprocessing.NativeHeight, w = meta.Preprocessing.NativeWidth;
-            var flat = new byte[items.Length * c * h * w];
-            for (var i = 0; i < items.Length; i++)
-            {
-                items[i].Input.Bytes!.CopyTo(flat, i * c * h * w);
-            }
-
-            input = Preprocess.ToNetworkInput(tensor(flat, [items.Length, c, h, w], dtype: ScalarType.Byte).to(device), meta.ImageSize);
-        }
-
-        var probabilities = nn.functional.softmax(model.Network.forward(input), 1).cpu();
-        return probabilities.data<float>().ToArray();
     }
 
     public async ValueTask DisposeAsync()

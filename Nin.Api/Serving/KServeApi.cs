@@ -1,4 +1,6 @@
-using System.Text.Json.Serialization;
+using System.Globalization;
+using System.Text.Json;
+using Microsoft.AspNetCore.Http.Features;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.Extensions.Options;
 using Nin.Api.Security;
@@ -8,63 +10,27 @@ using Nin.Model.Network;
 
 namespace Nin.Api.Serving;
 
-/// <summary>KServe v2 / Open Inference Protocol error body.</summary>
-public sealed record V2Error(string Error);
-
-public sealed record V2ServerLive(bool Live);
-
-public sealed record V2ServerReady(bool Ready);
-
-public sealed record V2TensorMetadata(string Name, string Datatype, long[] Shape);
-
-/// <summary>Model metadata as the Open Inference Protocol describes it.</summary>
-public sealed record V2ModelMetadata(string Name, IReadOnlyList<string> Versions, string Platform, IReadOnlyList<V2TensorMetadata> Inputs, IReadOnlyList<V2TensorMetadata> Outputs);
-
-/// <summary>An input or output tensor. <c>data</c> is a flat array (FP32 numbers, or BYTES as base64 strings of encoded images).</summary>
-public sealed record V2Tensor
-{
-    public required string Name { get; init; }
-
-    public long[] Shape { get; init; } = [];
-
-    public required string Datatype { get; init; }
-
-    public System.Text.Json.JsonElement Data { get; init; }
-
-    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
-    public Dictionary<string, object>? Parameters { get; init; }
-}
-
-public sealed record V2InferRequest
-{
-    public string? Id { get; init; }
-
-    public IReadOnlyList<V2Tensor> Inputs { get; init; } = [];
-}
-
-public sealed record V2OutputTensor(string Name, long[] Shape, string Datatype, object Data);
-
-public sealed record V2InferResponse(
-    [property: JsonPropertyName("model_name")] string ModelName,
-    [property: JsonPropertyName("model_version")] string ModelVersion,
-    string? Id,
-    IReadOnlyList<V2OutputTensor> Outputs);
-
 /// <summary>
 /// The KServe v2 / Open Inference Protocol REST surface, so standard clients (KServe, Triton's
-/// client libraries) can call the NiN. Model names are store names; the served version is the
-/// active one if it is that model, else the newest.
+/// client libraries) can call the NiN. Model names are store names; without a version in the route the
+/// served version is the active one if it is that model, else the newest.
 /// </summary>
 public static class KServeApi
 {
     public const string InputName = "input";
     public const string ImagesInputName = "images";
+    public const string ProbabilitiesOutput = "probabilities";
+    public const string LabelOutput = "label";
+    public const string ServerName = "nin";
 
     /// <summary>Largest magnitude of an FP32 input value: far beyond [0, 1], yet far from what overflows the network.</summary>
     public const float MaxInputMagnitude = 1e6f;
 
     public static IEndpointRouteBuilder MapKServeApi(this IEndpointRouteBuilder app)
     {
+        app.MapGet("/v2", ServerMetadata).WithTags("KServe v2")
+            .WithName("V2ServerMetadata").WithSummary("Server metadata (Open Inference Protocol)")
+            .WithDescription("The server's name, version and supported extensions (`binary_tensor_data`).");
         var v2 = app.MapGroup("/v2").WithTags("KServe v2");
         v2.MapGet("/health/live", () => TypedResults.Ok(new V2ServerLive(true)))
             .WithName("V2ServerLive").WithSummary("Server liveness (Open Inference Protocol)")
@@ -73,36 +39,52 @@ public static class KServeApi
             .WithName("V2ServerReady").WithSummary("Server readiness: 200 when a model is loaded for serving")
             .WithDescription("200 `{ \"ready\": true }` when the active model is loaded; 503 with `{ \"error\" }` when no model is active or it cannot be loaded.")
             .Produces<V2Error>(StatusCodes.Status503ServiceUnavailable);
-        v2.MapGet("/models/{name}", ModelMetadata)
-            .WithName("V2ModelMetadata").WithSummary("Model metadata: inputs, outputs, versions")
-            .WithDescription("The model's inputs (`input` FP32 [-1, C, S, S] and `images` BYTES [-1]), outputs (`probabilities`, `label`) and stored versions. 404 for an unknown model.")
-            .Produces<V2Error>(StatusCodes.Status404NotFound);
-        v2.MapGet("/models/{name}/ready", ModelReady)
-            .WithName("V2ModelReady").WithSummary("Model readiness")
-            .WithDescription("200 when the model (its active version if it is the active model, else its newest) can be loaded; 404 unknown model; 503 it cannot be loaded; 401 a model other than the active one without a key (when API keys are configured); 429 too many loads of non-active versions without a key.")
-            .Produces<V2Error>(StatusCodes.Status401Unauthorized)
-            .Produces<V2Error>(StatusCodes.Status404NotFound)
-            .Produces<V2Error>(StatusCodes.Status429TooManyRequests)
-            .Produces<V2Error>(StatusCodes.Status503ServiceUnavailable);
-        v2.MapPost("/models/{name}/infer", Infer)
-            .WithName("V2ModelInfer")
-            .WithSummary("Run inference (Open Inference Protocol)")
-            .WithDescription("""
-                Inputs: either `input`, an FP32 tensor of shape [N, C, S, S] already preprocessed (pixels scaled to [0,1] at the
-                model's image size S), or `images`, a BYTES tensor of shape [N] whose elements are base64-encoded image files
-                (decoded and preprocessed as /predict does). Outputs: `probabilities` (FP32 [N, classes]) and `label` (BYTES [N]).
-                FP32 values must be finite and within ±1e6. Errors are `{ "error": "..." }`: 400 a malformed or null input, values out
-                of range or results that are not finite; 401 a model other than the active one without a key (when API keys are
-                configured); 429 rate limit, or too many loads of non-active versions without a key.
-                """)
-            .Produces<V2Error>(StatusCodes.Status400BadRequest)
-            .Produces<V2Error>(StatusCodes.Status401Unauthorized)
-            .Produces<V2Error>(StatusCodes.Status429TooManyRequests)
-            .Produces<V2Error>(StatusCodes.Status404NotFound)
-            .Produces<V2Error>(StatusCodes.Status503ServiceUnavailable)
-            .RequireRateLimiting(SecurityExtensions.PredictPolicy);
+        foreach (var (route, suffix) in new[] { ("/models/{name}", ""), ("/models/{name}/versions/{version}", "Version") })
+        {
+            var which = suffix == "" ? "the model (its active version if it is the active model, else its newest)" : "that version of the model";
+            v2.MapGet(route, ModelMetadata)
+                .WithName("V2ModelMetadata" + suffix).WithSummary("Model metadata: inputs, outputs, versions")
+                .WithDescription($"The inputs (`input` FP32 [-1, C, S, S] and `images` BYTES [-1]), outputs (`probabilities`, `label`), stored versions and platform (`onnxruntime_onnx` or `torchsharp_nin`, by the serving engine) of {which}. 404 for an unknown model or version.")
+                .Produces<V2Error>(StatusCodes.Status404NotFound);
+            v2.MapGet(route + "/ready", ModelReady)
+                .WithName("V2ModelReady" + suffix).WithSummary("Model readiness")
+                .WithDescription($"200 when {which} can be loaded; 404 unknown model or version; 503 it cannot be loaded; 401 a version other than the active one without a key (when API keys are configured); 429 too many loads of non-active versions without a key.")
+                .Produces<V2Error>(StatusCodes.Status401Unauthorized)
+                .Produces<V2Error>(StatusCodes.Status404NotFound)
+                .Produces<V2Error>(StatusCodes.Status429TooManyRequests)
+                .Produces<V2Error>(StatusCodes.Status503ServiceUnavailable);
+            v2.MapPost(route + "/infer", Infer)
+                .WithName("V2ModelInfer" + suffix)
+                .WithSummary("Run inference (Open Inference Protocol)")
+                .WithDescription($$"""
+                    Runs {{which}}. Inputs: either `input`, an FP32 tensor of shape [N, C, S, S] already preprocessed (pixels
+                    scaled to [0,1] at the model's image size S), or `images`, a BYTES tensor of shape [N] whose elements are
+                    encoded image files (base64 strings in JSON), decoded and preprocessed as /predict does. Outputs:
+                    `probabilities` (FP32 [N, classes]) and `label` (BYTES [N]); `outputs` in the request picks which, in order.
+                    Binary tensor data extension: with the `Inference-Header-Content-Length` header, the body is that many bytes
+                    of JSON followed by the tensors whose `parameters.binary_data_size` is set (FP32 little-endian; BYTES as a
+                    4-byte little-endian length and the bytes, per element); `binary_data: true` on an output, or
+                    `binary_data_output: true` on the request, returns outputs the same way (`application/octet-stream`).
+                    FP32 values must be finite and within ±1e6. Errors are `{ "error": "..." }`: 400 a malformed or null input,
+                    values out of range or results that are not finite; 401 a version other than the active one without a key
+                    (when API keys are configured); 429 rate limit, or too many loads of non-active versions without a key.
+                    """)
+                .Accepts<V2InferRequest>("application/json", "application/octet-stream")
+                .Produces<V2InferResponse>()
+                .Produces<V2Error>(StatusCodes.Status400BadRequest)
+                .Produces<V2Error>(StatusCodes.Status401Unauthorized)
+                .Produces<V2Error>(StatusCodes.Status404NotFound)
+                .Produces<V2Error>(StatusCodes.Status413PayloadTooLarge)
+                .Produces<V2Error>(StatusCodes.Status429TooManyRequests)
+                .Produces<V2Error>(StatusCodes.Status503ServiceUnavailable)
+                .RequireRateLimiting(SecurityExtensions.PredictPolicy);
+        }
+
         return app;
     }
+
+    public static Ok<V2ServerMetadata> ServerMetadata() =>
+        TypedResults.Ok(new V2ServerMetadata(ServerName, typeof(KServeApi).Assembly.GetName().Version?.ToString(3) ?? "0.0.0", ["binary_tensor_data"]));
 
     public static async Task<Results<Ok<V2ServerReady>, JsonHttpResult<V2Error>>> ServerReady(ModelRegistry registry, ModelStore store, CancellationToken cancellationToken)
     {
@@ -116,30 +98,30 @@ public static class KServeApi
         return TypedResults.Ok(new V2ServerReady(true));
     }
 
-    public static Results<Ok<V2ModelMetadata>, JsonHttpResult<V2Error>> ModelMetadata(string name, ModelStore store)
+    public static Results<Ok<V2ModelMetadata>, JsonHttpResult<V2Error>> ModelMetadata(string name, string? version, ModelStore store, ModelRegistry registry)
     {
-        var info = Resolve(name, store);
+        var info = Resolve(name, version, store);
         if (info is null)
         {
-            return NotFound(name);
+            return NotFound(name, version);
         }
 
         var m = info.Metadata;
-        var versions = store.List().Where(v => v.Name == name).Select(v => v.Version.ToString(System.Globalization.CultureInfo.InvariantCulture)).ToArray();
+        var versions = store.List().Where(v => v.Name == name).Select(v => v.Version.ToString(CultureInfo.InvariantCulture)).ToArray();
         return TypedResults.Ok(new V2ModelMetadata(
             name,
             versions,
-            "torchsharp_" + (NetworkArchitectures.Find(m.Architecture)?.Name ?? m.Architecture),
+            registry.Engine == OnnxModelRunner.EngineName ? "onnxruntime_onnx" : "torchsharp_" + (NetworkArchitectures.Find(m.Architecture)?.Name ?? m.Architecture),
             [new V2TensorMetadata(InputName, "FP32", [-1, m.InputChannels, m.ImageSize, m.ImageSize]), new V2TensorMetadata(ImagesInputName, "BYTES", [-1])],
-            [new V2TensorMetadata("probabilities", "FP32", [-1, m.ClassNames.Count]), new V2TensorMetadata("label", "BYTES", [-1])]));
+            [new V2TensorMetadata(ProbabilitiesOutput, "FP32", [-1, m.ClassNames.Count]), new V2TensorMetadata(LabelOutput, "BYTES", [-1])]));
     }
 
-    public static async Task<Results<Ok<V2ServerReady>, JsonHttpResult<V2Error>>> ModelReady(string name, HttpContext http, ModelStore store, ModelRegistry registry, VersionAccess access, CancellationToken cancellationToken)
+    public static async Task<Results<Ok<V2ServerReady>, JsonHttpResult<V2Error>>> ModelReady(string name, string? version, HttpContext http, ModelStore store, ModelRegistry registry, VersionAccess access, CancellationToken cancellationToken)
     {
-        var info = Resolve(name, store);
+        var info = Resolve(name, version, store);
         if (info is null)
         {
-            return NotFound(name);
+            return NotFound(name, version);
         }
 
         var (model, refused) = await AcquireAsync(http, name, info.Version, registry, access, cancellationToken);
@@ -157,21 +139,37 @@ public static class KServeApi
         return TypedResults.Ok(new V2ServerReady(true));
     }
 
-    public static async Task<Results<Ok<V2InferResponse>, JsonHttpResult<V2Error>>> Infer(
-        string name, HttpRequest http, ModelStore store, ModelRegistry registry, InferenceEngine engine, IOptions<ServingOptions> options, VersionAccess access, CancellationToken cancellationToken)
+    public static async Task<Results<Ok<V2InferResponse>, KServeBinaryResult, JsonHttpResult<V2Error>>> Infer(
+        string name, string? version, HttpRequest http, ModelStore store, ModelRegistry registry, InferenceEngine engine, IOptions<ServingOptions> options, VersionAccess access, CancellationToken cancellationToken)
     {
-        var info = Resolve(name, store);
+        var info = Resolve(name, version, store);
         if (info is null)
         {
-            return NotFound(name);
+            return NotFound(name, version);
+        }
+
+        var limits = options.Value;
+        var (body, bodyError) = await ReadBodyAsync(http, limits.MaxRequestBytes, cancellationToken);
+        if (bodyError is not null)
+        {
+            return bodyError;
+        }
+
+        var jsonLength = body!.Length;
+        if (http.Headers.TryGetValue(KServeBinary.HeaderLengthHeader, out var headerLength))
+        {
+            if (!int.TryParse(headerLength.ToString(), NumberStyles.None, CultureInfo.InvariantCulture, out jsonLength) || jsonLength > body.Length)
+            {
+                return BadRequest($"{KServeBinary.HeaderLengthHeader} must be the JSON's length in bytes, at most the body's {body.Length:N0}; got '{headerLength}'.");
+            }
         }
 
         V2InferRequest? request;
         try
         {
-            request = await http.ReadFromJsonAsync<V2InferRequest>(System.Text.Json.JsonSerializerOptions.Web, cancellationToken);
+            request = JsonSerializer.Deserialize<V2InferRequest>(body.AsSpan(0, jsonLength), JsonSerializerOptions.Web);
         }
-        catch (System.Text.Json.JsonException ex)
+        catch (JsonException ex)
         {
             // Where the JSON went wrong, in the client's own document; never the exception's text.
             return BadRequest(ex.Path is { Length: > 0 } at
@@ -183,7 +181,7 @@ public static class KServeApi
             return BadRequest("The body is not an inference request: send JSON with Content-Type application/json.");
         }
 
-        if (request is null || request.Inputs is null || request.Inputs.Count != 1)
+        if (request is null || request.Inputs is null || request.Inputs.Count != 1 || request.Inputs[0] is null)
         {
             return BadRequest($"Send exactly one input: '{InputName}' (FP32 [N, C, S, S]) or '{ImagesInputName}' (BYTES [N]).");
         }
@@ -191,6 +189,18 @@ public static class KServeApi
         if (request.Inputs[0] is not { } input || input.Shape is null || input.Datatype is null || input.Name is null)
         {
             return BadRequest("The input must be an object with 'name', 'shape' (an array of integers), 'datatype' and 'data'; null is not an input.");
+        }
+
+        var (parts, splitError) = KServeBinary.Split(request.Inputs, body.AsMemory(jsonLength));
+        if (splitError is not null)
+        {
+            return BadRequest(splitError);
+        }
+
+        var (outputs, outputError) = ReadOutputs(request);
+        if (outputError is not null)
+        {
+            return BadRequest(outputError);
         }
 
         var (model, refused) = await AcquireAsync(http.HttpContext, name, info.Version, registry, access, cancellationToken);
@@ -206,7 +216,7 @@ public static class KServeApi
 
         try
         {
-            var (inputs, error) = ReadInputs(input, model.Metadata, options.Value);
+            var (inputs, error) = ReadInputs(input, parts![0], model.Metadata, limits);
             if (error is not null)
             {
                 return BadRequest(error);
@@ -218,15 +228,31 @@ public static class KServeApi
                 return BadRequest($"Input {bad} gives non-finite probabilities (NaN or infinity): the values overflow the network. Send pixels scaled to [0, 1], as the model was trained on.");
             }
 
-            var classes = model.Metadata.ClassNames.Count;
-            return TypedResults.Ok(new V2InferResponse(
-                name,
-                model.Version.ToString(System.Globalization.CultureInfo.InvariantCulture),
-                request.Id,
-                [
-                    new V2OutputTensor("probabilities", [probabilities.Length, classes], "FP32", probabilities.SelectMany(p => p).ToArray()),
-                    new V2OutputTensor("label", [probabilities.Length], "BYTES", probabilities.Select(p => model.Metadata.ClassNames[Array.IndexOf(p, p.Max())]).ToArray()),
-                ]));
+            var classes = model.Metadata.ClassNames;
+            var tensors = new List<V2OutputTensor>();
+            var binaries = new List<byte[]>();
+            foreach (var (output, binary) in outputs!)
+            {
+                var (shape, datatype) = output == ProbabilitiesOutput ? (new long[] { probabilities.Length, classes.Count }, "FP32") : ([probabilities.Length], "BYTES");
+                if (binary)
+                {
+                    var bytes = output == ProbabilitiesOutput
+                        ? KServeBinary.FromFloats(probabilities.SelectMany(p => p).ToArray())
+                        : KServeBinary.FromStrings(probabilities.Select(p => classes[Array.IndexOf(p, p.Max())]));
+                    binaries.Add(bytes);
+                    tensors.Add(new V2OutputTensor(output, shape, datatype, null, new Dictionary<string, object> { [KServeBinary.BinaryDataSize] = bytes.Length }));
+                }
+                else
+                {
+                    object data = output == ProbabilitiesOutput
+                        ? probabilities.SelectMany(p => p).ToArray()
+                        : probabilities.Select(p => classes[Array.IndexOf(p, p.Max())]).ToArray();
+                    tensors.Add(new V2OutputTensor(output, shape, datatype, data));
+                }
+            }
+
+            var response = new V2InferResponse(name, model.Version.ToString(CultureInfo.InvariantCulture), request.Id, tensors);
+            return binaries.Count > 0 ? new KServeBinaryResult(response, binaries) : TypedResults.Ok(response);
         }
         finally
         {
@@ -234,12 +260,106 @@ public static class KServeApi
         }
     }
 
-    private static (InferenceInput[]? Inputs, string? Error) ReadInputs(V2Tensor tensor, ModelMetadata meta, ServingOptions limits)
+    /// <summary>The outputs to return, in order, each with whether it goes as binary data.</summary>
+    private static (List<(string Name, bool Binary)>? Outputs, string? Error) ReadOutputs(V2InferRequest request)
+    {
+        var allBinary = false;
+        if (request.Parameters?.TryGetValue(KServeBinary.BinaryDataOutput, out var all) == true)
+        {
+            if (all.ValueKind is not (JsonValueKind.True or JsonValueKind.False))
+            {
+                return (null, $"{KServeBinary.BinaryDataOutput} must be true or false.");
+            }
+
+            allBinary = all.GetBoolean();
+        }
+
+        if (request.Outputs is null || request.Outputs.Count == 0)
+        {
+            return ([(ProbabilitiesOutput, allBinary), (LabelOutput, allBinary)], null);
+        }
+
+        var result = new List<(string, bool)>();
+        foreach (var output in request.Outputs)
+        {
+            if (output?.Name is not (ProbabilitiesOutput or LabelOutput))
+            {
+                return (null, $"Unknown output '{output?.Name}': this model has '{ProbabilitiesOutput}' and '{LabelOutput}'.");
+            }
+
+            if (result.Any(r => r.Item1 == output.Name))
+            {
+                return (null, $"Output '{output.Name}' is requested twice.");
+            }
+
+            var binary = allBinary;
+            if (output.Parameters?.TryGetValue(KServeBinary.BinaryData, out var flag) == true)
+            {
+                if (flag.ValueKind is not (JsonValueKind.True or JsonValueKind.False))
+                {
+                    return (null, $"Output '{output.Name}': {KServeBinary.BinaryData} must be true or false.");
+                }
+
+                binary = flag.GetBoolean();
+            }
+
+            result.Add((output.Name, binary));
+        }
+
+        return (result, null);
+    }
+
+    /// <summary>The whole body, refused beyond <paramref name="limit"/> bytes whatever Content-Length claims.</summary>
+    private static async Task<(byte[]? Body, JsonHttpResult<V2Error>? Error)> ReadBodyAsync(HttpRequest http, long limit, CancellationToken cancellationToken)
+    {
+        if (http.HttpContext.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } size)
+        {
+            size.MaxRequestBodySize = limit;
+        }
+
+        if (http.ContentLength > limit)
+        {
+            return (null, TooLarge(limit));
+        }
+
+        using var buffer = new MemoryStream();
+        var chunk = new byte[81920];
+        try
+        {
+            int read;
+            while ((read = await http.Body.ReadAsync(chunk, cancellationToken)) > 0)
+            {
+                if (buffer.Length + read > limit)
+                {
+                    return (null, TooLarge(limit));
+                }
+
+                buffer.Write(chunk, 0, read);
+            }
+        }
+        catch (BadHttpRequestException ex) when (ex.StatusCode == StatusCodes.Status413PayloadTooLarge)
+        {
+            return (null, TooLarge(limit));
+        }
+        catch (BadHttpRequestException ex)
+        {
+            return (null, BadRequest(ex.Message));
+        }
+
+        return (buffer.ToArray(), null);
+    }
+
+    private static (InferenceInput[]? Inputs, string? Error) ReadInputs(V2Tensor tensor, ReadOnlyMemory<byte>? binary, ModelMetadata meta, ServingOptions limits)
     {
         var data = tensor.Data;
-        if (data.ValueKind != System.Text.Json.JsonValueKind.Array)
+        if (binary is null && data.ValueKind != JsonValueKind.Array)
         {
-            return (null, "Input 'data' must be a flat array.");
+            return (null, $"Input 'data' must be a flat array (or the tensor's bytes after the JSON, with parameters.{KServeBinary.BinaryDataSize}).");
+        }
+
+        if (tensor.Shape is null)
+        {
+            return (null, "Input 'shape' is required.");
         }
 
         if (tensor.Datatype == "FP32")
@@ -257,26 +377,44 @@ public static class KServeApi
             }
 
             var per = c * s * s;
-            if (data.GetArrayLength() != n * per)
+            float[] values;
+            if (binary is { } bytes)
             {
-                return (null, $"FP32 input holds {data.GetArrayLength()} values; shape [{string.Join(", ", tensor.Shape)}] needs {n * per}.");
+                if (bytes.Length != n * per * 4)
+                {
+                    return (null, $"FP32 input has {bytes.Length:N0} bytes of binary data; shape [{string.Join(", ", tensor.Shape)}] needs {n * per * 4:N0}.");
+                }
+
+                values = KServeBinary.Floats(bytes.Span);
+                var bad = Array.FindIndex(values, v => !float.IsFinite(v) || Math.Abs(v) > MaxInputMagnitude);
+                if (bad >= 0)
+                {
+                    return (null, OutOfRange(bad, values[bad]));
+                }
             }
-
-            var values = new float[n * per];
-            var i = 0;
-            foreach (var v in data.EnumerateArray())
+            else
             {
-                if (v.ValueKind != System.Text.Json.JsonValueKind.Number || !v.TryGetSingle(out var f) || !float.IsFinite(f))
+                if (data.GetArrayLength() != n * per)
                 {
-                    return (null, $"FP32 input element {i} is not a finite number.");
+                    return (null, $"FP32 input holds {data.GetArrayLength()} values; shape [{string.Join(", ", tensor.Shape)}] needs {n * per}.");
                 }
 
-                if (Math.Abs(f) > MaxInputMagnitude)
+                values = new float[n * per];
+                var i = 0;
+                foreach (var v in data.EnumerateArray())
                 {
-                    return (null, $"FP32 input element {i} is {f:G3}; values must lie within ±{MaxInputMagnitude:G0} (the model takes pixels scaled to [0, 1]), or the network overflows.");
-                }
+                    if (v.ValueKind != JsonValueKind.Number || !v.TryGetSingle(out var f) || !float.IsFinite(f))
+                    {
+                        return (null, $"FP32 input element {i} is not a finite number.");
+                    }
 
-                values[i++] = f;
+                    if (Math.Abs(f) > MaxInputMagnitude)
+                    {
+                        return (null, OutOfRange(i, f));
+                    }
+
+                    values[i++] = f;
+                }
             }
 
             return (Enumerable.Range(0, (int)n).Select(k => new InferenceInput(null, values.AsSpan(k * per, per).ToArray())).ToArray(), null);
@@ -284,33 +422,60 @@ public static class KServeApi
 
         if (tensor.Datatype == "BYTES")
         {
-            var count = data.GetArrayLength();
-            if (count < 1 || count > limits.MaxImagesPerRequest)
+            List<byte[]> images;
+            if (binary is { } bytes)
             {
-                return (null, $"BYTES input must hold 1 to {limits.MaxImagesPerRequest} images; got {count}.");
+                var elements = KServeBinary.Elements(bytes.Span, limits.MaxImagesPerRequest);
+                if (elements is null)
+                {
+                    return (null, $"BYTES binary data must be elements of a 4-byte little-endian length and that many bytes, at most {limits.MaxImagesPerRequest} of them.");
+                }
+
+                images = elements;
+            }
+            else
+            {
+                var count = data.GetArrayLength();
+                if (count < 1 || count > limits.MaxImagesPerRequest)
+                {
+                    return (null, $"BYTES input must hold 1 to {limits.MaxImagesPerRequest} images; got {count}.");
+                }
+
+                images = [];
+                foreach (var element in data.EnumerateArray())
+                {
+                    try
+                    {
+                        images.Add(element.ValueKind == JsonValueKind.String ? Convert.FromBase64String(element.GetString()!) : throw new FormatException());
+                    }
+                    catch (FormatException)
+                    {
+                        return (null, $"BYTES element {images.Count} is not a base64 string.");
+                    }
+                }
+            }
+
+            if (images.Count < 1 || images.Count > limits.MaxImagesPerRequest)
+            {
+                return (null, $"BYTES input must hold 1 to {limits.MaxImagesPerRequest} images; got {images.Count}.");
+            }
+
+            if (tensor.Shape.Length != 1 || tensor.Shape[0] != images.Count)
+            {
+                return (null, $"BYTES input holds {images.Count} images; its shape must be [{images.Count}], got [{string.Join(", ", tensor.Shape)}].");
             }
 
             var inputs = new List<InferenceInput>();
-            foreach (var element in data.EnumerateArray())
+            foreach (var image in images)
             {
-                byte[] bytes;
-                try
+                if (image.Length > limits.MaxImageBytes)
                 {
-                    bytes = element.ValueKind == System.Text.Json.JsonValueKind.String ? Convert.FromBase64String(element.GetString()!) : throw new FormatException();
-                }
-                catch (FormatException)
-                {
-                    return (null, $"BYTES element {inputs.Count} is not a base64 string.");
-                }
-
-                if (bytes.Length > limits.MaxImageBytes)
-                {
-                    return (null, $"Image {inputs.Count} is {bytes.Length:N0} bytes; at most {limits.MaxImageBytes:N0} are accepted.");
+                    return (null, $"Image {inputs.Count} is {image.Length:N0} bytes; at most {limits.MaxImageBytes:N0} are accepted.");
                 }
 
                 try
                 {
-                    var decoded = ImageDecoder.Decode(bytes, meta.InputChannels, meta.Preprocessing.NativeWidth, meta.Preprocessing.NativeHeight,
+                    var decoded = ImageDecoder.Decode(image, meta.InputChannels, meta.Preprocessing.NativeWidth, meta.Preprocessing.NativeHeight,
                         meta.Preprocessing.Foreground == "light-on-dark", InvertMode.Auto, limits.MaxImagePixels);
                     inputs.Add(new InferenceInput(decoded.Pixels, null));
                 }
@@ -325,6 +490,10 @@ public static class KServeApi
 
         return (null, $"Unsupported datatype '{tensor.Datatype}': use FP32 or BYTES.");
     }
+
+    private static string OutOfRange(int index, float value) => float.IsFinite(value)
+        ? $"FP32 input element {index} is {value:G3}; values must lie within ±{MaxInputMagnitude:G0} (the model takes pixels scaled to [0, 1]), or the network overflows."
+        : $"FP32 input element {index} is not a finite number.";
 
     /// <summary>The served model, or the refusal for a caller without a key: 401 for a non-active version when keys are on, 429 beyond the load bound.</summary>
     private static async Task<(LoadedModel? Model, JsonHttpResult<V2Error>? Refused)> AcquireAsync(
@@ -342,17 +511,27 @@ public static class KServeApi
         }
         catch (VersionLoadLimitException ex)
         {
-            http.Response.Headers.RetryAfter = Math.Max(1, (int)Math.Ceiling(ex.RetryAfter.TotalSeconds)).ToString(System.Globalization.CultureInfo.InvariantCulture);
+            http.Response.Headers.RetryAfter = Math.Max(1, (int)Math.Ceiling(ex.RetryAfter.TotalSeconds)).ToString(CultureInfo.InvariantCulture);
             return (null, TypedResults.Json(new V2Error(ex.Message), statusCode: StatusCodes.Status429TooManyRequests));
         }
     }
 
-    private static ModelVersionInfo? Resolve(string name, ModelStore store) =>
-        store.Active is { } a && a.Name == name ? store.Find(name, a.Version) : store.Latest(name);
+    private static ModelVersionInfo? Resolve(string name, string? version, ModelStore store)
+    {
+        if (version is not null)
+        {
+            return int.TryParse(version, NumberStyles.None, CultureInfo.InvariantCulture, out var v) ? store.Find(name, v) : null;
+        }
 
-    private static JsonHttpResult<V2Error> NotFound(string name) =>
-        TypedResults.Json(new V2Error($"Unknown model '{name}'."), statusCode: StatusCodes.Status404NotFound);
+        return store.Active is { } a && a.Name == name ? store.Find(name, a.Version) : store.Latest(name);
+    }
+
+    private static JsonHttpResult<V2Error> NotFound(string name, string? version) =>
+        TypedResults.Json(new V2Error(version is null ? $"Unknown model '{name}'." : $"Unknown model '{name}' version '{version}'."), statusCode: StatusCodes.Status404NotFound);
 
     private static JsonHttpResult<V2Error> BadRequest(string error) =>
         TypedResults.Json(new V2Error(error), statusCode: StatusCodes.Status400BadRequest);
+
+    private static JsonHttpResult<V2Error> TooLarge(long limit) =>
+        TypedResults.Json(new V2Error($"The request is larger than {limit:N0} bytes."), statusCode: StatusCodes.Status413PayloadTooLarge);
 }

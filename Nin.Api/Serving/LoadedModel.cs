@@ -1,11 +1,11 @@
 using Nin.Model.Checkpoints;
-using Nin.Model.Network;
 
 namespace Nin.Api.Serving;
 
 /// <summary>
-/// A checkpoint loaded for serving: its own network instance in eval mode (never the one being
-/// trained). Reference counted, so a retired version is disposed only after its last request.
+/// A checkpoint loaded for serving by an engine (<see cref="IModelRunner"/>): its own network instance or ONNX
+/// Runtime session (never the network being trained). Reference counted, so a retired version is disposed only
+/// after its last request.
 /// </summary>
 public sealed class LoadedModel
 {
@@ -13,29 +13,28 @@ public sealed class LoadedModel
     private int users;
     private bool retired;
 
-    public LoadedModel(string name, int version, ImageClassifier network, ModelMetadata metadata, TorchSharp.torch.Device device)
+    public LoadedModel(string name, int version, IModelRunner runner, ModelMetadata metadata)
     {
-        TorchDevice = device;
         Name = name;
         Version = version;
-        Network = network;
+        Runner = runner;
         Metadata = metadata;
-        Device = device.ToString();
     }
 
     public string Name { get; }
 
     public int Version { get; }
 
-    public ImageClassifier Network { get; }
+    /// <summary>The engine running this version's forward passes.</summary>
+    public IModelRunner Runner { get; }
 
     public ModelMetadata Metadata { get; }
 
     /// <summary>The device name, as responses report it.</summary>
-    public string Device { get; }
+    public string Device => Runner.Device;
 
-    /// <summary>Where the network's weights live; each batch's input goes there.</summary>
-    public TorchSharp.torch.Device TorchDevice { get; }
+    /// <summary>The engine's name, as responses report it.</summary>
+    public string Engine => Runner.Engine;
 
     public bool IsDisposed { get; private set; }
 
@@ -91,7 +90,7 @@ public sealed class LoadedModel
         if (retired && users == 0 && !IsDisposed)
         {
             IsDisposed = true;
-            Network.Dispose();
+            Runner.Dispose();
         }
     }
 }

@@ -2,6 +2,7 @@ using System.Threading.RateLimiting;
 using Microsoft.Extensions.Options;
 using Nin.Api.Infrastructure;
 using Nin.Model.Checkpoints;
+using Nin.Model.Onnx;
 using Nin.Model.Runtime;
 
 namespace Nin.Api.Serving;
@@ -40,6 +41,9 @@ public sealed partial class ModelRegistry : IDisposable
             })
             : null;
     }
+
+    /// <summary>The engine that serves every version: <c>torch</c> or <c>onnxruntime</c> (<see cref="ServingOptions.Engine"/>).</summary>
+    public string Engine => ServingEngines.Resolve(options.Engine, TorchRuntime.ResolveDevice(torch.Value.Device).ToString());
 
     /// <summary>The served version, if any is loaded.</summary>
     public (string Name, int Version)? Current
@@ -122,7 +126,7 @@ public sealed partial class ModelRegistry : IDisposable
             }
 
             current?.Retire();
-            LogServing(logger, loaded.Name, loaded.Version, loaded.Device);
+            LogServing(logger, loaded.Name, loaded.Version, loaded.Device, loaded.Engine);
             return loaded;
         }
         finally
@@ -211,8 +215,16 @@ public sealed partial class ModelRegistry : IDisposable
         }
 
         var device = TorchRuntime.ResolveDevice(torch.Value.Device);
-        var (network, metadata) = Checkpoint.Load(info.Directory, device);
-        return new LoadedModel(name, version, network, metadata, device);
+        if (Engine == OnnxModelRunner.EngineName)
+        {
+            var onnx = OnnxCache.Ensure(info.Directory);
+            var metadata = Checkpoint.ReadMetadata(info.Directory);
+            var threads = options.ThreadsPerPass > 0 ? [options.ThreadsPerPass] : new[] { Math.Max(1, TorchRuntime.Info.Threads), 1 };
+            return new LoadedModel(name, version, new OnnxModelRunner(onnx, metadata, threads, ServingEngines.OnnxOnCuda(device.ToString()), options.OnnxSpinning), metadata);
+        }
+
+        var (network, loaded) = Checkpoint.Load(info.Directory, device);
+        return new LoadedModel(name, version, new TorchModelRunner(network, loaded, device), loaded);
     }
 
     private void OnActiveChanged(ActiveModel? model)
@@ -269,8 +281,8 @@ public sealed partial class ModelRegistry : IDisposable
         loading.Dispose();
     }
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "Serving model {Model} version {Version} on {Device}")]
-    private static partial void LogServing(ILogger logger, string model, int version, string device);
+    [LoggerMessage(Level = LogLevel.Information, Message = "Serving model {Model} version {Version} on {Device} with {Engine}")]
+    private static partial void LogServing(ILogger logger, string model, int version, string device, string engine);
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Could not load model {Model} version {Version}")]
     private static partial void LogLoadFailed(ILogger logger, Exception exception, string model, int version);

@@ -17,8 +17,8 @@ public sealed record Prediction(string? File, string Label, int Index, double Pr
 /// <summary>Which model answered.</summary>
 public sealed record ModelRef(string Name, int Version);
 
-/// <summary>200 body of POST /predict.</summary>
-public sealed record PredictResponse(ModelRef Model, string Device, double ElapsedMs, IReadOnlyList<Prediction> Predictions);
+/// <summary>200 body of POST /predict: the model, where and by which engine (<c>torch</c> or <c>onnxruntime</c>) it ran.</summary>
+public sealed record PredictResponse(ModelRef Model, string Device, string Engine, double ElapsedMs, IReadOnlyList<Prediction> Predictions);
 
 /// <summary>An image as received, before decoding.</summary>
 internal sealed record UploadedImage(string? FileName, byte[] Data);
@@ -174,7 +174,7 @@ public static class PredictApi
                 $"read;dur={read.TotalMilliseconds:F2}, decode;dur={(decodedAt - read).TotalMilliseconds:F2}, " +
                 $"queue;dur={results.Max(r => r.QueueMilliseconds):F2}, forward;dur={results.Max(r => r.ForwardMilliseconds):F2};desc=\"batch {results.Max(r => r.BatchSize)}\", " +
                 $"infer;dur={(inferred - decodedAt).TotalMilliseconds:F2}");
-            return TypedResults.Ok(new PredictResponse(new ModelRef(served.Name, served.Version), served.Device, watch.Elapsed.TotalMilliseconds, predictions));
+            return TypedResults.Ok(new PredictResponse(new ModelRef(served.Name, served.Version), served.Device, served.Engine, watch.Elapsed.TotalMilliseconds, predictions));
         }
         finally
         {

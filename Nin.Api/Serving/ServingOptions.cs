@@ -6,6 +6,20 @@ public sealed class ServingOptions
     public const string SectionName = "Serving";
 
     /// <summary>
+    /// Which engine runs forward passes: <c>auto</c> (default: ONNX Runtime on a CPU, TorchSharp on CUDA unless ONNX
+    /// Runtime's CUDA provider is installed), <c>torch</c> or <c>onnxruntime</c>. Training is always TorchSharp.
+    /// </summary>
+    public string Engine { get; set; } = ServingEngines.Auto;
+
+    /// <summary>
+    /// Whether ONNX Runtime's intra-op threads spin between operators instead of sleeping (ONNX Runtime's own default).
+    /// Off here: the service shares its cores with Kestrel, its other workers and often other processes, and on the
+    /// shared 2-core machine spinning made a lone 96 px pass 4× slower and one client's p99 5–10× worse
+    /// (<c>./nin bench predict --serve "Serving:OnnxSpinning=true"</c> to compare). Dedicated cores may gain a little from it.
+    /// </summary>
+    public bool OnnxSpinning { get; set; }
+
+    /// <summary>
     /// Most images one forward pass takes (Triton's max_batch_size). 0 (default): 4 on a CPU, where a single-threaded
     /// pass over more images than fit the cache gets slower per image (<c>./nin bench forward</c>), 64 on a GPU.
     /// </summary>

@@ -47,6 +47,9 @@ public sealed record ModelMetadata
     /// <summary>The device the weights were trained on.</summary>
     public string? TrainedOn { get; init; }
 
+    /// <summary>Set when the weights were imported from a file rather than trained here.</summary>
+    public ImportedWeights? ImportedFrom { get; init; }
+
     public long ParameterCount { get; init; }
 
     public string WeightsFile { get; init; } = "weights.bin";
@@ -86,6 +89,9 @@ public sealed record PreprocessingInfo
     /// </summary>
     public string Foreground { get; init; } = Data.Foregrounds.LightOnDark;
 }
+
+/// <summary>Where imported weights came from: the file's format (<c>pytorch</c> or <c>safetensors</c>), name and SHA-256.</summary>
+public sealed record ImportedWeights(string Format, string? FileName, string Sha256);
 
 /// <summary>How the weights were trained.</summary>
 public sealed record TrainingRecipe

@@ -51,7 +51,7 @@ internal static class HostileCommand
                 string.Join(", ", kinds.Select(k => $"{k.Name} ({k.Data.Length / 1024.0:F0} KiB)")));
 
             var port = args.Int("port", 5124);
-            using var server = PredictCommand.StartService(args, home, port, device);
+            using var server = PredictCommand.StartService(args, home, port, device, args.Get("engine", "auto"));
             using var stop = new PredictCommand.StopOnDispose(server);
             using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}"), Timeout = TimeSpan.FromMinutes(10) };
             await PredictCommand.WaitUntilReadyAsync(http, server);

@@ -12,122 +12,152 @@ using static TorchSharp.torch;
 namespace Nin.Bench;
 
 /// <summary>
-/// <c>predict</c>: raw forward time of the network next to the real service's /predict over HTTP on
-/// loopback (one client's latency, and images/s at 1, 4, 16 and 64 concurrent clients), all in one run.
+/// <c>predict</c>: raw forward time of the network (TorchSharp and ONNX Runtime) next to the real service's /predict
+/// over HTTP on loopback (one client's latency, and images/s at 1, 4, 16 and 64 concurrent clients), for each image
+/// size and serving engine asked (<c>--image-size 96,224 --engine torch,onnxruntime</c>), all interleaved in one run.
 /// </summary>
 internal static class PredictCommand
 {
     public static async Task<int> RunAsync(Args args)
     {
-        var imageSize = args.Int("image-size", 224);
+        var sizes = args.Get("image-size", "224").Split(',').Select(v => int.Parse(v, CultureInfo.InvariantCulture)).ToArray();
+        var engines = args.Get("engine", "auto").Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
         var seconds = args.Double("seconds", 10);
         var device = args.Get("device", "cpu");
         var info = TorchRuntime.Initialize(new TorchOptions { Device = device });
         var home = Directory.CreateTempSubdirectory("nin-bench-").FullName;
+        var servers = new List<(string Engine, Process Process, HttpClient Http)>();
+        var raws = new List<IRawRunner>();
         try
         {
-            // A NiN at the asked size in a fresh store (weights don't change speed).
+            // A NiN per asked size in a fresh store (weights don't change speed); one service per engine serves them all.
             var store = new ModelStore(Path.Combine(home, "models"));
-            manual_seed(0);
-            using (var net = NetworkArchitectures.Get(args.Get("architecture", NetworkArchitectures.NinName)).Create(1, 10))
+            foreach (var size in sizes)
             {
-                store.Add(net, new ModelMetadata { Name = "bench", ClassNames = BuiltInDatasets.FashionMnist.ClassNames, ImageSize = imageSize, Preprocessing = new PreprocessingInfo() }, activate: true);
+                manual_seed(0);
+                using var net = NetworkArchitectures.Get(args.Get("architecture", NetworkArchitectures.NinName)).Create(1, 10);
+                store.Add(net, new ModelMetadata { Name = ModelName(size), ClassNames = BuiltInDatasets.FashionMnist.ClassNames, ImageSize = size, Preprocessing = new PreprocessingInfo() }, activate: size == sizes[0]);
             }
 
             var (png, pixels) = SamplePng(args);
-            Console.WriteLine($"predict bench: {imageSize} px NiN, device {info.Device}, {info.Threads} threads, TorchSharp {info.TorchSharpVersion}, {Environment.ProcessorCount} cores");
+            Console.WriteLine($"predict bench: {string.Join(", ", sizes)} px NiN, engines {string.Join(", ", engines)}, device {info.Device}, {info.Threads} threads, TorchSharp {info.TorchSharpVersion}, {Environment.ProcessorCount} cores");
 
-            // 1. The raw network in this process (preprocessing + forward + softmax, as the engine runs it, on the image
-            //    the HTTP requests send), and 2. the real service on loopback.
+            // 1. The raw network in this process with each engine (preprocessing + forward + softmax, as the service runs
+            //    it, on the image the HTTP requests send), and 2. the real service on loopback, one process per engine.
             var batch = args.Int("batch", 16);
-            using var raw = new RawNetwork(store, imageSize, TorchRuntime.ResolveDevice(device), pixels, batch);
-            var port = args.Int("port", 5123);
-            using var server = StartService(args, home, port, device);
-            using var stopServer = new StopOnDispose(server);
-            using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}"), Timeout = TimeSpan.FromMinutes(2) };
-            await WaitUntilReadyAsync(http, server);
-
-            // Warm-up: libtorch's kernels and the connection pool settle before anything is timed.
-            var warm = Stopwatch.StartNew();
-            while (warm.Elapsed.TotalSeconds < args.Double("warmup", 3))
+            var torchDevice = TorchRuntime.ResolveDevice(device);
+            var rawTorch = sizes.ToDictionary(s => s, s => (IRawRunner)new RawTorch(store.Find(ModelName(s), 1)!.Directory, s, torchDevice, pixels));
+            var rawOnnx = sizes.ToDictionary(s => s, s => (IRawRunner)new RawOnnx(store.Find(ModelName(s), 1)!.Directory, s, info.Threads, pixels, args.Get("serve", "").Contains("Serving:OnnxSpinning=true", StringComparison.OrdinalIgnoreCase)));
+            raws.AddRange(rawTorch.Values.Concat(rawOnnx.Values));
+            foreach (var raw in raws)
             {
-                await Task.WhenAll(Enumerable.Range(0, 4).Select(_ => PredictAsync(http, png)));
+                raw.Time(batch, 0.5);
+                raw.Time(1, 0.5);
             }
 
-            // Every measure runs in each of several rounds, interleaved, so a shared machine's drift in speed falls on
-            // all of them alike and the ratios compare like with like.
+            var port = args.Int("port", 5123);
+            foreach (var engine in engines)
+            {
+                var process = StartService(args, home, port, device, engine);
+                var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port++}"), Timeout = TimeSpan.FromMinutes(2) };
+                servers.Add((engine, process, http));
+                await WaitUntilReadyAsync(http, process);
+            }
+
+            // Warm-up: kernels, sessions and the connection pools settle before anything is timed.
+            foreach (var (_, _, http) in servers)
+            {
+                foreach (var size in sizes)
+                {
+                    var warm = Stopwatch.StartNew();
+                    while (warm.Elapsed.TotalSeconds < args.Double("warmup", 3))
+                    {
+                        await Task.WhenAll(Enumerable.Range(0, 4).Select(_ => PredictAsync(http, png, ModelName(size))));
+                    }
+                }
+            }
+
+            // Every measure runs in each of several rounds, interleaved (sizes, engines, raw and HTTP), so a shared
+            // machine's drift in speed falls on all of them alike and the ratios compare like with like.
             var rounds = Math.Max(1, args.Int("rounds", 5));
             var slice = seconds / rounds;
             var clientCounts = (args.Get("clients") ?? "1,4,16,64").Split(',').Select(c => int.Parse(c, CultureInfo.InvariantCulture)).ToArray();
-            var rawSingle = new List<double>();
-            var rawBatched = new List<double>();
-            var latencies = new List<double>();
-            var parts = new Dictionary<string, List<double>>();
-            var served = clientCounts.ToDictionary(c => c, _ => (Requests: 0L, Seconds: 0.0));
-            var perRound = new List<double>();
+            var results = new Dictionary<(int Size, string Engine), Measures>();
+            var rawResults = sizes.ToDictionary(s => s, _ => (TorchSingle: new List<double>(), TorchBatched: new List<double>(), OnnxSingle: new List<double>(), OnnxBatched: new List<double>()));
             for (var round = 0; round < rounds; round++)
             {
-                rawBatched.AddRange(raw.Time(batch, slice));
-                rawSingle.AddRange(raw.Time(1, slice));
-                var latencyWatch = Stopwatch.StartNew();
-                while (latencyWatch.Elapsed.TotalSeconds < slice)
+                foreach (var size in sizes)
                 {
-                    var t = Stopwatch.GetTimestamp();
-                    var timing = await PredictAsync(http, png);
-                    latencies.Add(Stopwatch.GetElapsedTime(t).TotalMilliseconds);
-                    foreach (var (name, ms) in ParseServerTiming(timing))
+                    var r = rawResults[size];
+                    r.TorchBatched.AddRange(rawTorch[size].Time(batch, slice));
+                    r.TorchSingle.AddRange(rawTorch[size].Time(1, slice));
+                    r.OnnxBatched.AddRange(rawOnnx[size].Time(batch, slice));
+                    r.OnnxSingle.AddRange(rawOnnx[size].Time(1, slice));
+                    foreach (var (engine, _, http) in servers)
                     {
-                        (parts.TryGetValue(name, out var list) ? list : parts[name] = []).Add(ms);
+                        var m = results.TryGetValue((size, engine), out var found) ? found : results[(size, engine)] = new Measures(clientCounts);
+                        await m.RoundAsync(http, png, ModelName(size), clientCounts, slice);
                     }
                 }
-
-                var rates = new Dictionary<int, double>();
-                foreach (var clients in clientCounts)
-                {
-                    var (requests, elapsed) = await ThroughputAsync(http, png, clients, slice);
-                    served[clients] = (served[clients].Requests + requests, served[clients].Seconds + elapsed);
-                    rates[clients] = requests / elapsed;
-                }
-
-                if (rates.TryGetValue(1, out var one) && rates.TryGetValue(16, out var sixteen))
-                {
-                    perRound.Add(sixteen / one);
-                }
             }
 
-            var single = Median(rawSingle);
-            var batched = Median(rawBatched);
-            var p50 = Median(latencies);
-            var p99 = latencies[Math.Min(latencies.Count - 1, (int)(latencies.Count * 0.99))];
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{rounds} interleaved rounds of {slice:F1} s per measure"));
-            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"raw forward, 1 image:       {single:F2} ms (median of {rawSingle.Count})"));
-            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"raw forward, batch {batch,2}:     {batched:F2} ms/image ({1000 / batched:F1} images/s)"));
-            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"HTTP /predict, 1 client:     p50 {p50:F2} ms, p99 {p99:F2} ms ({latencies.Count} requests); p50 / raw single = {p50 / single:F2}x"));
-            if (parts.Count > 0)
+            foreach (var size in sizes)
             {
-                // The service's own Server-Timing figures (medians): what is left of p50 is HTTP, routing and the client.
-                Console.WriteLine("  inside the service (median ms): " + string.Join(", ", parts.Select(p => string.Create(CultureInfo.InvariantCulture, $"{p.Key} {Median(p.Value):F2}"))));
-            }
+                var r = rawResults[size];
+                double torchSingle = Median(r.TorchSingle), torchBatched = Median(r.TorchBatched), onnxSingle = Median(r.OnnxSingle), onnxBatched = Median(r.OnnxBatched);
+                Console.WriteLine($"== {size} px ==");
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"raw torch,       1 image: {torchSingle,7:F2} ms; batch {batch,2}: {torchBatched:F2} ms/image ({1000 / torchBatched:F1} images/s)"));
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"raw onnxruntime, 1 image: {onnxSingle,7:F2} ms; batch {batch,2}: {onnxBatched:F2} ms/image ({1000 / onnxBatched:F1} images/s); torch / onnxruntime single = {torchSingle / onnxSingle:F2}x"));
+                foreach (var (engine, _, _) in servers)
+                {
+                    var m = results[(size, engine)];
+                    var p50 = Median(m.Latencies);
+                    var p99 = m.Latencies[Math.Min(m.Latencies.Count - 1, (int)(m.Latencies.Count * 0.99))];
+                    Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                        $"engine {engine}: HTTP /predict 1 client p50 {p50:F2} ms, p99 {p99:F2} ms ({m.Latencies.Count} requests); p50 / raw torch single = {p50 / torchSingle:F2}x, p50 / raw onnxruntime single = {p50 / onnxSingle:F2}x"));
+                    if (m.Parts.Count > 0)
+                    {
+                        // The service's own Server-Timing figures (medians): what is left of p50 is HTTP, routing and the client.
+                        Console.WriteLine("  inside the service (median ms): " + string.Join(", ", m.Parts.Select(p => string.Create(CultureInfo.InvariantCulture, $"{p.Key} {Median(p.Value):F2}"))));
+                    }
 
-            double? oneClient = null;
-            foreach (var clients in clientCounts)
-            {
-                var rate = served[clients].Requests / served[clients].Seconds;
-                oneClient ??= rate;
-                Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                    $"HTTP /predict, {clients,2} clients:   {rate,8:F1} images/s; x{rate / oneClient.Value:F2} of {clientCounts[0]} client(s), x{rate / (1000 / single):F2} of raw single, x{rate / (1000 / batched):F2} of raw batched"));
-            }
+                    double? oneClient = null;
+                    foreach (var clients in clientCounts)
+                    {
+                        var rate = m.Served[clients].Requests / m.Served[clients].Seconds;
+                        oneClient ??= rate;
+                        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                            $"  {clients,2} clients: {rate,8:F1} images/s; x{rate / oneClient.Value:F2} of {clientCounts[0]} client(s)"));
+                    }
 
-            if (perRound.Count > 0)
-            {
-                perRound.Sort();
-                Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"16 clients / 1 client, per round: {string.Join(" ", perRound.Select(r => r.ToString("F2", CultureInfo.InvariantCulture)))}"));
+                    if (m.PerRound.Count > 0)
+                    {
+                        m.PerRound.Sort();
+                        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  16 clients / 1 client, per round: {string.Join(" ", m.PerRound.Select(x => x.ToString("F2", CultureInfo.InvariantCulture)))}"));
+                    }
+                }
             }
 
             return 0;
         }
         finally
         {
+            foreach (var (_, process, http) in servers)
+            {
+                http.Dispose();
+                if (!process.HasExited)
+                {
+                    process.Kill(entireProcessTree: true);
+                    process.WaitForExit();
+                }
+            }
+
+            foreach (var raw in raws)
+            {
+                raw.Dispose();
+            }
+
             try
             {
                 Directory.Delete(home, recursive: true);
@@ -138,6 +168,8 @@ internal static class PredictCommand
         }
     }
 
+    private static string ModelName(int size) => $"bench-{size}";
+
     internal sealed class StopOnDispose(Process process) : IDisposable
     {
         public void Dispose()
@@ -146,6 +178,46 @@ internal static class PredictCommand
             {
                 process.Kill(entireProcessTree: true);
                 process.WaitForExit();
+            }
+        }
+    }
+
+    /// <summary>One (size, engine)'s HTTP figures, gathered over the rounds.</summary>
+    private sealed class Measures(int[] clientCounts)
+    {
+        public List<double> Latencies { get; } = [];
+
+        public Dictionary<string, List<double>> Parts { get; } = [];
+
+        public Dictionary<int, (long Requests, double Seconds)> Served { get; } = clientCounts.ToDictionary(c => c, _ => (0L, 0.0));
+
+        public List<double> PerRound { get; } = [];
+
+        public async Task RoundAsync(HttpClient http, byte[] png, string model, int[] clients, double slice)
+        {
+            var latencyWatch = Stopwatch.StartNew();
+            while (latencyWatch.Elapsed.TotalSeconds < slice)
+            {
+                var t = Stopwatch.GetTimestamp();
+                var timing = await PredictAsync(http, png, model);
+                Latencies.Add(Stopwatch.GetElapsedTime(t).TotalMilliseconds);
+                foreach (var (name, ms) in ParseServerTiming(timing))
+                {
+                    (Parts.TryGetValue(name, out var list) ? list : Parts[name] = []).Add(ms);
+                }
+            }
+
+            var rates = new Dictionary<int, double>();
+            foreach (var count in clients)
+            {
+                var (requests, elapsed) = await ThroughputAsync(http, png, model, count, slice);
+                Served[count] = (Served[count].Requests + requests, Served[count].Seconds + elapsed);
+                rates[count] = requests / elapsed;
+            }
+
+            if (rates.TryGetValue(1, out var one) && rates.TryGetValue(16, out var sixteen))
+            {
+                PerRound.Add(sixteen / one);
             }
         }
     }
@@ -160,53 +232,7 @@ internal static class PredictCommand
         return (encoded.ToArray(), data.Test.Pixels[..784]);
     }
 
-    /// <summary>The benchmark's own copy of the network, timed on this thread on copies of one image.</summary>
-    private sealed class RawNetwork : IDisposable
-    {
-        private readonly ImageClassifier network;
-        private readonly int imageSize;
-        private readonly Device device;
-        private readonly byte[] pixels;
-
-        public RawNetwork(ModelStore store, int imageSize, Device device, byte[] pixels, int batch)
-        {
-            (network, _) = Checkpoint.Load(store.Find("bench", 1)!.Directory, device);
-            this.imageSize = imageSize;
-            this.device = device;
-            this.pixels = pixels;
-            Time(batch, 0.5);
-            Time(1, 0.5);
-        }
-
-        /// <summary>Milliseconds per image of each pass of <paramref name="n"/> images, for about <paramref name="seconds"/>.</summary>
-        public List<double> Time(int n, double seconds)
-        {
-            using var inference = inference_mode();
-            var bytes = new byte[n * pixels.Length];
-            for (var i = 0; i < n; i++)
-            {
-                pixels.CopyTo(bytes, i * pixels.Length);
-            }
-
-            var times = new List<double>();
-            var total = Stopwatch.StartNew();
-            while (times.Count < 3 || total.Elapsed.TotalSeconds < seconds)
-            {
-                using var scope = NewDisposeScope();
-                var t = Stopwatch.GetTimestamp();
-                var x = Preprocess.ToNetworkInput(tensor(bytes, [n, 1, 28, 28], ScalarType.Byte).to(device), imageSize);
-                var probabilities = nn.functional.softmax(network.forward(x), 1).cpu().data<float>().ToArray();
-                GC.KeepAlive(probabilities);
-                times.Add(Stopwatch.GetElapsedTime(t).TotalMilliseconds / n);
-            }
-
-            return times;
-        }
-
-        public void Dispose() => network.Dispose();
-    }
-
-    internal static Process StartService(Args args, string home, int port, string device)
+    internal static Process StartService(Args args, string home, int port, string device, string engine)
     {
         var api = args.Get("api") ?? FindApi();
         // The benchmark measures throughput: the per-client rate limit would cap it.
@@ -225,6 +251,7 @@ internal static class PredictCommand
         start.Environment["NIN_HOME"] = home;
         start.Environment["Nin__SeedDefaultModel"] = "false";
         start.Environment["Torch__Device"] = device;
+        start.Environment["Serving__Engine"] = engine;
         start.Environment["Logging__LogLevel__Default"] = "Warning";
         var process = Process.Start(start)!;
         process.OutputDataReceived += (_, _) => { };
@@ -282,11 +309,11 @@ internal static class PredictCommand
         throw new TimeoutException("The service did not become ready.");
     }
 
-    private static async Task<string?> PredictAsync(HttpClient http, byte[] png)
+    private static async Task<string?> PredictAsync(HttpClient http, byte[] png, string model)
     {
         using var content = new ByteArrayContent(png);
         content.Headers.ContentType = new MediaTypeHeaderValue("image/png");
-        using var response = await http.PostAsync(new Uri("/predict?topK=1", UriKind.Relative), content);
+        using var response = await http.PostAsync(new Uri($"/predict?topK=1&model={model}", UriKind.Relative), content);
         response.EnsureSuccessStatusCode();
         await response.Content.ReadAsByteArrayAsync();
         return response.Headers.TryGetValues("Server-Timing", out var values) ? string.Join(", ", values) : null;
@@ -312,7 +339,7 @@ internal static class PredictCommand
         return values[values.Count / 2];
     }
 
-    private static async Task<(long Requests, double Seconds)> ThroughputAsync(HttpClient http, byte[] png, int clients, double seconds)
+    private static async Task<(long Requests, double Seconds)> ThroughputAsync(HttpClient http, byte[] png, string model, int clients, double seconds)
     {
         var watch = Stopwatch.StartNew();
         var count = 0;
@@ -320,7 +347,7 @@ internal static class PredictCommand
         {
             while (watch.Elapsed.TotalSeconds < seconds)
             {
-                await PredictAsync(http, png);
+                await PredictAsync(http, png, model);
                 Interlocked.Increment(ref count);
             }
         }));

@@ -22,8 +22,9 @@ static int Usage()
           train    ... --continue-from DIR (start from a saved model after its recorded epochs; fresh optimizer state)
           train    --presets d2l,robust --seeds 1,2,3 [--synthetic --classes 4 --per-class 100 | --dataset D --image-size 96
                    --max-train N --max-test N] [--epochs --batch --lr override the presets]: test accuracy per preset and seed
-          predict  raw forward vs HTTP /predict on loopback, interleaved: --image-size (224) --seconds (10 per measure)
-                   --rounds (5) --batch (16) --clients (1,4,16,64) --warmup (3) --device --data DIR --port
+          predict  raw forward (torch and onnxruntime) vs HTTP /predict on loopback, interleaved: --image-size (224; a list:
+                   96,224) --engine (auto; a list: torch,onnxruntime) --seconds (10 per measure) --rounds (5) --batch (16)
+                   --clients (1,4,16,64) --warmup (3) --device --data DIR --port (first of one per engine)
                    --api PATH/Nin.Api.dll --serve "Serving:Workers=1 ..." (settings for the service under test)
           hostile  /predict with 64 images at the limits per request (40 MP at 20:1 both ways, 40 MP square PNG and JPEG):
                    the service's peak resident memory vs its baseline; --clients (1,4) --rounds (3) --image-size (96) --port

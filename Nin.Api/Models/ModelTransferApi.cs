@@ -1,0 +1,291 @@
+using System.Security.Cryptography;
+using System.Text.Json;
+using Microsoft.AspNetCore.Http.Features;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Nin.Model.Checkpoints;
+using Nin.Model.Interop;
+using Nin.Model.Network;
+using Nin.Model.Onnx;
+
+namespace Nin.Api.Models;
+
+/// <summary>
+/// Models that travel: a version exported as ONNX, safetensors or a PyTorch state_dict (d2l's key names), and
+/// d2l PyTorch weights (or safetensors) imported as a new version.
+/// </summary>
+public static class ModelTransferApi
+{
+    /// <summary>Largest weights upload (a 3-channel, 1000-class NiN is about 30 MB).</summary>
+    public const long MaxWeightsBytes = 256 * 1024 * 1024;
+
+    public static IEndpointRouteBuilder MapModelTransferApi(this IEndpointRouteBuilder app)
+    {
+        var group = app.MapGroup("/models").WithTags("Models");
+
+        group.MapGet("/{name}/versions/{version:int}/export", ExportModelVersion)
+            .WithName("ExportModelVersion")
+            .WithSummary("Download a version as ONNX, safetensors or a PyTorch state_dict")
+            .WithDescription("""
+                `format=onnx` (default): an ONNX model (opset 17) with input `input` float32 [N, C, S, S] (pixels scaled to [0, 1],
+                resized to the model's image size; N dynamic) and output `probabilities` float32 [N, classes] (softmax); its
+                metadata_props hold `classes`, `preprocessing` and `recipe` as JSON. It runs in ONNX Runtime, Triton or a browser.
+                `format=safetensors` and `format=pytorch` (a `torch.save` zip) hold the weights under d2l's key names
+                (`0.0.weight` … `7.4.bias`), so d2l's `net.load_state_dict(torch.load(path))` takes them.
+                """)
+            .Produces(StatusCodes.Status200OK, contentType: "application/octet-stream")
+            .ProducesProblem(StatusCodes.Status400BadRequest)
+            .ProducesProblem(StatusCodes.Status404NotFound);
+
+        group.MapPost("/{name}/versions", ImportModelVersion)
+            .WithName("ImportModelVersion")
+            .WithSummary("Import PyTorch or safetensors weights as a new version")
+            .WithDescription("""
+                multipart/form-data: `weights` (a `.pt`/`.pth` file written by `torch.save(net.state_dict())` for d2l's
+                `nn.Sequential` NiN, keys `0.0.weight` … `7.4.bias`, or a `.safetensors` file with those keys; this service's own
+                names `block1.0.weight` … are accepted too), `classes` (a JSON array of names), `imageSize` (default 224),
+                `channels` (1 or 3, default 1), `architecture` (default `nin`), `nativeSize` (the side images are converted to
+                before scaling, default 28 for 1 channel, else `imageSize`), `foreground` (`light-on-dark` | `dark-on-light` |
+                `none`; default `light-on-dark` for 1 channel, else `none`) and `activate` (default false).
+                201 with the new version. 400 names the first key that is missing, unexpected or mis-shaped.
+                """)
+            .Accepts<ImportForm>("multipart/form-data")
+            .Produces<ModelVersionResponse>(StatusCodes.Status201Created)
+            .ProducesProblem(StatusCodes.Status400BadRequest)
+            .ProducesProblem(StatusCodes.Status413PayloadTooLarge)
+            .ProducesProblem(StatusCodes.Status415UnsupportedMediaType)
+            .DisableAntiforgery();
+
+        return app;
+    }
+
+    /// <summary>The multipart form of an import (documentation of the fields).</summary>
+    public sealed class ImportForm
+    {
+        public IFormFile? Weights { get; set; }
+
+        public string? Classes { get; set; }
+
+        public int? ImageSize { get; set; }
+
+        public int? Channels { get; set; }
+
+        public string? Architecture { get; set; }
+
+        public int? NativeSize { get; set; }
+
+        public string? Foreground { get; set; }
+
+        public bool? Activate { get; set; }
+    }
+
+    public static Results<PhysicalFileHttpResult, FileContentHttpResult, ProblemHttpResult> ExportModelVersion(string name, int version, string? format, ModelStore store)
+    {
+        var info = store.Find(name, version);
+        if (info is null)
+        {
+            return TypedResults.Problem(statusCode: StatusCodes.Status404NotFound, title: "Unknown model version.", detail: $"There is no model '{name}' version {version}.");
+        }
+
+        var file = $"{name}-v{version}";
+        switch ((format ?? "onnx").Trim().ToLowerInvariant())
+        {
+            case "onnx":
+                return TypedResults.PhysicalFile(OnnxCache.Ensure(info.Directory), "application/octet-stream", file + ".onnx");
+            case "safetensors" or "pytorch" or "pt" or "pth" when NetworkArchitectures.Find(info.Metadata.Architecture) != NetworkArchitectures.Nin:
+                return TypedResults.Problem(statusCode: StatusCodes.Status400BadRequest, title: "No PyTorch form for this architecture.",
+                    detail: $"{name} version {version} is a '{info.Metadata.Architecture}' network, which d2l's PyTorch code has no module for; export it with format=onnx.");
+            case "safetensors":
+            {
+                using var buffer = new MemoryStream();
+                Safetensors.Write(ReadWeights(info), buffer, OnnxExporter.MetadataProps(info.Metadata).ToDictionary(p => p.Key, p => p.Value));
+                return TypedResults.File(buffer.ToArray(), "application/octet-stream", file + ".safetensors");
+            }
+
+            case "pytorch" or "pt" or "pth":
+            {
+                using var buffer = new MemoryStream();
+                PyTorchWeights.Write(ReadWeights(info), buffer);
+                return TypedResults.File(buffer.ToArray(), "application/octet-stream", file + ".pt");
+            }
+
+            default:
+                return TypedResults.Problem(statusCode: StatusCodes.Status400BadRequest, title: "Unknown format.", detail: $"format must be onnx, safetensors or pytorch; got '{format}'.");
+        }
+    }
+
+    public static async Task<Results<Created<ModelVersionResponse>, ProblemHttpResult>> ImportModelVersion(string name, HttpRequest request, ModelStore store, CancellationToken cancellationToken)
+    {
+        if (!ModelStore.IsValidName(name))
+        {
+            return BadRequest("Invalid model name.", $"Model name '{name}' is not valid: use 1–64 lower-case letters, digits, '.', '_' or '-', starting with a letter or digit.");
+        }
+
+        if (!request.HasFormContentType)
+        {
+            return TypedResults.Problem(statusCode: StatusCodes.Status415UnsupportedMediaType, title: "Send multipart/form-data.", detail: "Send the weights file in the field 'weights' of a multipart/form-data request, with 'classes' and the other fields beside it.");
+        }
+
+        if (request.HttpContext.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } size)
+        {
+            size.MaxRequestBodySize = MaxWeightsBytes + (1024 * 1024);
+        }
+
+        IFormCollection form;
+        try
+        {
+            form = await request.ReadFormAsync(new FormOptions { MultipartBodyLengthLimit = MaxWeightsBytes, ValueCountLimit = 64, ValueLengthLimit = 1024 * 1024 }, cancellationToken);
+        }
+        catch (BadHttpRequestException ex)
+        {
+            return TypedResults.Problem(statusCode: ex.StatusCode, title: ex.StatusCode == StatusCodes.Status413PayloadTooLarge ? "Request too large." : "Bad request.", detail: ex.Message);
+        }
+        catch (InvalidDataException ex)
+        {
+            return BadRequest("Malformed multipart body.", ex.Message);
+        }
+
+        var (settings, error) = ImportSettings.Parse(form);
+        if (error is not null)
+        {
+            return BadRequest("Invalid import.", error);
+        }
+
+        var upload = form.Files.GetFile("weights");
+        if (upload is null || upload.Length == 0)
+        {
+            return BadRequest("No weights.", "Send the weights file (.pt, .pth or .safetensors) in the multipart field 'weights'.");
+        }
+
+        var data = new byte[upload.Length];
+        await using (var stream = upload.OpenReadStream())
+        {
+            await stream.ReadExactlyAsync(data, cancellationToken);
+        }
+
+        var s = settings!;
+        var layers = NinLayers.D2l(s.Channels, s.Classes.Count);
+        string format;
+        IReadOnlyList<NamedTensor> weights;
+        try
+        {
+            format = IsZip(data) ? "pytorch" : "safetensors";
+            var raw = format == "pytorch"
+                ? PyTorchWeights.Read(new MemoryStream(data, writable: false), maxUncompressedBytes: 2 * MaxWeightsBytes)
+                : Safetensors.Read(data);
+            weights = StateDictMapping.Match(raw, layers);
+        }
+        catch (WeightsFormatException ex)
+        {
+            return BadRequest("The weights do not fit.", ex.Message);
+        }
+
+        var metadata = new ModelMetadata
+        {
+            Name = name,
+            ClassNames = s.Classes,
+            InputChannels = s.Channels,
+            ImageSize = s.ImageSize,
+            Preprocessing = new PreprocessingInfo { Channels = s.Channels, NativeWidth = s.NativeSize, NativeHeight = s.NativeSize, Foreground = s.Foreground },
+            TrainedOn = "imported",
+            ImportedFrom = new ImportedWeights(format, Path.GetFileName(upload.FileName), Convert.ToHexStringLower(SHA256.HashData(data))),
+        };
+
+        ModelVersionInfo stored;
+        using (var network = new NinNetwork(s.Channels, s.Classes.Count))
+        {
+            NinWeights.Write(network, weights);
+            stored = store.Add(network, metadata, s.Activate);
+        }
+
+        return TypedResults.Created($"/models/{name}/versions/{stored.Version}", ModelVersionResponse.From(stored));
+    }
+
+    private static IReadOnlyList<NamedTensor> ReadWeights(ModelVersionInfo info)
+    {
+        var (network, _) = Checkpoint.Load(info.Directory);
+        using (network)
+        {
+            return NinWeights.Read(network);
+        }
+    }
+
+    private static bool IsZip(byte[] data) => data.Length >= 4 && data[0] == 'P' && data[1] == 'K' && data[2] == 3 && data[3] == 4;
+
+    private static ProblemHttpResult BadRequest(string title, string detail) =>
+        TypedResults.Problem(statusCode: StatusCodes.Status400BadRequest, title: title, detail: detail);
+
+    /// <summary>The import's fields, checked.</summary>
+    internal sealed record ImportSettings(IReadOnlyList<string> Classes, int ImageSize, int Channels, int NativeSize, string Foreground, bool Activate)
+    {
+        public static (ImportSettings? Settings, string? Error) Parse(IFormCollection form)
+        {
+            string? Field(string key) => form.TryGetValue(key, out var v) && !string.IsNullOrWhiteSpace(v.ToString()) ? v.ToString().Trim() : null;
+
+            if (Field("classes") is not { } classesText)
+            {
+                return (null, "'classes' is required: a JSON array of class names, in the order of the network's outputs.");
+            }
+
+            string[]? classes;
+            try
+            {
+                classes = JsonSerializer.Deserialize<string[]>(classesText);
+            }
+            catch (JsonException)
+            {
+                classes = null;
+            }
+
+            if (classes is null || classes.Length < 2 || classes.Any(string.IsNullOrWhiteSpace) || classes.Distinct().Count() != classes.Length)
+            {
+                return (null, "'classes' must be a JSON array of at least two distinct, non-empty names.");
+            }
+
+            var architecture = Field("architecture") ?? "nin";
+            if (NetworkArchitectures.Find(architecture) != NetworkArchitectures.Nin)
+            {
+                return (null, $"architecture '{architecture}' cannot be imported: PyTorch weights come from d2l's 'nin' (nn.Sequential); 'nin-bn' is this project's own design.");
+            }
+
+            if (!TryInt(Field("channels"), 1, out var channels) || channels is not (1 or 3))
+            {
+                return (null, "'channels' must be 1 or 3.");
+            }
+
+            if (!TryInt(Field("imageSize"), 224, out var imageSize) || imageSize < NinGeometry.MinimumImageSize || imageSize > NinGeometry.MaximumImageSize)
+            {
+                return (null, $"'imageSize' must be an integer from {NinGeometry.MinimumImageSize} to {NinGeometry.MaximumImageSize}.");
+            }
+
+            if (!TryInt(Field("nativeSize"), channels == 1 ? 28 : imageSize, out var nativeSize) || nativeSize < 1 || nativeSize > NinGeometry.MaximumImageSize)
+            {
+                return (null, $"'nativeSize' must be an integer from 1 to {NinGeometry.MaximumImageSize}.");
+            }
+
+            var foreground = Field("foreground") ?? (channels == 1 ? "light-on-dark" : "none");
+            if (foreground is not ("light-on-dark" or "dark-on-light" or "none"))
+            {
+                return (null, $"'foreground' must be light-on-dark, dark-on-light or none; got '{foreground}'.");
+            }
+
+            var activateText = Field("activate") ?? "false";
+            if (!bool.TryParse(activateText, out var activate))
+            {
+                return (null, $"'activate' must be true or false; got '{activateText}'.");
+            }
+
+            return (new ImportSettings(classes, imageSize, channels, nativeSize, foreground, activate), null);
+        }
+
+        private static bool TryInt(string? text, int fallback, out int value)
+        {
+            if (text is null)
+            {
+                value = fallback;
+                return true;
+            }
+
+            return int.TryParse(text, System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out value);
+        }
+    }
+}

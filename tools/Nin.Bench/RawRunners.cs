@@ -1,0 +1,115 @@
+using System.Diagnostics;
+using Microsoft.ML.OnnxRuntime;
+using Nin.Model.Checkpoints;
+using Nin.Model.Network;
+using Nin.Model.Onnx;
+using Nin.Model.Training;
+using static TorchSharp.torch;
+
+namespace Nin.Bench;
+
+/// <summary>The benchmark's own copy of a model, timed on this thread on copies of one image, as an engine runs it.</summary>
+internal interface IRawRunner : IDisposable
+{
+    /// <summary>Milliseconds per image of each pass of <paramref name="n"/> images, for about <paramref name="seconds"/>.</summary>
+    List<double> Time(int n, double seconds);
+}
+
+internal static class RawTiming
+{
+    public static List<double> Repeat(int n, double seconds, Action pass)
+    {
+        var times = new List<double>();
+        var total = Stopwatch.StartNew();
+        while (times.Count < 3 || total.Elapsed.TotalSeconds < seconds)
+        {
+            var t = Stopwatch.GetTimestamp();
+            pass();
+            times.Add(Stopwatch.GetElapsedTime(t).TotalMilliseconds / n);
+        }
+
+        return times;
+    }
+
+    public static byte[] Copies(byte[] pixels, int n)
+    {
+        var bytes = new byte[n * pixels.Length];
+        for (var i = 0; i < n; i++)
+        {
+            pixels.CopyTo(bytes, i * pixels.Length);
+        }
+
+        return bytes;
+    }
+}
+
+/// <summary>TorchSharp: preprocessing, forward and softmax in one dispose scope under inference mode.</summary>
+internal sealed class RawTorch : IRawRunner
+{
+    private readonly ImageClassifier network;
+    private readonly int imageSize;
+    private readonly Device device;
+    private readonly byte[] pixels;
+
+    public RawTorch(string directory, int imageSize, Device device, byte[] pixels)
+    {
+        (network, _) = Checkpoint.Load(directory, device);
+        this.imageSize = imageSize;
+        this.device = device;
+        this.pixels = pixels;
+    }
+
+    public List<double> Time(int n, double seconds)
+    {
+        using var inference = inference_mode();
+        var bytes = RawTiming.Copies(pixels, n);
+        return RawTiming.Repeat(n, seconds, () =>
+        {
+            using var scope = NewDisposeScope();
+            var x = Preprocess.ToNetworkInput(tensor(bytes, [n, 1, 28, 28], ScalarType.Byte).to(device), imageSize);
+            GC.KeepAlive(nn.functional.softmax(network.forward(x), 1).cpu().data<float>().ToArray());
+        });
+    }
+
+    public void Dispose() => network.Dispose();
+}
+
+/// <summary>
+/// ONNX Runtime (CPU) on the version's exported ONNX file: managed preprocessing, one Run with all threads, spinning
+/// as the service under test is told (<c>Serving:OnnxSpinning</c>, off by default).
+/// </summary>
+internal sealed class RawOnnx : IRawRunner
+{
+    private readonly InferenceSession session;
+    private readonly int imageSize;
+    private readonly byte[] pixels;
+
+    public RawOnnx(string directory, int imageSize, int threads, byte[] pixels, bool spinning)
+    {
+        using var options = new SessionOptions { IntraOpNumThreads = threads, InterOpNumThreads = 1, ExecutionMode = ExecutionMode.ORT_SEQUENTIAL };
+        options.AddSessionConfigEntry("session.intra_op.allow_spinning", spinning ? "1" : "0");
+        session = new InferenceSession(OnnxCache.Ensure(directory), options);
+        this.imageSize = imageSize;
+        this.pixels = pixels;
+    }
+
+    public List<double> Time(int n, double seconds)
+    {
+        var per = imageSize * imageSize;
+        return RawTiming.Repeat(n, seconds, () =>
+        {
+            var input = new float[n * per];
+            for (var i = 0; i < n; i++)
+            {
+                ManagedPreprocess.ToNetworkInput(pixels, 1, 28, 28, imageSize, input.AsSpan(i * per, per));
+            }
+
+            using var value = OrtValue.CreateTensorValueFromMemory(input, [n, 1, imageSize, imageSize]);
+            using var run = new RunOptions();
+            using var outputs = session.Run(run, [OnnxExporter.InputName], [value], [OnnxExporter.OutputName]);
+            GC.KeepAlive(outputs[0].GetTensorDataAsSpan<float>().ToArray());
+        });
+    }
+
+    public void Dispose() => session.Dispose();
+}
