@@ -114,12 +114,15 @@ declare -A served=()
 raw_single= raw_batch= p50=
 if ((SKIP_PREDICT == 0)); then
     step "/predict on the real service at $CLIENTS clients, and the raw forward pass ($SIZE px, $DEVICE)"
-    "$HERE/nin" bench predict --data "$DATA" --device "$DEVICE" --image-size "$SIZE" --clients "$CLIENTS" \
+    # On CUDA the engine is TorchSharp (ONNX Runtime's CUDA provider is not bundled); on a CPU the service's default.
+    engine=auto
+    [[ $DEVICE == cuda* ]] && engine=torch
+    "$HERE/nin" bench predict --data "$DATA" --device "$DEVICE" --image-size "$SIZE" --engine "$engine" --clients "$CLIENTS" \
         --seconds "$((SECONDS_PER * 2))" --rounds 2 --warmup 3 2>&1 | tee "$OUT/nin-predict.log"
-    raw_single=$(sed -nE 's/^raw forward, 1 image: +([0-9.]+) ms.*/\1/p' "$OUT/nin-predict.log")
-    raw_batch=$(sed -nE 's/^raw forward, batch +[0-9]+: .*\(([0-9.]+) images\/s\).*/\1/p' "$OUT/nin-predict.log")
-    p50=$(sed -nE 's/^HTTP \/predict, 1 client: +p50 ([0-9.]+) ms.*/\1/p' "$OUT/nin-predict.log")
-    while read -r c rate; do served[$c]=$rate; done < <(sed -nE 's/^HTTP \/predict, +([0-9]+) clients: +([0-9.]+) images\/s.*/\1 \2/p' "$OUT/nin-predict.log")
+    raw_single=$(sed -nE 's/^raw torch, +1 image: +([0-9.]+) ms;.*/\1/p' "$OUT/nin-predict.log")
+    raw_batch=$(sed -nE 's/^raw torch, +1 image: .*\(([0-9.]+) images\/s\).*/\1/p' "$OUT/nin-predict.log")
+    p50=$(sed -nE 's/^engine [^:]+: HTTP \/predict 1 client p50 ([0-9.]+) ms.*/\1/p' "$OUT/nin-predict.log" | head -n 1)
+    while read -r c rate; do served[$c]=$rate; done < <(sed -nE 's/^ +([0-9]+) clients: +([0-9.]+) images\/s.*/\1 \2/p' "$OUT/nin-predict.log")
 fi
 
 # ------------------------------------------------------------------ summary
@@ -138,7 +141,7 @@ fmt() { [[ -n $1 ]] && awk -v v="$1" -v d="${2:-1}" 'BEGIN { printf "%.*f", d, v
     echo "| test accuracy after $EPOCHS epochs | $(fmt "$nin_acc" 4) | $(fmt "$pt_acc" 4) | | ≥ 0.86 (10 epochs, 224 px) |"
     echo "| peak GPU memory, MiB (nvidia-smi, device) | ${nin_mem:-—} | ${pt_mem:-—} | $(ratio "$nin_mem" "$pt_mem") | |"
     if ((SKIP_PREDICT == 0)); then
-        echo "| raw forward, 1 image (ms) / batch (images/s) | $(fmt "$raw_single" 2) / $(fmt "$raw_batch") | | | |"
+        echo "| raw forward (TorchSharp), 1 image (ms) / batch (images/s) | $(fmt "$raw_single" 2) / $(fmt "$raw_batch") | | | |"
         echo "| HTTP /predict, 1 client p50 (ms) | $(fmt "$p50" 2) | | p50 / raw $(ratio "$p50" "$raw_single") | |"
         for c in $(tr ',' ' ' <<<"$CLIENTS"); do
             echo "| HTTP /predict images/s, $c clients | $(fmt "${served[$c]:-}") | | | $([[ $c == 64 ]] && echo '≥ 5,000') |"
