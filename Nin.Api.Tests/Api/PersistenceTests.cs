@@ -36,7 +36,8 @@ public sealed class PersistenceTests
         var factory = Start(home, schema);
         using (var client = factory.CreateClient())
         {
-            first = await StartAsync(client, new { epochs = 3, batchSize = 32, imageSize = 67, maxTrainImages = 1536, maxTestImages = 64, modelName = "survivor", seed = 5 });
+            // The robust recipe learns in these few epochs, so its model is activated and readiness has a model to report.
+            first = await StartAsync(client, new { recipe = "robust", epochs = 3, batchSize = 32, imageSize = 67, maxTrainImages = 1536, maxTestImages = 64, modelName = "survivor", seed = 5 });
             second = await StartAsync(client, new { epochs = 1, batchSize = 32, imageSize = 67, maxTrainImages = 64, maxTestImages = 32, modelName = "second" });
             // Stop early in epoch 2 (an epoch is 48 batches), so the restart interrupts it mid-epoch.
             var running = await WaitForAsync(client, first, j => j.Epochs.Count >= 1 && j.Status == JobStatus.Running && j.Progress.Epoch == 2, TimeSpan.FromMinutes(3));

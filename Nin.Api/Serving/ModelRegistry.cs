@@ -43,7 +43,7 @@ public sealed partial class ModelRegistry : IDisposable
     }
 
     /// <summary>The engine that serves every version: <c>torch</c> or <c>onnxruntime</c> (<see cref="ServingOptions.Engine"/>).</summary>
-    public string Engine => ServingEngines.Resolve(options.Engine, TorchRuntime.ResolveDevice(torch.Value.Device).ToString());
+    public string Engine => ServingEngines.Resolve(options.Engine, TorchRuntime.ResolveDevice(torch.Value.Device).ToString(), options.Precision);
 
     /// <summary>The served version, if any is loaded.</summary>
     public (string Name, int Version)? Current
@@ -224,7 +224,7 @@ public sealed partial class ModelRegistry : IDisposable
         }
 
         var (network, loaded) = Checkpoint.Load(info.Directory, device);
-        return new LoadedModel(name, version, new TorchModelRunner(network, loaded, device), loaded);
+        return new LoadedModel(name, version, new TorchModelRunner(network, loaded, device, ServingPrecision.ScalarType(options.Precision)), loaded);
     }
 
     private void OnActiveChanged(ActiveModel? model)

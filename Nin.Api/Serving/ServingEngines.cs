@@ -16,12 +16,17 @@ public static class ServingEngines
     /// The engine for a Torch device: <c>auto</c> is ONNX Runtime on a CPU (faster there than libtorch for this
     /// network), and on CUDA TorchSharp unless ONNX Runtime's CUDA execution provider is present.
     /// </summary>
-    public static string Resolve(string? configured, string torchDevice)
+    public static string Resolve(string? configured, string torchDevice, string? precision = null)
     {
         var engine = (configured ?? Auto).Trim().ToLowerInvariant();
         if (engine != Auto)
         {
             return engine;
+        }
+
+        if (!ServingPrecision.IsFp32(precision))
+        {
+            return TorchModelRunner.EngineName; // ONNX Runtime serves fp32 only
         }
 
         return torchDevice.StartsWith("cpu", StringComparison.OrdinalIgnoreCase) || OnnxCudaAvailable.Value
@@ -46,5 +51,5 @@ public static class ServingEngines
     });
 
     /// <summary>The engine the service serves with, for <c>/health/live</c>.</summary>
-    public static string Current(ServingOptions options) => Resolve(options.Engine, TorchRuntime.Info.Device);
+    public static string Current(ServingOptions options) => Resolve(options.Engine, TorchRuntime.Info.Device, options.Precision);
 }

@@ -12,6 +12,14 @@ public sealed class ServingOptions
     public string Engine { get; set; } = ServingEngines.Auto;
 
     /// <summary>
+    /// Number format of the TorchSharp engine's forward passes: <c>fp32</c> (default), <c>fp16</c> or <c>bf16</c>. Half
+    /// precision is for CUDA, where tensor cores run it at several times fp32's rate; both also run on a CPU (slower
+    /// there). Probabilities are computed in fp32 either way. ONNX Runtime serves fp32 only, so with half precision
+    /// <c>auto</c> picks TorchSharp.
+    /// </summary>
+    public string Precision { get; set; } = ServingPrecision.Fp32;
+
+    /// <summary>
     /// Whether ONNX Runtime's intra-op threads spin between operators instead of sleeping (ONNX Runtime's own default).
     /// Off here: the service shares its cores with Kestrel, its other workers and often other processes, and on the
     /// shared 2-core machine spinning made a lone 96 px pass 4× slower and one client's p99 5–10× worse

@@ -8,15 +8,38 @@ namespace Nin.Api.Serving;
 
 /// <summary>
 /// Serves a version with TorchSharp: its own network instance in eval mode (never the one being trained), each pass
-/// in one dispose scope under inference mode, outputs copied to managed arrays before the scope ends.
+/// in one dispose scope under inference mode, outputs copied to managed arrays before the scope ends. With half
+/// precision (<see cref="ServingOptions.Precision"/>) the weights and inputs are fp16 or bf16 and the class scores
+/// are turned back into fp32 before the softmax.
 /// </summary>
-public sealed class TorchModelRunner(ImageClassifier network, ModelMetadata metadata, Device device) : IModelRunner
+public sealed class TorchModelRunner : IModelRunner
 {
     public const string EngineName = "torch";
 
+    private readonly ImageClassifier network;
+    private readonly ModelMetadata metadata;
+    private readonly Device device;
+    private readonly ScalarType precision;
+
+    public TorchModelRunner(ImageClassifier network, ModelMetadata metadata, Device device, ScalarType precision = ScalarType.Float32)
+    {
+        this.network = network;
+        this.metadata = metadata;
+        this.device = device;
+        this.precision = precision;
+        Device = device.ToString();
+        if (precision != ScalarType.Float32)
+        {
+            network.to(precision);
+        }
+    }
+
+    /// <summary>The number format of the forward passes.</summary>
+    public ScalarType Precision => precision;
+
     public string Engine => EngineName;
 
-    public string Device { get; } = device.ToString();
+    public string Device { get; }
 
     public ImageClassifier Network => network;
 
@@ -50,7 +73,12 @@ public sealed class TorchModelRunner(ImageClassifier network, ModelMetadata meta
             input = Preprocess.ToNetworkInput(tensor(flat, [inputs.Count, c, h, w], dtype: ScalarType.Byte).to(device), metadata.ImageSize);
         }
 
-        var probabilities = nn.functional.softmax(network.forward(input), 1).cpu();
+        if (precision != ScalarType.Float32)
+        {
+            input = input.to(precision);
+        }
+
+        var probabilities = nn.functional.softmax(network.forward(input).to(ScalarType.Float32), 1).cpu();
         return probabilities.data<float>().ToArray();
     }
 

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using Nin.Model.Checkpoints;
 using Nin.Model.Data;
 using Nin.Model.Network;
+using Nin.Model.Runtime;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -45,6 +46,13 @@ public sealed class Trainer : IDisposable
         (trainX, trainY) = ToDevice(data.Train, device);
         (testX, testY) = ToDevice(data.Test, device);
         network.to(device);
+        if (device.type == DeviceType.CUDA)
+        {
+            // Every training batch has the same shape (the last one aside): let cuDNN time its convolution
+            // algorithms once and keep the fastest, as PyTorch's torch.backends.cudnn.benchmark does.
+            CudnnBenchmark.TrySet(true);
+        }
+
         optimizer = optim.SGD(network.parameters(), options.LearningRate, options.Momentum, weight_decay: options.WeightDecay);
     }
 
