@@ -2,6 +2,7 @@ using Nin.Model.Checkpoints;
 using Nin.Model.Network;
 using Nin.Model.Runtime;
 using Nin.Model.Training;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Nin.Api.Serving;

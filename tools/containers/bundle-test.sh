@@ -19,22 +19,12 @@ HERE=$(cd -P -- "$(dirname -- "$(readlink -f -- "${BASH_SOURCE[0]}")")" && pwd)
 REPO=$(cd -P -- "$HERE/../.." && pwd)
 DATA=${NIN_TEST_DATA_DIR:-$(realpath -m -- "$REPO/../shared/datasets")}
 LIMIT=${NIN_BUNDLE_TEST_TIMEOUT:-1500}
-START=$SECONDS
 NAME=nin-bundle-test-$$
 HOST_IMAGE=nin-test/bundle-host:trixie
 
-say() { printf '\n---- [+%ds] %s\n' "$((SECONDS - START))" "$*"; }
-die() { printf 'bundle test: FAILED: %s\n' "$*" >&2; exit 1; }
-
-[[ $EUID -eq 0 ]] || die "run as root (it starts dockerd and builds an image)"
-[[ -d $DATA/fashion-mnist ]] || die "the built-in dataset is missing: $DATA/fashion-mnist (set NIN_TEST_DATA_DIR)"
-cd "$REPO"
-( trap 'kill "$nap" 2>/dev/null; exit 0' TERM; sleep "$LIMIT" & nap=$!; wait "$nap" &&
-    echo "bundle test: over ${LIMIT}s, stopping" >&2 && kill -TERM $$ ) 2>/dev/null &
-WATCHDOG=$!
-
 # shellcheck source=tools/containers/engine.sh
 . "$HERE/engine.sh"
+test_start "bundle test" "$LIMIT"
 
 cleanup() {
     local rc=$?

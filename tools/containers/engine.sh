@@ -1,9 +1,25 @@
 # shellcheck shell=bash
-# Sourced by the container tests: a Docker engine and a compose command.
+# Sourced by the container tests: their common start, a Docker engine and a compose command.
+#   test_start NAME LIMIT  say/die in NAME's words, root and the built-in dataset checked, cwd the repository,
+#                   and a watchdog that ends the script (so its cleanup runs) after LIMIT seconds
 #   ensure_docker   start Debian's dockerd if none answers (installing docker.io as root if missing);
 #                   stop_docker (call from the caller's cleanup) stops it again if this run started it
 #   ensure_compose  COMPOSE=(docker compose) or (docker-compose), v1 on Debian 12
 STARTED_DOCKERD=
+
+test_start() {
+    TEST_NAME=$1
+    START=$SECONDS
+    say() { printf '\n---- [+%ds] %s\n' "$((SECONDS - START))" "$*"; }
+    die() { printf '%s: FAILED: %s\n' "$TEST_NAME" "$*" >&2; exit 1; }
+    [[ $EUID -eq 0 ]] || die "run as root (it starts dockerd and builds images)"
+    [[ -d $DATA/fashion-mnist ]] || die "the built-in dataset is missing: $DATA/fashion-mnist (set NIN_TEST_DATA_DIR)"
+    cd "$REPO"
+    local limit=$2 self=$$
+    ( trap 'kill "$nap" 2>/dev/null; exit 0' TERM; sleep "$limit" & nap=$!; wait "$nap" &&
+        echo "$TEST_NAME: over ${limit}s, stopping" >&2 && kill -TERM "$self" ) 2>/dev/null &
+    WATCHDOG=$!
+}
 
 engine_apt_install() {
     apt-get -o DPkg::Lock::Timeout=600 update -q >/dev/null

@@ -21,22 +21,10 @@ HERE=$(cd -P -- "$(dirname -- "$(readlink -f -- "${BASH_SOURCE[0]}")")" && pwd)
 REPO=$(cd -P -- "$HERE/../.." && pwd)
 DATA=${NIN_TEST_DATA_DIR:-$(realpath -m -- "$REPO/../shared/datasets")}
 LIMIT=${NIN_CONTAINER_TEST_TIMEOUT:-1500}
-START=$SECONDS
-
-say() { printf '\n---- [+%ds] %s\n' "$((SECONDS - START))" "$*"; }
-die() { printf 'container test: FAILED: %s\n' "$*" >&2; exit 1; }
-
-[[ $EUID -eq 0 ]] || die "run as root (it starts dockerd and builds images)"
-[[ -d $DATA/fashion-mnist ]] || die "the built-in dataset is missing: $DATA/fashion-mnist (set NIN_TEST_DATA_DIR)"
-cd "$REPO"
-
-# Whole-run watchdog: the script ends itself (and so its cleanup runs) past the limit.
-( trap 'kill "$nap" 2>/dev/null; exit 0' TERM; sleep "$LIMIT" & nap=$!; wait "$nap" &&
-    echo "container test: over ${LIMIT}s, stopping" >&2 && kill -TERM $$ ) 2>/dev/null &
-WATCHDOG=$!
 
 # shellcheck source=tools/containers/engine.sh
 . "$HERE/engine.sh"
+test_start "container test" "$LIMIT"
 
 say "Docker engine"
 ensure_docker || die "no Docker engine"
