@@ -15,6 +15,7 @@ builder.AddNinServing();
 builder.AddNinOpenApi();
 builder.AddNinOperations();
 builder.AddNinSecurity();
+builder.Services.AddNinEvaluation();
 
 var app = builder.Build();
 
@@ -28,6 +29,7 @@ app.MapHealthApi();
 app.MapDatasetsApi();
 app.MapTrainingApi();
 app.MapModelsApi();
+app.MapEvaluationApi();
 app.MapPredictApi();
 app.MapKServeApi();
 app.MapHub<TrainingHub>("/hubs/training").DisableRequestTimeout();
