@@ -1,6 +1,7 @@
 // The Nin dashboard: one page over the public API and the training hub, no framework.
 import { HubConnectionBuilder, HubConnectionState, LogLevel } from "@microsoft/signalr";
 import { createRecipes } from "./recipes.js";
+import { createEvaluationView } from "./evaluation.js";
 import { Chart, LineController, LineElement, PointElement, LinearScale, CategoryScale, Legend, Tooltip } from "chart.js";
 
 Chart.register(LineController, LineElement, PointElement, LinearScale, CategoryScale, Legend, Tooltip);
@@ -531,7 +532,8 @@ async function loadModels() {
         el("th", { scope: "col", textContent: "Dataset" }),
         el("th", { scope: "col", textContent: "Image size" }),
         el("th", { scope: "col", textContent: "Created" }),
-        el("th", { scope: "col", textContent: "Served" }))),
+        el("th", { scope: "col", textContent: "Served" }),
+        el("th", { scope: "col" }, el("span", { className: "sr-only", textContent: "Actions" })))),
       el("tbody", {}, ...m.versions.map((v) => el("tr", { dataset: { version: String(v.version), active: String(v.active) } },
         el("td", { textContent: `v${v.version}` }),
         el("td", { textContent: pct(v.testAccuracy) }),
@@ -540,7 +542,24 @@ async function loadModels() {
         el("td", {}, el("time", { dateTime: v.createdAt, textContent: new Date(v.createdAt).toLocaleString() })),
         el("td", {}, v.active
           ? el("strong", { textContent: "active" })
-          : el("button", { type: "button", className: "secondary", textContent: "Activate", "aria-label": `Activate ${m.name} version ${v.version}`, onclick: (ev) => activate(m.name, v.version, ev.currentTarget) }))))))))));
+          : el("button", { type: "button", className: "secondary", textContent: "Activate", "aria-label": `Activate ${m.name} version ${v.version}`, onclick: (ev) => activate(m.name, v.version, ev.currentTarget) })),
+        el("td", { className: "actions" },
+          el("button", { type: "button", className: "secondary evaluation", textContent: "Evaluation", "aria-label": `Evaluation of ${m.name} version ${v.version}`, onclick: () => evaluationView.show(m.name, v.version) }),
+          v.active ? null : el("button", { type: "button", className: "danger delete", textContent: "Delete", "aria-label": `Delete ${m.name} version ${v.version}`, onclick: (ev) => deleteVersion(m.name, v.version, ev.currentTarget) }))))))))));
+}
+
+async function deleteVersion(name, version, button) {
+  if (!window.confirm(`Delete ${name} version ${version}? Its weights and evaluation are removed.`)) return;
+  button.disabled = true;
+  const result = await api(`models/${encodeURIComponent(name)}/versions/${version}`, { method: "DELETE" });
+  if (!result.ok) {
+    $("models-error").textContent = problemText(result);
+    button.disabled = false;
+    return;
+  }
+
+  if (evaluationView.shown?.name === name && evaluationView.shown?.version === version) evaluationView.hide();
+  await loadModels();
 }
 
 async function activate(name, version, button) {
@@ -644,9 +663,10 @@ $("try-form").addEventListener("submit", classify);
 wireDropZone();
 renderAll();
 const recipes = createRecipes({ $, api });
+const evaluationView = createEvaluationView({ $, api, el, pct, problemText });
 loadDatasets().then(() => recipes.load());
 loadModels();
 loadJobs();
 startHub();
 
-window.ninDashboard = { hub, jobs, lossChart, accChart };
+window.ninDashboard = { hub, jobs, lossChart, accChart, evaluationView };

@@ -1,0 +1,67 @@
+using System.Text.RegularExpressions;
+using Microsoft.Playwright;
+using static Microsoft.Playwright.Assertions;
+
+namespace Nin.Api.Tests.Browser;
+
+/// <summary>A model version's evaluation in the dashboard: heat map, per-class figures, gallery, and deleting a version.</summary>
+[Collection(TorchCollection.Name)]
+public sealed partial class EvaluationDashboardTests(DashboardFixture fixture) : IClassFixture<DashboardFixture>
+{
+    [GeneratedRegex(@"Queued job (\S+)\.")]
+    private static partial Regex QueuedJob();
+
+    [Fact]
+    public async Task A_run_from_the_form_shows_its_confusion_matrix_per_class_figures_and_gallery_and_can_be_deleted()
+    {
+        var (page, errors) = await fixture.OpenAsync();
+        page.Dialog += async (_, dialog) => await dialog.AcceptAsync();
+        await Expect(page.Locator("#conn-state")).ToHaveTextAsync("connected", new() { Timeout = 60_000 });
+        var fields = new Dictionary<string, string>
+        {
+            ["epochs"] = "1", ["batchSize"] = "32", ["imageSize"] = "67", ["device"] = "cpu",
+            ["modelName"] = "eval-run", ["maxTrainImages"] = "256", ["maxTestImages"] = "60",
+        };
+        foreach (var (name, value) in fields)
+        {
+            await page.Locator($"#f-{name}").FillAsync(value);
+        }
+
+        await page.Locator("#train-submit").ClickAsync();
+        await Expect(page.Locator("#train-result")).ToHaveTextAsync(QueuedJob(), new() { Timeout = 60_000 });
+        await Expect(page.Locator("#live-status")).ToHaveTextAsync("Succeeded", new() { Timeout = 240_000 });
+
+        // The version the run stored (not served: alpha is) has its evaluation, computed when training ended.
+        var row = page.Locator("#models-list table[data-model='eval-run'] tbody tr");
+        await Expect(row).ToHaveCountAsync(1, new() { Timeout = 30_000 });
+        await row.Locator("button.evaluation").ClickAsync();
+        await Expect(page.Locator("#evaluation")).ToBeVisibleAsync();
+        await Expect(page.Locator("#eval-status")).ToHaveTextAsync(new Regex(@"^Accuracy \d+\.\d% on 60 test images of fashion-mnist\.$"));
+        await Expect(page.Locator("#confusion tbody tr")).ToHaveCountAsync(10);
+        await Expect(page.Locator("#confusion tbody td")).ToHaveCountAsync(100);
+        await Expect(page.Locator("#per-class tbody tr")).ToHaveCountAsync(10);
+        var cells = await page.Locator("#confusion tbody td").AllInnerTextsAsync();
+        Assert.Equal(60, cells.Sum(int.Parse));
+        var diagonal = await page.Locator("#confusion tbody td.diag").AllInnerTextsAsync();
+        var wrong = 60 - diagonal.Sum(int.Parse);
+
+        // Only the mistakes, then all test images (mistakes first).
+        await Expect(page.Locator("#eval-gallery figure.sample")).ToHaveCountAsync(Math.Min(48, wrong));
+        await Expect(page.Locator("#eval-gallery figure.sample.right")).ToHaveCountAsync(0);
+        await Expect(page.Locator("#eval-gallery-note")).ToContainTextAsync($"{wrong} of 60 test images are misclassified");
+        var loaded = await page.EvaluateAsync<bool>("() => [...document.querySelectorAll('#eval-gallery img')].every(i => i.complete && i.naturalWidth === 28)");
+        Assert.True(loaded);
+        await DashboardFixture.ScreenshotAsync(page, "evaluation");
+        await page.Locator("#eval-only-wrong").UncheckAsync();
+        await Expect(page.Locator("#eval-gallery figure.sample")).ToHaveCountAsync(48);
+        await Expect(page.Locator("#eval-gallery figure.sample.wrong")).ToHaveCountAsync(Math.Min(48, wrong));
+        await page.Locator("#evaluation").ScreenshotAsync(new() { Path = Path.Combine(DashboardFixture.Screenshots, "evaluation-gallery.png") });
+
+        // The served version offers no delete; the new one is deleted, and its evaluation view closes.
+        await Expect(page.Locator("#models-list tr[data-active='true'] button.delete")).ToHaveCountAsync(0);
+        await row.Locator("button.delete").ClickAsync();
+        await Expect(page.Locator("#models-list table[data-model='eval-run']")).ToHaveCountAsync(0, new() { Timeout = 30_000 });
+        await Expect(page.Locator("#evaluation")).ToBeHiddenAsync();
+        Assert.True(errors.Count == 0, string.Join(Environment.NewLine, errors));
+    }
+}
