@@ -31,6 +31,17 @@ public sealed partial class EvaluationDashboardTests(DashboardFixture fixture) :
         await Expect(page.Locator("#train-result")).ToHaveTextAsync(QueuedJob(), new() { Timeout = 60_000 });
         await Expect(page.Locator("#live-status")).ToHaveTextAsync("Succeeded", new() { Timeout = 240_000 });
 
+        // The per-batch loss curve was drawn live from BatchProgress (8 batches: at least the first and the last),
+        // beside the per-epoch curves; the time left reads "done" once the job finished.
+        var batchPoints = int.Parse(await page.Locator("#batch-figure").GetAttributeAsync("data-points") ?? "0", System.Globalization.CultureInfo.InvariantCulture);
+        Assert.InRange(batchPoints, 2, 8);
+        var xs = await page.EvaluateAsync<double[]>("() => window.ninDashboard.batchChart.data.datasets[0].data.map(p => p.x)");
+        Assert.Equal(batchPoints, xs.Length);
+        Assert.Equal(1.0, xs[^1], 9);
+        Assert.Equal(xs.Order(), xs);
+        await Expect(page.Locator("#live-eta-job")).ToHaveTextAsync("done");
+        await DashboardFixture.ScreenshotAsync(page, "training-batch-curve");
+
         // The version the run stored (not served: alpha is) has its evaluation, computed when training ended.
         var row = page.Locator("#models-list table[data-model='eval-run'] tbody tr");
         await Expect(row).ToHaveCountAsync(1, new() { Timeout = 30_000 });

@@ -2,6 +2,7 @@
 import { HubConnectionBuilder, HubConnectionState, LogLevel } from "@microsoft/signalr";
 import { createRecipes } from "./recipes.js";
 import { createEvaluationView } from "./evaluation.js";
+import { recordBatch, timeLeft, createBatchChart } from "./batches.js";
 import { Chart, LineController, LineElement, PointElement, LinearScale, CategoryScale, Legend, Tooltip } from "chart.js";
 
 Chart.register(LineController, LineElement, PointElement, LinearScale, CategoryScale, Legend, Tooltip);
@@ -145,6 +146,7 @@ hub.on("BatchProgress", (e) => {
     startBatch: sameEpoch ? last.startBatch : e.batch,
     startAt: sameEpoch ? last.startAt : now,
   });
+  recordBatch(e);
   const job = jobs.get(e.jobId);
   if (job && job.status === "Queued") job.status = "Running";
   if (e.jobId === selectedJobId) renderLive();
@@ -333,6 +335,7 @@ const accChart = new Chart($("acc-chart"), {
   },
   options: chartOptions("accuracy", true),
 });
+const batchChart = createBatchChart(Chart, $("batch-chart"));
 let chartedJob = null;
 let chartedEpochs = -1;
 
@@ -408,6 +411,10 @@ function renderLive() {
   }
 
   $("live-rate").textContent = rate == null ? "–" : rate.toFixed(0);
+  $("batch-figure").dataset.points = String(batchChart.render(job.jobId));
+  const left = timeLeft(job, p);
+  $("live-eta-epoch").textContent = left ? duration(left.epoch * 1000) : FINISHED.has(job.status) ? "done" : "–";
+  $("live-eta-job").textContent = left ? duration(left.job * 1000) : FINISHED.has(job.status) ? "done" : "–";
   $("live-elapsed").textContent = duration(jobDuration(job));
 }
 
@@ -669,4 +676,4 @@ loadModels();
 loadJobs();
 startHub();
 
-window.ninDashboard = { hub, jobs, lossChart, accChart, evaluationView };
+window.ninDashboard = { hub, jobs, lossChart, accChart, batchChart: batchChart.chart, evaluationView };
