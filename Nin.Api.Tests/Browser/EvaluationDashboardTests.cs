@@ -1,3 +1,4 @@
+using System.Net.Http.Json;
 using System.Text.RegularExpressions;
 using Microsoft.Playwright;
 using static Microsoft.Playwright.Assertions;
@@ -10,6 +11,50 @@ public sealed partial class EvaluationDashboardTests(DashboardFixture fixture) :
 {
     [GeneratedRegex(@"Queued job (\S+)\.")]
     private static partial Regex QueuedJob();
+
+    [Fact]
+    public async Task Ticked_jobs_are_compared_on_overlaid_per_epoch_curves()
+    {
+        using var http = new HttpClient { BaseAddress = fixture.BaseAddress };
+        var ids = new List<string>();
+        foreach (var (epochs, seed) in new[] { (2, 1), (3, 2) })
+        {
+            using var response = await http.PostAsJsonAsync(new Uri("/train", UriKind.Relative), new
+            {
+                dataset = "fashion-mnist", epochs, batchSize = 32, imageSize = 67, seed, device = "cpu",
+                maxTrainImages = 64, maxTestImages = 32, modelName = "compared", activate = false,
+            });
+            Assert.Equal(System.Net.HttpStatusCode.Accepted, response.StatusCode);
+            ids.Add((await response.Content.ReadFromJsonAsync<Nin.Api.Training.TrainAccepted>(Api.TrainingApiTests.Json))!.JobId);
+        }
+
+        foreach (var id in ids)
+        {
+            await Api.TrainingApiTests.WaitForAsync(http, id, j => j.Status == Nin.Api.Training.JobStatus.Succeeded, TimeSpan.FromMinutes(4));
+        }
+
+        var (page, errors) = await fixture.OpenAsync();
+        await Expect(page.Locator("#conn-state")).ToHaveTextAsync("connected", new() { Timeout = 60_000 });
+        await Expect(page.Locator("#compare")).ToBeHiddenAsync();
+        await page.Locator($"#jobs-table tr[data-job-id='{ids[0]}'] input.compare").CheckAsync();
+        await Expect(page.Locator("#compare-hint")).ToHaveTextAsync("Tick one more job to compare.");
+        await Expect(page.Locator("#compare")).ToBeHiddenAsync();
+        await page.Locator($"#jobs-table tr[data-job-id='{ids[1]}'] input.compare").CheckAsync();
+        await Expect(page.Locator("#compare")).ToBeVisibleAsync();
+        await Expect(page.Locator("#compare")).ToHaveAttributeAsync("data-jobs", "2");
+        var points = await page.EvaluateAsync<int[]>("() => window.ninDashboard.compareView.accChart.data.datasets.map(d => d.data.length)");
+        Assert.Equal([2, 3], points);
+        var losses = await page.EvaluateAsync<int[]>("() => window.ninDashboard.compareView.lossChart.data.datasets.map(d => d.data.length)");
+        Assert.Equal([2, 3], losses);
+        var labels = await page.EvaluateAsync<string[]>("() => window.ninDashboard.compareView.accChart.data.datasets.map(d => d.label)");
+        Assert.StartsWith(ids[0][..8], labels[0], StringComparison.Ordinal);
+        Assert.StartsWith(ids[1][..8], labels[1], StringComparison.Ordinal);
+        await page.Locator("#compare").ScreenshotAsync(new() { Path = Path.Combine(DashboardFixture.Screenshots, "compare-runs.png") });
+
+        await page.Locator($"#jobs-table tr[data-job-id='{ids[0]}'] input.compare").UncheckAsync();
+        await Expect(page.Locator("#compare")).ToBeHiddenAsync();
+        Assert.True(errors.Count == 0, string.Join(Environment.NewLine, errors));
+    }
 
     [Fact]
     public async Task A_run_from_the_form_shows_its_confusion_matrix_per_class_figures_and_gallery_and_can_be_deleted()

@@ -3,6 +3,7 @@ import { HubConnectionBuilder, HubConnectionState, LogLevel } from "@microsoft/s
 import { createRecipes } from "./recipes.js";
 import { createEvaluationView } from "./evaluation.js";
 import { recordBatch, timeLeft, createBatchChart } from "./batches.js";
+import { createCompareView } from "./compare.js";
 import { Chart, LineController, LineElement, PointElement, LinearScale, CategoryScale, Legend, Tooltip } from "chart.js";
 
 Chart.register(LineController, LineElement, PointElement, LinearScale, CategoryScale, Legend, Tooltip);
@@ -160,6 +161,7 @@ hub.on("EpochCompleted", (e) => {
   }
 
   renderJobs();
+  compareView.render();
   if (e.jobId === selectedJobId) renderLive();
 });
 hub.on("JobFinished", (e) => {
@@ -300,7 +302,8 @@ function renderJobs() {
       el("td", { textContent: model }),
       el("td", {}, active
         ? el("button", { type: "button", className: "danger cancel", textContent: "Cancel", "aria-label": `Cancel job ${job.jobId}`, onclick: (ev) => cancelJob(job.jobId, ev.currentTarget) })
-        : null));
+        : null),
+      el("td", {}, el("input", { type: "checkbox", className: "compare", checked: compareView.isChosen(job.jobId), "aria-label": `Compare job ${job.jobId}`, onchange: (ev) => compareView.toggle(job.jobId, ev.currentTarget.checked) })));
     if (job.jobId === selectedJobId) row.setAttribute("aria-current", "true");
     return row;
   }));
@@ -336,6 +339,7 @@ const accChart = new Chart($("acc-chart"), {
   options: chartOptions("accuracy", true),
 });
 const batchChart = createBatchChart(Chart, $("batch-chart"));
+const compareView = createCompareView({ $, Chart, jobs });
 let chartedJob = null;
 let chartedEpochs = -1;
 
@@ -421,6 +425,7 @@ function renderLive() {
 function renderAll() {
   renderJobs();
   renderLive();
+  compareView.render();
 }
 
 // Elapsed times move on their own.
@@ -676,4 +681,4 @@ loadModels();
 loadJobs();
 startHub();
 
-window.ninDashboard = { hub, jobs, lossChart, accChart, batchChart: batchChart.chart, evaluationView };
+window.ninDashboard = { hub, jobs, lossChart, accChart, batchChart: batchChart.chart, compareView, evaluationView };
