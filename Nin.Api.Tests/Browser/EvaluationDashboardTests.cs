@@ -13,6 +13,57 @@ public sealed partial class EvaluationDashboardTests(DashboardFixture fixture) :
     private static partial Regex QueuedJob();
 
     [Fact]
+    public async Task Upload_then_train_from_the_form_then_curves_confusion_matrix_and_gallery()
+    {
+        var (page, errors) = await fixture.OpenAsync();
+        await Expect(page.Locator("#conn-state")).ToHaveTextAsync("connected", new() { Timeout = 60_000 });
+
+        // Three shape classes of 12 pictures each, and a file that is not an image.
+        var pictures = Api.ShapePictures.Make(3, 12, 28, seed: 7);
+        var zip = Api.TestZips.Build(pictures.Select((p, i) => ($"{p.Class}/{i:D3}.png", p.Png)).Append(($"{pictures[0].Class}/notes.txt", "not a picture"u8.ToArray())));
+        await page.Locator("#upload-file").SetInputFilesAsync(new FilePayload { Name = "shapes.zip", MimeType = "application/zip", Buffer = zip });
+        await page.Locator("#upload-name").FillAsync("shapes in the browser");
+        await page.Locator("#upload-submit").ClickAsync();
+        await Expect(page.Locator("#upload-state")).ToHaveTextAsync("Uploaded.", new() { Timeout = 60_000 });
+        Assert.Equal(await page.Locator("#upload-progress").GetAttributeAsync("max"), (await page.EvaluateAsync<double>("() => document.getElementById('upload-progress').value")).ToString(System.Globalization.CultureInfo.InvariantCulture));
+        await Expect(page.Locator("#upload-classes tbody tr")).ToHaveCountAsync(3);
+        await Expect(page.Locator("#upload-skipped li")).ToHaveCountAsync(1);
+        await Expect(page.Locator("#upload-skipped li")).ToContainTextAsync($"{pictures[0].Class}/notes.txt");
+        var id = await page.Locator("#upload-id").InnerTextAsync();
+        Assert.StartsWith("u-", id, StringComparison.Ordinal);
+
+        // The training form now has the upload chosen, with its preset (robust).
+        await Expect(page.Locator("#f-dataset")).ToHaveValueAsync(id);
+        await Expect(page.Locator("#f-recipe")).ToHaveValueAsync("robust");
+        await DashboardFixture.ScreenshotAsync(page, "upload-summary");
+        foreach (var (name, value) in new Dictionary<string, string> { ["epochs"] = "2", ["batchSize"] = "16", ["device"] = "cpu", ["modelName"] = "uploaded-shapes" })
+        {
+            await page.Locator($"#f-{name}").FillAsync(value);
+        }
+
+        await page.Locator("#train-submit").ClickAsync();
+        await Expect(page.Locator("#train-result")).ToHaveTextAsync(QueuedJob(), new() { Timeout = 60_000 });
+        await Expect(page.Locator("#live-status")).ToHaveTextAsync("Succeeded", new() { Timeout = 240_000 });
+        await Expect(page.Locator("#loss-figure")).ToHaveAttributeAsync("data-points", "2");
+        await Expect(page.Locator("#acc-figure")).ToHaveAttributeAsync("data-points", "2");
+        Assert.True(int.Parse(await page.Locator("#batch-figure").GetAttributeAsync("data-points") ?? "0", System.Globalization.CultureInfo.InvariantCulture) >= 2);
+
+        var row = page.Locator("#models-list table[data-model='uploaded-shapes'] tbody tr");
+        await Expect(row).ToHaveCountAsync(1, new() { Timeout = 30_000 });
+        await row.Locator("button.evaluation").ClickAsync();
+        await Expect(page.Locator("#confusion tbody tr")).ToHaveCountAsync(3);
+        await Expect(page.Locator("#confusion thead th")).ToHaveTextAsync(["true \\ predicted", .. pictures.Select(p => p.Class).Distinct().Order(StringComparer.Ordinal)]);
+        await Expect(page.Locator("#per-class tbody tr")).ToHaveCountAsync(3);
+        var total = (await page.Locator("#confusion tbody td").AllInnerTextsAsync()).Sum(int.Parse);
+        await page.Locator("#eval-only-wrong").UncheckAsync();
+        await Expect(page.Locator("#eval-gallery figure.sample")).ToHaveCountAsync(total);
+        var loaded = await page.EvaluateAsync<bool>("() => [...document.querySelectorAll('#eval-gallery img')].every(i => i.complete && i.naturalWidth === 28)");
+        Assert.True(loaded);
+        await DashboardFixture.ScreenshotAsync(page, "upload-train-evaluation");
+        Assert.True(errors.Count == 0, string.Join(Environment.NewLine, errors));
+    }
+
+    [Fact]
     public async Task Ticked_jobs_are_compared_on_overlaid_per_epoch_curves()
     {
         using var http = new HttpClient { BaseAddress = fixture.BaseAddress };

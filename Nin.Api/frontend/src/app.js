@@ -4,6 +4,7 @@ import { createRecipes } from "./recipes.js";
 import { createEvaluationView } from "./evaluation.js";
 import { recordBatch, timeLeft, createBatchChart } from "./batches.js";
 import { createCompareView } from "./compare.js";
+import { createUploadView } from "./upload.js";
 import { Chart, LineController, LineElement, PointElement, LinearScale, CategoryScale, Legend, Tooltip } from "chart.js";
 
 Chart.register(LineController, LineElement, PointElement, LinearScale, CategoryScale, Legend, Tooltip);
@@ -676,6 +677,15 @@ wireDropZone();
 renderAll();
 const recipes = createRecipes({ $, api });
 const evaluationView = createEvaluationView({ $, api, el, pct, problemText });
+createUploadView({
+  $, el, apiKey, askForKey, problemText,
+  onUploaded: async (dataset) => {
+    await loadDatasets();
+    $("f-dataset").value = dataset.id;
+    $("f-dataset").dispatchEvent(new Event("change")); // its recipe preset (robust for uploads)
+    $("train").scrollIntoView({ block: "start" });
+  },
+});
 loadDatasets().then(() => recipes.load());
 loadModels();
 loadJobs();
