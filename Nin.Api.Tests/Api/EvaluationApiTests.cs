@@ -143,6 +143,24 @@ public sealed class EvaluationApiTests
         Assert.All(samples.Items.Skip(samples.Misclassified), s => Assert.True(s.Correct));
     }
 
+    [Fact]
+    public async Task A_version_whose_dataset_is_not_here_cannot_be_evaluated_and_says_why()
+    {
+        var home = Directory.CreateTempSubdirectory("nin-eval-").FullName;
+        ServingFixture.AddRandom(new Nin.Model.Checkpoints.ModelStore(Path.Combine(home, "models")), "norecipe", seed: 3);
+        using var factory = new NinApiFactory(new Dictionary<string, string?> { ["Nin:SeedDefaultModel"] = "false" }, home);
+        using var client = factory.CreateClient();
+
+        using var evaluate = await client.PostAsync(Relative("/models/norecipe/versions/1/evaluate"), null);
+        Assert.Equal(HttpStatusCode.Conflict, evaluate.StatusCode);
+        Assert.Equal("application/problem+json", evaluate.Content.Headers.ContentType?.MediaType);
+        Assert.Contains("unrecorded dataset", await evaluate.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+
+        using var evaluation = await client.GetAsync(Relative("/models/norecipe/versions/1/evaluation"));
+        Assert.Equal(HttpStatusCode.NotFound, evaluation.StatusCode);
+        Assert.Contains("Not evaluated yet", await evaluation.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+    }
+
     [Theory]
     [InlineData("/models/fashion-mnist/versions/99/evaluation", "GET", HttpStatusCode.NotFound)]
     [InlineData("/models/fashion-mnist/versions/99/samples", "GET", HttpStatusCode.NotFound)]
