@@ -63,6 +63,45 @@ public sealed partial class EvaluationDashboardTests(DashboardFixture fixture) :
         Assert.True(errors.Count == 0, string.Join(Environment.NewLine, errors));
     }
 
+    [GeneratedRegex(@"^(\d+m )?\d+s$")]
+    private static partial Regex Duration();
+
+    [Fact]
+    public async Task While_a_run_trains_the_time_left_for_the_epoch_and_the_job_is_shown()
+    {
+        var (page, errors) = await fixture.OpenAsync();
+        await Expect(page.Locator("#conn-state")).ToHaveTextAsync("connected", new() { Timeout = 60_000 });
+        foreach (var (name, value) in new Dictionary<string, string>
+        {
+            ["epochs"] = "3", ["batchSize"] = "16", ["imageSize"] = "67", ["device"] = "cpu",
+            ["modelName"] = "eta-run", ["maxTrainImages"] = "1600", ["maxTestImages"] = "32",
+        })
+        {
+            await page.Locator($"#f-{name}").FillAsync(value);
+        }
+
+        await page.Locator("#train-submit").ClickAsync();
+        await Expect(page.Locator("#train-result")).ToHaveTextAsync(QueuedJob(), new() { Timeout = 60_000 });
+        var jobId = QueuedJob().Match(await page.Locator("#train-result").InnerTextAsync()).Groups[1].Value;
+
+        // Estimated from the batches seen this epoch: the job's time left is at least the epoch's.
+        await Expect(page.Locator("#live-eta-job")).ToHaveTextAsync(Duration(), new() { Timeout = 120_000 });
+        await Expect(page.Locator("#live-eta-epoch")).ToHaveTextAsync(Duration());
+        Assert.Equal("Running", await page.Locator("#live-status").InnerTextAsync());
+        static int Seconds(string text) => text.Split(' ').Sum(p => int.Parse(p[..^1], System.Globalization.CultureInfo.InvariantCulture) * (p.EndsWith('m') ? 60 : 1));
+        var both = await page.EvaluateAsync<string[]>("() => [document.getElementById('live-eta-epoch').textContent, document.getElementById('live-eta-job').textContent]");
+        if (Duration().IsMatch(both[0]) && Duration().IsMatch(both[1]))
+        {
+            Assert.True(Seconds(both[1]) >= Seconds(both[0]), $"job {both[1]} < epoch {both[0]}");
+        }
+
+        await DashboardFixture.ScreenshotAsync(page, "training-time-left");
+        using var http = new HttpClient { BaseAddress = fixture.BaseAddress };
+        using var cancel = await http.DeleteAsync(new Uri($"/train/{jobId}", UriKind.Relative));
+        await Expect(page.Locator("#live-status")).ToHaveTextAsync("Cancelled", new() { Timeout = 60_000 });
+        Assert.True(errors.Count == 0, string.Join(Environment.NewLine, errors));
+    }
+
     [Fact]
     public async Task Ticked_jobs_are_compared_on_overlaid_per_epoch_curves()
     {
