@@ -60,6 +60,8 @@ public sealed class EvaluationApiTests
         Assert.False(string.IsNullOrEmpty(body!.HangfireJobId));
 
         var evaluation = await WaitForEvaluationAsync(client, path + "/evaluation", TimeSpan.FromMinutes(8));
+        var artifacts = Directory.CreateDirectory(Path.Combine(TestPaths.RepoRoot, "artifacts"));
+        await File.WriteAllTextAsync(Path.Combine(artifacts.FullName, "evaluation-fashion-mnist.json"), System.Text.Json.JsonSerializer.Serialize(evaluation, Nin.Model.Checkpoints.ModelMetadata.JsonOptions));
 
         Assert.Equal(shipped.Classes, evaluation.Classes);
         Assert.Equal(10_000, evaluation.TestImages);
