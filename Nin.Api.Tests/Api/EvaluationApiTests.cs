@@ -143,6 +143,12 @@ public sealed class EvaluationApiTests
         Assert.Equal(120 - diagonal, samples.Items.Count(s => !s.Correct));
         Assert.All(samples.Items.Take(samples.Misclassified), s => Assert.False(s.Correct));
         Assert.All(samples.Items.Skip(samples.Misclassified), s => Assert.True(s.Correct));
+
+        // A damaged predictions file is "not evaluated" (404), never a 500.
+        var versionDir = Path.Combine(factory.Home, "models", "evaluated", job.ModelVersion!.Value.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        await File.WriteAllTextAsync(Path.Combine(versionDir, EvaluationFiles.PredictionsFile), """{"labels":[0,1],"predicted":[1,99],"probability":[0.5]}""");
+        using var damaged = await client.GetAsync(Relative($"/models/evaluated/versions/{job.ModelVersion}/samples"));
+        Assert.Equal(HttpStatusCode.NotFound, damaged.StatusCode);
     }
 
     [Fact]

@@ -31,4 +31,13 @@ public sealed class ModelEvaluationTests
         var predictions = new TestPredictions([0, 1, 1, 0, 1], [0, 0, 1, 1, 0], [0.9f, 0.6f, 0.8f, 0.95f, 0.7f]);
         Assert.Equal([3, 4, 1, 0, 2], TestSampleOrder.Misclassified(predictions, [0, 1, 1, 0, 1]));
     }
+
+    [Fact]
+    public void Damaged_predictions_are_not_consistent()
+    {
+        Assert.True(new TestPredictions([0, 1], [1, 1], [0.5f, 0.9f]).IsConsistent(2));
+        Assert.False(new TestPredictions([0, 1], [1], [0.5f, 0.9f]).IsConsistent(2));
+        Assert.False(new TestPredictions([0, 2], [1, 1], [0.5f, 0.9f]).IsConsistent(2));
+        Assert.False(new TestPredictions([0, 1], [-1, 1], [0.5f, 0.9f]).IsConsistent(2));
+    }
 }

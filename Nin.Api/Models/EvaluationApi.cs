@@ -106,38 +106,45 @@ public static class EvaluationApi
             return NotFound(name, version);
         }
 
-        if (EvaluationFiles.ReadPredictions(info.Directory) is not { } predictions)
+        if (EvaluationFiles.ReadPredictions(info.Directory) is not { } predictions || !predictions.IsConsistent(info.Metadata.ClassNames.Count))
         {
             return NotEvaluated(name, version);
+        }
+
+        // The order needs only the stored labels and predictions; the images are read up to the last one shown.
+        var labels = predictions.Labels;
+        var order = TestSampleOrder.Misclassified(predictions, labels);
+        var misclassified = order.Count(i => predictions.Predicted[i] != labels[i]);
+        var chosen = (onlyWrong ? order.Take(misclassified) : order).Take(limit).ToArray();
+        if (chosen.Length == 0)
+        {
+            return TypedResults.Ok(new TestSamplesResponse(name, version, labels.Count, misclassified, []));
         }
 
         Model.Data.ImageDataset test;
         try
         {
-            test = await evaluator.LoadTestSetAsync(info.Metadata, cancellationToken);
+            test = await evaluator.LoadTestSetAsync(info.Metadata, cancellationToken, chosen.DefaultIfEmpty(-1).Max() + 1);
         }
         catch (EvaluationUnavailableException ex)
         {
             return TypedResults.Problem(statusCode: StatusCodes.Status409Conflict, title: "The version's dataset is not here.", detail: ex.Message);
         }
 
-        if (test.Count != predictions.Predicted.Count)
+        if (chosen.Any(i => i >= test.Count || test.Labels[i] != labels[i]))
         {
-            return TypedResults.Problem(statusCode: StatusCodes.Status409Conflict, title: "The evaluation is out of date.", detail: $"The test split now has {test.Count} images, the evaluation {predictions.Predicted.Count}; evaluate the version again.");
+            return TypedResults.Problem(statusCode: StatusCodes.Status409Conflict, title: "The evaluation is out of date.", detail: "The test split no longer matches the stored evaluation; evaluate the version again.");
         }
 
-        var order = TestSampleOrder.Misclassified(predictions, test.Labels);
-        var misclassified = order.Count(i => predictions.Predicted[i] != test.Labels[i]);
-        var chosen = (onlyWrong ? order.Take(misclassified) : order).Take(limit);
         var classes = info.Metadata.ClassNames;
         var items = chosen.Select(i => new TestSample(
             i,
-            classes[test.Labels[i]],
+            classes[labels[i]],
             classes[predictions.Predicted[i]],
             predictions.Probability[i],
-            predictions.Predicted[i] == test.Labels[i],
+            predictions.Predicted[i] == labels[i],
             "data:image/png;base64," + Convert.ToBase64String(TestSampleImages.Png(test, i)))).ToArray();
-        return TypedResults.Ok(new TestSamplesResponse(name, version, test.Count, misclassified, items));
+        return TypedResults.Ok(new TestSamplesResponse(name, version, labels.Count, misclassified, items));
     }
 
     private static ProblemHttpResult NotFound(string name, int version) =>

@@ -42,8 +42,11 @@ public sealed class ModelEvaluator(ModelStore models, DatasetCatalog datasets)
             }
         });
 
-    /// <summary>The test split a version was trained against: its recorded dataset, cut to its recorded test count.</summary>
-    public async Task<ImageDataset> LoadTestSetAsync(ModelMetadata metadata, CancellationToken cancellationToken)
+    /// <summary>
+    /// The test split a version was trained against: its recorded dataset, cut to its recorded test count (or to the
+    /// first <paramref name="first"/> images, when fewer are needed).
+    /// </summary>
+    public async Task<ImageDataset> LoadTestSetAsync(ModelMetadata metadata, CancellationToken cancellationToken, int? first = null)
     {
         var dataset = metadata.Recipe?.Dataset;
         if (dataset is null || !datasets.Exists(dataset))
@@ -52,6 +55,11 @@ public sealed class ModelEvaluator(ModelStore models, DatasetCatalog datasets)
         }
 
         var testCount = metadata.Recipe!.TestImages > 0 ? metadata.Recipe.TestImages : (int?)null;
+        if (first is { } n)
+        {
+            testCount = Math.Min(n, testCount ?? int.MaxValue);
+        }
+
         var split = await datasets.LoadAsync(dataset, 0, testCount, cancellationToken);
         if (split.Test.ClassNames.Count != metadata.ClassNames.Count || split.Test.Channels != metadata.InputChannels)
         {

@@ -76,4 +76,11 @@ public sealed record ModelEvaluation
 }
 
 /// <summary>What the model said about each test image, in the test split's order (stored as <c>predictions.json</c>).</summary>
-public sealed record TestPredictions(IReadOnlyList<int> Labels, IReadOnlyList<int> Predicted, IReadOnlyList<float> Probability);
+public sealed record TestPredictions(IReadOnlyList<int> Labels, IReadOnlyList<int> Predicted, IReadOnlyList<float> Probability)
+{
+    /// <summary>Whether the three lists line up and every label is one of <paramref name="classes"/> (a damaged file is not).</summary>
+    public bool IsConsistent(int classes) =>
+        Labels is not null && Predicted is not null && Probability is not null
+        && Labels.Count == Predicted.Count && Labels.Count == Probability.Count
+        && Labels.All(l => l >= 0 && l < classes) && Predicted.All(p => p >= 0 && p < classes);
+}
