@@ -15,6 +15,7 @@ builder.AddNinServing();
 builder.AddNinOpenApi();
 builder.AddNinOperations();
 builder.AddNinSecurity();
+builder.Services.AddNinEvaluation();
 
 var app = builder.Build();
 
@@ -29,6 +30,7 @@ app.MapDatasetsApi();
 app.MapTrainingApi();
 app.MapModelsApi();
 app.MapModelTransferApi();
+app.MapEvaluationApi();
 app.MapPredictApi();
 app.MapKServeApi();
 app.MapHub<TrainingHub>("/hubs/training").DisableRequestTimeout();

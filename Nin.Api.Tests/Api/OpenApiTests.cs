@@ -184,6 +184,28 @@ public sealed partial class OpenApiTests(OpenApiTests.Fixture fixture) : IClassF
     }
 
     [Fact]
+    public async Task The_evaluation_routes_have_examples_and_their_errors()
+    {
+        var doc = await fixture.DocumentAsync();
+        var paths = doc["paths"]!.AsObject();
+        var evaluation = paths["/models/{name}/versions/{version}/evaluation"]!["get"]!;
+        var example = evaluation["responses"]!["200"]!["content"]!["application/json"]!["example"]!;
+        Assert.Equal(3, example["confusion"]!.AsArray().Count);
+        Assert.Equal("Trouser", (string?)example["perClass"]![1]!["name"]);
+        Assert.NotNull(evaluation["responses"]!["404"]);
+
+        var evaluate = paths["/models/{name}/versions/{version}/evaluate"]!["post"]!;
+        Assert.Equal("/models/fashion-mnist/versions/1/evaluation", (string?)evaluate["responses"]!["202"]!["content"]!["application/json"]!["example"]!["location"]);
+        Assert.Equal(["202", "400", "404", "409", "500"], evaluate["responses"]!.AsObject().Select(r => r.Key).Where(k => k != "401").Order());
+
+        var samples = paths["/models/{name}/versions/{version}/samples"]!["get"]!;
+        Assert.False((bool?)samples["responses"]!["200"]!["content"]!["application/json"]!["example"]!["items"]![0]!["correct"]);
+        var parameters = samples["parameters"]!.AsArray().ToDictionary(p => (string)p!["name"]!, p => (string?)p!["description"]);
+        Assert.Contains("1–200", parameters["limit"], StringComparison.Ordinal);
+        Assert.Contains("misclassified", parameters["onlyWrong"], StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Train_has_an_example_and_its_validation_problem()
     {
         var doc = await fixture.DocumentAsync();

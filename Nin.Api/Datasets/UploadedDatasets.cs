@@ -138,6 +138,12 @@ public sealed partial class UploadedDatasets(IOptions<NinOptions> nin, IOptions<
         var classes = info.Classes.Select(c => c.Name).ToArray();
         ImageDataset Read(string split, int? max)
         {
+            if (max == 0)
+            {
+                // Evaluation asks for no training images: the files are not read at all.
+                return new ImageDataset(info.Name, classes, info.Channels, info.Size, info.Size, [], []) { Foreground = info.Foreground };
+            }
+
             var dir = Path.Combine(Root, id);
             var labels = File.ReadAllBytes(Path.Combine(dir, $"{split}-labels.bin"));
             var pixels = File.ReadAllBytes(Path.Combine(dir, $"{split}-images.bin"));

@@ -32,6 +32,7 @@ public static class NinOpenApiExtensions
             o.CustomSchemaIds(SchemaId);
             o.OperationFilter<PredictOperationFilter>();
             o.OperationFilter<NinOperationFilter>();
+            o.OperationFilter<EvaluationOperationFilter>();
             o.DocumentFilter<NonApiEndpointsDocumentFilter>();
         });
         return builder;

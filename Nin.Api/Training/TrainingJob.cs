@@ -65,6 +65,7 @@ public sealed partial class TrainingJob(
     ModelStore models,
     TrainingNotifier notifier,
     JobCancellation cancellation,
+    Models.ModelEvaluator evaluator,
     Microsoft.Extensions.Options.IOptions<NinOptions> folders,
     ILogger<TrainingJob> logger)
 {
@@ -110,6 +111,7 @@ public sealed partial class TrainingJob(
             var learned = warnings.Count == 0;
             var stored = models.Add(result.Network, result.Metadata, settings.Activate && learned, activateIfNoneActive: learned);
             result.Network.Dispose();
+            await EvaluateAsync(jobId, stored, data.Test, cts.Token);
             DeleteCheckpoint(jobId);
             var done = jobs.Update(jobId, j => j with { Status = JobStatus.Succeeded, ModelName = stored.Name, ModelVersion = stored.Version, FinishedAt = DateTimeOffset.UtcNow, Warnings = warnings });
             Publish(done);
@@ -216,6 +218,24 @@ public sealed partial class TrainingJob(
         }
     }
 
+    /// <summary>
+    /// The confusion matrix and per-class figures of the stored version, from a fresh copy of it on the test split
+    /// already loaded. The model is stored either way: a failed or cancelled evaluation is logged, and can be redone
+    /// by POST /models/{name}/versions/{version}/evaluate.
+    /// </summary>
+    private async Task EvaluateAsync(string jobId, ModelVersionInfo stored, Model.Data.ImageDataset test, CancellationToken cancellationToken)
+    {
+        try
+        {
+            var evaluation = await evaluator.EvaluateAsync(stored, test, cancellationToken);
+            LogEvaluated(logger, jobId, stored.Name, stored.Version, evaluation.Accuracy);
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            LogNotEvaluated(logger, jobId, stored.Name, stored.Version, ex.Message);
+        }
+    }
+
     private void DeleteCheckpoint(string jobId)
     {
         var dir = Path.Combine(jobs.JobDirectory(jobId), "checkpoint");
@@ -244,6 +264,12 @@ public sealed partial class TrainingJob(
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Job {JobId}: stored model {Model} version {Version}, test accuracy {TestAccuracy:F4}")]
     private static partial void LogSucceeded(ILogger logger, string jobId, string model, int version, double testAccuracy);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Job {JobId}: evaluated {Model} version {Version}, accuracy {Accuracy:F4}")]
+    private static partial void LogEvaluated(ILogger logger, string jobId, string model, int version, double accuracy);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Job {JobId}: {Model} version {Version} was stored but not evaluated: {Reason}")]
+    private static partial void LogNotEvaluated(ILogger logger, string jobId, string model, int version, string reason);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Job {JobId}: {Warning}")]
     private static partial void LogWarning(ILogger logger, string jobId, string warning);

@@ -32,6 +32,8 @@ cmd_bundle() {
             -p:DebugType=none -p:GenerateDocumentationFile=false \
             -o "$out/app" -v quiet --nologo >&2 || die "dotnet publish $project failed"
     done
+    # Microsoft.ML.OnnxRuntime's build targets copy its Windows natives even into a linux-x64 publish (17 MB).
+    rm -f -- "$out"/app/onnxruntime*.dll "$out"/app/*.dylib
     install -m 755 "$REPO/tools/bundle/nin" "$REPO/tools/bundle/gpu-check.sh" "$out/"
     install -m 644 "$REPO/tools/gpu/d2l_nin_pytorch.py" "$out/tools/"
     echo "$backend" >"$out/BACKEND"

@@ -1,6 +1,10 @@
 // The Nin dashboard: one page over the public API and the training hub, no framework.
 import { HubConnectionBuilder, HubConnectionState, LogLevel } from "@microsoft/signalr";
 import { createRecipes } from "./recipes.js";
+import { createEvaluationView } from "./evaluation.js";
+import { recordBatch, timeLeft, createBatchChart } from "./batches.js";
+import { createCompareView } from "./compare.js";
+import { createUploadView } from "./upload.js";
 import { Chart, LineController, LineElement, PointElement, LinearScale, CategoryScale, Legend, Tooltip } from "chart.js";
 
 Chart.register(LineController, LineElement, PointElement, LinearScale, CategoryScale, Legend, Tooltip);
@@ -144,6 +148,7 @@ hub.on("BatchProgress", (e) => {
     startBatch: sameEpoch ? last.startBatch : e.batch,
     startAt: sameEpoch ? last.startAt : now,
   });
+  recordBatch(e);
   const job = jobs.get(e.jobId);
   if (job && job.status === "Queued") job.status = "Running";
   if (e.jobId === selectedJobId) renderLive();
@@ -157,6 +162,7 @@ hub.on("EpochCompleted", (e) => {
   }
 
   renderJobs();
+  compareView.render();
   if (e.jobId === selectedJobId) renderLive();
 });
 hub.on("JobFinished", (e) => {
@@ -297,7 +303,8 @@ function renderJobs() {
       el("td", { textContent: model }),
       el("td", {}, active
         ? el("button", { type: "button", className: "danger cancel", textContent: "Cancel", "aria-label": `Cancel job ${job.jobId}`, onclick: (ev) => cancelJob(job.jobId, ev.currentTarget) })
-        : null));
+        : null),
+      el("td", {}, el("input", { type: "checkbox", className: "compare", checked: compareView.isChosen(job.jobId), "aria-label": `Compare job ${job.jobId}`, onchange: (ev) => compareView.toggle(job.jobId, ev.currentTarget.checked) })));
     if (job.jobId === selectedJobId) row.setAttribute("aria-current", "true");
     return row;
   }));
@@ -332,6 +339,8 @@ const accChart = new Chart($("acc-chart"), {
   },
   options: chartOptions("accuracy", true),
 });
+const batchChart = createBatchChart(Chart, $("batch-chart"));
+const compareView = createCompareView({ $, Chart, jobs });
 let chartedJob = null;
 let chartedEpochs = -1;
 
@@ -407,12 +416,17 @@ function renderLive() {
   }
 
   $("live-rate").textContent = rate == null ? "–" : rate.toFixed(0);
+  $("batch-figure").dataset.points = String(batchChart.render(job.jobId));
+  const left = timeLeft(job, p);
+  $("live-eta-epoch").textContent = left ? duration(left.epoch * 1000) : FINISHED.has(job.status) ? "done" : "–";
+  $("live-eta-job").textContent = left ? duration(left.job * 1000) : FINISHED.has(job.status) ? "done" : "–";
   $("live-elapsed").textContent = duration(jobDuration(job));
 }
 
 function renderAll() {
   renderJobs();
   renderLive();
+  compareView.render();
 }
 
 // Elapsed times move on their own.
@@ -531,7 +545,8 @@ async function loadModels() {
         el("th", { scope: "col", textContent: "Dataset" }),
         el("th", { scope: "col", textContent: "Image size" }),
         el("th", { scope: "col", textContent: "Created" }),
-        el("th", { scope: "col", textContent: "Served" }))),
+        el("th", { scope: "col", textContent: "Served" }),
+        el("th", { scope: "col" }, el("span", { className: "sr-only", textContent: "Actions" })))),
       el("tbody", {}, ...m.versions.map((v) => el("tr", { dataset: { version: String(v.version), active: String(v.active) } },
         el("td", { textContent: `v${v.version}` }),
         el("td", { textContent: pct(v.testAccuracy) }),
@@ -540,7 +555,24 @@ async function loadModels() {
         el("td", {}, el("time", { dateTime: v.createdAt, textContent: new Date(v.createdAt).toLocaleString() })),
         el("td", {}, v.active
           ? el("strong", { textContent: "active" })
-          : el("button", { type: "button", className: "secondary", textContent: "Activate", "aria-label": `Activate ${m.name} version ${v.version}`, onclick: (ev) => activate(m.name, v.version, ev.currentTarget) }))))))))));
+          : el("button", { type: "button", className: "secondary", textContent: "Activate", "aria-label": `Activate ${m.name} version ${v.version}`, onclick: (ev) => activate(m.name, v.version, ev.currentTarget) })),
+        el("td", { className: "actions" },
+          el("button", { type: "button", className: "secondary evaluation", textContent: "Evaluation", "aria-label": `Evaluation of ${m.name} version ${v.version}`, onclick: () => evaluationView.show(m.name, v.version) }),
+          v.active ? null : el("button", { type: "button", className: "danger delete", textContent: "Delete", "aria-label": `Delete ${m.name} version ${v.version}`, onclick: (ev) => deleteVersion(m.name, v.version, ev.currentTarget) }))))))))));
+}
+
+async function deleteVersion(name, version, button) {
+  if (!window.confirm(`Delete ${name} version ${version}? Its weights and evaluation are removed.`)) return;
+  button.disabled = true;
+  const result = await api(`models/${encodeURIComponent(name)}/versions/${version}`, { method: "DELETE" });
+  if (!result.ok) {
+    $("models-error").textContent = problemText(result);
+    button.disabled = false;
+    return;
+  }
+
+  if (evaluationView.shown?.name === name && evaluationView.shown?.version === version) evaluationView.hide();
+  await loadModels();
 }
 
 async function activate(name, version, button) {
@@ -644,9 +676,19 @@ $("try-form").addEventListener("submit", classify);
 wireDropZone();
 renderAll();
 const recipes = createRecipes({ $, api });
+const evaluationView = createEvaluationView({ $, api, el, pct, problemText });
+createUploadView({
+  $, el, apiKey, askForKey, problemText,
+  onUploaded: async (dataset) => {
+    await loadDatasets();
+    $("f-dataset").value = dataset.id;
+    $("f-dataset").dispatchEvent(new Event("change")); // its recipe preset (robust for uploads)
+    $("train").scrollIntoView({ block: "start" });
+  },
+});
 loadDatasets().then(() => recipes.load());
 loadModels();
 loadJobs();
 startHub();
 
-window.ninDashboard = { hub, jobs, lossChart, accChart };
+window.ninDashboard = { hub, jobs, lossChart, accChart, batchChart: batchChart.chart, compareView, evaluationView };

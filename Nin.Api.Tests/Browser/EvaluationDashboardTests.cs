@@ -1,0 +1,213 @@
+using System.Net.Http.Json;
+using System.Text.RegularExpressions;
+using Microsoft.Playwright;
+using static Microsoft.Playwright.Assertions;
+
+namespace Nin.Api.Tests.Browser;
+
+/// <summary>A model version's evaluation in the dashboard: heat map, per-class figures, gallery, and deleting a version.</summary>
+[Collection(TorchCollection.Name)]
+public sealed partial class EvaluationDashboardTests(DashboardFixture fixture) : IClassFixture<DashboardFixture>
+{
+    [GeneratedRegex(@"Queued job (\S+)\.")]
+    private static partial Regex QueuedJob();
+
+    [Fact]
+    public async Task Upload_then_train_from_the_form_then_curves_confusion_matrix_and_gallery()
+    {
+        var (page, errors) = await fixture.OpenAsync();
+        await Expect(page.Locator("#conn-state")).ToHaveTextAsync("connected", new() { Timeout = 60_000 });
+
+        // Three shape classes of 12 pictures each, and a file that is not an image.
+        var pictures = Api.ShapePictures.Make(3, 12, 28, seed: 7);
+        var zip = Api.TestZips.Build(pictures.Select((p, i) => ($"{p.Class}/{i:D3}.png", p.Png)).Append(($"{pictures[0].Class}/notes.txt", "not a picture"u8.ToArray())));
+        await page.Locator("#upload-file").SetInputFilesAsync(new FilePayload { Name = "shapes.zip", MimeType = "application/zip", Buffer = zip });
+        await page.Locator("#upload-name").FillAsync("shapes in the browser");
+        await page.Locator("#upload-submit").ClickAsync();
+        await Expect(page.Locator("#upload-state")).ToHaveTextAsync("Uploaded.", new() { Timeout = 60_000 });
+        Assert.Equal(await page.Locator("#upload-progress").GetAttributeAsync("max"), (await page.EvaluateAsync<double>("() => document.getElementById('upload-progress').value")).ToString(System.Globalization.CultureInfo.InvariantCulture));
+        await Expect(page.Locator("#upload-classes tbody tr")).ToHaveCountAsync(3);
+        await Expect(page.Locator("#upload-skipped li")).ToHaveCountAsync(1);
+        await Expect(page.Locator("#upload-skipped li")).ToContainTextAsync($"{pictures[0].Class}/notes.txt");
+        var id = await page.Locator("#upload-id").InnerTextAsync();
+        Assert.StartsWith("u-", id, StringComparison.Ordinal);
+
+        // The training form now has the upload chosen, with its preset (robust).
+        await Expect(page.Locator("#f-dataset")).ToHaveValueAsync(id);
+        await Expect(page.Locator("#f-recipe")).ToHaveValueAsync("robust");
+        await DashboardFixture.ScreenshotAsync(page, "upload-summary");
+        foreach (var (name, value) in new Dictionary<string, string> { ["epochs"] = "2", ["batchSize"] = "16", ["device"] = "cpu", ["modelName"] = "uploaded-shapes" })
+        {
+            await page.Locator($"#f-{name}").FillAsync(value);
+        }
+
+        await page.Locator("#train-submit").ClickAsync();
+        await Expect(page.Locator("#train-result")).ToHaveTextAsync(QueuedJob(), new() { Timeout = 60_000 });
+        await Expect(page.Locator("#live-status")).ToHaveTextAsync("Succeeded", new() { Timeout = 240_000 });
+        await Expect(page.Locator("#loss-figure")).ToHaveAttributeAsync("data-points", "2");
+        await Expect(page.Locator("#acc-figure")).ToHaveAttributeAsync("data-points", "2");
+        Assert.True(int.Parse(await page.Locator("#batch-figure").GetAttributeAsync("data-points") ?? "0", System.Globalization.CultureInfo.InvariantCulture) >= 2);
+
+        var row = page.Locator("#models-list table[data-model='uploaded-shapes'] tbody tr");
+        await Expect(row).ToHaveCountAsync(1, new() { Timeout = 30_000 });
+        await row.Locator("button.evaluation").ClickAsync();
+        await Expect(page.Locator("#confusion tbody tr")).ToHaveCountAsync(3);
+        await Expect(page.Locator("#confusion thead th")).ToHaveTextAsync(["true \\ predicted", .. pictures.Select(p => p.Class).Distinct().Order(StringComparer.Ordinal)]);
+        await Expect(page.Locator("#per-class tbody tr")).ToHaveCountAsync(3);
+        var total = (await page.Locator("#confusion tbody td").AllInnerTextsAsync()).Sum(int.Parse);
+        await page.Locator("#eval-only-wrong").UncheckAsync();
+        await Expect(page.Locator("#eval-gallery figure.sample")).ToHaveCountAsync(total);
+        var loaded = await page.EvaluateAsync<bool>("() => [...document.querySelectorAll('#eval-gallery img')].every(i => i.complete && i.naturalWidth === 28)");
+        Assert.True(loaded);
+        await DashboardFixture.ScreenshotAsync(page, "upload-train-evaluation");
+        Assert.True(errors.Count == 0, string.Join(Environment.NewLine, errors));
+    }
+
+    [GeneratedRegex(@"^(\d+m )?\d+s$")]
+    private static partial Regex Duration();
+
+    [Fact]
+    public async Task While_a_run_trains_the_time_left_for_the_epoch_and_the_job_is_shown()
+    {
+        var (page, errors) = await fixture.OpenAsync();
+        await Expect(page.Locator("#conn-state")).ToHaveTextAsync("connected", new() { Timeout = 60_000 });
+        foreach (var (name, value) in new Dictionary<string, string>
+        {
+            ["epochs"] = "3", ["batchSize"] = "16", ["imageSize"] = "67", ["device"] = "cpu",
+            ["modelName"] = "eta-run", ["maxTrainImages"] = "1600", ["maxTestImages"] = "32",
+        })
+        {
+            await page.Locator($"#f-{name}").FillAsync(value);
+        }
+
+        await page.Locator("#train-submit").ClickAsync();
+        await Expect(page.Locator("#train-result")).ToHaveTextAsync(QueuedJob(), new() { Timeout = 60_000 });
+        var jobId = QueuedJob().Match(await page.Locator("#train-result").InnerTextAsync()).Groups[1].Value;
+
+        // Estimated from the batches seen this epoch: the job's time left is at least the epoch's.
+        await Expect(page.Locator("#live-eta-job")).ToHaveTextAsync(Duration(), new() { Timeout = 120_000 });
+        await Expect(page.Locator("#live-eta-epoch")).ToHaveTextAsync(Duration());
+        Assert.Equal("Running", await page.Locator("#live-status").InnerTextAsync());
+        static int Seconds(string text) => text.Split(' ').Sum(p => int.Parse(p[..^1], System.Globalization.CultureInfo.InvariantCulture) * (p.EndsWith('m') ? 60 : 1));
+        var both = await page.EvaluateAsync<string[]>("() => [document.getElementById('live-eta-epoch').textContent, document.getElementById('live-eta-job').textContent]");
+        if (Duration().IsMatch(both[0]) && Duration().IsMatch(both[1]))
+        {
+            Assert.True(Seconds(both[1]) >= Seconds(both[0]), $"job {both[1]} < epoch {both[0]}");
+        }
+
+        await DashboardFixture.ScreenshotAsync(page, "training-time-left");
+        using var http = new HttpClient { BaseAddress = fixture.BaseAddress };
+        using var cancel = await http.DeleteAsync(new Uri($"/train/{jobId}", UriKind.Relative));
+        await Expect(page.Locator("#live-status")).ToHaveTextAsync("Cancelled", new() { Timeout = 60_000 });
+        Assert.True(errors.Count == 0, string.Join(Environment.NewLine, errors));
+    }
+
+    [Fact]
+    public async Task Ticked_jobs_are_compared_on_overlaid_per_epoch_curves()
+    {
+        using var http = new HttpClient { BaseAddress = fixture.BaseAddress };
+        var ids = new List<string>();
+        foreach (var (epochs, seed) in new[] { (2, 1), (3, 2) })
+        {
+            using var response = await http.PostAsJsonAsync(new Uri("/train", UriKind.Relative), new
+            {
+                dataset = "fashion-mnist", epochs, batchSize = 32, imageSize = 67, seed, device = "cpu",
+                maxTrainImages = 64, maxTestImages = 32, modelName = "compared", activate = false,
+            });
+            Assert.Equal(System.Net.HttpStatusCode.Accepted, response.StatusCode);
+            ids.Add((await response.Content.ReadFromJsonAsync<Nin.Api.Training.TrainAccepted>(Api.TrainingApiTests.Json))!.JobId);
+        }
+
+        foreach (var id in ids)
+        {
+            await Api.TrainingApiTests.WaitForAsync(http, id, j => j.Status == Nin.Api.Training.JobStatus.Succeeded, TimeSpan.FromMinutes(4));
+        }
+
+        var (page, errors) = await fixture.OpenAsync();
+        await Expect(page.Locator("#conn-state")).ToHaveTextAsync("connected", new() { Timeout = 60_000 });
+        await Expect(page.Locator("#compare")).ToBeHiddenAsync();
+        await page.Locator($"#jobs-table tr[data-job-id='{ids[0]}'] input.compare").CheckAsync();
+        await Expect(page.Locator("#compare-hint")).ToHaveTextAsync("Tick one more job to compare.");
+        await Expect(page.Locator("#compare")).ToBeHiddenAsync();
+        await page.Locator($"#jobs-table tr[data-job-id='{ids[1]}'] input.compare").CheckAsync();
+        await Expect(page.Locator("#compare")).ToBeVisibleAsync();
+        await Expect(page.Locator("#compare")).ToHaveAttributeAsync("data-jobs", "2");
+        var points = await page.EvaluateAsync<int[]>("() => window.ninDashboard.compareView.accChart.data.datasets.map(d => d.data.length)");
+        Assert.Equal([2, 3], points);
+        var losses = await page.EvaluateAsync<int[]>("() => window.ninDashboard.compareView.lossChart.data.datasets.map(d => d.data.length)");
+        Assert.Equal([2, 3], losses);
+        var labels = await page.EvaluateAsync<string[]>("() => window.ninDashboard.compareView.accChart.data.datasets.map(d => d.label)");
+        Assert.StartsWith(ids[0][..8], labels[0], StringComparison.Ordinal);
+        Assert.StartsWith(ids[1][..8], labels[1], StringComparison.Ordinal);
+        await page.Locator("#compare").ScreenshotAsync(new() { Path = Path.Combine(DashboardFixture.Screenshots, "compare-runs.png") });
+
+        await page.Locator($"#jobs-table tr[data-job-id='{ids[0]}'] input.compare").UncheckAsync();
+        await Expect(page.Locator("#compare")).ToBeHiddenAsync();
+        Assert.True(errors.Count == 0, string.Join(Environment.NewLine, errors));
+    }
+
+    [Fact]
+    public async Task A_run_from_the_form_shows_its_confusion_matrix_per_class_figures_and_gallery_and_can_be_deleted()
+    {
+        var (page, errors) = await fixture.OpenAsync();
+        page.Dialog += async (_, dialog) => await dialog.AcceptAsync();
+        await Expect(page.Locator("#conn-state")).ToHaveTextAsync("connected", new() { Timeout = 60_000 });
+        var fields = new Dictionary<string, string>
+        {
+            ["epochs"] = "1", ["batchSize"] = "32", ["imageSize"] = "67", ["device"] = "cpu",
+            ["modelName"] = "eval-run", ["maxTrainImages"] = "256", ["maxTestImages"] = "60",
+        };
+        foreach (var (name, value) in fields)
+        {
+            await page.Locator($"#f-{name}").FillAsync(value);
+        }
+
+        await page.Locator("#train-submit").ClickAsync();
+        await Expect(page.Locator("#train-result")).ToHaveTextAsync(QueuedJob(), new() { Timeout = 60_000 });
+        await Expect(page.Locator("#live-status")).ToHaveTextAsync("Succeeded", new() { Timeout = 240_000 });
+
+        // The per-batch loss curve was drawn live from BatchProgress (8 batches: at least the first and the last),
+        // beside the per-epoch curves; the time left reads "done" once the job finished.
+        var batchPoints = int.Parse(await page.Locator("#batch-figure").GetAttributeAsync("data-points") ?? "0", System.Globalization.CultureInfo.InvariantCulture);
+        Assert.InRange(batchPoints, 2, 8);
+        var xs = await page.EvaluateAsync<double[]>("() => window.ninDashboard.batchChart.data.datasets[0].data.map(p => p.x)");
+        Assert.Equal(batchPoints, xs.Length);
+        Assert.Equal(1.0, xs[^1], 9);
+        Assert.Equal(xs.Order(), xs);
+        await Expect(page.Locator("#live-eta-job")).ToHaveTextAsync("done");
+        await DashboardFixture.ScreenshotAsync(page, "training-batch-curve");
+
+        // The version the run stored (not served: alpha is) has its evaluation, computed when training ended.
+        var row = page.Locator("#models-list table[data-model='eval-run'] tbody tr");
+        await Expect(row).ToHaveCountAsync(1, new() { Timeout = 30_000 });
+        await row.Locator("button.evaluation").ClickAsync();
+        await Expect(page.Locator("#evaluation")).ToBeVisibleAsync();
+        await Expect(page.Locator("#eval-status")).ToHaveTextAsync(new Regex(@"^Accuracy \d+\.\d% on 60 test images of fashion-mnist\.$"));
+        await Expect(page.Locator("#confusion tbody tr")).ToHaveCountAsync(10);
+        await Expect(page.Locator("#confusion tbody td")).ToHaveCountAsync(100);
+        await Expect(page.Locator("#per-class tbody tr")).ToHaveCountAsync(10);
+        var cells = await page.Locator("#confusion tbody td").AllInnerTextsAsync();
+        Assert.Equal(60, cells.Sum(int.Parse));
+        var diagonal = await page.Locator("#confusion tbody td.diag").AllInnerTextsAsync();
+        var wrong = 60 - diagonal.Sum(int.Parse);
+
+        // Only the mistakes, then all test images (mistakes first).
+        await Expect(page.Locator("#eval-gallery figure.sample")).ToHaveCountAsync(Math.Min(48, wrong));
+        await Expect(page.Locator("#eval-gallery figure.sample.right")).ToHaveCountAsync(0);
+        await Expect(page.Locator("#eval-gallery-note")).ToContainTextAsync($"{wrong} of 60 test images are misclassified");
+        var loaded = await page.EvaluateAsync<bool>("() => [...document.querySelectorAll('#eval-gallery img')].every(i => i.complete && i.naturalWidth === 28)");
+        Assert.True(loaded);
+        await DashboardFixture.ScreenshotAsync(page, "evaluation");
+        await page.Locator("#eval-only-wrong").UncheckAsync();
+        await Expect(page.Locator("#eval-gallery figure.sample")).ToHaveCountAsync(48);
+        await Expect(page.Locator("#eval-gallery figure.sample.wrong")).ToHaveCountAsync(Math.Min(48, wrong));
+        await page.Locator("#evaluation").ScreenshotAsync(new() { Path = Path.Combine(DashboardFixture.Screenshots, "evaluation-gallery.png") });
+
+        // The served version offers no delete; the new one is deleted, and its evaluation view closes.
+        await Expect(page.Locator("#models-list tr[data-active='true'] button.delete")).ToHaveCountAsync(0);
+        await row.Locator("button.delete").ClickAsync();
+        await Expect(page.Locator("#models-list table[data-model='eval-run']")).ToHaveCountAsync(0, new() { Timeout = 30_000 });
+        await Expect(page.Locator("#evaluation")).ToBeHiddenAsync();
+        Assert.True(errors.Count == 0, string.Join(Environment.NewLine, errors));
+    }
+}

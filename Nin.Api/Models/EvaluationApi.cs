@@ -1,0 +1,155 @@
+using Hangfire;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Nin.Model.Checkpoints;
+using Nin.Model.Evaluation;
+
+namespace Nin.Api.Models;
+
+/// <summary>The answer to POST .../evaluate: where the evaluation will be.</summary>
+public sealed record EvaluationAccepted(string Name, int Version, string HangfireJobId, string Location);
+
+/// <summary>A test image with its true label and what the model said.</summary>
+public sealed record TestSample(int Index, string TrueLabel, string PredictedLabel, double Probability, bool Correct, string Image);
+
+/// <summary>Test images of a version, misclassified first.</summary>
+public sealed record TestSamplesResponse(string Name, int Version, int TestImages, int Misclassified, IReadOnlyList<TestSample> Items);
+
+/// <summary>Evaluation of model versions on their test split: confusion matrix, per-class figures, labelled test images.</summary>
+public static class EvaluationApi
+{
+    public const int MaxSamples = 200;
+
+    public static IServiceCollection AddNinEvaluation(this IServiceCollection services)
+    {
+        services.AddSingleton<ModelEvaluator>();
+        services.AddTransient<EvaluationJob>();
+        return services;
+    }
+
+    public static IEndpointRouteBuilder MapEvaluationApi(this IEndpointRouteBuilder app)
+    {
+        var group = app.MapGroup("/models/{name}/versions/{version:int}").WithTags("Models").AddEndpointFilter(CheckName).ProducesProblem(StatusCodes.Status400BadRequest);
+
+        group.MapPost("/evaluate", EvaluateModelVersion)
+            .WithName("EvaluateModelVersion")
+            .WithSummary("Evaluate a version on its test split")
+            .WithDescription("Queues a Hangfire job on the `training` queue (after any running training job) that runs a fresh copy of the version over the test split of the dataset it was trained on (as many test images as its recipe records), with training's preprocessing, and stores the confusion matrix and per-class figures beside it. Training computes this itself at the end of every run; use this for imported or older versions. 202 with a Location for the result; 404 for an unknown version; 409 when its dataset is not on this server.")
+            .ProducesProblem(StatusCodes.Status404NotFound)
+            .ProducesProblem(StatusCodes.Status409Conflict);
+
+        group.MapGet("/evaluation", GetModelEvaluation)
+            .WithName("GetModelEvaluation")
+            .WithSummary("Confusion matrix and per-class figures of a version")
+            .WithDescription("`confusion` has a row per true class and a column per predicted class, in the order of `classes`; `perClass` gives precision, recall and support (test images of the class); `accuracy` is the diagonal over `testImages`. 404 until the version has been evaluated (at the end of its training, or by POST .../evaluate).")
+            .ProducesProblem(StatusCodes.Status404NotFound);
+
+        group.MapGet("/samples", GetTestSamples)
+            .WithName("GetTestSamples")
+            .WithSummary("Test images with true and predicted labels, misclassified first")
+            .WithDescription("Like d2l's predict_ch3: test images of the version's evaluation with the true label, the predicted label and its probability, and the image as a small PNG data URL at the dataset's native size. Misclassified images come first, the most confident mistakes first; `onlyWrong=true` lists only those. `limit` is 1–200 (default 24). 404 until the version has been evaluated.")
+            .ProducesProblem(StatusCodes.Status404NotFound);
+
+        return app;
+    }
+
+    private static async ValueTask<object?> CheckName(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
+    {
+        if (context.HttpContext.Request.RouteValues.TryGetValue("name", out var value) && !ModelStore.IsValidName(value as string))
+        {
+            return TypedResults.Problem(statusCode: StatusCodes.Status400BadRequest, title: "Invalid model name.", detail: $"A model name must {ModelStore.NameRule}.");
+        }
+
+        return await next(context);
+    }
+
+    public static Results<Accepted<EvaluationAccepted>, ProblemHttpResult> EvaluateModelVersion(
+        string name, int version, ModelStore store, Datasets.DatasetCatalog datasets, IBackgroundJobClient hangfire)
+    {
+        if (store.Find(name, version) is not { } info)
+        {
+            return NotFound(name, version);
+        }
+
+        if (info.Metadata.Recipe?.Dataset is not { } dataset || !datasets.Exists(dataset))
+        {
+            return TypedResults.Problem(
+                statusCode: StatusCodes.Status409Conflict,
+                title: "The version's dataset is not here.",
+                detail: $"{name} version {version} was trained on '{info.Metadata.Recipe?.Dataset ?? "an unrecorded dataset"}', which this server does not have; its test split is needed to evaluate it.");
+        }
+
+        var jobId = hangfire.Enqueue<EvaluationJob>(j => j.RunAsync(name, version, CancellationToken.None));
+        var location = $"/models/{name}/versions/{version}/evaluation";
+        return TypedResults.Accepted(location, new EvaluationAccepted(name, version, jobId, location));
+    }
+
+    public static Results<Ok<ModelEvaluation>, ProblemHttpResult> GetModelEvaluation(string name, int version, ModelStore store)
+    {
+        if (store.Find(name, version) is not { } info)
+        {
+            return NotFound(name, version);
+        }
+
+        return EvaluationFiles.ReadEvaluation(info.Directory) is { } evaluation ? TypedResults.Ok(evaluation) : NotEvaluated(name, version);
+    }
+
+    public static async Task<Results<Ok<TestSamplesResponse>, ProblemHttpResult>> GetTestSamples(
+        string name, int version, ModelStore store, ModelEvaluator evaluator, CancellationToken cancellationToken, bool onlyWrong = false, int limit = 24)
+    {
+        if (limit is < 1 or > MaxSamples)
+        {
+            return TypedResults.Problem(statusCode: StatusCodes.Status400BadRequest, title: "Invalid limit.", detail: $"limit must be between 1 and {MaxSamples}.");
+        }
+
+        if (store.Find(name, version) is not { } info)
+        {
+            return NotFound(name, version);
+        }
+
+        if (EvaluationFiles.ReadPredictions(info.Directory) is not { } predictions || !predictions.IsConsistent(info.Metadata.ClassNames.Count))
+        {
+            return NotEvaluated(name, version);
+        }
+
+        // The order needs only the stored labels and predictions; the images are read up to the last one shown.
+        var labels = predictions.Labels;
+        var order = TestSampleOrder.Misclassified(predictions, labels);
+        var misclassified = order.Count(i => predictions.Predicted[i] != labels[i]);
+        var chosen = (onlyWrong ? order.Take(misclassified) : order).Take(limit).ToArray();
+        if (chosen.Length == 0)
+        {
+            return TypedResults.Ok(new TestSamplesResponse(name, version, labels.Count, misclassified, []));
+        }
+
+        Model.Data.ImageDataset test;
+        try
+        {
+            test = await evaluator.LoadTestSetAsync(info.Metadata, cancellationToken, chosen.DefaultIfEmpty(-1).Max() + 1);
+        }
+        catch (EvaluationUnavailableException ex)
+        {
+            return TypedResults.Problem(statusCode: StatusCodes.Status409Conflict, title: "The version's dataset is not here.", detail: ex.Message);
+        }
+
+        if (chosen.Any(i => i >= test.Count || test.Labels[i] != labels[i]))
+        {
+            return TypedResults.Problem(statusCode: StatusCodes.Status409Conflict, title: "The evaluation is out of date.", detail: "The test split no longer matches the stored evaluation; evaluate the version again.");
+        }
+
+        var classes = info.Metadata.ClassNames;
+        var items = chosen.Select(i => new TestSample(
+            i,
+            classes[labels[i]],
+            classes[predictions.Predicted[i]],
+            predictions.Probability[i],
+            predictions.Predicted[i] == labels[i],
+            "data:image/png;base64," + Convert.ToBase64String(TestSampleImages.Png(test, i)))).ToArray();
+        return TypedResults.Ok(new TestSamplesResponse(name, version, labels.Count, misclassified, items));
+    }
+
+    private static ProblemHttpResult NotFound(string name, int version) =>
+        TypedResults.Problem(statusCode: StatusCodes.Status404NotFound, title: "Unknown model version.", detail: $"There is no model '{name}' version {version}.");
+
+    private static ProblemHttpResult NotEvaluated(string name, int version) =>
+        TypedResults.Problem(statusCode: StatusCodes.Status404NotFound, title: "Not evaluated yet.", detail: $"{name} version {version} has no evaluation yet: POST /models/{name}/versions/{version}/evaluate.");
+}
