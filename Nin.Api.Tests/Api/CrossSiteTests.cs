@@ -46,22 +46,13 @@ public sealed class CrossSiteFixture : IDisposable
             settings[$"Security:ApiKeys:{i}"] = KeyOf(i);
         }
 
-        return new NinApiFactory(settings, home);
+        return new NinApiFactory(settings, home, ownsHome: true);
     }
 
     public void Dispose()
     {
-        foreach (var factory in new[] { Open, Keyed })
-        {
-            factory.Dispose();
-            try
-            {
-                Directory.Delete(factory.Home, recursive: true);
-            }
-            catch (IOException)
-            {
-            }
-        }
+        Open.Dispose();
+        Keyed.Dispose();
     }
 }
 

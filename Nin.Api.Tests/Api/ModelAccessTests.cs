@@ -32,22 +32,13 @@ public sealed class ModelAccessFixture : IDisposable
 
         store.Activate("alpha", 1);
         extra["Nin:SeedDefaultModel"] = "false";
-        return new NinApiFactory(extra, home);
+        return new NinApiFactory(extra, home, ownsHome: true);
     }
 
     public void Dispose()
     {
-        foreach (var factory in new[] { Open, Keyed })
-        {
-            factory.Dispose();
-            try
-            {
-                Directory.Delete(factory.Home, recursive: true);
-            }
-            catch (IOException)
-            {
-            }
-        }
+        Open.Dispose();
+        Keyed.Dispose();
     }
 }
 

@@ -14,9 +14,10 @@ public class NinApiFactory : WebApplicationFactory<Program>
     private readonly Dictionary<string, string?> settings;
     private readonly bool ownsHome;
 
-    public NinApiFactory(IDictionary<string, string?>? overrides = null, string? home = null)
+    // ownsHome: delete the given home on dispose too (a home made here always is).
+    public NinApiFactory(IDictionary<string, string?>? overrides = null, string? home = null, bool ownsHome = false)
     {
-        ownsHome = home is null;
+        this.ownsHome = ownsHome || home is null;
         Home = home ?? Directory.CreateTempSubdirectory("nin-api-").FullName;
         settings = new Dictionary<string, string?>
         {

@@ -55,22 +55,14 @@ public sealed class SecurityFixture : IDisposable
             settings[k] = v;
         }
 
-        return new NinApiFactory(settings, home);
+        return new NinApiFactory(settings, home, ownsHome: true);
     }
 
     public void Dispose()
     {
-        foreach (var factory in new[] { Keyed, Limited, ProtectedPredict })
-        {
-            factory.Dispose();
-            try
-            {
-                Directory.Delete(factory.Home, recursive: true);
-            }
-            catch (IOException)
-            {
-            }
-        }
+        Keyed.Dispose();
+        Limited.Dispose();
+        ProtectedPredict.Dispose();
     }
 }
 
