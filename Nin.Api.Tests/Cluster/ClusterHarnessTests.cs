@@ -88,6 +88,32 @@ public sealed class ClusterHarnessTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task A_process_that_exits_while_starting_fails_WaitReady_at_once_with_its_output()
+    {
+        var home = Directory.CreateTempSubdirectory("nin-cluster-").FullName;
+        using var taken = new TcpListener(IPAddress.Loopback, 0);
+        taken.Start();
+        try
+        {
+            var port = ((IPEndPoint)taken.LocalEndpoint).Port;
+            await using var nin = NinProcess.Start(Settings(home), "clash", output, port: port);
+            var watch = System.Diagnostics.Stopwatch.StartNew();
+
+            var failure = await Assert.ThrowsAsync<Xunit.Sdk.XunitException>(() => nin.WaitReadyAsync(timeout: TimeSpan.FromSeconds(100)));
+
+            Assert.True(watch.Elapsed < TimeSpan.FromSeconds(60), $"took {watch.Elapsed} to notice the exit");
+            Assert.True(nin.HasExited);
+            Assert.Contains("clash exited with status", failure.Message, StringComparison.Ordinal);
+            // The service's own words about the cause reach the message.
+            Assert.Contains("address already in use", failure.Message, StringComparison.OrdinalIgnoreCase);
+        }
+        finally
+        {
+            Directory.Delete(home, recursive: true);
+        }
+    }
+
+    [Fact]
     public async Task The_test_Redis_server_answers_PING()
     {
         var (host, port) = TestServers.RedisEndPoint;

@@ -74,12 +74,14 @@ public sealed class NinProcess : IAsyncDisposable
     /// <c>Section__Key</c> environment variables; <c>Nin:Home</c> is required (the default, the current directory,
     /// would be the repository). Defaults that keep it offline and on the CPU are added unless given:
     /// <c>Nin:DataDirectory</c> (the shared datasets), <c>Nin:DownloadDatasets=false</c>, <c>Torch:Device=cpu</c>.
+    /// <paramref name="port"/>: listen there (e.g. to restart an instance at the same address), else on a free port.
     /// </summary>
     public static NinProcess Start(
         IReadOnlyDictionary<string, string?> settings,
         string name = "nin",
         ITestOutputHelper? output = null,
-        int maxLogLines = 300)
+        int maxLogLines = 300,
+        int? port = null)
     {
         if (!settings.TryGetValue("Nin:Home", out var home) || string.IsNullOrWhiteSpace(home))
         {
@@ -92,7 +94,7 @@ public sealed class NinProcess : IAsyncDisposable
             throw new InvalidOperationException($"{dll} is missing: the test project should copy the referenced service into its bin folder.");
         }
 
-        var port = FreeLoopbackPort();
+        var listenPort = port ?? FreeLoopbackPort();
         var start = new ProcessStartInfo(DotnetHost(), [dll])
         {
             // The content root, as for ./nin serve and WebApplicationFactory: appsettings.json and wwwroot live
@@ -116,7 +118,7 @@ public sealed class NinProcess : IAsyncDisposable
             }
         }
 
-        start.Environment["ASPNETCORE_URLS"] = $"http://127.0.0.1:{port}";
+        start.Environment["ASPNETCORE_URLS"] = $"http://127.0.0.1:{listenPort}";
         start.Environment["ASPNETCORE_ENVIRONMENT"] = "Testing";
         var all = new Dictionary<string, string?>
         {
@@ -138,7 +140,7 @@ public sealed class NinProcess : IAsyncDisposable
         }
 
         var process = new Process { StartInfo = start, EnableRaisingEvents = true };
-        var nin = new NinProcess(name, process, port, maxLogLines, output);
+        var nin = new NinProcess(name, process, listenPort, maxLogLines, output);
         process.OutputDataReceived += (_, e) => nin.Append(e.Data);
         process.ErrorDataReceived += (_, e) => nin.Append(e.Data);
         if (!process.Start())
