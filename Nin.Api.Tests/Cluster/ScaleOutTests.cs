@@ -107,14 +107,23 @@ public sealed class ScaleOutTests(ITestOutputHelper output)
             }
 
             var swap = Stopwatch.StartNew();
-            while (await ServedAsync(a) != ("scaled", 1))
+            var polls = new List<string>();
+            while (true)
             {
+                var sent = swap.Elapsed.TotalMilliseconds;
+                var served = await ServedAsync(a);
+                polls.Add($"{sent:F0}+{swap.Elapsed.TotalMilliseconds - sent:F0} ms: {served.Item1} v{served.Item2}");
+                if (served == ("scaled", 1))
+                {
+                    break;
+                }
+
                 Assert.True(swap.Elapsed < TimeSpan.FromSeconds(10), $"A still serves the old version {swap.Elapsed.TotalSeconds:F1} s after B activated scaled v1\n{a.Describe()}");
                 await Task.Delay(20);
             }
 
             swap.Stop();
-            output.WriteLine($"A served the version activated on B after {swap.Elapsed.TotalMilliseconds:F0} ms");
+            output.WriteLine($"A served the version activated on B after {swap.Elapsed.TotalMilliseconds:F0} ms (requests to A: {string.Join("; ", polls)})");
             Assert.True(swap.Elapsed < TimeSpan.FromSeconds(1), $"A swapped after {swap.Elapsed.TotalMilliseconds:F0} ms, not within a second");
             Assert.Equal(("scaled", 1), await ServedAsync(b));
 
