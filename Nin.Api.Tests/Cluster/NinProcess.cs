@@ -199,6 +199,28 @@ public sealed class NinProcess : IAsyncDisposable
         }
     }
 
+    /// <summary>SIGSTOP: the process stops running (a long pause, a suspended VM) but keeps its sockets.</summary>
+    public void Pause()
+    {
+        if (SendSignal(process.Id, Sigstop) != 0)
+        {
+            throw new InvalidOperationException($"{Name}: SIGSTOP failed (errno {Marshal.GetLastPInvokeError()})");
+        }
+
+        Append($"[harness] {Name} paused (SIGSTOP)");
+    }
+
+    /// <summary>SIGCONT after <see cref="Pause"/>.</summary>
+    public void Resume()
+    {
+        if (SendSignal(process.Id, Sigcont) != 0)
+        {
+            throw new InvalidOperationException($"{Name}: SIGCONT failed (errno {Marshal.GetLastPInvokeError()})");
+        }
+
+        Append($"[harness] {Name} resumed (SIGCONT)");
+    }
+
     /// <summary>SIGKILL (Process.Kill sends SIGKILL on Unix), the process tree included; waits until it is reaped.</summary>
     public void KillHard()
     {
@@ -227,6 +249,7 @@ public sealed class NinProcess : IAsyncDisposable
     {
         if (!process.HasExited)
         {
+            _ = SendSignal(process.Id, Sigcont); // a paused process cannot act on SIGTERM
             if (SendSignal(process.Id, Sigterm) != 0)
             {
                 KillHard();
@@ -370,6 +393,8 @@ public sealed class NinProcess : IAsyncDisposable
     }
 
     private const int Sigterm = 15;
+    private const int Sigcont = 18;
+    private const int Sigstop = 19;
 
     [DllImport("libc", EntryPoint = "kill", SetLastError = true)]
     private static extern int SendSignal(int pid, int signal);

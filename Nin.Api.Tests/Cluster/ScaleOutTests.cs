@@ -171,6 +171,71 @@ public sealed class ScaleOutTests(ITestOutputHelper output)
         }
     }
 
+    [Fact]
+    public async Task A_worker_paused_past_the_invisibility_timeout_loses_its_job_to_another_and_then_leaves_it_alone()
+    {
+        var home = Directory.CreateTempSubdirectory("nin-takeover-").FullName;
+        var schema = TestServers.NewSchema("nin_takeover");
+        var prefix = "nin-test-" + Guid.NewGuid().ToString("N")[..8];
+        var processes = new List<NinProcess>();
+        try
+        {
+            var api = NinProcess.Start(Settings(home, schema, prefix, "api"), "api", output);
+            processes.Add(api);
+            var first = NinProcess.Start(Settings(home, schema, prefix, "worker"), "worker-1", output);
+            processes.Add(first);
+            await Task.WhenAll(api.WaitReadyAsync(timeout: TimeSpan.FromMinutes(2)), first.WaitReadyAsync(timeout: TimeSpan.FromMinutes(2)));
+
+            var job = await PostJobAsync(api, new { recipe = "robust", epochs = 3, batchSize = 32, imageSize = 67, maxTrainImages = 512, maxTestImages = 64, modelName = "contested", seed = 6 });
+            var midway = await WaitForAsync(api.Client, job, j => j.Epochs.Count >= 1 && j.Status == JobStatus.Running && j.Progress.Epoch == 2 && j.Progress.Batch > 0, TimeSpan.FromMinutes(3));
+            Assert.Contains($":{first.Pid}:", midway.Worker, StringComparison.Ordinal);
+
+            // Worker 1 stops running (a long pause, a suspended VM) with the job in hand; worker 2 is free.
+            first.Pause();
+            var second = NinProcess.Start(Settings(home, schema, prefix, "worker"), "worker-2", output);
+            processes.Add(second);
+            await second.WaitReadyAsync(timeout: TimeSpan.FromMinutes(2));
+            var taken = await WaitForAsync(api.Client, job, j => j.Worker is { } w && w.Contains($":{second.Pid}:", StringComparison.Ordinal) && j.ResumedAfterEpoch is not null, Invisibility + TimeSpan.FromMinutes(2));
+            Assert.True(taken.ResumedAfterEpoch >= 1, "worker 2 should resume from worker 1's epoch checkpoint");
+
+            // Worker 1 wakes up: it finds the job taken over and stops without writing its record, checkpoint or a model.
+            first.Resume();
+            var done = await WaitForAsync(api.Client, job, j => j.Status is JobStatus.Succeeded or JobStatus.Failed or JobStatus.Cancelled, TimeSpan.FromMinutes(4));
+            Assert.True(done.Status == JobStatus.Succeeded, $"job {job} ended {done.Status}: {done.Error}\n{first.Describe()}\n{second.Describe()}");
+            Assert.Contains($":{second.Pid}:", done.Worker, StringComparison.Ordinal);
+            Assert.Equal([1, 2, 3], done.Epochs.Select(e => e.Epoch));
+            await WaitUntilAsync(() => first.LogLines.Any(l => l.Contains(job, StringComparison.Ordinal) && l.Contains("taken over", StringComparison.Ordinal)), TimeSpan.FromSeconds(30), first);
+            Assert.DoesNotContain(first.LogLines, l => l.Contains("stored model", StringComparison.Ordinal));
+
+            // One model version, stored by worker 2; the record stays Succeeded after worker 1 has had time to act.
+            await Task.Delay(TimeSpan.FromSeconds(3));
+            var models = await api.Client.GetFromJsonAsync<JsonElement>(new Uri("/models", UriKind.Relative));
+            var contested = models.GetProperty("models").EnumerateArray().Single(m => m.GetProperty("name").GetString() == "contested");
+            Assert.True(contested.GetProperty("versions").GetArrayLength() == 1, $"expected one stored version of 'contested': {contested}");
+            var after = await api.Client.GetFromJsonAsync<JobSnapshot>(new Uri($"/train/{job}", UriKind.Relative), Json);
+            Assert.Equal(JobStatus.Succeeded, after!.Status);
+        }
+        finally
+        {
+            foreach (var process in processes)
+            {
+                await process.DisposeAsync();
+            }
+
+            Directory.Delete(home, recursive: true);
+        }
+    }
+
+    private static async Task WaitUntilAsync(Func<bool> condition, TimeSpan timeout, NinProcess process)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        while (!condition())
+        {
+            Assert.True(DateTime.UtcNow < deadline, $"condition not met within {timeout.TotalSeconds:F0} s\n{process.Describe()}");
+            await Task.Delay(200);
+        }
+    }
+
     private static async Task AssertRolesAsync(NinProcess a, NinProcess b, NinProcess worker)
     {
         foreach (var (process, role) in new[] { (a, "api"), (b, "api"), (worker, "worker") })

@@ -121,7 +121,8 @@ public sealed record JobSnapshot(
     DateTimeOffset? StartedAt,
     DateTimeOffset? FinishedAt,
     int? ResumedAfterEpoch = null,
-    IReadOnlyList<string>? Warnings = null)
+    IReadOnlyList<string>? Warnings = null,
+    string? Worker = null)
 {
     /// <summary>A new queued job with a fresh 12-character id.</summary>
     public static JobSnapshot New(TrainSettings settings) =>

@@ -48,8 +48,10 @@ public sealed partial class TrainingJob(
 
             // Compare-and-set: only a job that is still queued (or was running when a crash interrupted it) starts;
             // a DELETE that cancelled it since it was read above wins.
+            // Running here becomes this process's job: a worker that took longer than the invisibility timeout to renew
+            // its hold (paused, cut off) finds it taken over and stops without touching it again (see Owned).
             var running = jobs.Update(jobId, j => j.Status is JobStatus.Queued or JobStatus.Running
-                ? j with { Status = JobStatus.Running, Device = device.ToString(), StartedAt = j.StartedAt ?? DateTimeOffset.UtcNow, Error = null }
+                ? j with { Status = JobStatus.Running, Device = device.ToString(), StartedAt = j.StartedAt ?? DateTimeOffset.UtcNow, Error = null, Worker = WorkerIdentity.Current }
                 : null);
             if (running is null)
             {
@@ -63,6 +65,7 @@ public sealed partial class TrainingJob(
             var data = await datasets.LoadAsync(settings.Dataset, settings.MaxTrainImages, settings.MaxTestImages, cts.Token);
             // Its own thread: its OpenMP team is the only multi-threaded one besides serving's, and goes away with it.
             var result = await TorchRuntime.RunOnOwnThread($"nin-train-{jobId}", () => Train(jobId, settings, data, device, cts.Token));
+            EnsureOwned(jobId);
 
             // A model that learned nothing is stored for inspection but never served automatically.
             var warnings = result.Metadata.Warnings ?? [];
@@ -77,7 +80,7 @@ public sealed partial class TrainingJob(
 
             await EvaluateAsync(jobId, stored, data.Test, cts.Token);
             DeleteCheckpoint(jobId);
-            var done = jobs.Update(jobId, j => j with { Status = JobStatus.Succeeded, ModelName = stored.Name, ModelVersion = stored.Version, FinishedAt = DateTimeOffset.UtcNow, Warnings = warnings });
+            var done = Owned(jobId, j => j with { Status = JobStatus.Succeeded, ModelName = stored.Name, ModelVersion = stored.Version, FinishedAt = DateTimeOffset.UtcNow, Warnings = warnings });
             Publish(done);
             notifier.JobFinished(new JobFinishedEvent(jobId, JobStatus.Succeeded, stored.Name, stored.Version, null, warnings));
             foreach (var warning in warnings)
@@ -87,24 +90,49 @@ public sealed partial class TrainingJob(
 
             LogSucceeded(logger, jobId, stored.Name, stored.Version, result.Metadata.Metrics?.TestAccuracy ?? 0);
         }
+        catch (JobTakenOverException)
+        {
+            // Another worker runs it now (from the checkpoint): its record and checkpoint are that worker's. Hangfire's
+            // job is that worker's too: ending normally here would mark it Succeeded under it (and abort that worker),
+            // so this attempt ends as aborted, which changes no state and leaves the queue entry to its new holder.
+            LogTakenOver(logger, jobId, jobs.Get(jobId)?.Worker ?? "-");
+            throw new Hangfire.Server.JobAbortedException();
+        }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {
-            // The server is shutting down: leave the job queued; it resumes from its last epoch checkpoint.
-            Publish(jobs.Update(jobId, j => j with { Status = JobStatus.Queued, Progress = j.Progress with { Batch = 0 } }));
-            LogInterrupted(logger, jobId);
+            // The server is shutting down (or Hangfire aborted this attempt): leave the job queued if it is still this
+            // process's; it resumes from its last epoch checkpoint.
+            var queued = jobs.Update(jobId, j => j.Worker == WorkerIdentity.Current ? j with { Status = JobStatus.Queued, Progress = j.Progress with { Batch = 0 } } : null);
+            if (queued is null)
+            {
+                LogTakenOver(logger, jobId, jobs.Get(jobId)?.Worker ?? "-");
+            }
+            else
+            {
+                Publish(queued);
+                LogInterrupted(logger, jobId);
+            }
+
             throw;
         }
         catch (OperationCanceledException)
         {
+            var cancelled = jobs.Update(jobId, j => j.Status == JobStatus.Running && j.Worker != WorkerIdentity.Current ? null : j with { Status = JobStatus.Cancelled, FinishedAt = DateTimeOffset.UtcNow });
+            if (cancelled is null)
+            {
+                LogTakenOver(logger, jobId, jobs.Get(jobId)?.Worker ?? "-");
+                return;
+            }
+
             DeleteCheckpoint(jobId);
-            Publish(jobs.Update(jobId, j => j with { Status = JobStatus.Cancelled, FinishedAt = DateTimeOffset.UtcNow }));
+            Publish(cancelled);
             notifier.JobFinished(new JobFinishedEvent(jobId, JobStatus.Cancelled, null, null, null));
             LogCancelled(logger, jobId);
         }
         catch (Exception ex)
         {
             var error = ClientErrors.Describe(ex, folders.Value); // no exception text or server paths reach clients
-            Publish(jobs.Update(jobId, j => j with { Status = JobStatus.Failed, Error = error, FinishedAt = DateTimeOffset.UtcNow }));
+            Publish(jobs.Update(jobId, j => j.Status == JobStatus.Running && j.Worker != WorkerIdentity.Current ? null : j with { Status = JobStatus.Failed, Error = error, FinishedAt = DateTimeOffset.UtcNow }));
             notifier.JobFinished(new JobFinishedEvent(jobId, JobStatus.Failed, null, null, error));
             LogFailed(logger, ex, jobId, error);
         }
@@ -145,8 +173,12 @@ public sealed partial class TrainingJob(
                 Publish(jobs.Update(jobId, j => j with { ResumedAfterEpoch = resume.CompletedEpochs, Epochs = resume.History }));
             }
 
-            var observer = new Observer(jobs, notifier, logger, jobId, settings.Epochs, resume?.History ?? []);
-            var metrics = trainer.Run(observer, cancellationToken, resume, (epoch, optimizer) => EpochCheckpoint.Save(checkpointDir, epoch, network, optimizer, observer.History));
+            var observer = new Observer(this, notifier, logger, jobId, settings.Epochs, resume?.History ?? []);
+            var metrics = trainer.Run(observer, cancellationToken, resume, (epoch, optimizer) =>
+            {
+                EnsureOwned(jobId); // never overwrite the checkpoint of a worker that took the job over
+                EpochCheckpoint.Save(checkpointDir, epoch, network, optimizer, observer.History);
+            });
             var described = TrainedModel.Describe(settings.ModelName, data, options, metrics.Epochs, device.ToString());
             var metadata = described with { Recipe = described.Recipe! with { Dataset = settings.Dataset } };
             network.to(CPU);
@@ -159,26 +191,34 @@ public sealed partial class TrainingJob(
         }
     }
 
-    private sealed class Observer(ITrainingJobStore jobs, TrainingNotifier notifier, ILogger logger, string jobId, int epochs, IReadOnlyList<EpochMetrics> earlier) : ITrainingObserver
+    private sealed class Observer(TrainingJob owner, TrainingNotifier notifier, ILogger logger, string jobId, int epochs, IReadOnlyList<EpochMetrics> earlier) : ITrainingObserver
     {
         public List<EpochMetrics> History { get; } = [.. earlier];
 
         public void OnBatch(BatchProgress progress)
         {
-            jobs.Update(jobId, j => j with { Progress = new JobProgress(progress.Epoch, progress.Batch, progress.Batches) }, persist: false);
+            owner.Owned(jobId, j => j with { Progress = new JobProgress(progress.Epoch, progress.Batch, progress.Batches) }, persist: false);
             notifier.BatchProgress(new BatchProgressEvent(jobId, progress.Epoch, progress.Batch, progress.Batches, progress.Loss));
         }
 
         public void OnEpoch(EpochMetrics metrics)
         {
             History.Add(metrics);
-            if (jobs.Update(jobId, j => j with { Epochs = [.. j.Epochs.Where(e => e.Epoch < metrics.Epoch), metrics] }) is { } snapshot)
-            {
-                notifier.JobUpdated(snapshot);
-            }
-
+            notifier.JobUpdated(owner.Owned(jobId, j => j with { Epochs = [.. j.Epochs.Where(e => e.Epoch < metrics.Epoch), metrics] }));
             notifier.EpochCompleted(new EpochCompletedEvent(jobId, metrics.Epoch, epochs, metrics.TrainLoss, metrics.TrainAccuracy, metrics.TestAccuracy, metrics.ExamplesPerSecond, metrics.Seconds));
             LogEpoch(logger, jobId, metrics.Epoch, epochs, metrics.TrainLoss, metrics.TrainAccuracy, metrics.TestAccuracy, metrics.ExamplesPerSecond);
+        }
+    }
+
+    /// <summary>Applies a change to the job's record while this process runs it; otherwise stops the run (<see cref="JobTakenOverException"/>).</summary>
+    private JobSnapshot Owned(string jobId, Func<JobSnapshot, JobSnapshot> change, bool persist = true) =>
+        jobs.Update(jobId, j => j.Worker == WorkerIdentity.Current ? change(j) : null, persist) ?? throw new JobTakenOverException(jobId);
+
+    private void EnsureOwned(string jobId)
+    {
+        if (jobs.Get(jobId)?.Worker != WorkerIdentity.Current)
+        {
+            throw new JobTakenOverException(jobId);
         }
     }
 
@@ -254,6 +294,9 @@ public sealed partial class TrainingJob(
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Job {JobId}: {Warning}")]
     private static partial void LogWarning(ILogger logger, string jobId, string warning);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Job {JobId}: taken over by worker {Worker} (this one did not renew its hold within the invisibility timeout); stopping here without touching its record or checkpoint")]
+    private static partial void LogTakenOver(ILogger logger, string jobId, string worker);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Job {JobId}: cancelled")]
     private static partial void LogCancelled(ILogger logger, string jobId);
