@@ -18,23 +18,33 @@ builder.AddNinSecurity();
 builder.Services.AddNinEvaluation();
 
 var app = builder.Build();
+var role = app.Services.GetRequiredService<NinRole>();
 
 app.UseNinDefaults();
 app.UseNinSecurity();
-app.UseNinHangfireDashboard();
-app.UseNinOpenApi();
-app.UseDefaultFiles();
-app.UseStaticFiles();
-app.MapHealthApi();
-app.MapDatasetsApi();
-app.MapTrainingApi();
-app.MapModelsApi();
-app.MapModelTransferApi();
-app.MapEvaluationApi();
-app.MapPredictApi();
-app.MapKServeApi();
-app.MapHub<TrainingHub>("/hubs/training").DisableRequestTimeout();
+if (role.ServesApi)
+{
+    app.UseNinHangfireDashboard();
+    app.UseNinOpenApi();
+    app.UseDefaultFiles();
+    app.UseStaticFiles();
+    app.MapHealthApi();
+    app.MapDatasetsApi();
+    app.MapTrainingApi();
+    app.MapModelsApi();
+    app.MapModelTransferApi();
+    app.MapEvaluationApi();
+    app.MapPredictApi();
+    app.MapKServeApi();
+    app.MapHub<TrainingHub>("/hubs/training").DisableRequestTimeout();
+}
+else
+{
+    app.MapHealthApi(); // a worker answers health and metrics only
+}
+
 app.MapPrometheusScrapingEndpoint("/metrics");
+app.LogNinRole();
 
 app.Run();
 

@@ -17,7 +17,7 @@ public sealed class JobCancellationRaceTests : IDisposable
     {
         _ = factory.Server; // start the host
         var services = factory.Services;
-        var store = services.GetRequiredService<TrainingJobStore>();
+        var store = services.GetRequiredService<ITrainingJobStore>();
         var cancellation = services.GetRequiredService<JobCancellation>();
         var notifier = services.GetRequiredService<TrainingNotifier>();
         var cancelledWhileQueued = 0;

@@ -22,6 +22,7 @@ public sealed class PersistenceTests
     {
         ["Hangfire:PostgresConnection"] = Postgres,
         ["Hangfire:PostgresSchema"] = schema,
+        ["SharedState:Schema"] = schema + "_nin",
         ["Nin:SeedDefaultModel"] = "false",
     }, home);
 
@@ -81,11 +82,13 @@ public sealed class PersistenceTests
 
         var home = Directory.CreateTempSubdirectory("nin-pgready-").FullName;
         var store = new Nin.Model.Checkpoints.ModelStore(Path.Combine(home, "models"));
-        ServingFixture.AddRandom(store, "ready", seed: 1);
+        ServingFixture.AddRandom(store, "ready", seed: 1); // active.json: read into PostgreSQL on first start
+        var schema = "nin_test_" + Guid.NewGuid().ToString("N")[..8];
         using var factory = new NinApiFactory(new Dictionary<string, string?>
         {
             ["Hangfire:PostgresConnection"] = builder.ConnectionString,
-            ["Hangfire:PostgresSchema"] = "nin_test_" + Guid.NewGuid().ToString("N")[..8],
+            ["Hangfire:PostgresSchema"] = schema,
+            ["SharedState:Schema"] = schema + "_nin",
             ["Nin:SeedDefaultModel"] = "false",
         }, home);
         using var client = factory.CreateClient();
@@ -103,6 +106,14 @@ public sealed class PersistenceTests
             Assert.Equal("Unhealthy", storage.GetProperty("status").GetString());
             Assert.Contains("not reachable", storage.GetProperty("description").GetString(), StringComparison.Ordinal);
             Assert.Equal("Healthy", body.GetProperty("checks").GetProperty("model").GetProperty("status").GetString());
+        }
+
+        // Job records live in PostgreSQL now: reading them while it is down is a 503 to retry, not a 500.
+        using (var jobs = await client.GetAsync(new Uri("/train", UriKind.Relative)))
+        {
+            Assert.Equal(HttpStatusCode.ServiceUnavailable, jobs.StatusCode);
+            Assert.Equal("application/problem+json", jobs.Content.Headers.ContentType?.MediaType);
+            Assert.Contains("job storage", await jobs.Content.ReadAsStringAsync(), StringComparison.Ordinal);
         }
 
         // The service itself kept working, and is ready again once the database is back.

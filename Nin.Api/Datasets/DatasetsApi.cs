@@ -53,7 +53,7 @@ public static class DatasetsApi
             : NotFound(id);
     }
 
-    public static IResult DeleteDataset(string id, DatasetCatalog catalog, UploadedDatasets uploads, TrainingJobStore jobs)
+    public static IResult DeleteDataset(string id, DatasetCatalog catalog, UploadedDatasets uploads, ITrainingJobStore jobs)
     {
         if (catalog.Find(id) is not null)
         {

@@ -9,7 +9,7 @@ using Nin.Model.Runtime;
 namespace Nin.Api.Health;
 
 /// <summary>Liveness: the process is up and Torch is loaded on a device; <c>Engine</c> is the serving engine (<c>torch</c> or <c>onnxruntime</c>).</summary>
-public sealed record LiveResponse(string Status, string Device, string Backend, string TorchSharpVersion, bool CudaAvailable, int Threads, string Engine);
+public sealed record LiveResponse(string Status, string Device, string Backend, string TorchSharpVersion, bool CudaAvailable, int Threads, string Engine, string Role);
 
 /// <summary>One readiness check.</summary>
 public sealed record CheckResult(string Status, string? Description);
@@ -25,12 +25,12 @@ public static class HealthApi
         health.MapGet("/live", GetLive)
             .WithName("GetLive")
             .WithSummary("Liveness probe")
-            .WithDescription("200 while the process runs; reports the Torch device and backend the service uses, and the serving engine (`torch` or `onnxruntime`).");
+            .WithDescription("200 while the process runs; reports the Torch device and backend the service uses, the serving engine (`torch` or `onnxruntime`) and the process's role (`all`, `api` or `worker`: Nin:Role).");
         app.MapHealthChecks("/health/ready", new HealthCheckOptions { ResponseWriter = WriteReadyAsync })
             .WithTags("Health")
             .WithName("GetReady")
             .WithSummary("Readiness probe")
-            .WithDescription("200 when Torch is loaded, a model is served and the job storage answers; 503 otherwise, with each check's status and reason.")
+            .WithDescription("200 when Torch is loaded, a model is served (not checked on a `worker`) and the job storage answers; 503 otherwise, with each check's status and reason.")
             .WithMetadata(new ProducesResponseTypeMetadata(StatusCodes.Status200OK, typeof(ReadyResponse), ["application/json"]))
             .WithMetadata(new ProducesResponseTypeMetadata(StatusCodes.Status503ServiceUnavailable, typeof(ReadyResponse), ["application/json"]));
         return app;
@@ -49,9 +49,9 @@ public static class HealthApi
     private static string? Scrub(HttpContext context, string? description) =>
         description is null ? null : Infrastructure.ClientErrors.Scrub(description, context.RequestServices.GetRequiredService<Microsoft.Extensions.Options.IOptions<Infrastructure.NinOptions>>().Value);
 
-    public static Ok<LiveResponse> GetLive(IOptions<ServingOptions> serving)
+    public static Ok<LiveResponse> GetLive(IOptions<ServingOptions> serving, Infrastructure.NinRole role)
     {
         var info = TorchRuntime.Info;
-        return TypedResults.Ok(new LiveResponse("live", info.Device, info.Backend, info.TorchSharpVersion, info.CudaAvailable, info.Threads, ServingEngines.Current(serving.Value)));
+        return TypedResults.Ok(new LiveResponse("live", info.Device, info.Backend, info.TorchSharpVersion, info.CudaAvailable, info.Threads, ServingEngines.Current(serving.Value), role.Name));
     }
 }

@@ -18,6 +18,7 @@ public static class NinEnvironment
         ["NIN_MODELS_DIR"] = "Nin:ModelsDirectory",
         ["NIN_WORK_DIR"] = "Nin:WorkDirectory",
         ["NIN_LIBTORCH_DIR"] = "Torch:LibTorchDirectory",
+        ["NIN_ROLE"] = NinRole.Key,
     };
 
     /// <summary>Adds the variables of <paramref name="environment"/> (default: the process's) as the first, weakest source.</summary>

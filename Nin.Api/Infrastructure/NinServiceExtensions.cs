@@ -1,4 +1,3 @@
-using System.Data.Common;
 using System.Text.Json.Serialization;
 using Hangfire;
 using Hangfire.PostgreSql;
@@ -6,6 +5,7 @@ using Microsoft.Extensions.Options;
 using Npgsql;
 using OpenTelemetry.Metrics;
 using OpenTelemetry.Resources;
+using Nin.Api.Cluster;
 using Nin.Api.Datasets;
 using Nin.Api.Serving;
 using Nin.Api.Training;
@@ -14,46 +14,13 @@ using Nin.Model.Runtime;
 
 namespace Nin.Api.Infrastructure;
 
-/// <summary>Hangfire storage settings, bound from the <c>Hangfire</c> section.</summary>
-public sealed class HangfireOptions
-{
-    public const string SectionName = "Hangfire";
-
-    /// <summary>PostgreSQL connection string; when empty, jobs are kept in memory (Hangfire.InMemory).</summary>
-    public string? PostgresConnection { get; set; }
-
-    /// <summary>The PostgreSQL schema Hangfire's tables live in.</summary>
-    public string PostgresSchema { get; set; } = "hangfire";
-
-    public bool UsesPostgres => !string.IsNullOrWhiteSpace(PostgresConnection);
-
-    /// <summary>
-    /// The connection string Nin opens: GSS encryption off unless the string (or <c>PGGSSENCMODE</c>) asks for
-    /// it. Otherwise Npgsql 10 probes for libgssapi_krb5 on every physical connection and, where Kerberos is
-    /// absent (the .NET aspnet image), logs an error each time (npgsql/npgsql#6360, #6416).
-    /// </summary>
-    public string? EffectivePostgresConnection => UsesPostgres ? DisableGssUnlessAsked(PostgresConnection!) : null;
-
-    internal static string DisableGssUnlessAsked(string connectionString)
-    {
-        var given = new DbConnectionStringBuilder { ConnectionString = connectionString };
-        var asked = given.Keys.Cast<string>().Any(k => k.Replace(" ", "", StringComparison.Ordinal).Equals("GssEncryptionMode", StringComparison.OrdinalIgnoreCase))
-            || Environment.GetEnvironmentVariable("PGGSSENCMODE") is { Length: > 0 };
-        return asked
-            ? connectionString
-            : new NpgsqlConnectionStringBuilder(connectionString) { GssEncryptionMode = GssEncryptionMode.Disable }.ConnectionString;
-    }
-
-    /// <summary>Serve the Hangfire dashboard to remote clients too (it is local-only by default).</summary>
-    public bool DashboardAllowRemote { get; set; }
-}
-
-public static class NinServiceExtensions
+public static partial class NinServiceExtensions
 {
     /// <summary>Options, Torch start-up, JSON and ProblemDetails conventions every area shares.</summary>
     public static IHostApplicationBuilder AddNinCore(this IHostApplicationBuilder builder)
     {
         builder.Configuration.AddNinEnvironmentDefaults();
+        builder.Services.AddSingleton(NinRole.From(builder.Configuration));
         builder.Services.AddOptions<NinOptions>().BindConfiguration(NinOptions.SectionName);
         builder.Services.AddOptions<TorchOptions>().BindConfiguration(TorchOptions.SectionName);
         builder.Services.AddHostedService<TorchStartup>();
@@ -67,14 +34,22 @@ public static class NinServiceExtensions
         builder.Services.AddOptions<DatasetUploadOptions>().BindConfiguration(DatasetUploadOptions.SectionName);
         builder.Services.AddSingleton<UploadedDatasets>();
         builder.Services.AddSingleton<DatasetCatalog>();
-        builder.Services.AddSingleton(sp => new ModelStore(sp.GetRequiredService<IOptions<NinOptions>>().Value.ResolvedModelsDirectory));
+        builder.Services.AddSingleton(sp => new ModelStore(
+            sp.GetRequiredService<IOptions<NinOptions>>().Value.ResolvedModelsDirectory, sp.GetService<IActiveModelPointer>()));
+        builder.AddNinSharedState();
         return builder;
     }
 
-    /// <summary>Training jobs on Hangfire (one worker on the <c>training</c> queue) and the SignalR hub.</summary>
+    /// <summary>
+    /// Training jobs on Hangfire (one worker on the <c>training</c> queue, in roles <c>all</c> and <c>worker</c>) and the
+    /// SignalR hub, scaled out through Redis when <c>SignalR:Redis</c> is set.
+    /// </summary>
     public static IHostApplicationBuilder AddNinTraining(this IHostApplicationBuilder builder)
     {
-        builder.Services.AddOptions<HangfireOptions>().BindConfiguration(HangfireOptions.SectionName);
+        var role = NinRole.From(builder.Configuration);
+        builder.Services.AddOptions<HangfireOptions>().BindConfiguration(HangfireOptions.SectionName)
+            .Validate(o => o.InvisibilityTimeout >= TimeSpan.FromSeconds(5), "Hangfire:InvisibilityTimeout must be at least 00:00:05.")
+            .ValidateOnStart();
         builder.Services.AddHangfire((services, config) =>
         {
             var hangfire = services.GetRequiredService<IOptions<HangfireOptions>>().Value;
@@ -90,6 +65,8 @@ public static class NinServiceExtensions
                         SchemaName = hangfire.PostgresSchema,
                         QueuePollInterval = TimeSpan.FromSeconds(1),
                         PrepareSchemaIfNecessary = true,
+                        InvisibilityTimeout = hangfire.InvisibilityTimeout,
+                        UseSlidingInvisibilityTimeout = true,
                     });
             }
             else
@@ -97,17 +74,19 @@ public static class NinServiceExtensions
                 config.UseInMemoryStorage();
             }
         });
-        builder.Services.AddHangfireServer(o =>
+        if (role.RunsJobs)
         {
-            o.Queues = [TrainingJob.Queue];
-            o.WorkerCount = 1; // one device: a second job waits its turn
-            o.ServerName = $"nin-{Environment.MachineName}";
-            o.ShutdownTimeout = TimeSpan.FromSeconds(30);
-        });
+            builder.Services.AddHangfireServer(o =>
+            {
+                o.Queues = [TrainingJob.Queue];
+                o.WorkerCount = 1; // one device: a second job waits its turn
+                o.ServerName = $"nin-{role.Name}-{Environment.MachineName}-{Environment.ProcessId}";
+                o.ShutdownTimeout = TimeSpan.FromSeconds(30);
+            });
+        }
 
         builder.Services.AddAntiforgery(); // Hangfire's dashboard validates its token on POSTs when this is registered
-        builder.Services.AddSignalR().AddJsonProtocol(o => o.PayloadSerializerOptions.Converters.Add(new JsonStringEnumConverter()));
-        builder.Services.AddSingleton<TrainingJobStore>();
+        builder.AddNinSignalR();
         builder.Services.AddSingleton<TrainingNotifier>();
         builder.Services.AddSingleton<JobCancellation>();
         builder.Services.AddSingleton<TrainRequestValidator>();
@@ -130,17 +109,24 @@ public static class NinServiceExtensions
             .ValidateOnStart();
         builder.Services.AddSingleton<ModelRegistry>();
         builder.Services.AddSingleton<InferenceEngine>();
-        builder.Services.AddHostedService<DefaultModelSeeder>();
+        if (NinRole.From(builder.Configuration).ServesApi)
+        {
+            builder.Services.AddHostedService<DefaultModelSeeder>(); // a worker never loads a model to serve
+        }
+
         return builder;
     }
 
     /// <summary>Readiness checks and Prometheus metrics (OpenTelemetry) at /metrics.</summary>
     public static IHostApplicationBuilder AddNinOperations(this IHostApplicationBuilder builder)
     {
-        builder.Services.AddHealthChecks()
-            .AddCheck<Health.TorchHealthCheck>("torch")
-            .AddCheck<Health.ModelHealthCheck>("model")
-            .AddCheck<Health.JobStorageHealthCheck>("jobStorage");
+        var checks = builder.Services.AddHealthChecks().AddCheck<Health.TorchHealthCheck>("torch");
+        if (NinRole.From(builder.Configuration).ServesApi)
+        {
+            checks.AddCheck<Health.ModelHealthCheck>("model");
+        }
+
+        checks.AddCheck<Health.JobStorageHealthCheck>("jobStorage");
         builder.Services.AddSingleton<NinTelemetry>();
         builder.Services.AddOpenTelemetry()
             .ConfigureResource(r => r.AddService("nin"))
@@ -151,6 +137,32 @@ public static class NinServiceExtensions
                 .AddPrometheusExporter());
         return builder;
     }
+
+    /// <summary>Says at start-up what this process runs and where its shared state lives.</summary>
+    public static WebApplication LogNinRole(this WebApplication app)
+    {
+        var role = app.Services.GetRequiredService<NinRole>();
+        var hangfire = app.Services.GetRequiredService<IOptions<HangfireOptions>>().Value;
+        var redis = app.Configuration[$"{SignalRScaleOutOptions.SectionName}:{nameof(SignalRScaleOutOptions.Redis)}"];
+        var logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Nin.Role");
+        var jobs = hangfire.UsesPostgres
+            ? $"PostgreSQL (Hangfire schema {hangfire.PostgresSchema}, Nin schema {app.Configuration["SharedState:Schema"] ?? "nin"}; invisibility timeout {hangfire.InvisibilityTimeout})"
+            : "this process (in-memory queue, job records in local files)";
+        var hub = string.IsNullOrWhiteSpace(redis) ? "this process only" : "the Redis backplane";
+        app.Lifetime.ApplicationStarted.Register(() => LogRole(logger, role.Name, role.Describe(), jobs, hub));
+        if (role != NinRole.All && string.IsNullOrWhiteSpace(redis))
+        {
+            LogNoBackplane(logger, role.Name);
+        }
+
+        return app;
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Nin role {Role}: {Runs}. Jobs and the active model: {Jobs}. Hub events: {Hub}.")]
+    private static partial void LogRole(ILogger logger, string role, string runs, string jobs, string hub);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Nin role {Role} without SignalR:Redis: live training events reach only clients of the process that runs the job; set SignalR:Redis to scale out")]
+    private static partial void LogNoBackplane(ILogger logger, string role);
 
     /// <summary>ProblemDetails for every error.</summary>
     public static WebApplication UseNinDefaults(this WebApplication app)

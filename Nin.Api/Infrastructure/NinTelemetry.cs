@@ -13,11 +13,18 @@ public sealed class NinTelemetry
 {
     public const string MeterName = "Nin";
 
-    public NinTelemetry(IMeterFactory meters, ModelRegistry registry, TrainingJobStore jobs)
+    private readonly ITrainingJobStore store;
+    private readonly Lock gate = new();
+    private (IReadOnlyList<JobSnapshot> Jobs, long At) recent = ([], 0);
+
+    public NinTelemetry(IMeterFactory meters, IServiceProvider services, ITrainingJobStore store, NinRole role)
     {
+        this.store = store;
+        var registry = role.ServesApi ? services.GetRequiredService<ModelRegistry>() : null; // a worker serves nothing
+        var jobs = this;
         var meter = meters.Create(MeterName);
         meter.CreateObservableGauge("nin.model.active", () =>
-            registry.Current is { } m ? [new Measurement<int>(1, new("model", m.Name), new("version", m.Version))] : Array.Empty<Measurement<int>>(),
+            registry?.Current is { } m ? [new Measurement<int>(1, new("model", m.Name), new("version", m.Version))] : Array.Empty<Measurement<int>>(),
             description: "1 for the model version /predict serves");
 
         meter.CreateObservableGauge("nin.training.jobs", () =>
@@ -51,5 +58,19 @@ public sealed class NinTelemetry
         }, description: "1 for the Torch device and backend in use");
 
         meter.CreateObservableGauge("nin.process.memory.working_set", () => Environment.WorkingSet, "By", "Process working set (includes libtorch's CPU allocations)");
+    }
+
+    // One read of the job records per scrape, not one per gauge (they may be a PostgreSQL query).
+    private IReadOnlyList<JobSnapshot> List()
+    {
+        lock (gate)
+        {
+            if (recent.At == 0 || System.Diagnostics.Stopwatch.GetElapsedTime(recent.At) > TimeSpan.FromSeconds(1))
+            {
+                recent = (store.List(), System.Diagnostics.Stopwatch.GetTimestamp());
+            }
+
+            return recent.Jobs;
+        }
     }
 }

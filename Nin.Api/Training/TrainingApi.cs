@@ -47,7 +47,7 @@ public static class TrainingApi
     }
 
     public static Results<AcceptedAtRoute<TrainAccepted>, ValidationProblem> StartTraining(
-        TrainRequest? request, TrainRequestValidator validator, TrainingJobStore jobs, IBackgroundJobClient hangfire, TrainingNotifier notifier)
+        TrainRequest? request, TrainRequestValidator validator, ITrainingJobStore jobs, IBackgroundJobClient hangfire, TrainingNotifier notifier)
     {
         var (settings, errors) = validator.Validate(request ?? new TrainRequest());
         if (settings is null)
@@ -67,13 +67,13 @@ public static class TrainingApi
             r.LearningRate, LearningRateSchedules.Name(r.Schedule), r.Momentum, r.WeightDecay, r.Shift, r.Flip, r.LabelSmoothing))],
         [.. NetworkArchitectures.All.Select(a => new ArchitectureInfo(a.Name, a.Description, a.MinInputSize, a.ParameterCount(1, 10)))]));
 
-    public static Ok<IReadOnlyList<JobSnapshot>> ListJobs(TrainingJobStore jobs) => TypedResults.Ok(jobs.List());
+    public static Ok<IReadOnlyList<JobSnapshot>> ListJobs(ITrainingJobStore jobs) => TypedResults.Ok(jobs.List());
 
-    public static Results<Ok<JobSnapshot>, ProblemHttpResult> GetJob(string jobId, TrainingJobStore jobs) =>
+    public static Results<Ok<JobSnapshot>, ProblemHttpResult> GetJob(string jobId, ITrainingJobStore jobs) =>
         jobs.Get(jobId) is { } job ? TypedResults.Ok(job) : UnknownJob(jobId);
 
     public static Results<Ok<JobSnapshot>, Accepted<JobSnapshot>, ProblemHttpResult> CancelJob(
-        string jobId, TrainingJobStore jobs, JobCancellation cancellation, TrainingNotifier notifier)
+        string jobId, ITrainingJobStore jobs, JobCancellation cancellation, TrainingNotifier notifier)
     {
         var job = jobs.Get(jobId);
         if (job is null)
@@ -94,7 +94,7 @@ public static class TrainingApi
             job = jobs.Get(jobId)!;
         }
 
-        if (job.Status == JobStatus.Running && cancellation.Cancel(jobId))
+        if (job.Status == JobStatus.Running && cancellation.Request(jobId))
         {
             return TypedResults.Accepted($"/train/{jobId}", job);
         }

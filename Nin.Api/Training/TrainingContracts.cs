@@ -121,7 +121,12 @@ public sealed record JobSnapshot(
     DateTimeOffset? StartedAt,
     DateTimeOffset? FinishedAt,
     int? ResumedAfterEpoch = null,
-    IReadOnlyList<string>? Warnings = null);
+    IReadOnlyList<string>? Warnings = null)
+{
+    /// <summary>A new queued job with a fresh 12-character id.</summary>
+    public static JobSnapshot New(TrainSettings settings) =>
+        new(Guid.NewGuid().ToString("N")[..12], JobStatus.Queued, settings, null, new JobProgress(0, 0, 0), [], null, null, null, DateTimeOffset.UtcNow, null, null, Warnings: []);
+}
 
 /// <summary>202 body of POST /train.</summary>
 public sealed record TrainAccepted(string JobId, JobStatus Status);

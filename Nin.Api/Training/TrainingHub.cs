@@ -18,7 +18,7 @@ public interface ITrainingClient
 /// Live training updates at <c>/hubs/training</c>. Subscribing joins a job's group and immediately
 /// sends its current snapshot, so a late subscriber misses nothing.
 /// </summary>
-public sealed class TrainingHub(TrainingJobStore store) : Hub<ITrainingClient>
+public sealed class TrainingHub(ITrainingJobStore store) : Hub<ITrainingClient>
 {
     public const string AllGroup = "jobs:all";
 

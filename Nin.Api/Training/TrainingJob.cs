@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using System.ComponentModel;
 using Hangfire;
 using Nin.Api.Datasets;
@@ -12,47 +11,6 @@ using static TorchSharp.torch;
 
 namespace Nin.Api.Training;
 
-/// <summary>Cancellation sources of running jobs, so DELETE stops a job within one batch.</summary>
-public sealed class JobCancellation
-{
-    private readonly ConcurrentDictionary<string, CancellationTokenSource> running = new();
-
-    public CancellationTokenSource Register(string jobId, CancellationToken hangfireToken)
-    {
-        var cts = CancellationTokenSource.CreateLinkedTokenSource(hangfireToken);
-        running[jobId] = cts;
-        return cts;
-    }
-
-    public void Unregister(string jobId)
-    {
-        if (running.TryRemove(jobId, out var cts))
-        {
-            cts.Dispose();
-        }
-    }
-
-    /// <summary>Signals a running job to stop; false if it is not running here.</summary>
-    public bool Cancel(string jobId)
-    {
-        if (!running.TryGetValue(jobId, out var cts))
-        {
-            return false;
-        }
-
-        try
-        {
-            cts.Cancel();
-        }
-        catch (ObjectDisposedException)
-        {
-            return false;
-        }
-
-        return true;
-    }
-}
-
 /// <summary>
 /// The Hangfire job that trains one NiN: one at a time on the <c>training</c> queue, no automatic
 /// retries, an epoch checkpoint after every epoch to resume from after a restart.
@@ -60,7 +18,7 @@ public sealed class JobCancellation
 [Queue(TrainingJob.Queue)]
 [AutomaticRetry(Attempts = 0, OnAttemptsExceeded = AttemptsExceededAction.Fail)]
 public sealed partial class TrainingJob(
-    TrainingJobStore jobs,
+    ITrainingJobStore jobs,
     DatasetCatalog datasets,
     ModelStore models,
     TrainingNotifier notifier,
@@ -195,7 +153,7 @@ public sealed partial class TrainingJob(
         }
     }
 
-    private sealed class Observer(TrainingJobStore jobs, TrainingNotifier notifier, ILogger logger, string jobId, int epochs, IReadOnlyList<EpochMetrics> earlier) : ITrainingObserver
+    private sealed class Observer(ITrainingJobStore jobs, TrainingNotifier notifier, ILogger logger, string jobId, int epochs, IReadOnlyList<EpochMetrics> earlier) : ITrainingObserver
     {
         public List<EpochMetrics> History { get; } = [.. earlier];
 

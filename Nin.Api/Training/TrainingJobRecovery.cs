@@ -10,7 +10,7 @@ namespace Nin.Api.Training;
 /// last epoch checkpoint. With PostgreSQL, Hangfire requeues them itself.
 /// </summary>
 internal sealed partial class TrainingJobRecovery(
-    TrainingJobStore jobs, IBackgroundJobClient hangfire, IOptions<HangfireOptions> options, ILogger<TrainingJobRecovery> logger) : IHostedService
+    ITrainingJobStore jobs, IBackgroundJobClient hangfire, IOptions<HangfireOptions> options, ILogger<TrainingJobRecovery> logger) : IHostedService
 {
     public Task StartAsync(CancellationToken cancellationToken)
     {

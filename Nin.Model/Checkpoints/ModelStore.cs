@@ -11,17 +11,21 @@ public sealed record ModelVersionInfo(string Name, int Version, string Directory
 public sealed record ActiveModel(string Name, int Version);
 
 /// <summary>
-/// Versions of trained NiNs on disk: <c>{root}/{name}/{version}/</c> checkpoints plus <c>active.json</c>
-/// naming the served one. Safe for concurrent use within one process; writes are atomic renames.
+/// Versions of trained NiNs on disk: <c>{root}/{name}/{version}/</c> checkpoints, and a pointer naming the served one
+/// (<c>active.json</c> by default; a shared record when several processes share the folder). Safe for concurrent use;
+/// writes are atomic renames, and a version number taken by another process at the same moment is skipped.
 /// </summary>
 public sealed partial class ModelStore
 {
-    private const string ActiveFile = "active.json";
+    private const string ActiveFile = ActiveModelFile.FileName;
     private readonly Lock gate = new();
+    private readonly IActiveModelPointer pointer;
 
-    public ModelStore(string root)
+    public ModelStore(string root, IActiveModelPointer? pointer = null)
     {
         Root = Directory.CreateDirectory(root).FullName;
+        this.pointer = pointer ?? new ActiveModelFile(Root);
+        this.pointer.ChangedElsewhere += active => ActiveChanged?.Invoke(active is not null && IsValidName(active.Name) ? active : null);
     }
 
     public string Root { get; }
@@ -129,9 +133,7 @@ public sealed partial class ModelStore
         lock (gate)
         {
             var nameDir = Directory.CreateDirectory(Path.Combine(Root, metadata.Name)).FullName;
-            var version = Versions(nameDir).DefaultIfEmpty(0).Max() + 1;
-            var dir = Path.Combine(nameDir, version.ToString(System.Globalization.CultureInfo.InvariantCulture));
-            var saved = Checkpoint.Save(network, metadata with { Version = version }, dir);
+            var (version, dir, saved) = SaveNextVersion(network, metadata, nameDir);
             var becomeActive = activate || (activateIfNoneActive && ReadActive() is null);
             if (becomeActive)
             {
@@ -148,6 +150,45 @@ public sealed partial class ModelStore
         }
     }
 
+    // Another process sharing the folder may take the same number at the same moment: a number is claimed by creating
+    // its claim file exclusively (O_EXCL), so each process saves under a number no other one holds.
+    private static (int Version, string Directory, ModelMetadata Saved) SaveNextVersion(ImageClassifier network, ModelMetadata metadata, string nameDir)
+    {
+        var version = Versions(nameDir).DefaultIfEmpty(0).Max() + 1;
+        while (true)
+        {
+            var text = version.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            var claim = Path.Combine(nameDir, $".{text}.claim.tmp");
+            var dir = Path.Combine(nameDir, text);
+            try
+            {
+                using (new FileStream(claim, FileMode.CreateNew, FileAccess.Write))
+                {
+                }
+            }
+            catch (IOException) when (File.Exists(claim))
+            {
+                version++;
+                continue;
+            }
+
+            try
+            {
+                if (Directory.Exists(dir))
+                {
+                    version++;
+                    continue;
+                }
+
+                return (version, dir, Checkpoint.Save(network, metadata with { Version = version }, dir));
+            }
+            finally
+            {
+                File.Delete(claim);
+            }
+        }
+    }
+
     /// <summary>Copies a checkpoint folder in as a given version (used to seed the shipped default model).</summary>
     public ModelVersionInfo Import(string checkpointDir, bool activate)
     {
@@ -157,14 +198,22 @@ public sealed partial class ModelStore
             var target = Path.Combine(Root, metadata.Name, metadata.Version.ToString(System.Globalization.CultureInfo.InvariantCulture));
             if (!Directory.Exists(target))
             {
-                var staging = target + ".import";
+                // A staging folder of its own: replicas seeding one shared store at the same moment do not collide.
+                var staging = target + $".import-{Guid.NewGuid():N}.tmp";
                 Directory.CreateDirectory(staging);
                 foreach (var file in Directory.EnumerateFiles(checkpointDir))
                 {
                     File.Copy(file, Path.Combine(staging, Path.GetFileName(file)), overwrite: true);
                 }
 
-                Directory.Move(staging, target);
+                try
+                {
+                    Directory.Move(staging, target);
+                }
+                catch (IOException) when (Directory.Exists(target))
+                {
+                    Directory.Delete(staging, recursive: true); // another process imported it first
+                }
             }
 
             if (activate)
@@ -257,32 +306,9 @@ public sealed partial class ModelStore
             .Select(d => int.TryParse(Path.GetFileName(d), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var v) ? v : 0)
             .Where(v => v > 0);
 
-    private ActiveModel? ReadActive()
-    {
-        var path = Path.Combine(Root, ActiveFile);
-        if (!File.Exists(path))
-        {
-            return null;
-        }
+    private ActiveModel? ReadActive() => pointer.Read() is { } active && IsValidName(active.Name) ? active : null;
 
-        try
-        {
-            var active = JsonSerializer.Deserialize<ActiveModel>(File.ReadAllText(path), ModelMetadata.JsonOptions);
-            return active is not null && IsValidName(active.Name) ? active : null;
-        }
-        catch (JsonException)
-        {
-            return null;
-        }
-    }
-
-    private void WriteActive(ActiveModel active)
-    {
-        var path = Path.Combine(Root, ActiveFile);
-        var temp = path + $".{Guid.NewGuid():N}.tmp";
-        File.WriteAllText(temp, JsonSerializer.Serialize(active, ModelMetadata.JsonOptions));
-        File.Move(temp, path, overwrite: true);
-    }
+    private void WriteActive(ActiveModel active) => pointer.Write(active);
 
     [GeneratedRegex("^[a-z0-9][a-z0-9._-]{0,63}$")]
     private static partial Regex NamePattern();

@@ -102,6 +102,27 @@ apt_install() {
         die "apt-get install $* failed"
 }
 
+# apt_install without letting the packages' maintainer scripts start services (Debian's
+# redis-server would start a system-wide server on port 6379): while apt runs, a policy-rc.d that
+# answers 101 ("action forbidden"), which invoke-rc.d and deb-systemd-invoke honour; removed
+# afterwards, also when apt fails or is interrupted. A policy-rc.d already there (Docker images
+# ship one) is left alone: it decides. The service stays enabled for the next boot.
+apt_install_no_autostart() {
+    local policy=/usr/sbin/policy-rc.d
+    if [[ -e $policy ]]; then
+        apt_install "$@"
+        return 0
+    fi
+    (
+        trap 'rm -f -- "$policy"' EXIT
+        trap 'exit 130' INT
+        trap 'exit 143' TERM HUP
+        printf '#!/bin/sh\n# made by nin while installing %s; removed when apt-get is done\nexit 101\n' "$*" >"$policy"
+        chmod 755 "$policy"
+        apt_install "$@"
+    ) || exit 1
+}
+
 # Create the root once. It is built in a temp dir beside the target and moved
 # into place only when complete, so an interrupted run never leaves a half root;
 # a lock file serialises concurrent first runs.

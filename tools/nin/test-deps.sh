@@ -5,14 +5,21 @@
 #   - Chromium where the tests run (inside the Debian 13 root when one is used), for Playwright;
 #   - a throwaway PostgreSQL cluster on a free loopback port (initdb in a temporary folder,
 #     stopped and removed when the tests end, also on failure and Ctrl-C), unless
-#     NIN_TEST_POSTGRES names a server to use instead.
+#     NIN_TEST_POSTGRES names a server to use instead;
+#   - a throwaway Redis server (Debian's redis-server, on the host like PostgreSQL) on a free
+#     loopback port, without persistence, in its own temporary folder, stopped and removed the
+#     same way, unless NIN_TEST_REDIS (host:port) names a server to use instead.
+# The tests run in the host's network namespace (also inside the Debian 13 root), so servers on
+# the host's 127.0.0.1 are reachable from them.
 # As root, missing packages are installed with apt; otherwise nin stops before building and
 # prints the one command that installs them (`sudo ./nin prepare`).
 #
-# Reads: REPO, USE_ROOT, ROOTFS, DOTNET_EXE (root.sh). Exports NIN_TEST_POSTGRES, NIN_CHROMIUM.
+# Reads: REPO, USE_ROOT, ROOTFS, DOTNET_EXE (root.sh).
+# Exports NIN_TEST_POSTGRES, NIN_TEST_REDIS, NIN_CHROMIUM.
 
 CHROMIUM_PACKAGES=(chromium fonts-dejavu-core)
 PG_RUN_DIR=
+REDIS_RUN_DIR=
 
 # ------------------------------------------------------------------ front end
 
@@ -147,7 +154,128 @@ stop_throwaway_postgres() {
     PG_RUN_DIR=
 }
 
+# ---------------------------------------------------------------------- Redis
+
+# The host's redis-server (Debian's package puts it in /usr/bin).
+redis_server_path() {
+    local p
+    p=$(command -v redis-server 2>/dev/null) || return 1
+    printf '%s\n' "$p"
+}
+
+redis_needed() { [[ -z ${NIN_TEST_REDIS:-} ]]; }
+
+redis_version() { "$1" --version 2>/dev/null | sed -n 's/.* v=\([^ ]*\).*/\1/p'; }
+
+# The account the throwaway server runs as: not root when nin runs as root (a test server has no
+# business with root's powers); Debian's package creates the `redis` account.
+redis_run_as() {
+    if [[ $EUID -ne 0 ]]; then
+        REDIS_AS=()
+        REDIS_OWNER=$(id -un)
+    elif id -u redis >/dev/null 2>&1; then
+        REDIS_AS=(runuser -u redis --)
+        REDIS_OWNER=redis
+    else
+        REDIS_AS=(runuser -u nobody --)
+        REDIS_OWNER=nobody
+    fi
+}
+
+# True when the server on 127.0.0.1:PORT answers PING with +PONG (bash's /dev/tcp; no redis-cli).
+redis_pong() {
+    local line
+    (
+        exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
+        printf 'PING\r\n' >&3
+        IFS= read -r -t 2 line <&3 && [[ $line == '+PONG'* ]]
+    ) 2>/dev/null
+}
+
+# The pid in DIR's redis.pid if that process is still the redis-server this folder started.
+redis_pid_of() {
+    local dir=$1 pid port
+    pid=$(cat -- "$dir/redis.pid" 2>/dev/null) || return 1
+    port=$(cat -- "$dir/port" 2>/dev/null) || return 1
+    [[ $pid =~ ^[0-9]+$ ]] || return 1
+    # redis-server sets its title to "redis-server 127.0.0.1:PORT" (else its arguments stay): a
+    # reused pid is not ours.
+    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -Eq "redis-server.*(127\.0\.0\.1:$port|--port $port )" || return 1
+    printf '%s\n' "$pid"
+}
+
+# Stop the server DIR started (SIGTERM: with no persistence it exits at once; SIGKILL after 10 s).
+redis_stop_dir() {
+    local dir=$1 pid
+    if pid=$(redis_pid_of "$dir"); then
+        kill -TERM "$pid" 2>/dev/null || true
+        for _ in $(seq 1 100); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    rm -rf --one-file-system -- "$dir" 2>/dev/null || true
+}
+
+# Servers of earlier runs whose ./nin was killed (SIGKILL leaves no chance to clean up).
+reap_stale_redis() {
+    local dir owner
+    for dir in "${TMPDIR:-/tmp}"/nin-redis.*; do
+        [[ -d $dir && -f $dir/nin.pid ]] || continue
+        owner=$(cat -- "$dir/nin.pid" 2>/dev/null || echo)
+        [[ -n $owner ]] && kill -0 "$owner" 2>/dev/null && continue
+        redis_stop_dir "$dir"
+    done
+}
+
+start_throwaway_redis() {
+    local server port log
+    server=$(redis_server_path) || die "redis-server not found (install redis-server, or set NIN_TEST_REDIS)"
+    reap_stale_redis
+    redis_run_as
+    REDIS_RUN_DIR=$(mktemp -d "${TMPDIR:-/tmp}/nin-redis.XXXXXX")
+    echo $$ >"$REDIS_RUN_DIR/nin.pid"
+    chmod 700 "$REDIS_RUN_DIR"
+    chown "$REDIS_OWNER" "$REDIS_RUN_DIR"
+    log=$REDIS_RUN_DIR/redis.log
+    for _ in $(seq 1 20); do
+        port=$((20000 + RANDOM % 30000))
+        port_in_use "$port" && continue
+        echo "$port" >"$REDIS_RUN_DIR/port"
+        rm -f -- "$log"
+        # Loopback only, no RDB snapshots or AOF, files (pid, log) in the private folder only.
+        "${REDIS_AS[@]}" "$server" --bind 127.0.0.1 --port "$port" --save '' --appendonly no \
+            --dir "$REDIS_RUN_DIR" --pidfile "$REDIS_RUN_DIR/redis.pid" --logfile "$log" \
+            --daemonize yes >"$REDIS_RUN_DIR/start.out" 2>&1 ||
+            { cat -- "$REDIS_RUN_DIR/start.out" "$log" >&2 2>/dev/null || true; die "redis-server did not start (output above)"; }
+        for _ in $(seq 1 100); do
+            if redis_pid_of "$REDIS_RUN_DIR" >/dev/null && redis_pong "$port"; then
+                export NIN_TEST_REDIS="127.0.0.1:$port"
+                say "throwaway Redis $(redis_version "$server") on 127.0.0.1:$port ($REDIS_RUN_DIR, removed afterwards)"
+                return 0
+            fi
+            grep -q 'in use' "$log" 2>/dev/null && break
+            sleep 0.1
+        done
+        grep -q 'in use' "$log" 2>/dev/null || { tail -n 20 "$log" >&2 2>/dev/null || true; die "Redis did not become ready on 127.0.0.1:$port (log above)"; }
+    done
+    die "no free loopback port found for Redis after 20 tries"
+}
+
+stop_throwaway_redis() {
+    [[ -n $REDIS_RUN_DIR && -d $REDIS_RUN_DIR ]] || { REDIS_RUN_DIR=; return 0; }
+    redis_stop_dir "$REDIS_RUN_DIR"
+    REDIS_RUN_DIR=
+}
+
 # ------------------------------------------------------------------ together
+
+# The EXIT trap of ./nin test: every throwaway server goes, whatever ended the run.
+stop_test_services() {
+    stop_throwaway_redis
+    stop_throwaway_postgres
+}
 
 # What is missing, as "description|how" lines (empty when nothing is).
 missing_test_deps() {
@@ -155,6 +283,9 @@ missing_test_deps() {
     chromium_present || echo "Chromium at $(chromium_host_path) (browser tests)|$( ((USE_ROOT)) && echo 'inside the Debian 13 root: ' )apt-get install ${CHROMIUM_PACKAGES[*]}"
     if postgres_needed && ! pg_bindir >/dev/null; then
         echo "PostgreSQL server programs (initdb, pg_ctl) for a throwaway test cluster|apt-get install postgresql (or set NIN_TEST_POSTGRES to a server's connection string)"
+    fi
+    if redis_needed && ! redis_server_path >/dev/null; then
+        echo "redis-server for a throwaway test server|apt-get install redis-server (or set NIN_TEST_REDIS to a server's host:port)"
     fi
     return 0
 }
@@ -174,12 +305,14 @@ ensure_test_deps() {
     command -v npm >/dev/null 2>&1 || apt_install nodejs npm
     chromium_present || install_chromium
     if postgres_needed && ! pg_bindir >/dev/null; then apt_install postgresql; fi
+    # Debian's package would start a system-wide server on port 6379: the tests start their own.
+    if redis_needed && ! redis_server_path >/dev/null; then apt_install_no_autostart redis-server; fi
     return 0
 }
 
 # `./nin doctor`: what the tests will use.
 doctor_test_deps() {
-    local bindir
+    local bindir server
     if command -v npm >/dev/null 2>&1; then
         echo "npm:               $(command -v npm) ($(npm --version 2>/dev/null || echo '?'))"
     else
@@ -196,6 +329,13 @@ doctor_test_deps() {
         echo "postgres (tests):  throwaway cluster per run from $bindir ($("$bindir/postgres" --version 2>/dev/null | awk '{ print $3 }'))"
     else
         echo "postgres (tests):  server programs missing (./nin test installs postgresql as root; else: sudo ./nin prepare, or set NIN_TEST_POSTGRES)"
+    fi
+    if ! redis_needed; then
+        echo "redis (tests):     NIN_TEST_REDIS is set: that server ($NIN_TEST_REDIS) is used"
+    elif server=$(redis_server_path); then
+        echo "redis (tests):     throwaway server per run from $server ($(redis_version "$server"))"
+    else
+        echo "redis (tests):     redis-server missing (./nin test installs redis-server as root; else: sudo ./nin prepare, or set NIN_TEST_REDIS)"
     fi
     if command -v docker >/dev/null 2>&1; then
         echo "docker:            $(command -v docker) (container test: tools/containers/test.sh)"

@@ -7,30 +7,49 @@ using Nin.Model.Checkpoints;
 namespace Nin.Api.Training;
 
 /// <summary>
-/// Training jobs as the API shows them, kept in memory and persisted to <c>{work}/jobs/{id}/job.json</c>
-/// on every status change and epoch, so a restarted service still knows every job it accepted.
+/// The single-process job store: records in memory, persisted to <c>{work}/jobs/{id}/job.json</c> on every status change
+/// and epoch, so a restarted service still knows every job it accepted.
 /// </summary>
-public sealed class TrainingJobStore
+public sealed class FileTrainingJobStore : ITrainingJobStore
 {
     private readonly ConcurrentDictionary<string, JobSnapshot> jobs = new();
     private readonly ConcurrentDictionary<string, Lock> locks = new();
 
-    public TrainingJobStore(IOptions<NinOptions> options)
+    public FileTrainingJobStore(IOptions<NinOptions> options)
     {
-        Root = Directory.CreateDirectory(Path.Combine(options.Value.ResolvedWorkDirectory, "jobs")).FullName;
-        foreach (var dir in Directory.EnumerateDirectories(Root))
+        Root = Directory.CreateDirectory(JobFolders.Root(options.Value)).FullName;
+        foreach (var job in ReadAll(Root))
         {
-            var file = Path.Combine(dir, "job.json");
+            jobs[job.JobId] = job;
+        }
+    }
+
+    public const string FileName = "job.json";
+
+    /// <summary>The records under <paramref name="root"/> (also read once into PostgreSQL when a deployment moves to it).</summary>
+    public static IEnumerable<JobSnapshot> ReadAll(string root)
+    {
+        if (!Directory.Exists(root))
+        {
+            yield break;
+        }
+
+        foreach (var dir in Directory.EnumerateDirectories(root))
+        {
+            var file = Path.Combine(dir, FileName);
+            JobSnapshot? job = null;
             try
             {
-                if (File.Exists(file) && JsonSerializer.Deserialize<JobSnapshot>(File.ReadAllText(file), ModelMetadata.JsonOptions) is { } job)
-                {
-                    jobs[job.JobId] = job;
-                }
+                job = File.Exists(file) ? JsonSerializer.Deserialize<JobSnapshot>(File.ReadAllText(file), ModelMetadata.JsonOptions) : null;
             }
             catch (JsonException)
             {
                 // A record cut short by a crash: the job is unknown rather than the service down.
+            }
+
+            if (job is not null)
+            {
+                yield return job;
             }
         }
     }
@@ -41,9 +60,8 @@ public sealed class TrainingJobStore
 
     public JobSnapshot Create(TrainSettings settings)
     {
-        var id = Guid.NewGuid().ToString("N")[..12];
-        var snapshot = new JobSnapshot(id, JobStatus.Queued, settings, null, new JobProgress(0, 0, 0), [], null, null, null, DateTimeOffset.UtcNow, null, null, Warnings: []);
-        jobs[id] = snapshot;
+        var snapshot = JobSnapshot.New(settings);
+        jobs[snapshot.JobId] = snapshot;
         Persist(snapshot);
         return snapshot;
     }
@@ -52,7 +70,6 @@ public sealed class TrainingJobStore
 
     public IReadOnlyList<JobSnapshot> List() => jobs.Values.OrderByDescending(j => j.CreatedAt).ToArray();
 
-    /// <summary>Applies a change atomically; <paramref name="persist"/> false for high-rate progress updates.</summary>
     public JobSnapshot? Update(string jobId, Func<JobSnapshot, JobSnapshot?> change, bool persist = true)
     {
         lock (locks.GetOrAdd(jobId, _ => new Lock()))
@@ -75,7 +92,7 @@ public sealed class TrainingJobStore
     private void Persist(JobSnapshot snapshot)
     {
         var dir = Directory.CreateDirectory(JobDirectory(snapshot.JobId)).FullName;
-        var path = Path.Combine(dir, "job.json");
+        var path = Path.Combine(dir, FileName);
         var temp = path + ".tmp";
         File.WriteAllText(temp, JsonSerializer.Serialize(snapshot, ModelMetadata.JsonOptions));
         File.Move(temp, path, overwrite: true);

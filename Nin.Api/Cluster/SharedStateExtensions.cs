@@ -1,0 +1,40 @@
+using Nin.Api.Infrastructure;
+using Nin.Api.Training;
+using Nin.Model.Checkpoints;
+
+namespace Nin.Api.Cluster;
+
+public static class SharedStateExtensions
+{
+    /// <summary>
+    /// Where job records and the served version live: with <c>Hangfire:PostgresConnection</c> set, in PostgreSQL (every
+    /// process sees the same, changes announced by LISTEN/NOTIFY); otherwise in this process and its files, as before.
+    /// </summary>
+    public static IHostApplicationBuilder AddNinSharedState(this IHostApplicationBuilder builder)
+    {
+        var postgres = !string.IsNullOrWhiteSpace(builder.Configuration[$"{HangfireOptions.SectionName}:{nameof(HangfireOptions.PostgresConnection)}"]);
+        var role = NinRole.From(builder.Configuration);
+        if (!postgres && role != NinRole.All)
+        {
+            throw new InvalidOperationException(
+                $"{NinRole.Key} '{role.Name}' shares jobs with other processes through PostgreSQL: set Hangfire:PostgresConnection (or run Nin:Role all).");
+        }
+
+        if (!postgres)
+        {
+            builder.Services.AddSingleton<ITrainingJobStore, FileTrainingJobStore>();
+            return builder;
+        }
+
+        builder.Services.AddOptions<SharedStateOptions>().BindConfiguration(SharedStateOptions.SectionName);
+        builder.Services.AddSingleton<SharedStateDatabase>();
+        builder.Services.AddSingleton<PostgresActiveModel>();
+        builder.Services.AddSingleton<IActiveModelPointer>(sp => sp.GetRequiredService<PostgresActiveModel>());
+        builder.Services.AddSingleton<PostgresTrainingJobStore>();
+        builder.Services.AddSingleton<ITrainingJobStore>(sp => sp.GetRequiredService<PostgresTrainingJobStore>());
+        builder.Services.AddSingleton<ICancellationRelay>(sp => sp.GetRequiredService<PostgresTrainingJobStore>());
+        builder.Services.AddHostedService<SharedStateListener>();
+        builder.Services.AddExceptionHandler<SharedStateUnavailableHandler>();
+        return builder;
+    }
+}

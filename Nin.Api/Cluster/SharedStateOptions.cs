@@ -1,0 +1,26 @@
+using System.Text.RegularExpressions;
+
+namespace Nin.Api.Cluster;
+
+/// <summary>
+/// Nin's own tables in PostgreSQL (job records, the active model), used when <c>Hangfire:PostgresConnection</c> is set.
+/// Bound from the <c>SharedState</c> section.
+/// </summary>
+public sealed partial class SharedStateOptions
+{
+    public const string SectionName = "SharedState";
+
+    /// <summary>The schema of Nin's tables (Hangfire's own live in <c>Hangfire:PostgresSchema</c>).</summary>
+    public string Schema { get; set; } = "nin";
+
+    /// <summary>How often each process re-reads the active model and pending cancellations, besides LISTEN/NOTIFY (a safety net for missed notifications).</summary>
+    public TimeSpan ResyncInterval { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>The shortest interval between two writes of a running job's batch progress to its row.</summary>
+    public TimeSpan ProgressWriteInterval { get; set; } = TimeSpan.FromSeconds(1);
+
+    public static bool IsValidSchema(string? schema) => schema is not null && SchemaPattern().IsMatch(schema);
+
+    [GeneratedRegex("^[a-z_][a-z0-9_]{0,47}$")]
+    private static partial Regex SchemaPattern();
+}
