@@ -32,7 +32,8 @@ FILE=docker-compose.scale.yml
 test_start "scale test" "$LIMIT"
 
 TIMINGS=()
-timing() { TIMINGS+=("$(printf '%-58s %6ss' "$1" "$2")"); echo "TIME $1: $2 s"; }
+since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }'; }
+timing() { TIMINGS+=("$(printf '%-60s %7s s' "$1" "$2")"); echo "TIME $1: $2 s"; }
 
 say "Docker engine"
 ensure_docker || die "no Docker engine"
@@ -109,10 +110,10 @@ NIN_API_KEY=$(head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n')
 export NIN_API_KEY
 
 say "up --build --scale api=2 --scale worker=1 (project $COMPOSE_PROJECT_NAME, lb on port $port)"
-t=$SECONDS
+t=$EPOCHREALTIME
 timeout 1200 "${COMPOSE[@]}" -f "$FILE" up -d --build --scale api=2 --scale worker=1
-timing "build and up (image cached or not)" $((SECONDS - t))
-t=$SECONDS
+timing "build and up (image cached or not)" $(since "$t")
+t=$EPOCHREALTIME
 wait_healthy() { # SERVICE COUNT SECONDS: COUNT containers of SERVICE, all healthy
     local service=$1 count=$2 until=$((SECONDS + $3)) ids states
     while ((SECONDS < until)); do
@@ -130,7 +131,7 @@ wait_healthy api 2 300
 wait_healthy worker 1 300
 wait_healthy lb 1 120
 smoke ready 200 120
-timing "all containers healthy after up" $((SECONDS - t))
+timing "all containers healthy after up" $(since "$t")
 mapfile -t apis < <(compose ps -q api)
 worker=$(compose ps -q worker)
 api_urls=()
@@ -144,19 +145,19 @@ docker cp "$DATA/fashion-mnist" "${apis[0]}:/var/lib/nin/data/" >/dev/null
 tiny='"dataset":"fashion-mnist","batchSize":32,"imageSize":67,"maxTestImages":64,"seed":3'
 
 say "1: a tiny job through the lb, followed over SignalR through the lb"
-t=$SECONDS
+t=$EPOCHREALTIME
 CLIENT_TIMEOUT=700 client "$LB" watch "{$tiny,\"epochs\":2,\"maxTrainImages\":256,\"modelName\":\"scale-smoke\"}" 600 | tee "$TMP/job1"
-timing "job 1 (2 epochs x 256 images, 67 px): POST to JobFinished" $((SECONDS - t))
+timing "job 1 (2 epochs x 256 images, 67 px): POST to JobFinished" $(since "$t")
 read -r _ model version < <(grep '^MODEL ' "$TMP/job1")
 [[ -n $version ]] || die "no model version from job 1"
 
 say "2: activate $model v$version through the lb; /predict on each api replica serves it"
-t=$SECONDS
+t=$EPOCHREALTIME
 client "$LB" activate "$model" "$version"
 for url in "${api_urls[@]}"; do
     client "$url" serves "$model" "$version" "$DATA/fashion-mnist" 60
 done
-timing "activation to both replicas serving it" $((SECONDS - t))
+timing "activation to both replicas serving it" $(since "$t")
 
 say "2b: the KServe runtime (deploy/k8s/kserve/servingruntime.yaml) serving $model v$version over the v2 protocol"
 # Its container as KServe would run it: the image, command, args, environment, user and emptyDirs from the
@@ -184,37 +185,37 @@ out += ["--entrypoint", command[0], "nin-api:cpu"] + command[1:] + c.get("args",
 print(" ".join(shlex.quote(a) for a in out))
 PY
 )
-t=$SECONDS
+t=$EPOCHREALTIME
 eval "kserve=\$(docker run -d --label com.docker.compose.project=$COMPOSE_PROJECT_NAME $runtime_args)"
 client "http://$(ip_of "$kserve"):8080" kserve "$model" "$DATA/fashion-mnist"
-timing "KServe runtime container: start to v2 ready and infer" $((SECONDS - t))
+timing "KServe runtime container: start to v2 ready and infer" $(since "$t")
 docker rm -f "$kserve" >/dev/null
 
 say "3: a second job cancelled through the lb"
 job2=$(client "$LB" start "{$tiny,\"epochs\":20,\"maxTrainImages\":512,\"modelName\":\"scale-cancel\"}" | awk '/^JOB / { print $2 }')
 client "$LB" wait "$job2" running 300 >/dev/null
-t=$SECONDS
+t=$EPOCHREALTIME
 client "$LB" cancel "$job2"
 client "$LB" wait "$job2" status:Cancelled 60 >/dev/null
-timing "DELETE through the lb to Cancelled (job on the worker)" $((SECONDS - t))
+timing "DELETE through the lb to Cancelled (job on the worker)" $(since "$t")
 
 say "4: a third job; the worker is killed mid-epoch, a fresh one finishes it from its checkpoint"
-job3=$(client "$LB" start "{$tiny,\"epochs\":4,\"maxTrainImages\":384,\"modelName\":\"scale-resume\"}" | awk '/^JOB / { print $2 }')
+job3=$(client "$LB" start "{$tiny,\"epochs\":4,\"maxTrainImages\":1024,\"modelName\":\"scale-resume\"}" | awk '/^JOB / { print $2 }')
 CLIENT_TIMEOUT=700 client "$LB" watch "$job3" 600 >"$TMP/watch3" 2>&1 &
 watcher=$!
 client "$LB" wait "$job3" epoch:1 300 >"$TMP/before-kill.json"
 docker kill -s KILL "$worker" >/dev/null
-t=$SECONDS
-echo "killed worker $worker (SIGKILL) with 1 epoch done and the second under way"
+t=$EPOCHREALTIME
+echo "killed worker ${worker:0:12} (SIGKILL) with epoch 1 done and epoch 2 under way ($(python3 -c 'import json, sys; p = json.load(open(sys.argv[1]))["progress"]; print("batch %d/%d" % (p["batch"], p["batches"]))' "$TMP/before-kill.json"))"
 docker rm -f "$worker" >/dev/null
 timeout 120 "${COMPOSE[@]}" -f "$FILE" up -d --no-deps --scale api=2 --scale worker=1 worker
 worker=$(compose ps -q worker)
 wait_healthy worker 1 300
-timing "kill to a fresh worker healthy" $((SECONDS - t))
+timing "kill to a fresh worker healthy" $(since "$t")
 client "$LB" wait "$job3" resumed 300 >/dev/null
-timing "kill to the job resumed (InvisibilityTimeout 20 s)" $((SECONDS - t))
+timing "kill to the job resumed (InvisibilityTimeout 20 s)" $(since "$t")
 client "$LB" wait "$job3" status:Succeeded 600 >/dev/null
-timing "kill to the job Succeeded" $((SECONDS - t))
+timing "kill to the job Succeeded" $(since "$t")
 client "$LB" resumed "$job3" "$TMP/before-kill.json"
 wait "$watcher" || { cat "$TMP/watch3"; die "the SignalR client following job 3 across the kill failed"; }
 cat "$TMP/watch3"

@@ -9,10 +9,10 @@
 //                                   every epoch's EpochCompleted exactly once, in order, and Succeeded; prints
 //                                   "MODEL <name> <version>". With REQUEST_JSON instead of JOB_ID, starts the job
 //                                   itself after connecting, then follows it.
-//   wait JOB_ID CONDITION SECONDS   poll GET /train/{id} until CONDITION: running, epoch:K (K epochs done, still
-//                                   running; returns a third of epoch K's duration later, so mid-way through the
-//                                   next epoch and well after K's checkpoint), resumed (resumedAfterEpoch set),
-//                                   status:S; prints the snapshot (as it was when the condition held) as JSON
+//   wait JOB_ID CONDITION SECONDS   poll GET /train/{id} until CONDITION: running, epoch:K (K epochs done and a
+//                                   batch of the next one: mid-epoch, after epoch K's checkpoint, which is saved
+//                                   before the next epoch starts), resumed (resumedAfterEpoch set), status:S;
+//                                   prints the snapshot as JSON
 //   cancel JOB_ID                   DELETE /train/{id}: 202 (cancellation requested) or 200
 //   activate NAME VERSION           POST /models/{name}/versions/{version}/activate
 //   serves NAME VERSION DATASET_DIR SECONDS
@@ -99,11 +99,12 @@ const conditions = {
 
 async function wait(jobId, condition, limit = '300') {
     let test = conditions[condition];
-    let after = () => 0;
     if (condition.startsWith('epoch:')) {
         const k = Number(condition.slice(6));
-        test = (j) => j.status === 'Running' && j.epochs.length === k;
-        after = (j) => j.epochs[k - 1].seconds * 1000 / 3;
+        test = (j) => {
+            if (j.epochs.length > k) fail(`job ${jobId} finished epoch ${j.epochs.length} before epoch ${k + 1} was seen under way (make its epochs longer)`);
+            return j.status === 'Running' && j.epochs.length === k && j.progress.epoch === k + 1 && j.progress.batch >= 1;
+        };
     } else if (condition.startsWith('status:')) {
         test = (j) => j.status === condition.slice(7);
     }
@@ -113,7 +114,6 @@ async function wait(jobId, condition, limit = '300') {
     while (Date.now() - t0 < Number(limit) * 1000) {
         job = await getJob(jobId);
         if (test(job)) {
-            await sleep(after(job));
             console.error(`wait ${condition}: after ${seconds(Date.now() - t0)}s (status ${job.status}, epoch ${job.progress.epoch} batch ${job.progress.batch}/${job.progress.batches})`);
             console.log(JSON.stringify(job));
             return;
