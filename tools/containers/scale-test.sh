@@ -153,11 +153,8 @@ read -r _ model version < <(grep '^MODEL ' "$TMP/job1")
 
 say "2: activate $model v$version through the lb; /predict on each api replica serves it"
 t=$EPOCHREALTIME
-client "$LB" activate "$model" "$version"
-for url in "${api_urls[@]}"; do
-    client "$url" serves "$model" "$version" "$DATA/fashion-mnist" 60
-done
-timing "activation to both replicas serving it" $(since "$t")
+client "$LB" activate "$model" "$version" "$DATA/fashion-mnist" 60 "${api_urls[@]}"
+timing "activation to both replicas serving it (incl. node start)" $(since "$t")
 
 say "2b: the KServe runtime (deploy/k8s/kserve/servingruntime.yaml) serving $model v$version over the v2 protocol"
 # Its container as KServe would run it: the image, command, args, environment, user and emptyDirs from the
@@ -219,6 +216,10 @@ timing "kill to the job Succeeded" $(since "$t")
 client "$LB" resumed "$job3" "$TMP/before-kill.json"
 wait "$watcher" || { cat "$TMP/watch3"; die "the SignalR client following job 3 across the kill failed"; }
 cat "$TMP/watch3"
+echo "the fresh worker's log for job $job3:"
+compose logs --no-color worker 2>&1 | grep -F "Job $job3" | sed 's/^[^|]*| //' | tee "$TMP/worker3"
+[[ $(grep -c 'training on' "$TMP/worker3") -eq 1 && $(grep -c 'resuming after epoch 1' "$TMP/worker3") -eq 1 ]] ||
+    die "the fresh worker did not run job 3 exactly once, resuming after epoch 1 (log above)"
 
 say "logs: no GSS/Kerberos errors"
 if compose logs --no-color api worker 2>&1 | grep -i -E 'gssapi|krb5'; then
