@@ -7,7 +7,8 @@
 #
 #  1. Docker engine and compose (engine.sh); the six base images, local stand-ins where no registry is
 #     reachable (standins.sh); compose config valid (also with the gpu profile), refused without NIN_API_KEY;
-#  2. `up --build --scale api=2 --scale worker=1`, every container healthy, the worker serving no API routes;
+#  2. `up --build --scale api=2 --scale worker=1`, every container healthy, the worker serving no API routes,
+#     REST through the lb reaching both replicas (their own /metrics);
 #  3. a tiny training job posted through the lb and followed by the JavaScript SignalR client through the lb:
 #     every EpochCompleted once and JobFinished (the worker's events reach the client's replica over Redis);
 #  4. its model activated through the lb, then /predict on EACH api replica (its container address)
@@ -140,6 +141,7 @@ echo "api replicas: ${api_urls[*]}; worker: http://$(ip_of "$worker"):8080"
 client "http://$(ip_of "$worker"):8080" route /health/ready 200
 client "http://$(ip_of "$worker"):8080" route /models 404
 client "${api_urls[0]}" route /models 200
+client "$LB" spread 20 "${api_urls[@]}"
 
 docker cp "$DATA/fashion-mnist" "${apis[0]}:/var/lib/nin/data/" >/dev/null
 tiny='"dataset":"fashion-mnist","batchSize":32,"imageSize":67,"maxTestImages":64,"seed":3'

@@ -9,19 +9,21 @@
 //                                   every epoch's EpochCompleted exactly once, in order, and Succeeded; prints
 //                                   "MODEL <name> <version>". With REQUEST_JSON instead of JOB_ID, starts the job
 //                                   itself after connecting, then follows it.
-//   wait JOB_ID CONDITION SECONDS   poll GET /train/{id} until CONDITION: running, epoch:K (K epochs done and a
+//   wait JOB_ID CONDITION SECONDS   poll GET /train/{id} until CONDITION: running (a batch done), epoch:K (K epochs done and a
 //                                   batch of the next one: mid-epoch, after epoch K's checkpoint, which is saved
 //                                   before the next epoch starts), resumed (resumedAfterEpoch set), status:S;
 //                                   prints the snapshot as JSON
 //   cancel JOB_ID                   DELETE /train/{id}: 202 (cancellation requested) or 200
-//   activate NAME VERSION           POST /models/{name}/versions/{version}/activate
-//   serves NAME VERSION DATASET_DIR SECONDS
-//                                   POST /predict (4 Fashion-MNIST test images as PNG) until it answers with that
-//                                   model version; prints how long that took
+//   activate NAME VERSION DATASET_DIR SECONDS REPLICA_URL...
+//                                   POST /models/{name}/versions/{version}/activate (through BASE_URL), then POST
+//                                   /predict to every replica at once until each answers with that version; prints
+//                                   how long after the activation's answer each one did
 //   resumed JOB_ID SAVED_JSON       the job Succeeded after resuming from the checkpoint of the K epochs the saved
 //                                   snapshot has: resumedAfterEpoch K, those K epochs' figures unchanged (not rerun),
 //                                   the rest following, every epoch once
 //   route PATH STATUS               GET PATH answers STATUS (e.g. a worker serves no /models)
+//   spread N REPLICA_URL...         GET /models N times through BASE_URL; every replica's own /metrics
+//                                   (http_server_request_duration_seconds_count of route /models) shows a share
 //   kserve NAME DATASET_DIR         KServe v2: /v2/health/ready, the model's metadata, and /v2/models/NAME/infer with
 //                                   4 Fashion-MNIST test images as a BYTES input: 4 labels and 4x10 probabilities
 import { createRequire } from 'node:module';
@@ -93,7 +95,7 @@ async function watch(jobOrRequest, limit = '600') {
 }
 
 const conditions = {
-    running: (j) => j.status === 'Running',
+    running: (j) => j.status === 'Running' && j.progress.batch >= 1,
     resumed: (j) => j.resumedAfterEpoch != null,
 };
 
@@ -131,11 +133,14 @@ async function cancel(jobId) {
     console.log(`cancel: ${r.status}, status ${body.status}`);
 }
 
-async function activate(name, version) {
+async function activate(name, version, datasetDir, limit, ...replicas) {
+    const pngs = testPngs(datasetDir, 4);
     const r = await fetch(`${base}/models/${name}/versions/${version}/activate`, { method: 'POST', headers });
+    const t0 = Date.now();
     const body = await r.json().catch(() => ({}));
     if (r.status !== 200) fail(`activate ${name} v${version} answered ${r.status}: ${JSON.stringify(body)}`);
-    console.log(`activated ${name} v${version}`);
+    console.log(`activated ${name} v${version} through ${base}`);
+    await Promise.all(replicas.map((url) => serves(url, pngs, name, version, t0, limit)));
 }
 
 // ---------------------------------------------------------------- PNG from IDX (as smoke.mjs)
@@ -186,19 +191,17 @@ function testPngs(datasetDir, n) {
     return Array.from({ length: n }, (_, i) => greyPng(w, h, images.data.subarray(i * w * h, (i + 1) * w * h)));
 }
 
-async function serves(name, version, datasetDir, limit = '60') {
-    const pngs = testPngs(datasetDir, 4);
-    const t0 = Date.now();
+async function serves(url, pngs, name, version, t0, limit) {
     let last = 'no answer';
     while (Date.now() - t0 < Number(limit) * 1000) {
         const form = new FormData();
         pngs.forEach((png, i) => form.append('images', new Blob([png], { type: 'image/png' }), `t${i}.png`));
         try {
-            const r = await fetch(`${base}/predict`, { method: 'POST', body: form, headers, signal: AbortSignal.timeout(30_000) });
+            const r = await fetch(`${url}/predict`, { method: 'POST', body: form, headers, signal: AbortSignal.timeout(30_000) });
             const body = await r.json().catch(() => ({}));
             last = `${r.status} ${JSON.stringify(body.model ?? body)}`;
             if (r.status === 200 && body.model?.name === name && body.model?.version === Number(version)) {
-                console.log(`serves: ${base} answers /predict with ${name} v${version} after ${seconds(Date.now() - t0)}s (${body.predictions.length} predictions, engine ${body.engine}, first ${body.predictions[0].label})`);
+                console.log(`serves: ${url} answers /predict with ${name} v${version} ${seconds(Date.now() - t0)}s after the activation (${body.predictions.length} predictions, engine ${body.engine}, first ${body.predictions[0].label})`);
                 return;
             }
         } catch (e) {
@@ -206,7 +209,7 @@ async function serves(name, version, datasetDir, limit = '60') {
         }
         await sleep(250);
     }
-    fail(`${base} did not serve ${name} v${version} within ${limit}s (last: ${last})`);
+    fail(`${url} did not serve ${name} v${version} within ${limit}s of the activation (last: ${last})`);
 }
 
 async function resumed(jobId, savedFile) {
@@ -253,16 +256,41 @@ async function kserve(name, datasetDir) {
     console.log(`kserve: ready after ${seconds(Date.now() - t0)}s; ${name} v${body.model_version ?? meta.versions.join(',')} (${meta.platform}, input ${JSON.stringify(meta.inputs[0].shape)}): labels ${out.label.data.join(', ')}`);
 }
 
+async function modelsRequests(url) {
+    const text = await fetch(`${url}/metrics`, { signal: AbortSignal.timeout(10_000) }).then((r) => r.text());
+    let n = 0;
+    for (const line of text.split('\n')) {
+        if (line.startsWith('http_server_request_duration_seconds_count{') && line.includes('http_route="/models') && line.includes('http_request_method="GET"')) {
+            n += Number(line.slice(line.lastIndexOf(' ') + 1));
+        }
+    }
+    return n;
+}
+
+async function spread(n, ...replicas) {
+    const before = await Promise.all(replicas.map(modelsRequests));
+    for (let i = 0; i < Number(n); i++) {
+        const r = await fetch(`${base}/models`, { headers });
+        if (r.status !== 200) fail(`GET /models through ${base} answered ${r.status}`);
+        await r.arrayBuffer();
+    }
+    await sleep(500);
+    const after = await Promise.all(replicas.map(modelsRequests));
+    const shares = replicas.map((url, i) => `${url} ${after[i] - before[i]}`);
+    console.log(`spread: ${n} GET /models through ${base}: ${shares.join(', ')}`);
+    if (after.some((a, i) => a - before[i] === 0)) fail('a replica got none of them (REST is not round-robin)');
+}
+
 switch (step) {
     case 'start': console.log(`JOB ${await start(...args)}`); break;
     case 'watch': await watch(...args); break;
     case 'wait': await wait(...args); break;
     case 'cancel': await cancel(...args); break;
     case 'activate': await activate(...args); break;
-    case 'serves': await serves(...args); break;
     case 'resumed': await resumed(...args); break;
     case 'route': await route(...args); break;
     case 'kserve': await kserve(...args); break;
+    case 'spread': await spread(...args); break;
     default: fail(`unknown step ${step}`);
 }
 process.exit(0);
