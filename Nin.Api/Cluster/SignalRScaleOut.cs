@@ -1,5 +1,6 @@
 using System.Text.Json.Serialization;
 using Nin.Api.Infrastructure;
+using Microsoft.Extensions.Diagnostics.HealthChecks;
 using StackExchange.Redis;
 
 namespace Nin.Api.Cluster;
@@ -29,14 +30,51 @@ public static class SignalRScaleOut
             .AddJsonProtocol(o => o.PayloadSerializerOptions.Converters.Add(new JsonStringEnumConverter()));
         if (!string.IsNullOrWhiteSpace(options.Redis))
         {
+            var backplane = new RedisBackplane();
+            builder.Services.AddSingleton(backplane);
+            builder.Services.AddHealthChecks().AddCheck<RedisBackplaneHealthCheck>("signalRBackplane");
+            builder.Services.AddHostedService<RedisBackplaneConnector>();
             signalR.AddStackExchangeRedis(options.Redis, o =>
             {
                 o.Configuration.ChannelPrefix = RedisChannel.Literal(options.ChannelPrefix);
                 o.Configuration.AbortOnConnectFail = false; // keep retrying while Redis starts or restarts
                 o.Configuration.ClientName = $"nin-{NinRole.From(builder.Configuration).Name}-{Environment.MachineName}";
+                o.ConnectionFactory = async writer => backplane.Connection = await ConnectionMultiplexer.ConnectAsync(o.Configuration, writer);
             });
         }
 
         return builder;
     }
+}
+
+/// <summary>The backplane's Redis connection, as SignalR opened it, for readiness.</summary>
+public sealed class RedisBackplane
+{
+    public IConnectionMultiplexer? Connection { get; set; }
+}
+
+/// <summary>
+/// Degraded (still 200: predictions and the API work) while the Redis backplane is disconnected: events sent by other
+/// processes (a worker's epochs) do not reach this replica's hub clients until it reconnects.
+/// </summary>
+internal sealed class RedisBackplaneHealthCheck(RedisBackplane backplane) : IHealthCheck
+{
+    public Task<HealthCheckResult> CheckHealthAsync(
+        HealthCheckContext context, CancellationToken cancellationToken = default) =>
+        Task.FromResult(backplane.Connection is { IsConnected: true }
+            ? HealthCheckResult.Healthy("Redis backplane connected")
+            : HealthCheckResult.Degraded(
+                "The SignalR Redis backplane is not connected: live training events from other processes do not reach this replica's clients until it reconnects."));
+}
+
+/// <summary>Creates the hub's Redis lifetime manager at start, so the backplane connects before the first client or event.</summary>
+internal sealed class RedisBackplaneConnector(IServiceProvider services) : IHostedService
+{
+    public Task StartAsync(CancellationToken cancellationToken)
+    {
+        _ = services.GetRequiredService<Microsoft.AspNetCore.SignalR.HubLifetimeManager<Training.TrainingHub>>();
+        return Task.CompletedTask;
+    }
+
+    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 }

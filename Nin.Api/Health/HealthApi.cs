@@ -39,7 +39,7 @@ public static class HealthApi
     private static Task WriteReadyAsync(HttpContext context, HealthReport report)
     {
         var body = new ReadyResponse(
-            report.Status == HealthStatus.Healthy ? "ready" : "not ready",
+            report.Status switch { HealthStatus.Healthy => "ready", HealthStatus.Degraded => "ready, degraded", _ => "not ready" },
             report.Entries.ToDictionary(e => e.Key, e => new CheckResult(e.Value.Status.ToString(), Scrub(context, e.Value.Description))));
         context.Response.ContentType = "application/json";
         return context.Response.WriteAsync(JsonSerializer.Serialize(body, JsonSerializerOptions.Web));

@@ -120,6 +120,7 @@ public sealed partial class ModelRegistry : IDisposable
                 return current;
             }
 
+            WarmUp(loaded);
             lock (gate)
             {
                 active = loaded;
@@ -206,6 +207,21 @@ public sealed partial class ModelRegistry : IDisposable
         }
     }
 
+    // One pass on a blank image before the version takes requests: an engine's first pass allocates and plans (ONNX
+    // Runtime's arenas, cuDNN's algorithms), and that cost is paid here, not by the first client after a swap.
+    private void WarmUp(LoadedModel model)
+    {
+        try
+        {
+            var side = model.Metadata.ImageSize;
+            _ = model.Runner.Run([new InferenceInput(null, new float[model.Metadata.InputChannels * side * side])], 1);
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            LogWarmUpFailed(logger, model.Name, model.Version, ex.Message);
+        }
+    }
+
     private LoadedModel? Load(string name, int version)
     {
         var info = store.Find(name, version);
@@ -283,6 +299,9 @@ public sealed partial class ModelRegistry : IDisposable
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Serving model {Model} version {Version} on {Device} with {Engine}")]
     private static partial void LogServing(ILogger logger, string model, int version, string device, string engine);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Model {Model} version {Version}: the warm-up pass failed ({Reason}); it serves anyway")]
+    private static partial void LogWarmUpFailed(ILogger logger, string model, int version, string reason);
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Could not load model {Model} version {Version}")]
     private static partial void LogLoadFailed(ILogger logger, Exception exception, string model, int version);

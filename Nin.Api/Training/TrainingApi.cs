@@ -39,7 +39,7 @@ public static class TrainingApi
         group.MapDelete("/{jobId}", CancelJob)
             .WithName("CancelTrainingJob")
             .WithSummary("Cancel a training job")
-            .WithDescription("A queued job never starts (200). A running job stops within one batch and ends `Cancelled` (202: cancellation requested). A finished job cannot be cancelled (409).")
+            .WithDescription("A queued job never starts (200). A running job stops within one batch and ends `Cancelled` (202: cancellation requested), whichever process runs it: with several API replicas and workers the request reaches the worker through PostgreSQL (LISTEN/NOTIFY). A finished job cannot be cancelled (409).")
             .ProducesProblem(StatusCodes.Status404NotFound)
             .ProducesProblem(StatusCodes.Status409Conflict);
 

@@ -67,8 +67,14 @@ public sealed partial class TrainingJob(
             // A model that learned nothing is stored for inspection but never served automatically.
             var warnings = result.Metadata.Warnings ?? [];
             var learned = warnings.Count == 0;
-            var stored = models.Add(result.Network, result.Metadata, settings.Activate && learned, activateIfNoneActive: learned);
+            var stored = models.Add(result.Network, result.Metadata, activate: false, activateIfNoneActive: false);
             result.Network.Dispose();
+            PrepareForServing(stored);
+            if (learned && (settings.Activate || models.Active is null))
+            {
+                models.Activate(stored.Name, stored.Version);
+            }
+
             await EvaluateAsync(jobId, stored, data.Test, cts.Token);
             DeleteCheckpoint(jobId);
             var done = jobs.Update(jobId, j => j with { Status = JobStatus.Succeeded, ModelName = stored.Name, ModelVersion = stored.Version, FinishedAt = DateTimeOffset.UtcNow, Warnings = warnings });
@@ -194,6 +200,20 @@ public sealed partial class TrainingJob(
         }
     }
 
+    // The ONNX file ONNX Runtime serves, written once here before the version can be activated: every API replica then
+    // only opens it when it swaps, instead of each exporting it at the same moment.
+    private void PrepareForServing(ModelVersionInfo stored)
+    {
+        try
+        {
+            Model.Onnx.OnnxCache.Ensure(stored.Directory);
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            LogNotExported(logger, stored.Name, stored.Version, ex.Message);
+        }
+    }
+
     private void DeleteCheckpoint(string jobId)
     {
         var dir = Path.Combine(jobs.JobDirectory(jobId), "checkpoint");
@@ -228,6 +248,9 @@ public sealed partial class TrainingJob(
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Job {JobId}: {Model} version {Version} was stored but not evaluated: {Reason}")]
     private static partial void LogNotEvaluated(ILogger logger, string jobId, string model, int version, string reason);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Model {Model} version {Version}: no ONNX file was prepared ({Reason}); a replica serving it with ONNX Runtime exports it when it loads")]
+    private static partial void LogNotExported(ILogger logger, string model, int version, string reason);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Job {JobId}: {Warning}")]
     private static partial void LogWarning(ILogger logger, string jobId, string warning);
