@@ -84,7 +84,7 @@ cleanup() {
     timeout 180 "${COMPOSE[@]}" -f "$FILE" down -v --remove-orphans --timeout 20 >/dev/null 2>&1 || true
     local left
     left=$(docker ps -aq --filter "label=com.docker.compose.project=$COMPOSE_PROJECT_NAME")
-    [[ -z $left ]] || { docker rm -f $left >/dev/null 2>&1 || true; echo "removed leftover containers" >&2; }
+    [[ -z $left ]] || { docker rm -fv $left >/dev/null 2>&1 || true; echo "removed leftover containers" >&2; }
     rm -rf -- "$TMP"
     stop_docker
     kill "$WATCHDOG" 2>/dev/null || true
@@ -188,7 +188,7 @@ t=$EPOCHREALTIME
 eval "kserve=\$(docker run -d --label com.docker.compose.project=$COMPOSE_PROJECT_NAME $runtime_args)"
 client "http://$(ip_of "$kserve"):8080" kserve "$model" "$DATA/fashion-mnist"
 timing "KServe runtime container: start to v2 ready and infer" $(since "$t")
-docker rm -f "$kserve" >/dev/null
+docker rm -fv "$kserve" >/dev/null
 
 say "3: a second job cancelled through the lb"
 job2=$(client "$LB" start "{$tiny,\"epochs\":20,\"maxTrainImages\":512,\"modelName\":\"scale-cancel\"}" | awk '/^JOB / { print $2 }')
