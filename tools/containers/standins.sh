@@ -3,6 +3,9 @@
 #
 #   mcr.microsoft.com/dotnet/sdk:10.0    mcr.microsoft.com/dotnet/aspnet:10.0
 #   node:22-bookworm-slim                postgres:17
+#   nginx:1.28                           redis:7            (docker-compose.scale.yml)
+#
+#   standins.sh [IMAGE...]     those images only (default: all of them)
 #
 # Each one is used as it is when present, else pulled; only where the pull fails (no container
 # registry reachable, as on this project's CI machines) a local STAND-IN is built and tagged with
@@ -12,7 +15,10 @@
 #   - sdk: the host's .NET SDK; aspnet: the host's .NET and ASP.NET Core runtimes, user `app`
 #     (uid 1654, APP_UID) and ASPNETCORE_HTTP_PORTS=8080 as in the official image;
 #   - node: the host's Node.js and npm; postgres: Debian 13's PostgreSQL 17 with an entrypoint that
-#     honours POSTGRES_USER / POSTGRES_PASSWORD / POSTGRES_DB.
+#     honours POSTGRES_USER / POSTGRES_PASSWORD / POSTGRES_DB;
+#   - nginx: Debian 13's nginx (1.26) with the official image's nginx.conf (includes conf.d/*.conf, user
+#     nginx, logs to stdout/stderr) in the foreground; redis: Debian 13's redis-server (8.0) with the
+#     official entrypoint's behaviour (user redis, /data, every interface, protected mode off).
 # Stand-ins carry the label nin.standin=true; `standins.sh --remove` deletes them.
 # Needs root (debootstrap, docker). Builds use host networking (apt inside the postgres stand-in).
 set -euo pipefail
@@ -29,6 +35,8 @@ declare -A STANDIN=(
     [mcr.microsoft.com/dotnet/aspnet:10.0]=aspnet
     [node:22-bookworm-slim]=node
     [postgres:17]=postgres
+    [nginx:1.28]=nginx
+    [redis:7]=redis
 )
 
 have() { docker image inspect "$1" >/dev/null 2>&1; }
@@ -84,6 +92,8 @@ build_standin() {
             cp -a -- "$(dirname -- "$(dirname -- "$(readlink -f -- "$(command -v npm)")")")" "$ctx/npm"
             ;;
         postgres) cp -- "$HERE/standins/postgres-entrypoint.sh" "$ctx/" ;;
+        nginx) cp -- "$HERE/standins/nginx.conf" "$HERE/standins/nginx-default.conf" "$ctx/" ;;
+        redis) cp -- "$HERE/standins/redis-entrypoint.sh" "$ctx/" ;;
     esac
     log "building stand-in $name ($kind)"
     # Quiet unless it fails (the legacy builder warns about its own deprecation on every build).
@@ -112,7 +122,10 @@ if [[ ${1:-} == --remove ]]; then
 fi
 
 command -v docker >/dev/null 2>&1 || die "docker is not installed"
-for name in "${!STANDIN[@]}"; do
+names=("$@")
+((${#names[@]})) || names=("${!STANDIN[@]}")
+for name in "${names[@]}"; do
+    [[ -n ${STANDIN[$name]:-} ]] || die "no stand-in is known for $name (known: ${!STANDIN[*]})"
     if have "$name"; then
         if is_standin "$name"; then log "$name: local STAND-IN (built earlier)"; else log "$name: present"; fi
         continue

@@ -31,7 +31,7 @@ ensure_docker || die "no Docker engine"
 ensure_compose
 
 say "base images"
-"$HERE/standins.sh"
+"$HERE/standins.sh" mcr.microsoft.com/dotnet/sdk:10.0 mcr.microsoft.com/dotnet/aspnet:10.0 node:22-bookworm-slim postgres:17
 for image in mcr.microsoft.com/dotnet/sdk:10.0 mcr.microsoft.com/dotnet/aspnet:10.0 node:22-bookworm-slim postgres:17; do
     if [[ $(docker image inspect -f '{{ index .Config.Labels "nin.standin" }}' "$image") == true ]]; then
         echo "NOTE: $image is a local STAND-IN (no registry reachable), not the official image"
