@@ -57,6 +57,18 @@ public sealed class TrainerTests : IDisposable
     }
 
     [Fact]
+    public void An_epoch_is_checkpointed_before_observers_hear_of_it_so_a_reported_epoch_is_never_rerun()
+    {
+        var recorder = new Recorder();
+        var seen = new List<(int Saved, int Reported)>();
+        Train(Small, recorder, save: (epoch, _, _) => seen.Add((epoch, recorder.Epochs.Count)));
+
+        // When epoch k's checkpoint is written, observers (the hub, the job record) know only epochs before k.
+        Assert.Equal([(1, 0), (2, 1)], seen);
+        Assert.Equal(2, recorder.Epochs.Count);
+    }
+
+    [Fact]
     public void Resuming_from_an_epoch_checkpoint_continues_the_same_run()
     {
         var straight = new Recorder();

@@ -173,11 +173,11 @@ public sealed partial class TrainingJob(
                 Publish(jobs.Update(jobId, j => j with { ResumedAfterEpoch = resume.CompletedEpochs, Epochs = resume.History }));
             }
 
-            var observer = new Observer(this, notifier, logger, jobId, settings.Epochs, resume?.History ?? []);
+            var observer = new Observer(this, notifier, logger, jobId, settings.Epochs);
             var metrics = trainer.Run(observer, cancellationToken, resume, (epoch, optimizer) =>
             {
                 EnsureOwned(jobId); // never overwrite the checkpoint of a worker that took the job over
-                EpochCheckpoint.Save(checkpointDir, epoch, network, optimizer, observer.History);
+                EpochCheckpoint.Save(checkpointDir, epoch, network, optimizer, trainer.History);
             });
             var described = TrainedModel.Describe(settings.ModelName, data, options, metrics.Epochs, device.ToString());
             var metadata = described with { Recipe = described.Recipe! with { Dataset = settings.Dataset } };
@@ -191,10 +191,8 @@ public sealed partial class TrainingJob(
         }
     }
 
-    private sealed class Observer(TrainingJob owner, TrainingNotifier notifier, ILogger logger, string jobId, int epochs, IReadOnlyList<EpochMetrics> earlier) : ITrainingObserver
+    private sealed class Observer(TrainingJob owner, TrainingNotifier notifier, ILogger logger, string jobId, int epochs) : ITrainingObserver
     {
-        public List<EpochMetrics> History { get; } = [.. earlier];
-
         public void OnBatch(BatchProgress progress)
         {
             owner.Owned(jobId, j => j with { Progress = new JobProgress(progress.Epoch, progress.Batch, progress.Batches) }, persist: false);
@@ -203,7 +201,6 @@ public sealed partial class TrainingJob(
 
         public void OnEpoch(EpochMetrics metrics)
         {
-            History.Add(metrics);
             notifier.JobUpdated(owner.Owned(jobId, j => j with { Epochs = [.. j.Epochs.Where(e => e.Epoch < metrics.Epoch), metrics] }));
             notifier.EpochCompleted(new EpochCompletedEvent(jobId, metrics.Epoch, epochs, metrics.TrainLoss, metrics.TrainAccuracy, metrics.TestAccuracy, metrics.ExamplesPerSecond, metrics.Seconds));
             LogEpoch(logger, jobId, metrics.Epoch, epochs, metrics.TrainLoss, metrics.TrainAccuracy, metrics.TestAccuracy, metrics.ExamplesPerSecond);

@@ -17,6 +17,8 @@ namespace Nin.Model.Training;
 /// </summary>
 public sealed class Trainer : IDisposable
 {
+    private List<EpochMetrics> history = [];
+
     private readonly TrainingOptions options;
     private readonly Device device;
     private readonly Tensor trainX;
@@ -67,14 +69,18 @@ public sealed class Trainer : IDisposable
     /// <summary>Images per test batch: at most <see cref="TrainingOptions.EvalBatchSize"/>, and no more memory than a training step.</summary>
     public int EvaluationBatchSize { get; }
 
+    /// <summary>Every finished epoch's figures, earlier runs' included when resumed (<see cref="History"/> as of now).</summary>
+    public IReadOnlyList<EpochMetrics> History => history;
+
     /// <summary>
-    /// Trains the remaining epochs. After each one, <paramref name="onEpochEnd"/> may save a
-    /// checkpoint (network and optimizer) so a later run can resume.
+    /// Trains the remaining epochs. After each one, <paramref name="onEpochEnd"/> may save a checkpoint (network and
+    /// optimizer, and <see cref="History"/>) so a later run can resume; it runs before the observer hears of the epoch,
+    /// so an epoch reported as finished is never trained again after a crash.
     /// </summary>
     public ModelMetrics Run(ITrainingObserver observer, CancellationToken cancellationToken, ResumePoint? resume = null, Action<int, TorchSharp.Modules.OptimizerHelper>? onEpochEnd = null)
     {
         UseConfiguredThreads();
-        var history = new List<EpochMetrics>(resume?.History ?? []);
+        history = new List<EpochMetrics>(resume?.History ?? []);
         var first = 1;
         if (resume is not null)
         {
@@ -93,8 +99,8 @@ public sealed class Trainer : IDisposable
         {
             var metrics = RunEpoch(epoch, observer, cancellationToken);
             history.Add(metrics);
-            observer.OnEpoch(metrics);
             onEpochEnd?.Invoke(epoch, optimizer);
+            observer.OnEpoch(metrics);
         }
 
         return TrainedModel.Summarise(history);

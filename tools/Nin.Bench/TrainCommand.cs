@@ -64,7 +64,7 @@ internal static class TrainCommand
         {
             if (outDir is not null)
             {
-                Save(args, network, dataset, data, options with { Epochs = epoch }, continued, observer.Epochs, device, outDir);
+                Save(args, network, dataset, data, options with { Epochs = epoch }, continued, trainer.History, device, outDir);
             }
         });
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"done: test accuracy {metrics.TestAccuracy:F4}, {metrics.ExamplesPerSecond:F1} img/s, {watch.Elapsed.TotalMinutes:F1} min"));
