@@ -23,7 +23,7 @@ public sealed partial class ScaleOutDeploymentTests
     /// <summary>Variables read by ASP.NET Core / .NET itself or by the NVIDIA Container Toolkit, not by Nin.</summary>
     private static readonly string[] PlatformVariables =
     [
-        "ASPNETCORE_HTTP_PORTS", "ASPNETCORE_URLS", "ASPNETCORE_ENVIRONMENT", "DOTNET_ENVIRONMENT",
+        "ASPNETCORE_HTTP_PORTS", "ASPNETCORE_URLS", "ASPNETCORE_ENVIRONMENT", "ASPNETCORE_FORWARDEDHEADERS_ENABLED", "DOTNET_ENVIRONMENT",
         "DOTNET_CLI_TELEMETRY_OPTOUT", "NVIDIA_VISIBLE_DEVICES", "NVIDIA_DRIVER_CAPABILITIES",
     ];
 
