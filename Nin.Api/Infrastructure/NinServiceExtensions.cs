@@ -58,6 +58,7 @@ public static partial class NinServiceExtensions
                 .UseRecommendedSerializerSettings();
             if (hangfire.UsesPostgres)
             {
+                HangfireSchemaInstaller.InstallUnderLock(hangfire.EffectivePostgresConnection!, hangfire.PostgresSchema);
                 config.UsePostgreSqlStorage(
                     o => o.UseNpgsqlConnection(hangfire.EffectivePostgresConnection),
                     new PostgreSqlStorageOptions
