@@ -106,6 +106,8 @@ public sealed record JobProgress(int Epoch, int Batch, int Batches);
 /// Everything known about a training job; what GET /train/{jobId} and the hub's JobUpdated carry.
 /// <c>ResumedAfterEpoch</c> is set when a restart interrupted the job and it continued from that epoch's checkpoint.
 /// <c>Warnings</c> says when the run did not learn (then its model is not activated automatically).
+/// <c>Worker</c> names the process (host:pid:id) that runs or ran the job; with several workers it changes when
+/// another one took the job over after its worker died.
 /// </summary>
 public sealed record JobSnapshot(
     string JobId,
