@@ -60,6 +60,14 @@ public sealed partial class TrainingJob(
             }
 
             Publish(running);
+            if (running.ModelName is { } storedName && running.ModelVersion is { } storedVersion && models.Find(storedName, storedVersion) is { } earlier)
+            {
+                // Interrupted after its model was stored (a crash during evaluation or clean-up): finish, do not train or store again.
+                LogAlreadyStored(logger, jobId, storedName, storedVersion);
+                Finish(jobId, earlier, earlier.Metadata.Warnings ?? []);
+                return;
+            }
+
             LogStarted(logger, jobId, settings.Dataset, device.ToString(), settings.Epochs, settings.ImageSize);
 
             var data = await datasets.LoadAsync(settings.Dataset, settings.MaxTrainImages, settings.MaxTestImages, cts.Token);
@@ -72,6 +80,7 @@ public sealed partial class TrainingJob(
             var learned = warnings.Count == 0;
             var stored = models.Add(result.Network, result.Metadata, activate: false, activateIfNoneActive: false);
             result.Network.Dispose();
+            Owned(jobId, j => j with { ModelName = stored.Name, ModelVersion = stored.Version }); // a resumed run finds it stored
             PrepareForServing(stored);
             if (learned && (settings.Activate || models.Active is null))
             {
@@ -79,16 +88,7 @@ public sealed partial class TrainingJob(
             }
 
             await EvaluateAsync(jobId, stored, data.Test, cts.Token);
-            DeleteCheckpoint(jobId);
-            var done = Owned(jobId, j => j with { Status = JobStatus.Succeeded, ModelName = stored.Name, ModelVersion = stored.Version, FinishedAt = DateTimeOffset.UtcNow, Warnings = warnings });
-            Publish(done);
-            notifier.JobFinished(new JobFinishedEvent(jobId, JobStatus.Succeeded, stored.Name, stored.Version, null, warnings));
-            foreach (var warning in warnings)
-            {
-                LogWarning(logger, jobId, warning);
-            }
-
-            LogSucceeded(logger, jobId, stored.Name, stored.Version, result.Metadata.Metrics?.TestAccuracy ?? 0);
+            Finish(jobId, stored, warnings);
         }
         catch (JobTakenOverException)
         {
@@ -132,7 +132,14 @@ public sealed partial class TrainingJob(
         catch (Exception ex)
         {
             var error = ClientErrors.Describe(ex, folders.Value); // no exception text or server paths reach clients
-            Publish(jobs.Update(jobId, j => j.Status == JobStatus.Running && j.Worker != WorkerIdentity.Current ? null : j with { Status = JobStatus.Failed, Error = error, FinishedAt = DateTimeOffset.UtcNow }));
+            var failed = jobs.Update(jobId, j => j.Status == JobStatus.Running && j.Worker != WorkerIdentity.Current ? null : j with { Status = JobStatus.Failed, Error = error, FinishedAt = DateTimeOffset.UtcNow });
+            if (failed is null)
+            {
+                LogTakenOver(logger, jobId, jobs.Get(jobId)?.Worker ?? "-");
+                return;
+            }
+
+            Publish(failed);
             notifier.JobFinished(new JobFinishedEvent(jobId, JobStatus.Failed, null, null, error));
             LogFailed(logger, ex, jobId, error);
         }
@@ -140,6 +147,20 @@ public sealed partial class TrainingJob(
         {
             cancellation.Unregister(jobId);
         }
+    }
+
+    private void Finish(string jobId, ModelVersionInfo stored, IReadOnlyList<string> warnings)
+    {
+        DeleteCheckpoint(jobId);
+        var done = Owned(jobId, j => j with { Status = JobStatus.Succeeded, ModelName = stored.Name, ModelVersion = stored.Version, FinishedAt = DateTimeOffset.UtcNow, Warnings = warnings });
+        Publish(done);
+        notifier.JobFinished(new JobFinishedEvent(jobId, JobStatus.Succeeded, stored.Name, stored.Version, null, warnings));
+        foreach (var warning in warnings)
+        {
+            LogWarning(logger, jobId, warning);
+        }
+
+        LogSucceeded(logger, jobId, stored.Name, stored.Version, stored.Metadata.Metrics?.TestAccuracy ?? 0);
     }
 
     private (ImageClassifier Network, ModelMetadata Metadata) Train(string jobId, TrainSettings settings, Model.Data.DatasetSplit data, Device device, CancellationToken cancellationToken)
@@ -294,6 +315,9 @@ public sealed partial class TrainingJob(
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Job {JobId}: taken over by worker {Worker} (this one did not renew its hold within the invisibility timeout); stopping here without touching its record or checkpoint")]
     private static partial void LogTakenOver(ILogger logger, string jobId, string worker);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Job {JobId}: its model {Model} version {Version} was stored before an interruption; finishing without training again")]
+    private static partial void LogAlreadyStored(ILogger logger, string jobId, string model, int version);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Job {JobId}: cancelled")]
     private static partial void LogCancelled(ILogger logger, string jobId);
