@@ -232,6 +232,9 @@ async function startHub() {
 
 function upsertJob(snapshot, render = true) {
   const known = jobs.get(snapshot.jobId);
+  // Finished is final: an older snapshot arriving late (DELETE's 202 after the hub's Cancelled, or events relayed
+  // by another replica) never brings a finished job back to Queued or Running.
+  if (known && FINISHED.has(known.status) && !FINISHED.has(snapshot.status)) return;
   // An event can overtake a snapshot: keep epochs we already have.
   if (known && known.epochs.length > snapshot.epochs.length && !FINISHED.has(snapshot.status)) {
     snapshot = { ...snapshot, epochs: known.epochs };
@@ -295,7 +298,7 @@ function renderJobs() {
     const model = job.modelName && job.modelVersion ? `${job.modelName} v${job.modelVersion}` : "–";
     const row = el("tr", { dataset: { jobId: job.jobId, status: job.status } },
       el("td", {}, el("button", { type: "button", className: "secondary", textContent: job.jobId.slice(0, 8), title: `Show job ${job.jobId}`, "aria-label": `Show job ${job.jobId}`, onclick: () => selectJob(job.jobId) })),
-      el("td", {}, el("span", { className: "status", textContent: job.status, dataset: { status: job.status } }),
+      el("td", {}, el("span", { className: "status", textContent: job.status, dataset: { status: job.status }, ...(job.worker ? { title: `run by worker ${job.worker}` } : {}) }),
         (job.warnings ?? []).length > 0 ? el("span", { className: "warning-mark", textContent: " did not learn", title: job.warnings.join("\n") }) : null),
       el("td", { textContent: `${job.request.dataset} (${job.request.recipe ?? "d2l"})` }),
       el("td", { textContent: `${job.epochs.length}/${job.request.epochs}` }),
