@@ -1,7 +1,4 @@
 using System.Reflection;
-using System.Reflection.Metadata;
-using System.Reflection.Metadata.Ecma335;
-using System.Reflection.PortableExecutable;
 using System.Text.RegularExpressions;
 using Nin.Api.Infrastructure;
 using Nin.Api.Security;
@@ -56,8 +53,8 @@ public sealed partial class ComposeFileTests
     {
         var names = file == "Dockerfile" ? DockerfileEnvironment().Keys : ApiEnvironment(file).Keys;
         Assert.NotEmpty(names);
-        var ninNames = StringLiterals(typeof(NinOptions).Assembly)
-            .Concat(StringLiterals(typeof(TorchOptions).Assembly))
+        var ninNames = AppStrings.Of(typeof(NinOptions).Assembly)
+            .Concat(AppStrings.Of(typeof(TorchOptions).Assembly))
             .Where(s => Regex.IsMatch(s, "^NIN_[A-Z0-9_]+$"))
             .ToHashSet(StringComparer.Ordinal);
         Assert.Contains("NIN_HOME", ninNames); // the scan itself works
@@ -184,23 +181,6 @@ public sealed partial class ComposeFileTests
             {
                 result[kv.Groups[1].Value] = kv.Groups[2].Value;
             }
-        }
-
-        return result;
-    }
-
-    /// <summary>The string literals compiled into an assembly (its #US heap).</summary>
-    private static IEnumerable<string> StringLiterals(Assembly assembly)
-    {
-        using var stream = File.OpenRead(assembly.Location);
-        using var pe = new PEReader(stream);
-        var reader = pe.GetMetadataReader();
-        var result = new List<string>();
-        var handle = MetadataTokens.UserStringHandle(1);
-        while (!handle.IsNil)
-        {
-            result.Add(reader.GetUserString(handle));
-            handle = reader.GetNextHandle(handle);
         }
 
         return result;

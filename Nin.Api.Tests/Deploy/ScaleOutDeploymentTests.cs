@@ -1,7 +1,4 @@
 using System.Reflection;
-using System.Reflection.Metadata;
-using System.Reflection.Metadata.Ecma335;
-using System.Reflection.PortableExecutable;
 using System.Text.RegularExpressions;
 using Nin.Api.Infrastructure;
 using Nin.Model.Runtime;
@@ -178,7 +175,7 @@ public sealed partial class ScaleOutDeploymentTests
             .ToDictionary(g => g.Key, g => g.First().Type, StringComparer.OrdinalIgnoreCase));
 
     private static readonly Lazy<HashSet<string>> Literals = new(() =>
-        StringLiterals(typeof(NinOptions).Assembly).Concat(StringLiterals(typeof(TorchOptions).Assembly)).ToHashSet(StringComparer.Ordinal));
+        AppStrings.Of(typeof(NinOptions).Assembly).Concat(AppStrings.Of(typeof(TorchOptions).Assembly)).ToHashSet(StringComparer.Ordinal));
 
     /// <summary>
     /// A setting the app reads: Section__Property of a class bound by its SectionName (Section__List__N for a list), a
@@ -209,31 +206,6 @@ public sealed partial class ScaleOutDeploymentTests
         var property = type!.GetProperty(parts[1], BindingFlags.Public | BindingFlags.Instance | BindingFlags.IgnoreCase);
         Assert.True(property is { CanWrite: true }, $"{where}: {name}: {type.Name} has no settable property '{parts[1]}'.");
         Assert.True(!indexed || typeof(System.Collections.IList).IsAssignableFrom(property!.PropertyType), $"{where}: {name}: {type.Name}.{parts[1]} is not a list.");
-    }
-
-    private static IEnumerable<string> StringLiterals(Assembly assembly)
-    {
-        using var stream = File.OpenRead(assembly.Location);
-        using var pe = new PEReader(stream);
-        var reader = pe.GetMetadataReader();
-        var result = new List<string>();
-        var handle = MetadataTokens.UserStringHandle(1);
-        while (!handle.IsNil)
-        {
-            result.Add(reader.GetUserString(handle));
-            handle = reader.GetNextHandle(handle);
-        }
-
-        // Constants (SectionName, NinRole.Key) are metadata, not user strings.
-        foreach (var field in assembly.GetTypes().SelectMany(t => t.GetFields(BindingFlags.Public | BindingFlags.NonPublic | BindingFlags.Static)))
-        {
-            if (field is { IsLiteral: true } && field.FieldType == typeof(string) && field.GetRawConstantValue() is string s)
-            {
-                result.Add(s);
-            }
-        }
-
-        return result;
     }
 
     // ------------------------------------------------------------------ the compose file
