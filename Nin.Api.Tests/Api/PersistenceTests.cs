@@ -127,6 +127,64 @@ public sealed class PersistenceTests
         Assert.Equal(HttpStatusCode.OK, again.StatusCode);
     }
 
+    [Fact]
+    public async Task A_job_whose_database_goes_away_mid_epoch_resumes_from_its_checkpoint_when_it_is_back()
+    {
+        var builder = new Npgsql.NpgsqlConnectionStringBuilder(Postgres);
+        var address = (await System.Net.Dns.GetHostAddressesAsync(builder.Host!)).First(a => a.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork);
+        await using var proxy = new TcpProxy(new System.Net.IPEndPoint(address, builder.Port));
+        builder.Host = "127.0.0.1";
+        builder.Port = proxy.Port;
+        builder.Timeout = 3;
+        var home = Directory.CreateTempSubdirectory("nin-pgblip-").FullName;
+        var schema = "nin_test_" + Guid.NewGuid().ToString("N")[..8];
+        using var factory = new NinApiFactory(new Dictionary<string, string?>
+        {
+            ["Hangfire:PostgresConnection"] = builder.ConnectionString,
+            ["Hangfire:PostgresSchema"] = schema,
+            ["Hangfire:InvisibilityTimeout"] = "00:00:10",
+            ["SharedState:Schema"] = schema + "_nin",
+            ["Nin:SeedDefaultModel"] = "false",
+        }, home, ownsHome: true);
+        using var client = factory.CreateClient();
+
+        var job = await StartAsync(client, new { recipe = "robust", epochs = 3, batchSize = 32, imageSize = 67, maxTrainImages = 1536, maxTestImages = 64, modelName = "blip", seed = 5 });
+        var before = await WaitForAsync(client, job, j => j.Epochs.Count >= 1 && j.Status == JobStatus.Running && j.Progress.Epoch == 2, TimeSpan.FromMinutes(3));
+
+        // PostgreSQL away for a few seconds mid-epoch: the run cannot record its progress, so it stops without
+        // being marked failed; Hangfire retries it once the database answers and it resumes from epoch 1's checkpoint.
+        proxy.Stop();
+        using (var during = await client.GetAsync(new Uri($"/train/{job}", UriKind.Relative)))
+        {
+            Assert.Equal(HttpStatusCode.ServiceUnavailable, during.StatusCode);
+        }
+
+        await Task.Delay(TimeSpan.FromSeconds(4));
+        proxy.Start();
+
+        var deadline = DateTime.UtcNow + TimeSpan.FromMinutes(5);
+        JobSnapshot? done = null;
+        while (DateTime.UtcNow < deadline)
+        {
+            using var response = await client.GetAsync(new Uri($"/train/{job}", UriKind.Relative));
+            if (response.StatusCode == HttpStatusCode.OK)
+            {
+                done = await response.Content.ReadFromJsonAsync<JobSnapshot>(Json);
+                if (done!.Status is JobStatus.Succeeded or JobStatus.Failed or JobStatus.Cancelled)
+                {
+                    break;
+                }
+            }
+
+            await Task.Delay(250);
+        }
+
+        Assert.True(done?.Status == JobStatus.Succeeded, $"the job ended {done?.Status}: {done?.Error}");
+        Assert.Equal([1, 2, 3], done!.Epochs.Select(e => e.Epoch));
+        Assert.True(done.ResumedAfterEpoch >= 1, "the retried run should resume from the epoch checkpoint");
+        Assert.Equal(new EpochMetricsSnapshot(before.Epochs[0].TrainLoss, before.Epochs[0].Seconds), new EpochMetricsSnapshot(done.Epochs[0].TrainLoss, done.Epochs[0].Seconds));
+    }
+
     private sealed record EpochMetricsSnapshot(double Loss, double Seconds);
 
     private static async Task<string> StartAsync(HttpClient client, object body)

@@ -16,7 +16,9 @@ namespace Nin.Api.Training;
 /// retries, an epoch checkpoint after every epoch to resume from after a restart.
 /// </summary>
 [Queue(TrainingJob.Queue)]
-[AutomaticRetry(Attempts = 0, OnAttemptsExceeded = AttemptsExceededAction.Fail)]
+// Retried only when PostgreSQL (the shared job records) was unreachable: the run resumes from its last epoch checkpoint.
+// Anything else ends the job Failed, as before.
+[AutomaticRetry(Attempts = 10, DelaysInSeconds = [5, 10, 20, 30, 60, 60, 60, 60, 60, 60], OnlyOn = [typeof(Npgsql.NpgsqlException)], OnAttemptsExceeded = AttemptsExceededAction.Fail)]
 public sealed partial class TrainingJob(
     ITrainingJobStore jobs,
     DatasetCatalog datasets,
@@ -128,6 +130,13 @@ public sealed partial class TrainingJob(
             Publish(cancelled);
             notifier.JobFinished(new JobFinishedEvent(jobId, JobStatus.Cancelled, null, null, null));
             LogCancelled(logger, jobId);
+        }
+        catch (Npgsql.NpgsqlException ex)
+        {
+            // The job records are out of reach: the job is neither failed nor finished. Hangfire retries it (above) and
+            // the run resumes from its checkpoint once PostgreSQL answers.
+            LogStorageLost(logger, jobId, ex.GetBaseException().Message);
+            throw;
         }
         catch (Exception ex)
         {
@@ -318,6 +327,9 @@ public sealed partial class TrainingJob(
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Job {JobId}: its model {Model} version {Version} was stored before an interruption; finishing without training again")]
     private static partial void LogAlreadyStored(ILogger logger, string jobId, string model, int version);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Job {JobId}: PostgreSQL unreachable ({Reason}); Hangfire retries it and it resumes from its last checkpoint")]
+    private static partial void LogStorageLost(ILogger logger, string jobId, string reason);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Job {JobId}: cancelled")]
     private static partial void LogCancelled(ILogger logger, string jobId);
