@@ -24,6 +24,13 @@ public sealed class TcpProxy : IAsyncDisposable
 
     public int Port { get; private set; }
 
+    /// <summary>A proxy to <paramref name="host"/>:<paramref name="port"/> (its first IPv4 address).</summary>
+    public static async Task<TcpProxy> ToAsync(string host, int port)
+    {
+        var address = (await Dns.GetHostAddressesAsync(host)).First(a => a.AddressFamily == AddressFamily.InterNetwork);
+        return new TcpProxy(new IPEndPoint(address, port));
+    }
+
     public void Start()
     {
         listener = new TcpListener(IPAddress.Loopback, Port);

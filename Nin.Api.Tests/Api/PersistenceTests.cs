@@ -73,8 +73,7 @@ public sealed class PersistenceTests
     public async Task Ready_is_503_naming_the_job_storage_while_the_database_is_down_and_200_when_it_is_back()
     {
         var builder = new Npgsql.NpgsqlConnectionStringBuilder(Postgres);
-        var address = (await System.Net.Dns.GetHostAddressesAsync(builder.Host!)).First(a => a.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork);
-        await using var proxy = new TcpProxy(new System.Net.IPEndPoint(address, builder.Port));
+        await using var proxy = await TcpProxy.ToAsync(builder.Host!, builder.Port);
         builder.Host = "127.0.0.1";
         builder.Port = proxy.Port;
         builder.Pooling = false;
@@ -131,8 +130,7 @@ public sealed class PersistenceTests
     public async Task A_job_whose_database_goes_away_mid_epoch_resumes_from_its_checkpoint_when_it_is_back()
     {
         var builder = new Npgsql.NpgsqlConnectionStringBuilder(Postgres);
-        var address = (await System.Net.Dns.GetHostAddressesAsync(builder.Host!)).First(a => a.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork);
-        await using var proxy = new TcpProxy(new System.Net.IPEndPoint(address, builder.Port));
+        await using var proxy = await TcpProxy.ToAsync(builder.Host!, builder.Port);
         builder.Host = "127.0.0.1";
         builder.Port = proxy.Port;
         builder.Timeout = 3;

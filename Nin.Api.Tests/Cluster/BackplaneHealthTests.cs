@@ -15,8 +15,7 @@ public sealed class BackplaneHealthTests
     public async Task Readiness_reports_the_Redis_backplane_degraded_while_Redis_is_unreachable_and_healthy_when_it_is_back()
     {
         var (host, port) = TestServers.RedisEndPoint;
-        var address = (await Dns.GetHostAddressesAsync(host)).First(a => a.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork);
-        await using var proxy = new TcpProxy(new IPEndPoint(address, port));
+        await using var proxy = await TcpProxy.ToAsync(host, port);
         using var factory = new Api.NinApiFactory(new Dictionary<string, string?>
         {
             ["SignalR:Redis"] = $"127.0.0.1:{proxy.Port},connectTimeout=2000",
