@@ -15,6 +15,7 @@ public sealed class AdmissionControl(IOptions<ServingOptions> options, Inference
     private readonly Lock gate = new();
     private double pendingMilliseconds;
     private int pendingImages;
+    private double decodeMilliseconds;
 
     /// <summary>Estimated forward work admitted and not yet answered, in milliseconds of one worker.</summary>
     public double PendingMilliseconds
@@ -31,10 +32,47 @@ public sealed class AdmissionControl(IOptions<ServingOptions> options, Inference
     /// <summary>Images admitted and not yet answered.</summary>
     public int PendingImages => Volatile.Read(ref pendingImages);
 
+    /// <summary>
+    /// Whether the queue is already past its bound, so a request can be refused before its body is read (503 at once,
+    /// whatever it holds). False while it has room: the request is then admitted or not by its own size.
+    /// </summary>
+    public bool IsFull(out TimeSpan retryAfter)
+    {
+        var workers = Math.Max(1, engine.WorkerCount);
+        lock (gate)
+        {
+            var full = pendingImages > 0
+                && ((options.MaxQueueMilliseconds > 0 && pendingMilliseconds / workers > options.MaxQueueMilliseconds)
+                    || (options.MaxQueuedImages > 0 && pendingImages >= options.MaxQueuedImages));
+            retryAfter = full ? TimeSpan.FromMilliseconds(Math.Max(1000, pendingMilliseconds / workers)) : TimeSpan.Zero;
+            return full;
+        }
+    }
+
+    /// <summary>
+    /// Folds one request's decoding time per image into the estimate (a moving average): decoding runs on the request
+    /// threads, beside the forward passes, and under load it is part of what an admitted request waits for.
+    /// </summary>
+    public void ObserveDecode(double millisecondsPerImage)
+    {
+        if (double.IsFinite(millisecondsPerImage) && millisecondsPerImage >= 0)
+        {
+            lock (gate)
+            {
+                decodeMilliseconds = decodeMilliseconds == 0 ? millisecondsPerImage : (0.9 * decodeMilliseconds) + (0.1 * millisecondsPerImage);
+            }
+        }
+    }
+
     /// <summary>A ticket to dispose when the request is answered, or null with how long to wait before retrying.</summary>
     public Ticket? TryAdmit(int images, double millisecondsPerImage, out TimeSpan retryAfter)
     {
-        var cost = images * Math.Max(0, millisecondsPerImage);
+        double cost;
+        lock (gate)
+        {
+            cost = images * (Math.Max(0, millisecondsPerImage) + decodeMilliseconds);
+        }
+
         var workers = Math.Max(1, engine.WorkerCount);
         lock (gate)
         {

@@ -95,8 +95,7 @@ public sealed class InferenceDataPlane(
             {
                 metrics.RecordShed(call.Protocol);
                 span?.SetStatus(ActivityStatusCode.Error, "shed");
-                throw new InferenceException(InferenceErrorKind.Overloaded, "Overloaded.",
-                    $"The inference queue is full (about {admission.PendingMilliseconds / Math.Max(1, engine.WorkerCount) / 1000:F1} s of work ahead); retry after the Retry-After seconds.", retryAfter);
+                throw Overloaded(retryAfter);
             }
 
             stage = "decode";
@@ -104,6 +103,10 @@ public sealed class InferenceDataPlane(
             var decodeStarted = Stopwatch.GetTimestamp();
             var (inputs, inverted) = await InputsAsync(call, model.Metadata, token);
             var decodeMs = Stopwatch.GetElapsedTime(decodeStarted).TotalMilliseconds;
+            if (call.Images is { Count: > 0 } decoded)
+            {
+                admission.ObserveDecode(decodeMs / decoded.Count);
+            }
 
             stage = "queue";
             token.ThrowIfCancellationRequested(); // gone or expired while decoding: no pass is spent on it
@@ -138,6 +141,23 @@ public sealed class InferenceDataPlane(
             model?.Release();
         }
     }
+
+    /// <summary>
+    /// Refuses a request at once (before its body is read) when the admission queue is already past its bound: the
+    /// adapters call this first, so under overload a 503 costs no upload, parsing or decoding.
+    /// </summary>
+    public void ShedIfFull(string protocol)
+    {
+        if (admission.IsFull(out var retryAfter))
+        {
+            metrics.RecordShed(protocol);
+            throw Overloaded(retryAfter);
+        }
+    }
+
+    private InferenceException Overloaded(TimeSpan retryAfter) =>
+        new(InferenceErrorKind.Overloaded, "Overloaded.",
+            $"The inference queue is full (about {admission.PendingMilliseconds / Math.Max(1, engine.WorkerCount) / 1000:F1} s of work ahead); retry after the Retry-After seconds.", retryAfter);
 
     /// <summary>
     /// Whether a version (null: the active one) is loaded and can serve here: returns when it is (loading it if it is

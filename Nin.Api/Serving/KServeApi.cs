@@ -37,8 +37,7 @@ public static class KServeApi
             .WithDescription("Per version: requests that succeeded and failed with their cumulative time, the time in the queue, decoding (`compute_input`) and forward passes (`compute_infer`), images classified and the batch sizes that served them.");
         v2.MapPost("/repository/index", RepositoryIndex)
             .WithName("V2RepositoryIndex").WithSummary("The model repository's versions and whether each is loaded here")
-            .WithDescription("Every stored version: `READY` when loaded on this replica, else `UNAVAILABLE` with the reason (not loaded, or why it failed to load). An optional body `{ \"ready\": true }` lists only loaded ones.")
-            .Accepts<V2RepositoryIndexRequest>("application/json");
+            .WithDescription("Every stored version: `READY` when loaded on this replica, else `UNAVAILABLE` with the reason (not loaded, or why it failed to load). An optional JSON body `{ \"ready\": true }` lists only loaded ones.");
         foreach (var (route, suffix) in new[] { ("/models/{name}", ""), ("/models/{name}/versions/{version}", "Version") })
         {
             var which = suffix == "" ? "the model (the version this replica serves if it is that model, else its newest)" : "that version of the model";
@@ -83,7 +82,8 @@ public static class KServeApi
                     of non-active versions without a key; 503 + Retry-After the inference queue is full or the version cannot be loaded
                     on this replica now; 504 the deadline passed.
                     """)
-                .Accepts<V2InferRequest>("application/json", "application/octet-stream")
+                // Any Content-Type, or none: Triton's client sends binary bodies without one; the body is parsed by its own rules.
+                .Accepts<V2InferRequest>("application/json", "application/octet-stream", "*/*")
                 .Produces<V2InferResponse>()
                 .Produces<V2Error>(StatusCodes.Status400BadRequest)
                 .Produces<V2Error>(StatusCodes.Status401Unauthorized)
@@ -250,6 +250,7 @@ public static class KServeApi
         {
             var v = ParseVersion(name, version, store, registry);
             access.Check(http.HttpContext, name, v, inference: true);
+            plane.ShedIfFull("v2");
             var headerTimeout = InferenceDeadlines.FromHeader(http);
             var body = await ReadBodyAsync(http, plane.Limits.MaxRequestBytes, cancellationToken);
             var request = ParseRequest(http, body, out var jsonLength);

@@ -449,10 +449,20 @@ public sealed partial class ModelRegistry : IDisposable
         var device = TorchRuntime.ResolveDevice(torch.Value.Device);
         if (Engine == OnnxModelRunner.EngineName)
         {
-            var onnx = OnnxCache.Ensure(info.Directory);
             var metadata = Checkpoint.ReadMetadata(info.Directory);
             var threads = options.ThreadsPerPass > 0 ? [options.ThreadsPerPass] : new[] { Math.Max(1, TorchRuntime.Info.Threads), 1 };
-            return new LoadedModel(name, version, new OnnxModelRunner(onnx, metadata, threads, ServingEngines.OnnxOnCuda(device.ToString()), options.OnnxSpinning), metadata);
+            OnnxModelRunner Runner() => new(OnnxCache.Ensure(info.Directory), metadata, threads, ServingEngines.OnnxOnCuda(device.ToString()), options.OnnxSpinning);
+            try
+            {
+                return new LoadedModel(name, version, Runner(), metadata);
+            }
+            catch (Microsoft.ML.OnnxRuntime.OnnxRuntimeException ex) when (OnnxCache.Cached(info.Directory) is { } cached)
+            {
+                // A damaged cached export: made again from the checkpoint (whose weights are checked against their hash).
+                LogOnnxRebuilt(logger, name, version, ex.Message);
+                File.Delete(cached);
+                return new LoadedModel(name, version, Runner(), metadata);
+            }
         }
 
         var (network, loaded) = Checkpoint.Load(info.Directory, device);
@@ -520,6 +530,9 @@ public sealed partial class ModelRegistry : IDisposable
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Model {Model} version {Version} could not be loaded (attempt {Attempt}): {Cause}; next attempt in {RetrySeconds:F0} s")]
     private static partial void LogLoadFailed(ILogger logger, string model, int version, int attempt, string cause, double retrySeconds);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Model {Model} version {Version}: its cached ONNX file does not load ({Reason}); exporting it again from the checkpoint")]
+    private static partial void LogOnnxRebuilt(ILogger logger, string model, int version, string reason);
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Could not bring serving in line with the active model {Model} version {Version}")]
     private static partial void LogReconcileFailed(ILogger logger, Exception exception, string model, int version);

@@ -99,6 +99,7 @@ public static class PredictApi
         try
         {
             access.Check(context, model, version, inference: true);
+            plane.ShedIfFull("predict");
             var timeout = InferenceDeadlines.FromHeader(context.Request);
             var (images, error) = await ReadImagesAsync(context.Request, plane.Limits, cancellationToken);
             if (error is not null)

@@ -84,6 +84,7 @@ public sealed class GrpcInferenceService(InferenceDataPlane plane, InferenceAcce
             var http = context.GetHttpContext();
             var version = Version(request.ModelName, request.ModelVersion);
             access.Check(http, request.ModelName, version, inference: true);
+            plane.ShedIfFull("grpc");
             if (request.Inputs.Count != 1)
             {
                 throw InferenceErrors.BadRequest($"Send exactly one input: '{OpenInference.InputName}' (FP32 [N, C, S, S]) or '{OpenInference.ImagesInputName}' (BYTES [N]).");
