@@ -113,6 +113,7 @@ public static partial class NinServiceExtensions
             .Validate(o => o.MaxQueueMilliseconds >= 0 && o.MaxQueuedImages >= 0 && o.LoadRetryMaxSeconds >= 1,
                 "Serving: MaxQueueMilliseconds and MaxQueuedImages cannot be negative (0: no bound), LoadRetryMaxSeconds must be at least 1.")
             .Validate(o => o.GrpcPort is >= 0 and <= 65535, "Serving:GrpcPort must be a TCP port (0: no gRPC port).")
+            .Validate(o => o.WorkerNice is >= 0 and <= 19, "Serving:WorkerNice must be between 0 and 19.")
             .ValidateOnStart();
         builder.Services.AddSingleton<ModelRegistry>();
         builder.Services.AddSingleton<InferenceEngine>();

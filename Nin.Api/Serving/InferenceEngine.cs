@@ -150,6 +150,7 @@ public sealed partial class InferenceEngine : IAsyncDisposable
     /// </summary>
     private void RunPrimary()
     {
+        WorkerPriority.Lower(options.WorkerNice);
         try
         {
             var reader = queue.Reader;
@@ -203,6 +204,7 @@ public sealed partial class InferenceEngine : IAsyncDisposable
     /// <summary>Helpers sleep until worker 0 is busy and requests are waiting, then take their share while that lasts.</summary>
     private void RunHelper()
     {
+        WorkerPriority.Lower(options.WorkerNice);
         try
         {
             var reader = queue.Reader;

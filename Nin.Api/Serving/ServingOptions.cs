@@ -89,6 +89,13 @@ public sealed class ServingOptions
     public double LoadRetryMaxSeconds { get; set; } = 60;
 
     /// <summary>
+    /// How much lower than the process the inference workers' scheduling priority is (Linux nice, 0–19): when forward
+    /// passes fill every core, request threads (reading, refusing at admission, answering) still get a core at once.
+    /// 0: the same priority.
+    /// </summary>
+    public int WorkerNice { get; set; } = 5;
+
+    /// <summary>
     /// Port of the Open Inference Protocol over gRPC (<c>inference.GRPCInferenceService</c>), cleartext HTTP/2 only,
     /// on the same host(s) as the HTTP endpoints. 0 (default): no gRPC port. gRPC also answers over TLS endpoints,
     /// where HTTP/2 is negotiated.
