@@ -15,7 +15,6 @@ public sealed class AdmissionControl(IOptions<ServingOptions> options, Inference
     private readonly Lock gate = new();
     private double pendingMilliseconds;
     private int pendingImages;
-    private double decodeMilliseconds;
 
     /// <summary>Estimated forward work admitted and not yet answered, in milliseconds of one worker.</summary>
     public double PendingMilliseconds
@@ -49,29 +48,12 @@ public sealed class AdmissionControl(IOptions<ServingOptions> options, Inference
         }
     }
 
-    /// <summary>
-    /// Folds one request's decoding time per image into the estimate (a moving average): decoding runs on the request
-    /// threads, beside the forward passes, and under load it is part of what an admitted request waits for.
-    /// </summary>
-    public void ObserveDecode(double millisecondsPerImage)
-    {
-        if (double.IsFinite(millisecondsPerImage) && millisecondsPerImage >= 0)
-        {
-            lock (gate)
-            {
-                decodeMilliseconds = decodeMilliseconds == 0 ? millisecondsPerImage : (0.9 * decodeMilliseconds) + (0.1 * millisecondsPerImage);
-            }
-        }
-    }
-
     /// <summary>A ticket to dispose when the request is answered, or null with how long to wait before retrying.</summary>
     public Ticket? TryAdmit(int images, double millisecondsPerImage, out TimeSpan retryAfter)
     {
-        double cost;
-        lock (gate)
-        {
-            cost = images * (Math.Max(0, millisecondsPerImage) + decodeMilliseconds);
-        }
+        // Forward work only: decoding is bounded on its own (the decode gate) and small images decode in a fraction of a
+        // pass, while one big image's decode would say nothing about the next request's.
+        var cost = images * Math.Max(0, millisecondsPerImage);
 
         var workers = Math.Max(1, engine.WorkerCount);
         lock (gate)

@@ -103,10 +103,6 @@ public sealed class InferenceDataPlane(
             var decodeStarted = Stopwatch.GetTimestamp();
             var (inputs, inverted) = await InputsAsync(call, model.Metadata, token);
             var decodeMs = Stopwatch.GetElapsedTime(decodeStarted).TotalMilliseconds;
-            if (call.Images is { Count: > 0 } decoded)
-            {
-                admission.ObserveDecode(decodeMs / decoded.Count);
-            }
 
             stage = "queue";
             token.ThrowIfCancellationRequested(); // gone or expired while decoding: no pass is spent on it
