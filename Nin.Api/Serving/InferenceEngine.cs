@@ -247,9 +247,17 @@ public sealed partial class InferenceEngine : IAsyncDisposable
         try
         {
             threads = options.ThreadsPerPass > 0 ? options.ThreadsPerPass : threads;
-            foreach (var group in batch.Where(Wanted).GroupBy(i => (i.Model, Floats: i.Input.Floats is not null)))
+            var wanted = batch.Where(Wanted).ToArray();
+            if (wanted.Length > 0 && Array.TrueForAll(wanted, i => i.Model == wanted[0].Model && i.Input.Floats is null == wanted[0].Input.Floats is null))
             {
-                Forward(group.Key.Model, group.ToArray(), threads);
+                Forward(wanted[0].Model, wanted, threads); // the usual case: one model, one kind of input, no grouping
+            }
+            else
+            {
+                foreach (var group in wanted.GroupBy(i => (i.Model, Floats: i.Input.Floats is not null)))
+                {
+                    Forward(group.Key.Model, group.ToArray(), threads);
+                }
             }
         }
         finally

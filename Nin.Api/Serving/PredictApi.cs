@@ -241,7 +241,7 @@ public static class PredictApi
             }
             else if (request.ContentType is { } type && type.StartsWith("image/", StringComparison.OrdinalIgnoreCase))
             {
-                using var buffer = new MemoryStream();
+                using var buffer = new MemoryStream(request.ContentLength is > 0 and var length && length <= limits.MaxImageBytes ? (int)length : 0);
                 await request.Body.CopyToAsync(buffer, cancellationToken);
                 if (buffer.Length > limits.MaxImageBytes)
                 {
