@@ -7,6 +7,7 @@ using Google.Protobuf;
 using Grpc.Net.Client;
 using Nin.Api.Serving.Grpc;
 using Nin.Api.Tests.Api;
+using Nin.Bench;
 using Nin.Model.Checkpoints;
 using Xunit.Abstractions;
 
@@ -181,10 +182,10 @@ public sealed class LiveServingTests(ITestOutputHelper output)
             }
 
             await Task.Delay(1000);
-            var baseline = Rss(nin.Pid);
+            var baseline = ProcessMemory.Rss(nin.Pid);
             foreach (var (name, send) in protocols)
             {
-                using var sampler = new PeakSampler(nin.Pid);
+                using var sampler = new ProcessMemory.PeakSampler(nin.Pid);
                 var answers = await Task.WhenAll(Enumerable.Range(0, 4).Select(_ => send()));
                 var peak = sampler.Stop();
                 var above = (peak - baseline) / 1048576.0;
@@ -198,56 +199,5 @@ public sealed class LiveServingTests(ITestOutputHelper output)
             await nin.DisposeAsync();
             Directory.Delete(home, recursive: true);
         }
-    }
-
-    private static long Rss(int pid)
-    {
-        foreach (var line in File.ReadLines($"/proc/{pid}/status"))
-        {
-            if (line.StartsWith("VmRSS:", StringComparison.Ordinal))
-            {
-                return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture) * 1024;
-            }
-        }
-
-        return 0;
-    }
-
-    /// <summary>The largest resident size of a process, sampled every few milliseconds on a thread of its own.</summary>
-    private sealed class PeakSampler : IDisposable
-    {
-        private readonly Thread thread;
-        private volatile bool running = true;
-        private long peak;
-
-        public PeakSampler(int pid)
-        {
-            thread = new Thread(() =>
-            {
-                while (running)
-                {
-                    try
-                    {
-                        peak = Math.Max(peak, Rss(pid));
-                    }
-                    catch (IOException)
-                    {
-                        return;
-                    }
-
-                    Thread.Sleep(2);
-                }
-            }) { IsBackground = true };
-            thread.Start();
-        }
-
-        public long Stop()
-        {
-            running = false;
-            thread.Join();
-            return peak;
-        }
-
-        public void Dispose() => Stop();
     }
 }

@@ -54,15 +54,20 @@ node_present() {
     if ((USE_ROOT)); then [[ -x $ROOTFS/usr/bin/node ]]; else command -v node >/dev/null 2>&1; fi
 }
 
-install_node() {
+# Debian packages where the tests run: inside the Debian 13 root when one is used, else on the host.
+install_where_tests_run() {
+    local what=$1
+    shift
     if ((USE_ROOT)); then
-        say "installing ${NODE_PACKAGES[*]} inside the Debian 13 root (once)"
+        say "installing $* inside the Debian 13 root (once)"
         run_child bash -c 'export DEBIAN_FRONTEND=noninteractive; apt-get -o DPkg::Lock::Timeout=900 update -q && apt-get -o DPkg::Lock::Timeout=900 install -y -q --no-install-recommends "$@"' \
-            apt "${NODE_PACKAGES[@]}" >&2 || die "installing Node.js inside $ROOTFS failed"
+            apt "$@" >&2 || die "installing $what inside $ROOTFS failed"
     else
-        apt_install "${NODE_PACKAGES[@]}"
+        apt_install "$@"
     fi
 }
+
+install_node() { install_where_tests_run Node.js "${NODE_PACKAGES[@]}"; }
 
 # ------------------------------------------------------------------- Chromium
 
@@ -77,15 +82,10 @@ chromium_host_path() {
 chromium_present() { [[ -x $(chromium_host_path) ]]; }
 
 install_chromium() {
-    if ((USE_ROOT)); then
-        say "installing ${CHROMIUM_PACKAGES[*]} inside the Debian 13 root (once)"
-        run_child bash -c 'export DEBIAN_FRONTEND=noninteractive; apt-get -o DPkg::Lock::Timeout=900 update -q && apt-get -o DPkg::Lock::Timeout=900 install -y -q --no-install-recommends "$@"' \
-            apt "${CHROMIUM_PACKAGES[@]}" >&2 || die "installing Chromium inside $ROOTFS failed"
-    else
-        command -v apt-get >/dev/null 2>&1 ||
-            die "Chromium is not at $(chromium_path) and apt-get is not available: install Chromium and set NIN_CHROMIUM to its path"
-        apt_install "${CHROMIUM_PACKAGES[@]}"
+    if ((!USE_ROOT)) && ! command -v apt-get >/dev/null 2>&1; then
+        die "Chromium is not at $(chromium_path) and apt-get is not available: install Chromium and set NIN_CHROMIUM to its path"
     fi
+    install_where_tests_run Chromium "${CHROMIUM_PACKAGES[@]}"
     chromium_present || die "Chromium was installed but $(chromium_host_path) is still missing; set NIN_CHROMIUM to its path"
 }
 
