@@ -424,17 +424,18 @@ public sealed partial class ModelRegistry : IDisposable
     {
         var side = model.Metadata.ImageSize;
         var blank = new InferenceInput(null, new float[model.Metadata.InputChannels * side * side]);
-        var probabilities = model.Runner.Run([blank], Math.Max(1, TorchRuntime.Info.Threads));
+        // One thread: a load runs on a pool thread, and a Torch thread count set there would stay with that thread (and
+        // change the numerics of whatever Torch work it runs next); passes under load run on one thread anyway.
+        var probabilities = model.Runner.Run([blank], 1);
         if (probabilities.Length != model.Metadata.ClassNames.Count)
         {
             throw new ModelLoadException(model.Name, model.Version, $"its warm-up pass gave {probabilities.Length} scores for {model.Metadata.ClassNames.Count} classes.");
         }
 
         var batch = Enumerable.Repeat(blank, engine.MaxBatchSize).ToArray();
-        var threads = engine.WorkerCount > 1 ? 1 : Math.Max(1, TorchRuntime.Info.Threads);
-        model.Runner.Run(batch, threads);
+        model.Runner.Run(batch, 1);
         var watch = Stopwatch.StartNew();
-        model.Runner.Run(batch, threads);
+        model.Runner.Run(batch, 1);
         model.ObserveImageMilliseconds(watch.Elapsed.TotalMilliseconds / batch.Length);
     }
 
