@@ -5,6 +5,7 @@ using Nin.Api.Models;
 using Nin.Api.OpenApi;
 using Nin.Api.Security;
 using Nin.Api.Serving;
+using Nin.Api.Serving.Grpc;
 using Nin.Api.Training;
 
 var builder = WebApplication.CreateBuilder(args);
@@ -36,6 +37,7 @@ if (role.ServesApi)
     app.MapEvaluationApi();
     app.MapPredictApi();
     app.MapKServeApi();
+    app.MapNinGrpc();
     app.MapHub<TrainingHub>("/hubs/training").DisableRequestTimeout();
 }
 else

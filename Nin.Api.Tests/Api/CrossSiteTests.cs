@@ -97,6 +97,15 @@ public sealed class CrossSiteTests(CrossSiteFixture fixture) : IClassFixture<Cro
         using var client = fixture.Open.CreateClient();
         using var request = Request(new HttpMethod(method), path, new StringContent("{\"x\":1}", Encoding.UTF8, "text/plain"), origin, site);
         using var response = await client.SendAsync(request);
+        if (path.StartsWith("/v2/", StringComparison.Ordinal))
+        {
+            // Under /v2 every error is the Open Inference Protocol's { "error": "..." } (docs/serving.md).
+            Assert.Equal(HttpStatusCode.Forbidden, response.StatusCode);
+            var error = (await System.Net.Http.Json.HttpContentJsonExtensions.ReadFromJsonAsync<System.Text.Json.JsonElement>(response.Content)).GetProperty("error").GetString();
+            Assert.StartsWith("Cross-site request refused.", error, StringComparison.Ordinal);
+            return;
+        }
+
         var problem = await SecurityApiTests.AssertProblem(response, HttpStatusCode.Forbidden);
         Assert.Equal("Cross-site request refused.", problem.Title);
     }

@@ -102,4 +102,19 @@ public sealed class ImageDecoderTests
         Assert.True(px[(14 * 28) + 14] < 128, $"centre {px[(14 * 28) + 14]}"); // the square, scaled by 1/10
         Assert.Equal(255, px[(6 * 28) + 14]); // above the scaled image (rows 7..20 hold it)
     }
+
+    [Fact]
+    public async Task A_big_progressive_jpeg_decodes_through_the_gate_and_a_cancelled_request_never_starts_its_decode()
+    {
+        var jpeg = ProgressiveJpeg.Grey(6_000, 6_000); // 36 MP, ~1.3 MB of coefficients per component × 3 in the decoder
+        Assert.True(jpeg.Length < 250_000, $"{jpeg.Length} bytes");
+        var image = await ImageDecoder.DecodeAsync(jpeg, 1, 28, 28, lightOnDark: false, InvertMode.False, MaxPixels);
+        Assert.Equal(6_000, image.SourceWidth);
+        Assert.All(image.Pixels, p => Assert.InRange(p, 120, 136)); // flat mid grey
+
+        using var cancelled = new CancellationTokenSource();
+        await cancelled.CancelAsync();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => ImageDecoder.DecodeAsync(jpeg, 1, 28, 28, false, InvertMode.False, MaxPixels, cancelled.Token));
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => ImageDecoder.DecodeAsync(TestImages.FashionImage(0), 1, 28, 28, false, InvertMode.False, MaxPixels, cancelled.Token));
+    }
 }

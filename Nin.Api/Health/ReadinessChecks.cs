@@ -23,7 +23,10 @@ internal sealed class TorchHealthCheck : IHealthCheck
     }
 }
 
-/// <summary>A model version is active and loads for serving.</summary>
+/// <summary>
+/// A model version is active and this replica serves it. Degraded (still ready: the old version serves) when the active
+/// version failed to load here, with the cause and when it is tried again; unhealthy when nothing can be served.
+/// </summary>
 internal sealed class ModelHealthCheck(ModelRegistry registry, ModelStore store) : IHealthCheck
 {
     public async Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
@@ -42,12 +45,26 @@ internal sealed class ModelHealthCheck(ModelRegistry registry, ModelStore store)
             }
 
             model.Release();
-            return HealthCheckResult.Healthy($"{model.Name} v{model.Version}");
         }
-        catch (CheckpointException ex)
+        catch (ModelLoadException ex)
         {
-            return HealthCheckResult.Unhealthy($"The active model cannot be loaded: {ex.Message}");
+            return HealthCheckResult.Unhealthy($"The active model cannot be loaded: {ex.Cause}");
         }
+
+        var status = registry.Status;
+        var served = status.Served is { } s ? $"{s.Name} v{s.Version}" : "nothing";
+        if (status.Wanted is { } wanted && status.Served != wanted)
+        {
+            if (status.Failure is { } failure)
+            {
+                var next = Math.Max(0, (failure.RetryAt - DateTimeOffset.UtcNow).TotalSeconds);
+                return HealthCheckResult.Degraded($"Serving {served}: the active version {wanted.Name} v{wanted.Version} cannot be loaded here ({failure.Cause}); attempt {failure.Attempts} failed, the next is in {next:F0} s.");
+            }
+
+            return HealthCheckResult.Healthy($"Serving {served} while the active version {wanted.Name} v{wanted.Version} loads.");
+        }
+
+        return HealthCheckResult.Healthy(served);
     }
 }
 

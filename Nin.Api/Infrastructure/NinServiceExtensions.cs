@@ -5,9 +5,11 @@ using Microsoft.Extensions.Options;
 using Npgsql;
 using OpenTelemetry.Metrics;
 using OpenTelemetry.Resources;
+using OpenTelemetry.Trace;
 using Nin.Api.Cluster;
 using Nin.Api.Datasets;
 using Nin.Api.Serving;
+using Nin.Api.Serving.Grpc;
 using Nin.Api.Training;
 using Nin.Model.Checkpoints;
 using Nin.Model.Runtime;
@@ -55,7 +57,8 @@ public static partial class NinServiceExtensions
             var hangfire = services.GetRequiredService<IOptions<HangfireOptions>>().Value;
             config.SetDataCompatibilityLevel(CompatibilityLevel.Version_180)
                 .UseSimpleAssemblyNameTypeSerializer()
-                .UseRecommendedSerializerSettings();
+                .UseRecommendedSerializerSettings()
+                .UseFilter(new TraceContextJobFilter()); // a job's spans continue the trace of the request that queued it
             if (hangfire.UsesPostgres)
             {
                 HangfireSchemaInstaller.InstallUnderLock(hangfire.EffectivePostgresConnection!, hangfire.PostgresSchema);
@@ -107,9 +110,20 @@ public static partial class NinServiceExtensions
             .Validate(o => ServingPrecision.IsValid(o.Precision), $"Serving:Precision must be one of: {string.Join(", ", ServingPrecision.Names)}.")
             .Validate(o => ServingPrecision.IsFp32(o.Precision) || !string.Equals(o.Engine?.Trim(), OnnxModelRunner.EngineName, StringComparison.OrdinalIgnoreCase),
                 "Serving:Precision fp16 and bf16 need the TorchSharp engine (Serving:Engine torch or auto): ONNX Runtime serves fp32 only.")
+            .Validate(o => o.MaxQueueMilliseconds >= 0 && o.MaxQueuedImages >= 0 && o.LoadRetryMaxSeconds >= 1,
+                "Serving: MaxQueueMilliseconds and MaxQueuedImages cannot be negative (0: no bound), LoadRetryMaxSeconds must be at least 1.")
+            .Validate(o => o.GrpcPort is >= 0 and <= 65535, "Serving:GrpcPort must be a TCP port (0: no gRPC port).")
+            .Validate(o => o.WorkerNice is >= 0 and <= 19, "Serving:WorkerNice must be between 0 and 19.")
             .ValidateOnStart();
         builder.Services.AddSingleton<ModelRegistry>();
         builder.Services.AddSingleton<InferenceEngine>();
+        builder.Services.AddSingleton<ServingMetrics>();
+        builder.Services.AddSingleton<AdmissionControl>();
+        builder.Services.AddSingleton<InferenceAccess>();
+        builder.Services.AddSingleton<InferenceDataPlane>();
+        // Ahead of the default writer: errors under /v2 are { "error": "..." } whoever writes them.
+        builder.Services.Insert(0, ServiceDescriptor.Singleton<IProblemDetailsWriter, V2ErrorWriter>());
+        builder.AddNinGrpc();
         if (NinRole.From(builder.Configuration).ServesApi)
         {
             builder.Services.AddHostedService<DefaultModelSeeder>(); // a worker never loads a model to serve
@@ -129,13 +143,22 @@ public static partial class NinServiceExtensions
 
         checks.AddCheck<Health.JobStorageHealthCheck>("jobStorage");
         builder.Services.AddSingleton<NinTelemetry>();
-        builder.Services.AddOpenTelemetry()
-            .ConfigureResource(r => r.AddService("nin"))
+        var telemetry = builder.Services.AddOpenTelemetry()
+            .ConfigureResource(r => r.AddService(builder.Configuration["OTEL_SERVICE_NAME"] is { Length: > 0 } service ? service : "nin"))
             .WithMetrics(m => m
                 .AddAspNetCoreInstrumentation()
                 .AddRuntimeInstrumentation()
-                .AddMeter(InferenceEngine.MeterName, NinTelemetry.MeterName)
+                .AddMeter(ServingMetrics.MeterName, NinTelemetry.MeterName)
                 .AddPrometheusExporter());
+        if (NinTelemetry.TracingEnabled(builder.Configuration))
+        {
+            // The OTLP exporter reads the standard OTEL_EXPORTER_OTLP_* settings (endpoint, protocol, headers) itself.
+            telemetry.WithTracing(t => t
+                .AddAspNetCoreInstrumentation(o => o.Filter = c => !c.Request.Path.StartsWithSegments("/metrics") && !c.Request.Path.StartsWithSegments("/health"))
+                .AddSource(ServingMetrics.MeterName, TraceContextJobFilter.SourceName)
+                .AddOtlpExporter());
+        }
+
         return builder;
     }
 

@@ -13,6 +13,27 @@ public sealed class NinTelemetry
 {
     public const string MeterName = "Nin";
 
+    /// <summary>
+    /// Tracing is off by default and on with the standard OpenTelemetry settings: <c>OTEL_TRACES_EXPORTER=otlp</c>, or an
+    /// OTLP endpoint (<c>OTEL_EXPORTER_OTLP_ENDPOINT</c> / <c>OTEL_EXPORTER_OTLP_TRACES_ENDPOINT</c>) unless
+    /// <c>OTEL_TRACES_EXPORTER=none</c>; <c>OTEL_SDK_DISABLED=true</c> turns it off.
+    /// </summary>
+    public static bool TracingEnabled(IConfiguration configuration)
+    {
+        if (string.Equals(configuration["OTEL_SDK_DISABLED"], "true", StringComparison.OrdinalIgnoreCase))
+        {
+            return false;
+        }
+
+        var exporter = configuration["OTEL_TRACES_EXPORTER"]?.Trim().ToLowerInvariant();
+        return exporter switch
+        {
+            "otlp" => true,
+            "none" => false,
+            _ => !string.IsNullOrWhiteSpace(configuration["OTEL_EXPORTER_OTLP_ENDPOINT"]) || !string.IsNullOrWhiteSpace(configuration["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"]),
+        };
+    }
+
     private readonly ITrainingJobStore store;
     private readonly Lock gate = new();
     private (IReadOnlyList<JobSnapshot> Jobs, long At) recent = ([], 0);

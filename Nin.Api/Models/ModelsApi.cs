@@ -1,4 +1,5 @@
 using Microsoft.AspNetCore.Http.HttpResults;
+using Nin.Api.Serving;
 using Nin.Model.Checkpoints;
 
 namespace Nin.Api.Models;
@@ -48,8 +49,16 @@ public static class ModelsApi
         group.MapPost("/{name}/versions/{version:int}/activate", ActivateModelVersion)
             .WithName("ActivateModelVersion")
             .WithSummary("Serve this version")
-            .WithDescription("Makes the version the one `/predict` serves. Requests in flight finish on the old version; new ones use this one. No restart.")
-            .ProducesProblem(StatusCodes.Status404NotFound);
+            .WithDescription("""
+                Makes the version the one `/predict` serves, safely: the version is loaded and passes a warm-up pass on this replica
+                before the active pointer moves, so the answer comes once it serves. If it cannot be loaded (damaged or missing files,
+                a network that does not fit its metadata), the activation is refused with 422 naming the cause and the old version
+                stays active and keeps serving. Requests in flight finish on the old version; new ones use this one. No restart.
+                Other replicas (PostgreSQL) load it in the background while their old version serves; one that cannot load it keeps
+                serving the old one, reports it in /health/ready (degraded, with the cause) and retries with back-off.
+                """)
+            .ProducesProblem(StatusCodes.Status404NotFound)
+            .ProducesProblem(StatusCodes.Status422UnprocessableEntity);
 
         group.MapDelete("/{name}/versions/{version:int}", DeleteModelVersion)
             .WithName("DeleteModelVersion")
@@ -83,8 +92,27 @@ public static class ModelsApi
     public static Results<Ok<ModelVersionResponse>, ProblemHttpResult> GetModelVersion(string name, int version, ModelStore store) =>
         store.Find(name, version) is { } v ? TypedResults.Ok(ModelVersionResponse.From(v)) : NotFound(name, version);
 
-    public static Results<Ok<ModelVersionResponse>, ProblemHttpResult> ActivateModelVersion(string name, int version, ModelStore store) =>
-        store.Activate(name, version) ? TypedResults.Ok(ModelVersionResponse.From(store.Find(name, version)!)) : NotFound(name, version);
+    /// <summary>Safe activation: load and warm the version here first; move the pointer only if it serves.</summary>
+    public static async Task<Results<Ok<ModelVersionResponse>, ProblemHttpResult>> ActivateModelVersion(string name, int version, ModelStore store, ModelRegistry registry, CancellationToken cancellationToken)
+    {
+        if (store.Find(name, version) is null)
+        {
+            return NotFound(name, version);
+        }
+
+        try
+        {
+            await registry.PrepareAsync(name, version, cancellationToken);
+        }
+        catch (ModelLoadException ex)
+        {
+            var served = store.Active is { } a ? $"{a.Name} version {a.Version} stays active." : "Nothing was active; nothing is.";
+            return TypedResults.Problem(statusCode: StatusCodes.Status422UnprocessableEntity, title: "The version cannot be loaded.",
+                detail: $"{name} version {version} was not activated: {ex.Cause} {served}");
+        }
+
+        return store.Activate(name, version) ? TypedResults.Ok(ModelVersionResponse.From(store.Find(name, version)!)) : NotFound(name, version);
+    }
 
     public static Results<NoContent, ProblemHttpResult> DeleteModelVersion(string name, int version, ModelStore store) =>
         store.Delete(name, version) switch

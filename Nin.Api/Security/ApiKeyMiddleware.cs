@@ -86,7 +86,7 @@ public sealed class ApiKeyMiddleware(RequestDelegate next, IOptions<SecurityOpti
         return false;
     }
 
-    private static string? PresentedKey(HttpRequest request)
+    internal static string? PresentedKey(HttpRequest request)
     {
         if (request.Headers.TryGetValue(HeaderName, out var header) && !string.IsNullOrEmpty(header.ToString()))
         {

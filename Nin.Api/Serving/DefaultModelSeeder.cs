@@ -35,9 +35,9 @@ internal sealed partial class DefaultModelSeeder(
         {
             await registry.WarmUpAsync(cancellationToken);
         }
-        catch (CheckpointException ex)
+        catch (Exception ex) when (ex is CheckpointException or ModelLoadException)
         {
-            LogSeedFailed(logger, store.Root, ex.Message);
+            LogSeedFailed(logger, store.Root, ex.Message); // readiness says why; the load is retried with back-off
         }
     }
 

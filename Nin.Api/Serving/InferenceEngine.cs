@@ -1,13 +1,12 @@
 using System.Diagnostics;
-using System.Diagnostics.Metrics;
 using System.Threading.Channels;
 using Microsoft.Extensions.Options;
 using Nin.Model.Runtime;
 
 namespace Nin.Api.Serving;
 
-/// <summary>One image to classify: native-size bytes (C×h×w) or an already preprocessed float tensor (C×S×S).</summary>
-public sealed record InferenceInput(byte[]? Bytes, float[]? Floats);
+/// <summary>One image to classify: native-size bytes (C×h×w) or an already preprocessed float tensor (C×S×S, a slice of the request's tensor).</summary>
+public sealed record InferenceInput(byte[]? Bytes, ReadOnlyMemory<float>? Floats);
 
 /// <summary>
 /// One image's softmax probabilities, the size of the forward pass that computed them, how long the image
@@ -69,16 +68,11 @@ public sealed class ServingStats
 /// </summary>
 public sealed partial class InferenceEngine : IAsyncDisposable
 {
-    public const string MeterName = "Nin.Serving";
-
     private readonly Channel<WorkItem> queue = Channel.CreateUnbounded<WorkItem>();
     private readonly ServingOptions options;
     private readonly ILogger<InferenceEngine> logger;
     private readonly int torchThreads;
     private readonly TaskCompletionSource stopped = new(TaskCreationOptions.RunContinuationsAsynchronously);
-    private readonly Histogram<int> batchHistogram;
-    private readonly Histogram<double> forwardHistogram;
-    private readonly Counter<long> imageCounter;
     private readonly SemaphoreSlim helpWanted = new(0);
     private readonly int helpers;
     private int busy;
@@ -86,14 +80,10 @@ public sealed partial class InferenceEngine : IAsyncDisposable
     private int running;
     private bool stopping;
 
-    public InferenceEngine(IOptions<ServingOptions> options, IOptions<TorchOptions> torch, IMeterFactory meters, ILogger<InferenceEngine> logger)
+    public InferenceEngine(IOptions<ServingOptions> options, IOptions<TorchOptions> torch, ILogger<InferenceEngine> logger)
     {
         this.options = options.Value;
         this.logger = logger;
-        var meter = meters.Create(MeterName);
-        batchHistogram = meter.CreateHistogram<int>("nin.inference.batch_size", "{image}", "Images per forward pass of the dynamic batcher");
-        forwardHistogram = meter.CreateHistogram<double>("nin.inference.forward.duration", "s", "Time of one forward pass, preprocessing and softmax included");
-        imageCounter = meter.CreateCounter<long>("nin.inference.images", "{image}", "Images classified");
         var runtime = TorchRuntime.Initialize(torch.Value);
         TorchRuntime.ConfineOtherThreads();
         torchThreads = Math.Max(1, runtime.Threads);
@@ -124,11 +114,12 @@ public sealed partial class InferenceEngine : IAsyncDisposable
     public Task<InferenceResult[]> InferAsync(LoadedModel model, IReadOnlyList<InferenceInput> inputs, CancellationToken cancellationToken = default)
     {
         var now = Stopwatch.GetTimestamp();
+        var parent = Activity.Current?.Context ?? default;
         var items = new WorkItem[inputs.Count];
         for (var i = 0; i < items.Length; i++)
         {
             model.AddReference();
-            items[i] = new WorkItem(model, inputs[i], now, new TaskCompletionSource<InferenceResult>(TaskCreationOptions.RunContinuationsAsynchronously), cancellationToken);
+            items[i] = new WorkItem(model, inputs[i], now, new TaskCompletionSource<InferenceResult>(TaskCreationOptions.RunContinuationsAsynchronously), cancellationToken, parent);
             if (!queue.Writer.TryWrite(items[i]))
             {
                 model.Release();
@@ -141,11 +132,17 @@ public sealed partial class InferenceEngine : IAsyncDisposable
             helpWanted.Release();
         }
 
-        return Task.WhenAll(items.Select(i => i.Done.Task)).WaitAsync(cancellationToken);
+        return items.Length == 1 ? One(items[0].Done.Task, cancellationToken) : Task.WhenAll(items.Select(i => i.Done.Task)).WaitAsync(cancellationToken);
     }
 
-    /// <summary>One image in the queue; it holds its own reference on <see cref="Model"/> until its pass has ended.</summary>
-    private sealed record WorkItem(LoadedModel Model, InferenceInput Input, long Queued, TaskCompletionSource<InferenceResult> Done, CancellationToken Cancellation);
+    private static async Task<InferenceResult[]> One(Task<InferenceResult> result, CancellationToken cancellationToken) =>
+        [await result.WaitAsync(cancellationToken).ConfigureAwait(false)];
+
+    /// <summary>
+    /// One image in the queue; it holds its own reference on <see cref="Model"/> until its pass has ended. <see cref="Parent"/>
+    /// is the request's trace context, linked from the forward pass's span.
+    /// </summary>
+    private sealed record WorkItem(LoadedModel Model, InferenceInput Input, long Queued, TaskCompletionSource<InferenceResult> Done, CancellationToken Cancellation, ActivityContext Parent);
 
     /// <summary>
     /// Worker 0 reads the queue: it gathers a batch (waiting up to the batching delay) and runs it. When requests
@@ -153,6 +150,7 @@ public sealed partial class InferenceEngine : IAsyncDisposable
     /// </summary>
     private void RunPrimary()
     {
+        WorkerPriority.Lower(options.WorkerNice);
         try
         {
             var reader = queue.Reader;
@@ -206,6 +204,7 @@ public sealed partial class InferenceEngine : IAsyncDisposable
     /// <summary>Helpers sleep until worker 0 is busy and requests are waiting, then take their share while that lasts.</summary>
     private void RunHelper()
     {
+        WorkerPriority.Lower(options.WorkerNice);
         try
         {
             var reader = queue.Reader;
@@ -248,9 +247,17 @@ public sealed partial class InferenceEngine : IAsyncDisposable
         try
         {
             threads = options.ThreadsPerPass > 0 ? options.ThreadsPerPass : threads;
-            foreach (var group in batch.Where(Wanted).GroupBy(i => (i.Model, Floats: i.Input.Floats is not null)))
+            var wanted = batch.Where(Wanted).ToArray();
+            if (wanted.Length > 0 && Array.TrueForAll(wanted, i => i.Model == wanted[0].Model && i.Input.Floats is null == wanted[0].Input.Floats is null))
             {
-                Forward(group.Key.Model, group.ToArray(), threads);
+                Forward(wanted[0].Model, wanted, threads); // the usual case: one model, one kind of input, no grouping
+            }
+            else
+            {
+                foreach (var group in wanted.GroupBy(i => (i.Model, Floats: i.Input.Floats is not null)))
+                {
+                    Forward(group.Key.Model, group.ToArray(), threads);
+                }
             }
         }
         finally
@@ -318,13 +325,21 @@ public sealed partial class InferenceEngine : IAsyncDisposable
     {
         float[] probabilities;
         var classes = model.Metadata.ClassNames.Count;
+        using var span = ServingMetrics.Source.HasListeners() ? StartForwardSpan(model, items, threads) : null;
         var started = Stopwatch.GetTimestamp();
         try
         {
-            probabilities = model.Runner.Run(items.Select(i => i.Input).ToArray(), threads);
+            var inputs = new InferenceInput[items.Length];
+            for (var i = 0; i < items.Length; i++)
+            {
+                inputs[i] = items[i].Input;
+            }
+
+            probabilities = model.Runner.Run(inputs, threads);
         }
         catch (Exception ex)
         {
+            span?.SetStatus(ActivityStatusCode.Error, ex.Message);
             LogForwardFailed(logger, ex, model.Name, model.Version, items.Length);
             Stats.RecordFailure();
             foreach (var item in items)
@@ -337,14 +352,28 @@ public sealed partial class InferenceEngine : IAsyncDisposable
 
         var forward = Stopwatch.GetElapsedTime(started);
         Stats.Record(items.Length);
-        batchHistogram.Record(items.Length);
-        forwardHistogram.Record(forward.TotalSeconds);
-        imageCounter.Add(items.Length);
+        if (threads == 1 || WorkerCount == 1)
+        {
+            model.ObserveImageMilliseconds(forward.TotalMilliseconds / items.Length); // what a pass costs under load: admission's estimate
+        }
         for (var i = 0; i < items.Length; i++)
         {
             var queued = Stopwatch.GetElapsedTime(items[i].Queued, started);
             items[i].Done.TrySetResult(new InferenceResult(probabilities.AsSpan(i * classes, classes).ToArray(), items.Length, queued.TotalMilliseconds, forward.TotalMilliseconds));
         }
+    }
+
+    /// <summary>A span for one forward pass, linked to the request span of each image in it.</summary>
+    private static Activity? StartForwardSpan(LoadedModel model, WorkItem[] items, int threads)
+    {
+        var links = items.Where(i => i.Parent != default).Select(i => i.Parent).Distinct().Select(c => new ActivityLink(c));
+        var span = ServingMetrics.Source.StartActivity("nin.forward", ActivityKind.Internal, parentContext: default, tags: null, links: links);
+        span?.SetTag("nin.model", model.Name);
+        span?.SetTag("nin.version", model.Version);
+        span?.SetTag("nin.engine", model.Engine);
+        span?.SetTag("nin.batch_size", items.Length);
+        span?.SetTag("nin.threads", threads);
+        return span;
     }
 
     public async ValueTask DisposeAsync()

@@ -1,54 +1,61 @@
+using System.Buffers;
+using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.AspNetCore.Http.HttpResults;
-using Microsoft.Extensions.Options;
 using Nin.Api.Security;
 using Nin.Model.Checkpoints;
-using Nin.Model.Imaging;
 using Nin.Model.Network;
 
 namespace Nin.Api.Serving;
 
 /// <summary>
-/// The KServe v2 / Open Inference Protocol REST surface, so standard clients (KServe, Triton's
-/// client libraries) can call the NiN. Model names are store names; without a version in the route the
-/// served version is the active one if it is that model, else the newest.
+/// The KServe v2 / Open Inference Protocol REST adapter of the data plane, so standard clients (KServe's, Triton's) can
+/// call the NiN. Model names are store names; without a version in the route the served version is the one this
+/// replica serves if it is that model, else the newest. Every error is <c>{ "error": "..." }</c>, unknown routes under
+/// <c>/v2</c> included.
 /// </summary>
 public static class KServeApi
 {
-    public const string InputName = "input";
-    public const string ImagesInputName = "images";
-    public const string ProbabilitiesOutput = "probabilities";
-    public const string LabelOutput = "label";
-    public const string ServerName = "nin";
-
-    /// <summary>Largest magnitude of an FP32 input value: far beyond [0, 1], yet far from what overflows the network.</summary>
-    public const float MaxInputMagnitude = 1e6f;
-
     public static IEndpointRouteBuilder MapKServeApi(this IEndpointRouteBuilder app)
     {
-        app.MapGet("/v2", ServerMetadata).WithTags("KServe v2")
+        app.MapGet("/v2", ServerMetadata).WithTags("KServe v2").AddEndpointFilter(RefuseWrongKey)
             .WithName("V2ServerMetadata").WithSummary("Server metadata (Open Inference Protocol)")
-            .WithDescription("The server's name, version and supported extensions (`binary_tensor_data`).");
-        var v2 = app.MapGroup("/v2").WithTags("KServe v2");
+            .WithDescription("The server's name, version and supported extensions (`binary_tensor_data`, `classification`, `model_configuration`, `model_repository`, `statistics`).");
+        var v2 = app.MapGroup("/v2").WithTags("KServe v2").AddEndpointFilter(RefuseWrongKey)
+            .WithMetadata(new ProducesResponseTypeMetadata(StatusCodes.Status403Forbidden, typeof(V2Error), ["application/json"]));
         v2.MapGet("/health/live", () => TypedResults.Ok(new V2ServerLive(true)))
             .WithName("V2ServerLive").WithSummary("Server liveness (Open Inference Protocol)")
             .WithDescription("Always `{ \"live\": true }` while the process runs.");
         v2.MapGet("/health/ready", ServerReady)
             .WithName("V2ServerReady").WithSummary("Server readiness: 200 when a model is loaded for serving")
-            .WithDescription("200 `{ \"ready\": true }` when the active model is loaded; 503 with `{ \"error\" }` when no model is active or it cannot be loaded.")
+            .WithDescription("200 `{ \"ready\": true }` when a version is loaded and serving (also while a newly activated one loads or failed to load: the old one serves); 503 with `{ \"error\" }` when no model is active or none can be loaded.")
             .Produces<V2Error>(StatusCodes.Status503ServiceUnavailable);
+        v2.MapGet("/models/stats", AllStatistics)
+            .WithName("V2ModelStatisticsAll").WithSummary("Statistics of every version served since start (Triton's statistics extension)")
+            .WithDescription("Per version: requests that succeeded and failed with their cumulative time, the time in the queue, decoding (`compute_input`) and forward passes (`compute_infer`), images classified and the batch sizes that served them.");
+        v2.MapPost("/repository/index", RepositoryIndex)
+            .WithName("V2RepositoryIndex").WithSummary("The model repository's versions and whether each is loaded here")
+            .WithDescription("Every stored version: `READY` when loaded on this replica, else `UNAVAILABLE` with the reason (not loaded, or why it failed to load). An optional JSON body `{ \"ready\": true }` lists only loaded ones.");
         foreach (var (route, suffix) in new[] { ("/models/{name}", ""), ("/models/{name}/versions/{version}", "Version") })
         {
-            var which = suffix == "" ? "the model (its active version if it is the active model, else its newest)" : "that version of the model";
+            var which = suffix == "" ? "the model (the version this replica serves if it is that model, else its newest)" : "that version of the model";
             v2.MapGet(route, ModelMetadata)
                 .WithName("V2ModelMetadata" + suffix).WithSummary("Model metadata: inputs, outputs, versions")
                 .WithDescription($"The inputs (`input` FP32 [-1, C, S, S] and `images` BYTES [-1]), outputs (`probabilities`, `label`), stored versions and platform (`onnxruntime_onnx` or `torchsharp_nin`, by the serving engine) of {which}. 404 for an unknown model or version.")
                 .Produces<V2Error>(StatusCodes.Status404NotFound);
+            v2.MapGet(route + "/config", ModelConfig)
+                .WithName("V2ModelConfig" + suffix).WithSummary("Model configuration (Triton's model_configuration extension)")
+                .WithDescription($"The configuration of {which} in Triton's terms: `max_batch_size`, inputs and outputs with `data_type` and `dims` (without the batch dimension), the dynamic batcher and the admission queue, the preprocessing the FP32 input expects (pixels x/255 in [0, 1], resized bilinearly from the native size to S, NCHW) and the class labels. 404 for an unknown model or version.")
+                .Produces<V2Error>(StatusCodes.Status404NotFound);
+            v2.MapGet(route + "/stats", ModelStatistics)
+                .WithName("V2ModelStatistics" + suffix).WithSummary("Model statistics (Triton's statistics extension)")
+                .WithDescription($"Statistics of {(suffix == "" ? "every version of the model" : "that version")} since this process started. 404 for an unknown model or version.")
+                .Produces<V2Error>(StatusCodes.Status404NotFound);
             v2.MapGet(route + "/ready", ModelReady)
                 .WithName("V2ModelReady" + suffix).WithSummary("Model readiness")
-                .WithDescription($"200 when {which} can be loaded; 404 unknown model or version; 503 it cannot be loaded; 401 a version other than the active one without a key (when API keys are configured); 429 too many loads of non-active versions without a key.")
+                .WithDescription($"200 when {which} can be loaded; 404 unknown model or version; 503 it cannot be loaded (with the cause); 401 a version other than the active one without a key (when API keys are configured); 429 too many loads of non-active versions without a key.")
                 .Produces<V2Error>(StatusCodes.Status401Unauthorized)
                 .Produces<V2Error>(StatusCodes.Status404NotFound)
                 .Produces<V2Error>(StatusCodes.Status429TooManyRequests)
@@ -58,18 +65,25 @@ public static class KServeApi
                 .WithSummary("Run inference (Open Inference Protocol)")
                 .WithDescription($$"""
                     Runs {{which}}. Inputs: either `input`, an FP32 tensor of shape [N, C, S, S] already preprocessed (pixels
-                    scaled to [0,1] at the model's image size S), or `images`, a BYTES tensor of shape [N] whose elements are
-                    encoded image files (base64 strings in JSON), decoded and preprocessed as /predict does. Outputs:
-                    `probabilities` (FP32 [N, classes]) and `label` (BYTES [N]); `outputs` in the request picks which, in order.
+                    scaled to [0,1] at the model's image size S), or `images`, a BYTES tensor of shape [N] (or [N, 1]) whose elements are
+                    encoded image files (base64 strings in JSON), decoded and preprocessed as /predict does; any other input name or
+                    datatype is a 400. Outputs: `probabilities` (FP32 [N, classes]) and `label` (BYTES [N]); `outputs` in the request
+                    picks which, in order. Classification extension: `parameters: { "classification": k }` (or `class_count`) on an
+                    output returns BYTES [N, k] of `"probability:index:label"`, most probable first.
                     Binary tensor data extension: with the `Inference-Header-Content-Length` header, the body is that many bytes
                     of JSON followed by the tensors whose `parameters.binary_data_size` is set (FP32 little-endian; BYTES as a
                     4-byte little-endian length and the bytes, per element); `binary_data: true` on an output, or
                     `binary_data_output: true` on the request, returns outputs the same way (`application/octet-stream`).
+                    Deadline: `parameters: { "timeout": microseconds }` (as Triton's clients send it) or the `X-Request-Timeout-Ms`
+                    header; work for a request past it is dropped before decoding and before its forward pass (504).
                     FP32 values must be finite and within ±1e6. Errors are `{ "error": "..." }`: 400 a malformed or null input,
-                    values out of range or results that are not finite; 401 a version other than the active one without a key
-                    (when API keys are configured); 429 rate limit, or too many loads of non-active versions without a key.
+                    an unknown input name, values out of range or results that are not finite; 401 a version other than the active
+                    one without a key (when API keys are configured); 403 a key that is not valid; 429 rate limit, or too many loads
+                    of non-active versions without a key; 503 + Retry-After the inference queue is full or the version cannot be loaded
+                    on this replica now; 504 the deadline passed.
                     """)
-                .Accepts<V2InferRequest>("application/json", "application/octet-stream")
+                // Any Content-Type, or none: Triton's client sends binary bodies without one; the body is parsed by its own rules.
+                .Accepts<V2InferRequest>("application/json", "application/octet-stream", "*/*")
                 .Produces<V2InferResponse>()
                 .Produces<V2Error>(StatusCodes.Status400BadRequest)
                 .Produces<V2Error>(StatusCodes.Status401Unauthorized)
@@ -77,30 +91,48 @@ public static class KServeApi
                 .Produces<V2Error>(StatusCodes.Status413PayloadTooLarge)
                 .Produces<V2Error>(StatusCodes.Status429TooManyRequests)
                 .Produces<V2Error>(StatusCodes.Status503ServiceUnavailable)
+                .Produces<V2Error>(StatusCodes.Status504GatewayTimeout)
                 .RequireRateLimiting(SecurityExtensions.PredictPolicy);
         }
 
+        // Any other path under /v2 (or another method on a known one): the protocol's error body, not an empty 404/405.
+        v2.MapFallback("{**path}", (HttpContext http) => TypedResults.Json(new V2Error($"No route {http.Request.Method} {http.Request.Path}: see GET /v2 and the OpenAPI document."), statusCode: StatusCodes.Status404NotFound))
+            .ExcludeFromDescription();
         return app;
     }
 
-    public static Ok<V2ServerMetadata> ServerMetadata() =>
-        TypedResults.Ok(new V2ServerMetadata(ServerName, typeof(KServeApi).Assembly.GetName().Version?.ToString(3) ?? "0.0.0", ["binary_tensor_data"]));
-
-    public static async Task<Results<Ok<V2ServerReady>, JsonHttpResult<V2Error>>> ServerReady(ModelRegistry registry, ModelStore store, CancellationToken cancellationToken)
+    /// <summary>A key that is sent must be valid on every /v2 route (403, as on <c>/train</c>).</summary>
+    private static async ValueTask<object?> RefuseWrongKey(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
     {
-        var model = await registry.AcquireAsync(null, null, cancellationToken);
-        if (model is null)
+        var http = context.HttpContext;
+        var keys = http.RequestServices.GetRequiredService<Microsoft.Extensions.Options.IOptions<SecurityOptions>>().Value.EffectiveKeys.Count > 0;
+        if (keys && !VersionAccess.IsKeyed(http) && ApiKeyMiddleware.PresentedKey(http.Request) is not null)
         {
-            return TypedResults.Json(new V2Error(store.Active is null ? "No model is active." : "The active model could not be loaded."), statusCode: StatusCodes.Status503ServiceUnavailable);
+            return TypedResults.Json(new V2Error("The API key is not valid: the key sent is not one of the service's keys."), statusCode: StatusCodes.Status403Forbidden);
         }
 
-        model.Release();
-        return TypedResults.Ok(new V2ServerReady(true));
+        return await next(context);
+    }
+
+    public static Ok<V2ServerMetadata> ServerMetadata() =>
+        TypedResults.Ok(new V2ServerMetadata(OpenInference.ServerName, OpenInference.ServerVersion, OpenInference.Extensions));
+
+    public static async Task<Results<Ok<V2ServerReady>, JsonHttpResult<V2Error>>> ServerReady(HttpContext http, InferenceDataPlane plane, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await plane.ReadyAsync(null, null, keyed: true, cancellationToken);
+            return TypedResults.Ok(new V2ServerReady(true));
+        }
+        catch (InferenceException ex)
+        {
+            return Error(http, ex);
+        }
     }
 
     public static Results<Ok<V2ModelMetadata>, JsonHttpResult<V2Error>> ModelMetadata(string name, string? version, ModelStore store, ModelRegistry registry)
     {
-        var info = Resolve(name, version, store);
+        var info = Resolve(name, version, store, registry);
         if (info is null)
         {
             return NotFound(name, version);
@@ -108,60 +140,160 @@ public static class KServeApi
 
         var m = info.Metadata;
         var versions = store.List().Where(v => v.Name == name).Select(v => v.Version.ToString(CultureInfo.InvariantCulture)).ToArray();
-        return TypedResults.Ok(new V2ModelMetadata(
+        return TypedResults.Ok(new V2ModelMetadata(name, versions, Platform(registry, m), OpenInference.Inputs(m), OpenInference.Outputs(m)));
+    }
+
+    public static Results<Ok<V2ModelConfig>, JsonHttpResult<V2Error>> ModelConfig(string name, string? version, ModelStore store, ModelRegistry registry, InferenceEngine engine, InferenceDataPlane plane)
+    {
+        var info = Resolve(name, version, store, registry);
+        if (info is null)
+        {
+            return NotFound(name, version);
+        }
+
+        var m = info.Metadata;
+        var p = m.Preprocessing;
+        var limits = plane.Limits;
+        return TypedResults.Ok(new V2ModelConfig(
             name,
-            versions,
-            registry.Engine == OnnxModelRunner.EngineName ? "onnxruntime_onnx" : "torchsharp_" + (NetworkArchitectures.Find(m.Architecture)?.Name ?? m.Architecture),
-            [new V2TensorMetadata(InputName, "FP32", [-1, m.InputChannels, m.ImageSize, m.ImageSize]), new V2TensorMetadata(ImagesInputName, "BYTES", [-1])],
-            [new V2TensorMetadata(ProbabilitiesOutput, "FP32", [-1, m.ClassNames.Count]), new V2TensorMetadata(LabelOutput, "BYTES", [-1])]));
+            info.Version.ToString(CultureInfo.InvariantCulture),
+            Platform(registry, m),
+            registry.Engine,
+            engine.MaxBatchSize,
+            [
+                new V2ConfigTensor(OpenInference.InputName, "TYPE_FP32", "FORMAT_NCHW", [m.InputChannels, m.ImageSize, m.ImageSize]),
+                new V2ConfigTensor(OpenInference.ImagesInputName, "TYPE_STRING", "FORMAT_NONE", [1]),
+            ],
+            [
+                new V2ConfigTensor(OpenInference.ProbabilitiesOutput, "TYPE_FP32", "FORMAT_NONE", [m.ClassNames.Count], "labels"),
+                new V2ConfigTensor(OpenInference.LabelOutput, "TYPE_STRING", "FORMAT_NONE", [1]),
+            ],
+            new V2DynamicBatching((long)(limits.MaxBatchDelayMilliseconds * 1000),
+                new V2QueuePolicy("REJECT", limits.MaxQueuedImages, limits.MaxQueueMilliseconds, AllowTimeoutOverride: true)),
+            new V2Preprocessing(m.InputChannels, p.NativeWidth, p.NativeHeight, m.ImageSize, $"{p.Scale} (pixels in [0, 1])",
+                $"{p.Resize} from {p.NativeWidth}x{p.NativeHeight} to {m.ImageSize}x{m.ImageSize} (align_corners=false)", p.Foreground, "NCHW"),
+            m.ClassNames));
     }
 
-    public static async Task<Results<Ok<V2ServerReady>, JsonHttpResult<V2Error>>> ModelReady(string name, string? version, HttpContext http, ModelStore store, ModelRegistry registry, VersionAccess access, CancellationToken cancellationToken)
+    public static Results<Ok<V2ModelStatsResponse>, JsonHttpResult<V2Error>> ModelStatistics(string name, string? version, ModelStore store, ModelRegistry registry, ServingMetrics metrics)
     {
-        var info = Resolve(name, version, store);
+        var info = Resolve(name, version, store, registry);
         if (info is null)
         {
             return NotFound(name, version);
         }
 
-        var (model, refused) = await AcquireAsync(http, name, info.Version, registry, access, cancellationToken);
-        if (refused is not null)
-        {
-            return refused;
-        }
-
-        if (model is null)
-        {
-            return TypedResults.Json(new V2Error($"Model '{name}' could not be loaded."), statusCode: StatusCodes.Status503ServiceUnavailable);
-        }
-
-        model.Release();
-        return TypedResults.Ok(new V2ServerReady(true));
+        var versions = version is null ? store.List().Where(v => v.Name == name).Select(v => v.Version) : [info.Version];
+        return TypedResults.Ok(new V2ModelStatsResponse(versions.Select(v => Statistics(name, v, metrics)).ToArray()));
     }
 
-    public static async Task<Results<Ok<V2InferResponse>, KServeBinaryResult, JsonHttpResult<V2Error>>> Infer(
-        string name, string? version, HttpRequest http, ModelStore store, ModelRegistry registry, InferenceEngine engine, IOptions<ServingOptions> options, VersionAccess access, CancellationToken cancellationToken)
+    public static Ok<V2ModelStatsResponse> AllStatistics(ModelStore store, ServingMetrics metrics) =>
+        TypedResults.Ok(new V2ModelStatsResponse(store.List().Select(v => Statistics(v.Name, v.Version, metrics)).ToArray()));
+
+    private static V2ModelStats Statistics(string name, int version, ServingMetrics metrics)
     {
-        var info = Resolve(name, version, store);
-        if (info is null)
-        {
-            return NotFound(name, version);
-        }
+        var s = metrics.Statistics(name, version);
+        return new V2ModelStats(name, version.ToString(CultureInfo.InvariantCulture), s.LastInference, s.InferenceCount, s.SuccessCount,
+            new V2InferStats(new(s.SuccessCount, s.SuccessNs), new(s.FailCount, s.FailNs), new(s.SuccessCount, s.QueueNs),
+                new(s.SuccessCount, s.DecodeNs), new(s.SuccessCount, s.ForwardNs), new(s.SuccessCount, 0)),
+            s.Batches.OrderBy(b => b.Key).Select(b => new V2BatchStats(b.Key, new(b.Value.Count, b.Value.Ns))).ToArray());
+    }
 
-        var limits = options.Value;
-        var (body, bodyError) = await ReadBodyAsync(http, limits.MaxRequestBytes, cancellationToken);
-        if (bodyError is not null)
+    public static async Task<Ok<V2RepositoryModel[]>> RepositoryIndex(HttpRequest http, ModelStore store, ModelRegistry registry, CancellationToken cancellationToken)
+    {
+        var readyOnly = false;
+        if (http.ContentLength is > 0 && http.ContentLength < 4096)
         {
-            return bodyError;
-        }
-
-        var jsonLength = body!.Length;
-        if (http.Headers.TryGetValue(KServeBinary.HeaderLengthHeader, out var headerLength))
-        {
-            if (!int.TryParse(headerLength.ToString(), NumberStyles.None, CultureInfo.InvariantCulture, out jsonLength) || jsonLength > body.Length)
+            try
             {
-                return BadRequest($"{KServeBinary.HeaderLengthHeader} must be the JSON's length in bytes, at most the body's {body.Length:N0}; got '{headerLength}'.");
+                readyOnly = (await JsonSerializer.DeserializeAsync<V2RepositoryIndexRequest>(http.Body, JsonSerializerOptions.Web, cancellationToken))?.Ready == true;
             }
+            catch (JsonException)
+            {
+                // An index request's body is optional and carries only a filter: a malformed one lists everything.
+            }
+        }
+
+        var loaded = registry.Loaded.ToHashSet();
+        var index = store.List().Select(v =>
+        {
+            var ready = loaded.Contains((v.Name, v.Version));
+            var failure = ready ? null : registry.FailureOf(v.Name, v.Version);
+            return new V2RepositoryModel(v.Name, v.Version.ToString(CultureInfo.InvariantCulture), ready ? "READY" : "UNAVAILABLE",
+                ready ? null : failure is not null ? $"failed to load: {failure.Cause}" : "not loaded on this replica (it loads on its first request)");
+        });
+        return TypedResults.Ok((readyOnly ? index.Where(m => m.State == "READY") : index).ToArray());
+    }
+
+    public static async Task<Results<Ok<V2ServerReady>, JsonHttpResult<V2Error>>> ModelReady(
+        string name, string? version, HttpContext http, ModelStore store, ModelRegistry registry, InferenceDataPlane plane, InferenceAccess access, CancellationToken cancellationToken)
+    {
+        try
+        {
+            var v = ParseVersion(name, version, store, registry);
+            access.Check(http, name, v, inference: false);
+            await plane.ReadyAsync(name, v, VersionAccess.IsKeyed(http), cancellationToken);
+            return TypedResults.Ok(new V2ServerReady(true));
+        }
+        catch (InferenceException ex)
+        {
+            return Error(http, ex);
+        }
+    }
+
+    /// <summary>The REST adapter of inference: the wire format in, the data plane's outcome or refusal out.</summary>
+    public static async Task<Results<Ok<V2InferResponse>, KServeBinaryResult, JsonHttpResult<V2Error>>> Infer(
+        string name, string? version, HttpRequest http, ModelStore store, ModelRegistry registry, InferenceDataPlane plane, InferenceAccess access, CancellationToken cancellationToken)
+    {
+        var started = Stopwatch.GetTimestamp();
+        try
+        {
+            var v = ParseVersion(name, version, store, registry);
+            access.Check(http.HttpContext, name, v, inference: true);
+            plane.ShedIfFull("v2");
+            var headerTimeout = InferenceDeadlines.FromHeader(http);
+            var body = await ReadBodyAsync(http, plane.Limits.MaxRequestBytes, cancellationToken);
+            var request = ParseRequest(http, body, out var jsonLength);
+            var parts = KServeBinary.Split(request.Inputs, body.AsMemory(jsonLength));
+            var input = Input(request.Inputs[0], parts[0]);
+            var requested = OpenInference.Requested(request.Outputs?.Select(RequestedOutput).ToArray(), Flag(request.Parameters, KServeBinary.BinaryDataOutput, null) ?? false);
+            var timeout = InferenceDeadlines.Earliest(headerTimeout, InferenceDeadlines.FromParameters(request.Parameters));
+            var call = OpenInference.Call("v2", name, v, input, plane.Limits, VersionAccess.IsKeyed(http.HttpContext), timeout, started, Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+            var outcome = await plane.InferAsync(call, cancellationToken);
+
+            var tensors = new List<V2OutputTensor>();
+            var binaries = new List<byte[]>();
+            foreach (var output in OpenInference.Outputs(outcome, requested))
+            {
+                if (output.Binary)
+                {
+                    var bytes = output.Floats is { } f ? KServeBinary.FromFloats(f) : KServeBinary.FromStrings(output.Strings!);
+                    binaries.Add(bytes);
+                    tensors.Add(new V2OutputTensor(output.Name, output.Shape, output.Datatype, null, new Dictionary<string, object> { [KServeBinary.BinaryDataSize] = bytes.Length }));
+                }
+                else
+                {
+                    tensors.Add(new V2OutputTensor(output.Name, output.Shape, output.Datatype, (object?)output.Floats ?? output.Strings));
+                }
+            }
+
+            var response = new V2InferResponse(name, outcome.Version.ToString(CultureInfo.InvariantCulture), request.Id, tensors);
+            return binaries.Count > 0 ? new KServeBinaryResult(response, binaries) : TypedResults.Ok(response);
+        }
+        catch (InferenceException ex)
+        {
+            return Error(http.HttpContext, ex);
+        }
+    }
+
+    /// <summary>The JSON part of the body as an inference request with exactly one well-formed input.</summary>
+    private static V2InferRequest ParseRequest(HttpRequest http, byte[] body, out int jsonLength)
+    {
+        jsonLength = body.Length;
+        if (http.Headers.TryGetValue(KServeBinary.HeaderLengthHeader, out var headerLength)
+            && (!int.TryParse(headerLength.ToString(), NumberStyles.None, CultureInfo.InvariantCulture, out jsonLength) || jsonLength > body.Length))
+        {
+            throw InferenceErrors.BadRequest($"{KServeBinary.HeaderLengthHeader} must be the JSON's length in bytes, at most the body's {body.Length:N0}; got '{headerLength}'.");
         }
 
         V2InferRequest? request;
@@ -172,145 +304,124 @@ public static class KServeApi
         catch (JsonException ex)
         {
             // Where the JSON went wrong, in the client's own document; never the exception's text.
-            return BadRequest(ex.Path is { Length: > 0 } at
+            throw InferenceErrors.BadRequest(ex.Path is { Length: > 0 } at
                 ? $"The body is not an inference request: the value at {at} (line {ex.LineNumber + 1}) is missing, malformed or of the wrong type."
                 : "The body is not an inference request: it is not valid JSON of that shape.");
-        }
-        catch (Exception ex) when (ex is InvalidOperationException or BadHttpRequestException)
-        {
-            return BadRequest("The body is not an inference request: send JSON with Content-Type application/json.");
         }
 
         if (request is null || request.Inputs is null || request.Inputs.Count != 1 || request.Inputs[0] is null)
         {
-            return BadRequest($"Send exactly one input: '{InputName}' (FP32 [N, C, S, S]) or '{ImagesInputName}' (BYTES [N]).");
+            throw InferenceErrors.BadRequest($"Send exactly one input: '{OpenInference.InputName}' (FP32 [N, C, S, S]) or '{OpenInference.ImagesInputName}' (BYTES [N]).");
         }
 
         if (request.Inputs[0] is not { } input || input.Shape is null || input.Datatype is null || input.Name is null)
         {
-            return BadRequest("The input must be an object with 'name', 'shape' (an array of integers), 'datatype' and 'data'; null is not an input.");
+            throw InferenceErrors.BadRequest("The input must be an object with 'name', 'shape' (an array of integers), 'datatype' and 'data'; null is not an input.");
         }
 
-        var (parts, splitError) = KServeBinary.Split(request.Inputs, body.AsMemory(jsonLength));
-        if (splitError is not null)
-        {
-            return BadRequest(splitError);
-        }
-
-        var (outputs, outputError) = ReadOutputs(request);
-        if (outputError is not null)
-        {
-            return BadRequest(outputError);
-        }
-
-        var (model, refused) = await AcquireAsync(http.HttpContext, name, info.Version, registry, access, cancellationToken);
-        if (refused is not null)
-        {
-            return refused;
-        }
-
-        if (model is null)
-        {
-            return TypedResults.Json(new V2Error($"Model '{name}' could not be loaded."), statusCode: StatusCodes.Status503ServiceUnavailable);
-        }
-
-        try
-        {
-            var (inputs, error) = ReadInputs(input, parts![0], model.Metadata, limits);
-            if (error is not null)
-            {
-                return BadRequest(error);
-            }
-
-            var probabilities = (await engine.InferAsync(model, inputs!, cancellationToken)).Select(r => r.Probabilities).ToArray();
-            if (Array.FindIndex(probabilities, p => !Array.TrueForAll(p, float.IsFinite)) is var bad and >= 0)
-            {
-                return BadRequest($"Input {bad} gives non-finite probabilities (NaN or infinity): the values overflow the network. Send pixels scaled to [0, 1], as the model was trained on.");
-            }
-
-            var classes = model.Metadata.ClassNames;
-            var tensors = new List<V2OutputTensor>();
-            var binaries = new List<byte[]>();
-            foreach (var (output, binary) in outputs!)
-            {
-                var (shape, datatype) = output == ProbabilitiesOutput ? (new long[] { probabilities.Length, classes.Count }, "FP32") : ([probabilities.Length], "BYTES");
-                if (binary)
-                {
-                    var bytes = output == ProbabilitiesOutput
-                        ? KServeBinary.FromFloats(probabilities.SelectMany(p => p).ToArray())
-                        : KServeBinary.FromStrings(probabilities.Select(p => classes[Array.IndexOf(p, p.Max())]));
-                    binaries.Add(bytes);
-                    tensors.Add(new V2OutputTensor(output, shape, datatype, null, new Dictionary<string, object> { [KServeBinary.BinaryDataSize] = bytes.Length }));
-                }
-                else
-                {
-                    object data = output == ProbabilitiesOutput
-                        ? probabilities.SelectMany(p => p).ToArray()
-                        : probabilities.Select(p => classes[Array.IndexOf(p, p.Max())]).ToArray();
-                    tensors.Add(new V2OutputTensor(output, shape, datatype, data));
-                }
-            }
-
-            var response = new V2InferResponse(name, model.Version.ToString(CultureInfo.InvariantCulture), request.Id, tensors);
-            return binaries.Count > 0 ? new KServeBinaryResult(response, binaries) : TypedResults.Ok(response);
-        }
-        finally
-        {
-            model.Release();
-        }
+        return request;
     }
 
-    /// <summary>The outputs to return, in order, each with whether it goes as binary data.</summary>
-    private static (List<(string Name, bool Binary)>? Outputs, string? Error) ReadOutputs(V2InferRequest request)
+    /// <summary>A JSON or binary input tensor in protocol-neutral form (values read, nothing decoded yet).</summary>
+    private static OipInput Input(V2Tensor tensor, ReadOnlyMemory<byte>? binary)
     {
-        var allBinary = false;
-        if (request.Parameters?.TryGetValue(KServeBinary.BinaryDataOutput, out var all) == true)
+        var data = tensor.Data;
+        if (binary is null && data.ValueKind != JsonValueKind.Array)
         {
-            if (all.ValueKind is not (JsonValueKind.True or JsonValueKind.False))
-            {
-                return (null, $"{KServeBinary.BinaryDataOutput} must be true or false.");
-            }
-
-            allBinary = all.GetBoolean();
+            throw InferenceErrors.BadRequest($"Input 'data' must be a flat array (or the tensor's bytes after the JSON, with parameters.{KServeBinary.BinaryDataSize}).");
         }
 
-        if (request.Outputs is null || request.Outputs.Count == 0)
+        if (tensor.Datatype == "FP32")
         {
-            return ([(ProbabilitiesOutput, allBinary), (LabelOutput, allBinary)], null);
-        }
-
-        var result = new List<(string, bool)>();
-        foreach (var output in request.Outputs)
-        {
-            if (output?.Name is not (ProbabilitiesOutput or LabelOutput))
+            if (binary is { } bytes)
             {
-                return (null, $"Unknown output '{output?.Name}': this model has '{ProbabilitiesOutput}' and '{LabelOutput}'.");
-            }
-
-            if (result.Any(r => r.Item1 == output.Name))
-            {
-                return (null, $"Output '{output.Name}' is requested twice.");
-            }
-
-            var binary = allBinary;
-            if (output.Parameters?.TryGetValue(KServeBinary.BinaryData, out var flag) == true)
-            {
-                if (flag.ValueKind is not (JsonValueKind.True or JsonValueKind.False))
+                var expected = tensor.Shape.Aggregate(1L, (a, d) => d < 0 ? -1 : a * d) * 4;
+                if (bytes.Length % 4 != 0 || (expected >= 0 && bytes.Length != expected))
                 {
-                    return (null, $"Output '{output.Name}': {KServeBinary.BinaryData} must be true or false.");
+                    throw InferenceErrors.BadRequest($"FP32 input has {bytes.Length:N0} bytes of binary data; shape [{string.Join(", ", tensor.Shape)}] needs {expected:N0}.");
                 }
 
-                binary = flag.GetBoolean();
+                return new OipInput(tensor.Name, tensor.Datatype, tensor.Shape, KServeBinary.Floats(bytes.Span), null);
             }
 
-            result.Add((output.Name, binary));
+            var values = new float[data.GetArrayLength()];
+            var i = 0;
+            foreach (var v in data.EnumerateArray())
+            {
+                if (v.ValueKind != JsonValueKind.Number || !v.TryGetSingle(out var f) || !float.IsFinite(f))
+                {
+                    throw InferenceErrors.BadRequest($"FP32 input element {i} is not a finite number.");
+                }
+
+                values[i++] = f;
+            }
+
+            return new OipInput(tensor.Name, tensor.Datatype, tensor.Shape, values, null);
         }
 
-        return (result, null);
+        if (tensor.Datatype == "BYTES")
+        {
+            if (binary is { } bytes)
+            {
+                var elements = KServeBinary.Elements(bytes, 4096)
+                    ?? throw InferenceErrors.BadRequest("BYTES binary data must be elements of a 4-byte little-endian length and that many bytes.");
+                return new OipInput(tensor.Name, tensor.Datatype, tensor.Shape, null, elements);
+            }
+
+            var images = new List<ReadOnlyMemory<byte>>(data.GetArrayLength());
+            foreach (var element in data.EnumerateArray())
+            {
+                try
+                {
+                    images.Add(element.ValueKind == JsonValueKind.String ? Convert.FromBase64String(element.GetString()!) : throw new FormatException());
+                }
+                catch (FormatException)
+                {
+                    throw InferenceErrors.BadRequest($"BYTES element {images.Count} is not a base64 string.");
+                }
+            }
+
+            return new OipInput(tensor.Name, tensor.Datatype, tensor.Shape, null, images);
+        }
+
+        return new OipInput(tensor.Name, tensor.Datatype, tensor.Shape, null, null); // refused by name and datatype next
+    }
+
+    private static OipRequestedOutput RequestedOutput(V2RequestOutput? output)
+    {
+        if (output?.Name is null)
+        {
+            throw InferenceErrors.BadRequest("Each requested output must be an object with a 'name'.");
+        }
+
+        var classes = 0L;
+        foreach (var parameter in OpenInference.ClassificationParameters)
+        {
+            if (output.Parameters?.TryGetValue(parameter, out var value) == true
+                && (value.ValueKind != JsonValueKind.Number || !value.TryGetInt64(out classes) || classes < 0 || classes > int.MaxValue))
+            {
+                throw InferenceErrors.BadRequest($"Output '{output.Name}': {parameter} must be a non-negative integer.");
+            }
+        }
+
+        return new OipRequestedOutput(output.Name, Flag(output.Parameters, KServeBinary.BinaryData, output.Name) ?? false, (int)classes);
+    }
+
+    /// <summary>A boolean parameter, or null when absent; 400 when it is not true or false.</summary>
+    private static bool? Flag(IReadOnlyDictionary<string, JsonElement>? parameters, string name, string? output)
+    {
+        if (parameters?.TryGetValue(name, out var value) != true)
+        {
+            return null;
+        }
+
+        return value.ValueKind is JsonValueKind.True or JsonValueKind.False
+            ? value.GetBoolean()
+            : throw InferenceErrors.BadRequest((output is null ? "" : $"Output '{output}': ") + $"{name} must be true or false.");
     }
 
     /// <summary>The whole body, refused beyond <paramref name="limit"/> bytes whatever Content-Length claims.</summary>
-    private static async Task<(byte[]? Body, JsonHttpResult<V2Error>? Error)> ReadBodyAsync(HttpRequest http, long limit, CancellationToken cancellationToken)
+    private static async Task<byte[]> ReadBodyAsync(HttpRequest http, long limit, CancellationToken cancellationToken)
     {
         if (http.HttpContext.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } size)
         {
@@ -319,219 +430,111 @@ public static class KServeApi
 
         if (http.ContentLength > limit)
         {
-            return (null, TooLarge(limit));
+            throw TooLarge(limit);
         }
 
-        using var buffer = new MemoryStream();
-        var chunk = new byte[81920];
         try
         {
-            int read;
-            while ((read = await http.Body.ReadAsync(chunk, cancellationToken)) > 0)
+            if (http.ContentLength is { } known)
             {
-                if (buffer.Length + read > limit)
-                {
-                    return (null, TooLarge(limit));
-                }
-
-                buffer.Write(chunk, 0, read);
+                var exact = new byte[known];
+                await http.Body.ReadExactlyAsync(exact, cancellationToken);
+                return exact;
             }
+
+            using var buffer = new MemoryStream();
+            var chunk = ArrayPool<byte>.Shared.Rent(81920);
+            try
+            {
+                int read;
+                while ((read = await http.Body.ReadAsync(chunk, cancellationToken)) > 0)
+                {
+                    if (buffer.Length + read > limit)
+                    {
+                        throw TooLarge(limit);
+                    }
+
+                    buffer.Write(chunk, 0, read);
+                }
+            }
+            finally
+            {
+                ArrayPool<byte>.Shared.Return(chunk);
+            }
+
+            return buffer.ToArray();
         }
         catch (BadHttpRequestException ex) when (ex.StatusCode == StatusCodes.Status413PayloadTooLarge)
         {
-            return (null, TooLarge(limit));
+            throw TooLarge(limit);
         }
         catch (BadHttpRequestException ex)
         {
-            return (null, BadRequest(ex.Message));
+            throw InferenceErrors.BadRequest(ex.Message);
         }
-
-        return (buffer.ToArray(), null);
+        catch (EndOfStreamException)
+        {
+            throw InferenceErrors.BadRequest("The body ended before its Content-Length.");
+        }
     }
 
-    private static (InferenceInput[]? Inputs, string? Error) ReadInputs(V2Tensor tensor, ReadOnlyMemory<byte>? binary, ModelMetadata meta, ServingOptions limits)
+    private static InferenceException TooLarge(long limit) => InferenceErrors.TooLarge("Request too large.", $"The request is larger than {limit:N0} bytes.");
+
+    internal static string Platform(ModelRegistry registry, ModelMetadata m) =>
+        registry.Engine == OnnxModelRunner.EngineName ? "onnxruntime_onnx" : "torchsharp_" + (NetworkArchitectures.Find(m.Architecture)?.Name ?? m.Architecture);
+
+    /// <summary>The route's version as a number (null when the route has none); 404 for an unknown model or version.</summary>
+    private static int? ParseVersion(string name, string? version, ModelStore store, ModelRegistry registry)
     {
-        var data = tensor.Data;
-        if (binary is null && data.ValueKind != JsonValueKind.Array)
+        // Loaded here: known without reading the store (the hot path of infer).
+        if (version is null && registry.Current?.Name == name)
         {
-            return (null, $"Input 'data' must be a flat array (or the tensor's bytes after the JSON, with parameters.{KServeBinary.BinaryDataSize}).");
+            return null;
         }
 
-        if (tensor.Shape is null)
+        if (version is not null && int.TryParse(version, NumberStyles.None, CultureInfo.InvariantCulture, out var loaded) && registry.Loaded.Contains((name, loaded)))
         {
-            return (null, "Input 'shape' is required.");
+            return loaded;
         }
 
-        if (tensor.Datatype == "FP32")
+        if (Resolve(name, version, store, registry) is null)
         {
-            int c = meta.InputChannels, s = meta.ImageSize;
-            if (tensor.Shape.Length != 4 || tensor.Shape[1] != c || tensor.Shape[2] != s || tensor.Shape[3] != s || tensor.Shape[0] < 1)
-            {
-                return (null, $"FP32 input must have shape [N, {c}, {s}, {s}]; got [{string.Join(", ", tensor.Shape)}].");
-            }
-
-            var n = tensor.Shape[0];
-            if (n > limits.MaxImagesPerRequest)
-            {
-                return (null, $"At most {limits.MaxImagesPerRequest} images per request; got {n}.");
-            }
-
-            var per = c * s * s;
-            float[] values;
-            if (binary is { } bytes)
-            {
-                if (bytes.Length != n * per * 4)
-                {
-                    return (null, $"FP32 input has {bytes.Length:N0} bytes of binary data; shape [{string.Join(", ", tensor.Shape)}] needs {n * per * 4:N0}.");
-                }
-
-                values = KServeBinary.Floats(bytes.Span);
-                var bad = Array.FindIndex(values, v => !float.IsFinite(v) || Math.Abs(v) > MaxInputMagnitude);
-                if (bad >= 0)
-                {
-                    return (null, OutOfRange(bad, values[bad]));
-                }
-            }
-            else
-            {
-                if (data.GetArrayLength() != n * per)
-                {
-                    return (null, $"FP32 input holds {data.GetArrayLength()} values; shape [{string.Join(", ", tensor.Shape)}] needs {n * per}.");
-                }
-
-                values = new float[n * per];
-                var i = 0;
-                foreach (var v in data.EnumerateArray())
-                {
-                    if (v.ValueKind != JsonValueKind.Number || !v.TryGetSingle(out var f) || !float.IsFinite(f))
-                    {
-                        return (null, $"FP32 input element {i} is not a finite number.");
-                    }
-
-                    if (Math.Abs(f) > MaxInputMagnitude)
-                    {
-                        return (null, OutOfRange(i, f));
-                    }
-
-                    values[i++] = f;
-                }
-            }
-
-            return (Enumerable.Range(0, (int)n).Select(k => new InferenceInput(null, values.AsSpan(k * per, per).ToArray())).ToArray(), null);
+            throw new InferenceException(InferenceErrorKind.NotFound, "Unknown model.",
+                version is null ? $"Unknown model '{name}'." : $"Unknown model '{name}' version '{version}'.");
         }
 
-        if (tensor.Datatype == "BYTES")
-        {
-            List<byte[]> images;
-            if (binary is { } bytes)
-            {
-                var elements = KServeBinary.Elements(bytes.Span, limits.MaxImagesPerRequest);
-                if (elements is null)
-                {
-                    return (null, $"BYTES binary data must be elements of a 4-byte little-endian length and that many bytes, at most {limits.MaxImagesPerRequest} of them.");
-                }
-
-                images = elements;
-            }
-            else
-            {
-                var count = data.GetArrayLength();
-                if (count < 1 || count > limits.MaxImagesPerRequest)
-                {
-                    return (null, $"BYTES input must hold 1 to {limits.MaxImagesPerRequest} images; got {count}.");
-                }
-
-                images = [];
-                foreach (var element in data.EnumerateArray())
-                {
-                    try
-                    {
-                        images.Add(element.ValueKind == JsonValueKind.String ? Convert.FromBase64String(element.GetString()!) : throw new FormatException());
-                    }
-                    catch (FormatException)
-                    {
-                        return (null, $"BYTES element {images.Count} is not a base64 string.");
-                    }
-                }
-            }
-
-            if (images.Count < 1 || images.Count > limits.MaxImagesPerRequest)
-            {
-                return (null, $"BYTES input must hold 1 to {limits.MaxImagesPerRequest} images; got {images.Count}.");
-            }
-
-            if (tensor.Shape.Length != 1 || tensor.Shape[0] != images.Count)
-            {
-                return (null, $"BYTES input holds {images.Count} images; its shape must be [{images.Count}], got [{string.Join(", ", tensor.Shape)}].");
-            }
-
-            var inputs = new List<InferenceInput>();
-            foreach (var image in images)
-            {
-                if (image.Length > limits.MaxImageBytes)
-                {
-                    return (null, $"Image {inputs.Count} is {image.Length:N0} bytes; at most {limits.MaxImageBytes:N0} are accepted.");
-                }
-
-                try
-                {
-                    var decoded = ImageDecoder.Decode(image, meta.InputChannels, meta.Preprocessing.NativeWidth, meta.Preprocessing.NativeHeight,
-                        meta.Preprocessing.Foreground == "light-on-dark", InvertMode.Auto, limits.MaxImagePixels);
-                    inputs.Add(new InferenceInput(decoded.Pixels, null));
-                }
-                catch (ImageDecodeException ex)
-                {
-                    return (null, $"Image {inputs.Count}: {ex.Message}");
-                }
-            }
-
-            return (inputs.ToArray(), null);
-        }
-
-        return (null, $"Unsupported datatype '{tensor.Datatype}': use FP32 or BYTES.");
+        return version is null ? null : int.Parse(version, NumberStyles.None, CultureInfo.InvariantCulture);
     }
 
-    private static string OutOfRange(int index, float value) => float.IsFinite(value)
-        ? $"FP32 input element {index} is {value:G3}; values must lie within ±{MaxInputMagnitude:G0} (the model takes pixels scaled to [0, 1]), or the network overflows."
-        : $"FP32 input element {index} is not a finite number.";
-
-    /// <summary>The served model, or the refusal for a caller without a key: 401 for a non-active version when keys are on, 429 beyond the load bound.</summary>
-    private static async Task<(LoadedModel? Model, JsonHttpResult<V2Error>? Refused)> AcquireAsync(
-        HttpContext http, string name, int version, ModelRegistry registry, VersionAccess access, CancellationToken cancellationToken)
-    {
-        if (!access.MayServe(http, name, version))
-        {
-            http.Response.Headers.WWWAuthenticate = "Bearer";
-            return (null, TypedResults.Json(new V2Error($"{VersionAccess.DeniedTitle} {VersionAccess.DeniedDetail}"), statusCode: StatusCodes.Status401Unauthorized));
-        }
-
-        try
-        {
-            return (await registry.AcquireAsync(name, version, cancellationToken, boundedLoads: !VersionAccess.IsKeyed(http)), null);
-        }
-        catch (VersionLoadLimitException ex)
-        {
-            http.Response.Headers.RetryAfter = Math.Max(1, (int)Math.Ceiling(ex.RetryAfter.TotalSeconds)).ToString(CultureInfo.InvariantCulture);
-            return (null, TypedResults.Json(new V2Error(ex.Message), statusCode: StatusCodes.Status429TooManyRequests));
-        }
-    }
-
-    private static ModelVersionInfo? Resolve(string name, string? version, ModelStore store)
+    /// <summary>The stored version a route names (the served one of that model when it names none), or null.</summary>
+    internal static ModelVersionInfo? Resolve(string name, string? version, ModelStore store, ModelRegistry registry)
     {
         if (version is not null)
         {
             return int.TryParse(version, NumberStyles.None, CultureInfo.InvariantCulture, out var v) ? store.Find(name, v) : null;
         }
 
+        if (registry.Current is { } served && served.Name == name)
+        {
+            return store.Find(name, served.Version);
+        }
+
         return store.Active is { } a && a.Name == name ? store.Find(name, a.Version) : store.Latest(name);
+    }
+
+    /// <summary>A data-plane refusal as the protocol's error body, with Retry-After when it has one.</summary>
+    internal static JsonHttpResult<V2Error> Error(HttpContext http, InferenceException ex)
+    {
+        if (ex.RetryAfter is { } wait)
+        {
+            http.Response.Headers.RetryAfter = InferenceErrors.RetryAfterSeconds(wait);
+        }
+
+        // An element that is not an image is bad input here: the request's own media type (JSON) is fine.
+        var status = ex.Kind == InferenceErrorKind.Unsupported ? StatusCodes.Status400BadRequest : InferenceErrors.HttpStatus(ex.Kind);
+        return TypedResults.Json(new V2Error(ex.Message), statusCode: status);
     }
 
     private static JsonHttpResult<V2Error> NotFound(string name, string? version) =>
         TypedResults.Json(new V2Error(version is null ? $"Unknown model '{name}'." : $"Unknown model '{name}' version '{version}'."), statusCode: StatusCodes.Status404NotFound);
-
-    private static JsonHttpResult<V2Error> BadRequest(string error) =>
-        TypedResults.Json(new V2Error(error), statusCode: StatusCodes.Status400BadRequest);
-
-    private static JsonHttpResult<V2Error> TooLarge(long limit) =>
-        TypedResults.Json(new V2Error($"The request is larger than {limit:N0} bytes."), statusCode: StatusCodes.Status413PayloadTooLarge);
 }

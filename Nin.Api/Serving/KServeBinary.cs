@@ -17,8 +17,8 @@ public static class KServeBinary
     public const string BinaryData = "binary_data";
     public const string BinaryDataOutput = "binary_data_output";
 
-    /// <summary>Each input's binary bytes (null for JSON inputs), cut from the bytes after the JSON; an error when sizes don't add up.</summary>
-    public static (ReadOnlyMemory<byte>?[]? Parts, string? Error) Split(IReadOnlyList<V2Tensor> inputs, ReadOnlyMemory<byte> binary)
+    /// <summary>Each input's binary bytes (null for JSON inputs), cut from the bytes after the JSON; a 400 when sizes don't add up.</summary>
+    public static ReadOnlyMemory<byte>?[] Split(IReadOnlyList<V2Tensor> inputs, ReadOnlyMemory<byte> binary)
     {
         var parts = new ReadOnlyMemory<byte>?[inputs.Count];
         var offset = 0L;
@@ -31,12 +31,12 @@ public static class KServeBinary
 
             if (size.ValueKind != JsonValueKind.Number || !size.TryGetInt64(out var bytes) || bytes < 0)
             {
-                return (null, $"Input '{inputs[i].Name}': {BinaryDataSize} must be a non-negative integer.");
+                throw InferenceErrors.BadRequest($"Input '{inputs[i].Name}': {BinaryDataSize} must be a non-negative integer.");
             }
 
             if (offset + bytes > binary.Length)
             {
-                return (null, $"Input '{inputs[i].Name}' declares {bytes:N0} bytes of binary data; only {binary.Length - offset:N0} follow the JSON.");
+                throw InferenceErrors.BadRequest($"Input '{inputs[i].Name}' declares {bytes:N0} bytes of binary data; only {binary.Length - offset:N0} follow the JSON.");
             }
 
             parts[i] = binary.Slice((int)offset, (int)bytes);
@@ -44,8 +44,8 @@ public static class KServeBinary
         }
 
         return offset != binary.Length
-            ? (null, $"{binary.Length - offset:N0} bytes after the JSON belong to no input (the inputs' {BinaryDataSize} add up to {offset:N0}).")
-            : (parts, null);
+            ? throw InferenceErrors.BadRequest($"{binary.Length - offset:N0} bytes after the JSON belong to no input (the inputs' {BinaryDataSize} add up to {offset:N0}).")
+            : parts;
     }
 
     /// <summary>FP32 values from little-endian bytes.</summary>
@@ -63,10 +63,10 @@ public static class KServeBinary
         return values;
     }
 
-    /// <summary>BYTES elements (4-byte little-endian length, then the bytes); null when the data is malformed.</summary>
-    public static List<byte[]>? Elements(ReadOnlySpan<byte> bytes, int maxElements)
+    /// <summary>BYTES elements (4-byte little-endian length, then the bytes), as slices of the body (no copies); null when the data is malformed.</summary>
+    public static List<ReadOnlyMemory<byte>>? Elements(ReadOnlyMemory<byte> bytes, int maxElements)
     {
-        var result = new List<byte[]>();
+        var result = new List<ReadOnlyMemory<byte>>();
         while (bytes.Length > 0)
         {
             if (bytes.Length < 4 || result.Count >= maxElements)
@@ -74,13 +74,13 @@ public static class KServeBinary
                 return null;
             }
 
-            var length = BinaryPrimitives.ReadUInt32LittleEndian(bytes);
+            var length = BinaryPrimitives.ReadUInt32LittleEndian(bytes.Span);
             if (length > bytes.Length - 4)
             {
                 return null;
             }
 
-            result.Add(bytes.Slice(4, (int)length).ToArray());
+            result.Add(bytes.Slice(4, (int)length));
             bytes = bytes[(4 + (int)length)..];
         }
 

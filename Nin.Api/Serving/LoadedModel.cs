@@ -13,10 +13,13 @@ public sealed class LoadedModel
     private int users;
     private bool retired;
 
+    private double imageMilliseconds;
+
     public LoadedModel(string name, int version, IModelRunner runner, ModelMetadata metadata)
     {
         Name = name;
         Version = version;
+        VersionText = version.ToString(System.Globalization.CultureInfo.InvariantCulture);
         Runner = runner;
         Metadata = metadata;
     }
@@ -24,6 +27,33 @@ public sealed class LoadedModel
     public string Name { get; }
 
     public int Version { get; }
+
+    /// <summary>The version as the protocols and metric labels write it.</summary>
+    public string VersionText { get; }
+
+    /// <summary>
+    /// Estimated time of one image in a forward pass of one inference worker under load, in milliseconds: measured when
+    /// the version loads, then followed (a moving average) from the passes that ran on one thread. Admission weighs
+    /// queued work with it.
+    /// </summary>
+    public double ImageMilliseconds => Volatile.Read(ref imageMilliseconds);
+
+    /// <summary>Folds one measured time per image into <see cref="ImageMilliseconds"/> (the first sets it).</summary>
+    public void ObserveImageMilliseconds(double milliseconds)
+    {
+        if (!double.IsFinite(milliseconds) || milliseconds <= 0)
+        {
+            return;
+        }
+
+        double seen, next;
+        do
+        {
+            seen = Volatile.Read(ref imageMilliseconds);
+            next = seen == 0 ? milliseconds : (0.9 * seen) + (0.1 * milliseconds);
+        }
+        while (Interlocked.CompareExchange(ref imageMilliseconds, next, seen) != seen);
+    }
 
     /// <summary>The engine running this version's forward passes.</summary>
     public IModelRunner Runner { get; }

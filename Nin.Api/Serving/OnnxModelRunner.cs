@@ -65,7 +65,7 @@ public sealed class OnnxModelRunner : IModelRunner
         {
             for (var i = 0; i < inputs.Count; i++)
             {
-                inputs[i].Floats!.CopyTo(flat, i * per);
+                inputs[i].Floats!.Value.Span.CopyTo(flat.AsSpan(i * per, per));
             }
         }
         else

@@ -2,7 +2,6 @@ using System.Diagnostics;
 using System.Globalization;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.AspNetCore.Http.HttpResults;
-using Microsoft.Extensions.Options;
 using Nin.Api.Security;
 using Nin.Model.Imaging;
 
@@ -19,9 +18,6 @@ public sealed record ModelRef(string Name, int Version);
 
 /// <summary>200 body of POST /predict: the model, where and by which engine (<c>torch</c> or <c>onnxruntime</c>) it ran.</summary>
 public sealed record PredictResponse(ModelRef Model, string Device, string Engine, double ElapsedMs, IReadOnlyList<Prediction> Predictions);
-
-/// <summary>An image as received, before decoding.</summary>
-internal sealed record UploadedImage(string? FileName, byte[] Data);
 
 public static class PredictApi
 {
@@ -41,16 +37,21 @@ public static class PredictApi
                 Errors: 415 not a supported image, 413 over a size limit, 400 corrupt or unusable image (longer side over 20 times the shorter) or bad parameters,
                 404 unknown `model`/`version`, 401 a version other than the active one without a key (when API keys are configured),
                 429 too many requests, or too many loads of non-active versions without a key, 503 no model to serve.
-                The `Server-Timing` response header says where the time went: `read`, `decode`, `queue`, `forward` (with its batch size) and `infer`.
+                503 with `Retry-After` at once when the inference queue is full (`Serving:MaxQueueMilliseconds`) or the version cannot be loaded on this replica now,
+                504 when the deadline passed: `X-Request-Timeout-Ms` (milliseconds) sets one per request, and work for a request past it is dropped before decoding and before its forward pass.
+                A key that is sent must be valid (403 otherwise).
+                The `Server-Timing` response header says where the time went: `read`, `decode`, `queue`, `forward` (with its batch size), `infer` (queue and forward) and `total`.
                 """)
             .Produces<PredictResponse>()
             .ProducesProblem(StatusCodes.Status400BadRequest)
             .ProducesProblem(StatusCodes.Status401Unauthorized)
+            .ProducesProblem(StatusCodes.Status403Forbidden)
             .ProducesProblem(StatusCodes.Status404NotFound)
             .ProducesProblem(StatusCodes.Status429TooManyRequests)
             .ProducesProblem(StatusCodes.Status413PayloadTooLarge)
             .ProducesProblem(StatusCodes.Status415UnsupportedMediaType)
             .ProducesProblem(StatusCodes.Status503ServiceUnavailable)
+            .ProducesProblem(StatusCodes.Status504GatewayTimeout)
             .RequireRateLimiting(SecurityExtensions.PredictPolicy)
             .DisableAntiforgery();
         return app;
@@ -63,20 +64,18 @@ public static class PredictApi
         public IFormFileCollection? Images { get; set; }
     }
 
+    /// <summary>The /predict adapter: query and body in, the data plane's outcome or refusal out as ProblemDetails.</summary>
     public static async Task<Results<Ok<PredictResponse>, ProblemHttpResult>> Predict(
         HttpContext context,
-        ModelRegistry registry,
-        InferenceEngine engine,
-        IOptions<ServingOptions> options,
-        VersionAccess access,
+        InferenceDataPlane plane,
+        InferenceAccess access,
         int? topK,
         string? model,
         int? version,
         string? invert,
         CancellationToken cancellationToken)
     {
-        var watch = Stopwatch.StartNew();
-        var limits = options.Value;
+        var started = Stopwatch.GetTimestamp();
         if (topK is < 1 or > 1000)
         {
             return Problem(StatusCodes.Status400BadRequest, "Invalid topK.", $"topK must be between 1 and 1000; got {topK}.");
@@ -97,89 +96,79 @@ public static class PredictApi
             return Problem(StatusCodes.Status400BadRequest, "Invalid model name.", $"model: {Nin.Model.Checkpoints.ModelStore.NameRule}.");
         }
 
-        if (!access.MayServe(context, model, version))
-        {
-            context.Response.Headers.WWWAuthenticate = "Bearer";
-            return Problem(StatusCodes.Status401Unauthorized, VersionAccess.DeniedTitle, VersionAccess.DeniedDetail);
-        }
-
-        var (images, error) = await ReadImagesAsync(context.Request, limits, cancellationToken);
-        if (error is not null)
-        {
-            return error;
-        }
-
-        var read = watch.Elapsed;
-
-        LoadedModel? served;
         try
         {
-            served = await registry.AcquireAsync(model, version, cancellationToken, boundedLoads: !VersionAccess.IsKeyed(context));
-        }
-        catch (VersionLoadLimitException ex)
-        {
-            context.Response.Headers.RetryAfter = Math.Max(1, (int)Math.Ceiling(ex.RetryAfter.TotalSeconds)).ToString(CultureInfo.InvariantCulture);
-            return Problem(StatusCodes.Status429TooManyRequests, "Too many version loads.", ex.Message);
-        }
-
-        if (served is null)
-        {
-            return model is null
-                ? Problem(StatusCodes.Status503ServiceUnavailable, "No model to serve.", "No model version is active. Train one with POST /train, or activate a stored version with POST /models/{name}/versions/{version}/activate.")
-                : Problem(StatusCodes.Status404NotFound, "Unknown model.", $"There is no model '{model}'" + (version is null ? "." : $" version {version}.") + " See GET /models.");
-        }
-
-        try
-        {
-            var meta = served.Metadata;
-            var inputs = new InferenceInput[images!.Count];
-            var inverted = new bool[images.Count];
-            for (var i = 0; i < images.Count; i++)
+            access.Check(context, model, version, inference: true);
+            plane.ShedIfFull("predict");
+            var timeout = InferenceDeadlines.FromHeader(context.Request);
+            var (images, error) = await ReadImagesAsync(context.Request, plane.Limits, cancellationToken);
+            if (error is not null)
             {
-                cancellationToken.ThrowIfCancellationRequested(); // timed out or gone: decode no more (the timeout answers 504)
-                try
-                {
-                    var decoded = await ImageDecoder.DecodeAsync(images[i].Data, meta.InputChannels, meta.Preprocessing.NativeWidth, meta.Preprocessing.NativeHeight,
-                        meta.Preprocessing.Foreground == "light-on-dark", invertMode, limits.MaxImagePixels, cancellationToken);
-                    inputs[i] = new InferenceInput(decoded.Pixels, null);
-                    inverted[i] = decoded.Inverted;
-                }
-                catch (ImageDecodeException ex)
-                {
-                    var name = images[i].FileName is { } f ? $"'{f}'" : $"#{i + 1}";
-                    return ex.Kind switch
-                    {
-                        ImageErrorKind.Unsupported => Problem(StatusCodes.Status415UnsupportedMediaType, "Unsupported image.", $"Image {name}: {ex.Message}"),
-                        ImageErrorKind.TooLarge => Problem(StatusCodes.Status413PayloadTooLarge, "Image too large.", $"Image {name}: {ex.Message}"),
-                        ImageErrorKind.Unusable => Problem(StatusCodes.Status400BadRequest, "Unusable image.", $"Image {name}: {ex.Message}"),
-                        _ => Problem(StatusCodes.Status400BadRequest, "Corrupt image.", $"Image {name}: {ex.Message}"),
-                    };
-                }
+                return error;
             }
 
-            var decodedAt = watch.Elapsed;
-            var results = await engine.InferAsync(served, inputs, cancellationToken);
-            var inferred = watch.Elapsed;
-            var k = Math.Min(topK ?? 3, meta.ClassNames.Count);
-            var predictions = results.Select((r, i) =>
+            var outcome = await plane.InferAsync(new InferenceCall
             {
-                var p = r.Probabilities;
-                var top = p.Select((prob, index) => new LabelScore(meta.ClassNames[index], index, prob))
-                    .OrderByDescending(s => s.Probability).Take(k).ToArray();
-                return new Prediction(images[i].FileName, top[0].Label, top[0].Index, top[0].Probability, top, inverted[i]);
-            }).ToArray();
+                Protocol = "predict",
+                Model = model,
+                Version = version,
+                Images = images,
+                Invert = invertMode,
+                Keyed = VersionAccess.IsKeyed(context),
+                Timeout = timeout,
+                Started = started,
+                ReadMilliseconds = Stopwatch.GetElapsedTime(started).TotalMilliseconds,
+            }, cancellationToken);
+
+            var classes = outcome.Metadata.ClassNames;
+            var k = Math.Min(topK ?? 3, classes.Count);
+            var predictions = new Prediction[outcome.Results.Length];
+            for (var i = 0; i < predictions.Length; i++)
+            {
+                var top = Top(outcome.Results[i].Probabilities, classes, k);
+                predictions[i] = new Prediction(images![i].Name, top[0].Label, top[0].Index, top[0].Probability, top, outcome.Inverted[i]);
+            }
 
             // Where the time went, for browser dev tools and the benchmark (W3C Server-Timing).
+            var t = outcome.Times;
             context.Response.Headers["Server-Timing"] = string.Create(CultureInfo.InvariantCulture,
-                $"read;dur={read.TotalMilliseconds:F2}, decode;dur={(decodedAt - read).TotalMilliseconds:F2}, " +
-                $"queue;dur={results.Max(r => r.QueueMilliseconds):F2}, forward;dur={results.Max(r => r.ForwardMilliseconds):F2};desc=\"batch {results.Max(r => r.BatchSize)}\", " +
-                $"infer;dur={(inferred - decodedAt).TotalMilliseconds:F2}");
-            return TypedResults.Ok(new PredictResponse(new ModelRef(served.Name, served.Version), served.Device, served.Engine, watch.Elapsed.TotalMilliseconds, predictions));
+                $"read;dur={t.ReadMs:F2}, decode;dur={t.DecodeMs:F2}, queue;dur={t.QueueMs:F2}, forward;dur={t.ForwardMs:F2};desc=\"batch {t.BatchSize}\", infer;dur={t.QueueMs + t.ForwardMs:F2}, total;dur={t.TotalMs:F2}");
+            return TypedResults.Ok(new PredictResponse(new ModelRef(outcome.Model, outcome.Version), outcome.Device, outcome.Engine, Stopwatch.GetElapsedTime(started).TotalMilliseconds, predictions));
         }
-        finally
+        catch (InferenceException ex)
         {
-            served.Release();
+            return Problem(context, ex);
         }
+    }
+
+    /// <summary>The <paramref name="k"/> most probable classes, most probable first (ties: lower index first).</summary>
+    internal static LabelScore[] Top(float[] probabilities, IReadOnlyList<string> classes, int k)
+    {
+        var order = new int[probabilities.Length];
+        for (var i = 0; i < order.Length; i++)
+        {
+            order[i] = i;
+        }
+
+        Array.Sort(order, (a, b) => probabilities[b] != probabilities[a] ? probabilities[b].CompareTo(probabilities[a]) : a.CompareTo(b));
+        var top = new LabelScore[k];
+        for (var i = 0; i < k; i++)
+        {
+            top[i] = new LabelScore(classes[order[i]], order[i], probabilities[order[i]]);
+        }
+
+        return top;
+    }
+
+    /// <summary>A data-plane refusal as ProblemDetails, with Retry-After when it has one.</summary>
+    internal static ProblemHttpResult Problem(HttpContext context, InferenceException ex)
+    {
+        if (ex.RetryAfter is { } wait)
+        {
+            context.Response.Headers.RetryAfter = InferenceErrors.RetryAfterSeconds(wait);
+        }
+
+        return Problem(InferenceErrors.HttpStatus(ex.Kind), ex.Title, ex.Message);
     }
 
     internal static bool TryParseInvert(string? text, out InvertMode mode)
@@ -201,7 +190,7 @@ public static class PredictApi
     }
 
     /// <summary>Reads the images of a multipart or raw-image request within the limits.</summary>
-    internal static async Task<(List<UploadedImage>? Images, ProblemHttpResult? Error)> ReadImagesAsync(HttpRequest request, ServingOptions limits, CancellationToken cancellationToken)
+    internal static async Task<(List<EncodedImage>? Images, ProblemHttpResult? Error)> ReadImagesAsync(HttpRequest request, ServingOptions limits, CancellationToken cancellationToken)
     {
         if (request.HttpContext.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } size)
         {
@@ -213,7 +202,7 @@ public static class PredictApi
             return (null, Problem(StatusCodes.Status413PayloadTooLarge, "Request too large.", $"The request is {request.ContentLength:N0} bytes; at most {limits.MaxRequestBytes:N0} are accepted."));
         }
 
-        var images = new List<UploadedImage>();
+        var images = new List<EncodedImage>();
         try
         {
             if (request.HasFormContentType)
@@ -247,12 +236,12 @@ public static class PredictApi
                     var data = new byte[file.Length];
                     await using var stream = file.OpenReadStream();
                     await stream.ReadExactlyAsync(data, cancellationToken);
-                    images.Add(new UploadedImage(file.FileName, data));
+                    images.Add(new EncodedImage(file.FileName, data));
                 }
             }
             else if (request.ContentType is { } type && type.StartsWith("image/", StringComparison.OrdinalIgnoreCase))
             {
-                using var buffer = new MemoryStream();
+                using var buffer = new MemoryStream(request.ContentLength is > 0 and var length && length <= limits.MaxImageBytes ? (int)length : 0);
                 await request.Body.CopyToAsync(buffer, cancellationToken);
                 if (buffer.Length > limits.MaxImageBytes)
                 {
@@ -264,7 +253,7 @@ public static class PredictApi
                     return (null, Problem(StatusCodes.Status400BadRequest, "No image.", "The request body is empty."));
                 }
 
-                images.Add(new UploadedImage(null, buffer.ToArray()));
+                images.Add(new EncodedImage(null, buffer.GetBuffer().AsMemory(0, (int)buffer.Length)));
             }
             else
             {

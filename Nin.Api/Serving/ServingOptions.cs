@@ -71,4 +71,34 @@ public sealed class ServingOptions
     /// checkpoint and may evict another cached version); 429 beyond it. Keyed callers are not counted. 0: no limit.
     /// </summary>
     public int VersionLoadsPerMinute { get; set; } = 10;
+
+    /// <summary>
+    /// Admission bound: how much forward work (estimated from each version's measured time per image) may wait ahead
+    /// of an admitted request, in milliseconds. A request that would wait longer is refused at once with 503 and
+    /// <c>Retry-After</c> instead of queueing towards the request timeout. 0: no bound by time.
+    /// </summary>
+    public double MaxQueueMilliseconds { get; set; } = 2000;
+
+    /// <summary>Admission bound in images admitted and not yet answered (decoding, queued or in a pass). 0 (default): no bound by count.</summary>
+    public int MaxQueuedImages { get; set; }
+
+    /// <summary>
+    /// Longest wait between attempts to load an active version that failed to load on this replica (the waits double
+    /// from 1 s up to this); meanwhile the version served before keeps serving and readiness says why.
+    /// </summary>
+    public double LoadRetryMaxSeconds { get; set; } = 60;
+
+    /// <summary>
+    /// How much lower than the process the inference workers' scheduling priority is (Linux nice, 0–19): when forward
+    /// passes fill every core, request threads (reading, refusing at admission, answering) still get a core at once.
+    /// 0: the same priority.
+    /// </summary>
+    public int WorkerNice { get; set; } = 5;
+
+    /// <summary>
+    /// Port of the Open Inference Protocol over gRPC (<c>inference.GRPCInferenceService</c>), cleartext HTTP/2 only,
+    /// on the same host(s) as the HTTP endpoints. 0 (default): no gRPC port. gRPC also answers over TLS endpoints,
+    /// where HTTP/2 is negotiated.
+    /// </summary>
+    public int GrpcPort { get; set; }
 }

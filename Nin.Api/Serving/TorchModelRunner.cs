@@ -57,7 +57,7 @@ public sealed class TorchModelRunner : IModelRunner
             var flat = new float[inputs.Count * c * size * size];
             for (var i = 0; i < inputs.Count; i++)
             {
-                inputs[i].Floats!.CopyTo(flat, i * c * size * size);
+                inputs[i].Floats!.Value.Span.CopyTo(flat.AsSpan(i * c * size * size, c * size * size));
             }
 
             input = tensor(flat, [inputs.Count, c, size, size]).to(device);

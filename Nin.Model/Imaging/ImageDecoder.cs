@@ -87,29 +87,34 @@ public static class ImageDecoder
         Decode(data, channels, width, height, lightOnDark, invert, maxPixels, gateHeld: false);
 
     /// <summary>
-    /// <see cref="Decode(byte[], int, int, int, bool, InvertMode, long)"/> for request handlers: an image whose header
-    /// declares a big decode waits for its slot asynchronously, so waiting requests hold no thread.
+    /// <see cref="Decode(byte[], int, int, int, bool, InvertMode, long)"/> for request handlers, one path for every protocol:
+    /// an image whose header does not show it small (at most <see cref="GatedPixels"/>) waits for a decode slot
+    /// asynchronously and cancellably before anything is decoded, so waiting requests hold no thread and no memory, and
+    /// a request that is gone or past its deadline never starts its decode. The slot is chosen by the source's size, not
+    /// the size it decodes at: a progressive JPEG decoded at a reduced scale still holds its whole coefficient buffers.
     /// </summary>
-    public static async Task<DecodedImage> DecodeAsync(byte[] data, int channels, int width, int height, bool lightOnDark, InvertMode invert, long maxPixels, CancellationToken cancellationToken = default)
+    public static async Task<DecodedImage> DecodeAsync(ReadOnlyMemory<byte> data, int channels, int width, int height, bool lightOnDark, InvertMode invert, long maxPixels, CancellationToken cancellationToken = default)
     {
-        if (DetectFormat(data) is { } format && ImageHeader.TryReadSize(data, format, out var w, out var h)
-            && w >= 1 && h >= 1 && w > GatedPixels / h && w <= maxPixels / h)
+        cancellationToken.ThrowIfCancellationRequested();
+        var small = DetectFormat(data.Span) is { } format && ImageHeader.TryReadSize(data.Span, format, out var w, out var h)
+            && w >= 1 && h >= 1 && w <= GatedPixels / h;
+        if (small)
         {
-            await DecodeGate.WaitAsync(cancellationToken).ConfigureAwait(false);
-            try
-            {
-                return Decode(data, channels, width, height, lightOnDark, invert, maxPixels, gateHeld: true);
-            }
-            finally
-            {
-                DecodeGate.Release();
-            }
+            return Decode(data.Span, channels, width, height, lightOnDark, invert, maxPixels, gateHeld: false);
         }
 
-        return Decode(data, channels, width, height, lightOnDark, invert, maxPixels, gateHeld: false);
+        await DecodeGate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            return Decode(data.Span, channels, width, height, lightOnDark, invert, maxPixels, gateHeld: true);
+        }
+        finally
+        {
+            DecodeGate.Release();
+        }
     }
 
-    private static DecodedImage Decode(byte[] data, int channels, int width, int height, bool lightOnDark, InvertMode invert, long maxPixels, bool gateHeld)
+    private static DecodedImage Decode(ReadOnlySpan<byte> data, int channels, int width, int height, bool lightOnDark, InvertMode invert, long maxPixels, bool gateHeld)
     {
         if (data.Length == 0)
         {
@@ -146,7 +151,8 @@ public static class ImageDecoder
         var (fitWidth, fitHeight) = Fit(info.Width, info.Height, width, height);
         var scale = Math.Min(1f, 4f * Math.Max(width, height) / Math.Max(info.Width, info.Height));
         var size = scale < 1f ? codec.GetScaledDimensions(scale) : new SKSizeI(info.Width, info.Height);
-        var gated = !gateHeld && (long)size.Width * size.Height > GatedPixels;
+        // By the source's size: a progressive JPEG holds full-size coefficient buffers whatever scale it decodes at.
+        var gated = !gateHeld && (long)info.Width * info.Height > GatedPixels;
         if (gated)
         {
             DecodeGate.Wait();

@@ -11,6 +11,13 @@ public static class OnnxCache
     public static string FileName(ModelMetadata metadata) =>
         $"model.{(metadata.WeightsSha256.Length >= 16 ? metadata.WeightsSha256[..16] : "unhashed")}.onnx";
 
+    /// <summary>The cached ONNX file of the checkpoint in <paramref name="directory"/>, or null when there is none.</summary>
+    public static string? Cached(string directory)
+    {
+        var path = Path.Combine(directory, FileName(Checkpoint.ReadMetadata(directory)));
+        return File.Exists(path) ? path : null;
+    }
+
     /// <summary>The ONNX file of the checkpoint in <paramref name="directory"/>, exporting it (on the CPU) if it is not there yet.</summary>
     public static string Ensure(string directory)
     {

@@ -64,12 +64,12 @@ internal static class HostileCommand
             }
 
             await Task.Delay(1000);
-            var baseline = Rss(server.Id);
+            var baseline = ProcessMemory.Rss(server.Id);
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"baseline (after warm-up):      {baseline / 1048576.0,8:F0} MiB resident"));
 
             foreach (var clients in clientCounts)
             {
-                using var sampler = new PeakSampler(server.Id);
+                using var sampler = new ProcessMemory.PeakSampler(server.Id);
                 var statuses = new Dictionary<int, int>();
                 var watch = Stopwatch.StartNew();
                 for (var round = 0; round < rounds; round++)
@@ -142,49 +142,5 @@ internal static class HostileCommand
         }
 
         return (int)response.StatusCode;
-    }
-
-    /// <summary>Resident set size of a process, from /proc (Linux).</summary>
-    internal static long Rss(int pid)
-    {
-        foreach (var line in File.ReadLines($"/proc/{pid}/status"))
-        {
-            if (line.StartsWith("VmRSS:", StringComparison.Ordinal))
-            {
-                return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture) * 1024;
-            }
-        }
-
-        return 0;
-    }
-
-    /// <summary>Samples a process's resident memory every few milliseconds on a thread of its own; the largest seen.</summary>
-    private sealed class PeakSampler : IDisposable
-    {
-        private readonly Thread thread;
-        private volatile bool running = true;
-        private long peak;
-
-        public PeakSampler(int pid)
-        {
-            thread = new Thread(() =>
-            {
-                while (running)
-                {
-                    peak = Math.Max(peak, Rss(pid));
-                    Thread.Sleep(2);
-                }
-            }) { IsBackground = true, Name = "rss-sampler" };
-            thread.Start();
-        }
-
-        public long Stop()
-        {
-            running = false;
-            thread.Join();
-            return peak;
-        }
-
-        public void Dispose() => Stop();
     }
 }

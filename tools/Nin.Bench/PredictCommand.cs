@@ -14,7 +14,8 @@ namespace Nin.Bench;
 /// <summary>
 /// <c>predict</c>: raw forward time of the network (TorchSharp and ONNX Runtime) next to the real service's /predict
 /// over HTTP on loopback (one client's latency, and images/s at 1, 4, 16 and 64 concurrent clients), for each image
-/// size and serving engine asked (<c>--image-size 96,224 --engine torch,onnxruntime</c>), all interleaved in one run.
+/// size and serving engine asked (<c>--image-size 96,224 --engine torch,onnxruntime</c>), all interleaved in one run;
+/// then the operator figures on the first engine and size (<see cref="ServingLoad"/>): overload and hot swaps.
 /// </summary>
 internal static class PredictCommand
 {
@@ -37,6 +38,15 @@ internal static class PredictCommand
                 manual_seed(0);
                 using var net = NetworkArchitectures.Get(args.Get("architecture", NetworkArchitectures.NinName)).Create(1, 10);
                 store.Add(net, new ModelMetadata { Name = ModelName(size), ClassNames = BuiltInDatasets.FashionMnist.ClassNames, ImageSize = size, Preprocessing = new PreprocessingInfo() }, activate: size == sizes[0]);
+            }
+
+            // Two more versions of the first size's model, for the swap figure (activations back and forth).
+            var swaps = args.Int("swaps", 10);
+            for (var seed = 1; swaps > 0 && seed <= 2; seed++)
+            {
+                manual_seed(seed);
+                using var net = NetworkArchitectures.Get(args.Get("architecture", NetworkArchitectures.NinName)).Create(1, 10);
+                store.Add(net, new ModelMetadata { Name = ModelName(sizes[0]), ClassNames = BuiltInDatasets.FashionMnist.ClassNames, ImageSize = sizes[0], Preprocessing = new PreprocessingInfo() }, activate: false);
             }
 
             var (png, pixels) = SamplePng(args);
@@ -137,6 +147,20 @@ internal static class PredictCommand
                         Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  16 clients / 1 client, per round: {string.Join(" ", m.PerRound.Select(x => x.ToString("F2", CultureInfo.InvariantCulture)))}"));
                     }
                 }
+            }
+
+            // The operator figures, on the first engine's service at the first size: overload and hot swaps.
+            var (firstEngine, _, firstHttp) = servers[0];
+            var overloadSeconds = args.Double("overload-seconds", 5);
+            if (overloadSeconds > 0)
+            {
+                Console.WriteLine($"== operator figures: engine {firstEngine}, {sizes[0]} px ==");
+                await ServingLoad.OverloadAsync(firstHttp, png, ModelName(sizes[0]), overloadSeconds);
+            }
+
+            if (swaps > 0)
+            {
+                await ServingLoad.SwapAsync(firstHttp, png, ModelName(sizes[0]), [1, 2, 3], swaps, args.Double("swap-pause", 1));
             }
 
             return 0;

@@ -26,6 +26,9 @@ static int Usage()
                    96,224) --engine (auto; a list: torch,onnxruntime) --seconds (10 per measure) --rounds (5) --batch (16)
                    --clients (1,4,16,64) --warmup (3) --device --data DIR --port (first of one per engine)
                    --api PATH/Nin.Api.dll --serve "Serving:Workers=1 ..." (settings for the service under test)
+                   then overload (open-loop arrivals at 2x and 4x capacity: goodput, admitted p99, share shed;
+                   --overload-seconds 5, 0 skips) and swap (--swaps 10 activations while 8 clients loop /predict:
+                   failed requests and p99; --swap-pause 1 s; 0 skips)
           hostile  /predict with 64 images at the limits per request (40 MP at 20:1 both ways, 40 MP square PNG and JPEG):
                    the service's peak resident memory vs its baseline; --clients (1,4) --rounds (3) --image-size (96) --port
           forward  raw network only, W workers x T threads per batch size: --architecture (nin) --configs (1x2,2x1) --batches

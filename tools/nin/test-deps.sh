@@ -18,6 +18,8 @@
 # Exports NIN_TEST_POSTGRES, NIN_TEST_REDIS, NIN_CHROMIUM.
 
 CHROMIUM_PACKAGES=(chromium fonts-dejavu-core)
+# Node.js where the tests run (the Debian 13 root has none): the gRPC tests run a Node client (tools/grpc-client).
+NODE_PACKAGES=(nodejs)
 PG_RUN_DIR=
 REDIS_RUN_DIR=
 
@@ -34,6 +36,39 @@ build_frontend_on_host() {
         die "building the dashboard's front end (npm) failed"
 }
 
+# --------------------------------------------------------- the Node gRPC client
+
+# The non-.NET gRPC client the tests run (tools/grpc-client: @grpc/grpc-js, @grpc/proto-loader) gets its packages on
+# the host, like the dashboard's; the tests run it with the node of the environment they run in.
+install_grpc_client_packages() {
+    local dir=$REPO/tools/grpc-client
+    [[ -f $dir/package-lock.json ]] || return 0
+    command -v npm >/dev/null 2>&1 || { say "warning: npm not found on the host; the gRPC client's packages cannot be installed"; return 0; }
+    if [[ ! -f $dir/node_modules/.package-lock.json || $dir/package-lock.json -nt $dir/node_modules/.package-lock.json ]]; then
+        (cd "$dir" && npm ci --no-audit --no-fund --ignore-scripts >&2) || die "npm ci in tools/grpc-client failed"
+        touch "$dir/node_modules/.package-lock.json"
+    fi
+}
+
+node_present() {
+    if ((USE_ROOT)); then [[ -x $ROOTFS/usr/bin/node ]]; else command -v node >/dev/null 2>&1; fi
+}
+
+# Debian packages where the tests run: inside the Debian 13 root when one is used, else on the host.
+install_where_tests_run() {
+    local what=$1
+    shift
+    if ((USE_ROOT)); then
+        say "installing $* inside the Debian 13 root (once)"
+        run_child bash -c 'export DEBIAN_FRONTEND=noninteractive; apt-get -o DPkg::Lock::Timeout=900 update -q && apt-get -o DPkg::Lock::Timeout=900 install -y -q --no-install-recommends "$@"' \
+            apt "$@" >&2 || die "installing $what inside $ROOTFS failed"
+    else
+        apt_install "$@"
+    fi
+}
+
+install_node() { install_where_tests_run Node.js "${NODE_PACKAGES[@]}"; }
+
 # ------------------------------------------------------------------- Chromium
 
 # The browser the Playwright tests start, as a path inside the environment the tests run in.
@@ -47,15 +82,10 @@ chromium_host_path() {
 chromium_present() { [[ -x $(chromium_host_path) ]]; }
 
 install_chromium() {
-    if ((USE_ROOT)); then
-        say "installing ${CHROMIUM_PACKAGES[*]} inside the Debian 13 root (once)"
-        run_child bash -c 'export DEBIAN_FRONTEND=noninteractive; apt-get -o DPkg::Lock::Timeout=900 update -q && apt-get -o DPkg::Lock::Timeout=900 install -y -q --no-install-recommends "$@"' \
-            apt "${CHROMIUM_PACKAGES[@]}" >&2 || die "installing Chromium inside $ROOTFS failed"
-    else
-        command -v apt-get >/dev/null 2>&1 ||
-            die "Chromium is not at $(chromium_path) and apt-get is not available: install Chromium and set NIN_CHROMIUM to its path"
-        apt_install "${CHROMIUM_PACKAGES[@]}"
+    if ((!USE_ROOT)) && ! command -v apt-get >/dev/null 2>&1; then
+        die "Chromium is not at $(chromium_path) and apt-get is not available: install Chromium and set NIN_CHROMIUM to its path"
     fi
+    install_where_tests_run Chromium "${CHROMIUM_PACKAGES[@]}"
     chromium_present || die "Chromium was installed but $(chromium_host_path) is still missing; set NIN_CHROMIUM to its path"
 }
 
@@ -281,6 +311,7 @@ stop_test_services() {
 missing_test_deps() {
     command -v npm >/dev/null 2>&1 || echo "Node.js 18+ and npm on the host (the dashboard bundle)|apt-get install nodejs npm"
     chromium_present || echo "Chromium at $(chromium_host_path) (browser tests)|$( ((USE_ROOT)) && echo 'inside the Debian 13 root: ' )apt-get install ${CHROMIUM_PACKAGES[*]}"
+    node_present || echo "Node.js where the tests run (the gRPC client test)|$( ((USE_ROOT)) && echo 'inside the Debian 13 root: ' )apt-get install ${NODE_PACKAGES[*]}"
     if postgres_needed && ! pg_bindir >/dev/null; then
         echo "PostgreSQL server programs (initdb, pg_ctl) for a throwaway test cluster|apt-get install postgresql (or set NIN_TEST_POSTGRES to a server's connection string)"
     fi
@@ -304,6 +335,7 @@ ensure_test_deps() {
     fi
     command -v npm >/dev/null 2>&1 || apt_install nodejs npm
     chromium_present || install_chromium
+    node_present || install_node
     if postgres_needed && ! pg_bindir >/dev/null; then apt_install postgresql; fi
     # Debian's package would start a system-wide server on port 6379: the tests start their own.
     if redis_needed && ! redis_server_path >/dev/null; then apt_install_no_autostart redis-server; fi

@@ -1,0 +1,168 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Http.Json;
+using System.Text;
+using System.Text.Json;
+using Microsoft.Extensions.DependencyInjection;
+using Nin.Api.Serving;
+using Xunit.Abstractions;
+
+namespace Nin.Api.Tests.Api;
+
+/// <summary>
+/// Admission and deadlines: a flood of four times what the queue admits gets 503 + Retry-After at once for the excess,
+/// every admitted request is answered (none waits for the request timeout), and a lone client's latency afterwards is
+/// what it was; a request past its deadline is answered 504 and its images are not run.
+/// </summary>
+[Collection(TorchCollection.Name)]
+public sealed class OverloadTests(ITestOutputHelper output) : IDisposable
+{
+    private const int ImagesPerRequest = 8;
+    private readonly ServingFixture fixture = new(new Dictionary<string, string?>
+    {
+        // A short queue, so a flood is quick to make on any machine; the default (2 s) is sized the same way.
+        ["Serving:MaxQueueMilliseconds"] = "250",
+    });
+
+    public void Dispose() => fixture.Dispose();
+
+    private static readonly byte[][] Pngs = Enumerable.Range(0, ImagesPerRequest).Select(i => TestImages.FashionImage(i)).ToArray();
+
+    private static MultipartFormDataContent Images(int count)
+    {
+        var form = new MultipartFormDataContent();
+        for (var i = 0; i < count; i++)
+        {
+            var part = new ByteArrayContent(Pngs[i]); // encoded once: the flood's client does little work of its own
+            part.Headers.ContentType = new("image/png");
+            form.Add(part, "images", $"{i}.png");
+        }
+
+        return form;
+    }
+
+    private async Task<double> LoneLatencyAsync(HttpClient client)
+    {
+        var times = new List<double>();
+        for (var i = 0; i < 15; i++)
+        {
+            var watch = Stopwatch.StartNew();
+            using var form = Images(1);
+            using var response = await client.PostAsync(new Uri("/predict", UriKind.Relative), form);
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            times.Add(watch.Elapsed.TotalMilliseconds);
+        }
+
+        times.Sort();
+        return times[times.Count / 2];
+    }
+
+    [Fact]
+    public async Task A_flood_past_the_queue_is_shed_at_once_every_admitted_request_is_answered_and_latency_recovers()
+    {
+        using var client = fixture.Factory.CreateClient();
+        var before = await LoneLatencyAsync(client);
+
+        // Four times what the queue admits: its bound over the version's measured cost per image, per worker.
+        var engine = fixture.Factory.Services.GetRequiredService<InferenceEngine>();
+        var registry = fixture.Factory.Services.GetRequiredService<ModelRegistry>();
+        var model = (await registry.AcquireAsync(null, null, CancellationToken.None))!;
+        var perImage = model.ImageMilliseconds;
+        model.Release();
+        var capacity = 250 * engine.WorkerCount / perImage;
+        var clients = (int)Math.Clamp(Math.Ceiling(4 * capacity / ImagesPerRequest), 8, 400);
+        output.WriteLine($"{perImage:F2} ms per image, {engine.WorkerCount} workers: the queue admits ~{capacity:F0} images; {clients} clients of {ImagesPerRequest} images");
+
+        var results = new List<(HttpStatusCode Status, double Ms, string? RetryAfter)>();
+        var start = new TaskCompletionSource();
+        var tasks = Enumerable.Range(0, clients).Select(async _ =>
+        {
+            await start.Task;
+            var mine = new List<(HttpStatusCode, double, string?)>();
+            for (var round = 0; round < 3; round++)
+            {
+                using var form = Images(ImagesPerRequest);
+                var watch = Stopwatch.StartNew();
+                using var response = await client.PostAsync(new Uri("/predict", UriKind.Relative), form);
+                await response.Content.ReadAsByteArrayAsync();
+                mine.Add((response.StatusCode, watch.Elapsed.TotalMilliseconds, response.Headers.RetryAfter?.ToString()));
+            }
+
+            return mine;
+        }).ToArray();
+        start.SetResult();
+        foreach (var r in await Task.WhenAll(tasks))
+        {
+            results.AddRange(r);
+        }
+
+        var shed = results.Where(r => r.Status == HttpStatusCode.ServiceUnavailable).ToArray();
+        var served = results.Where(r => r.Status == HttpStatusCode.OK).ToArray();
+        var other = results.Where(r => r.Status is not (HttpStatusCode.OK or HttpStatusCode.ServiceUnavailable)).ToArray();
+        var shedMs = shed.Select(r => r.Ms).Order().ToArray();
+        var servedMs = served.Select(r => r.Ms).Order().ToArray();
+        output.WriteLine($"{results.Count} requests: {served.Length} served (p50 {Pct(servedMs, 0.5):F0} ms, max {servedMs.LastOrDefault():F0} ms), " +
+            $"{shed.Length} shed (p50 {Pct(shedMs, 0.5):F1} ms, p95 {Pct(shedMs, 0.95):F1} ms, max {shedMs.LastOrDefault():F1} ms), {other.Length} other");
+
+        Assert.Empty(other); // no 504, no 500: every admitted request was answered
+        Assert.NotEmpty(shed);
+        Assert.NotEmpty(served);
+        Assert.All(shed, r => Assert.True(int.TryParse(r.RetryAfter, out var s) && s >= 1, $"Retry-After '{r.RetryAfter}'"));
+        Assert.True(Pct(shedMs, 0.95) <= 100, $"503s took p95 {Pct(shedMs, 0.95):F1} ms; they should come at once");
+        Assert.True(servedMs[^1] < 15_000, $"an admitted request took {servedMs[^1]:F0} ms: admission should bound the wait to about its queue");
+
+        var after = await LoneLatencyAsync(client);
+        output.WriteLine($"lone client p50: {before:F1} ms before, {after:F1} ms after");
+        Assert.True(after <= Math.Max(3 * before, before + 25), $"latency after the flood {after:F1} ms vs {before:F1} ms before");
+    }
+
+    [Fact]
+    public async Task A_request_past_its_deadline_is_504_and_its_images_are_not_run()
+    {
+        using var client = fixture.Factory.CreateClient();
+        var engine = fixture.Factory.Services.GetRequiredService<InferenceEngine>();
+
+        // A busy queue ahead (a few admitted requests), then a request whose deadline passes while it waits.
+        var busy = Enumerable.Range(0, 4).Select(async _ =>
+        {
+            using var form = Images(ImagesPerRequest);
+            using var r = await client.PostAsync(new Uri("/predict", UriKind.Relative), form);
+            return r.StatusCode;
+        }).ToArray();
+        var cancelledBefore = engine.Stats.CancelledImages;
+        using (var form = Images(ImagesPerRequest))
+        using (var request = new HttpRequestMessage(HttpMethod.Post, new Uri("/predict", UriKind.Relative)) { Content = form })
+        {
+            request.Headers.Add(InferenceDeadlines.Header, "1");
+            using var late = await client.SendAsync(request);
+            var problem = await late.Content.ReadFromJsonAsync<JsonElement>();
+            Assert.True(late.StatusCode == HttpStatusCode.GatewayTimeout, $"{late.StatusCode} {problem}");
+            Assert.Contains("deadline", problem.GetProperty("detail").GetString(), StringComparison.OrdinalIgnoreCase);
+        }
+
+        Assert.All(await Task.WhenAll(busy), s => Assert.True(s is HttpStatusCode.OK or HttpStatusCode.ServiceUnavailable, s.ToString()));
+
+        // Bad deadlines are 400s; the KServe timeout parameter (microseconds) is one too.
+        using (var form = Images(1))
+        using (var request = new HttpRequestMessage(HttpMethod.Post, new Uri("/predict", UriKind.Relative)) { Content = form })
+        {
+            request.Headers.Add(InferenceDeadlines.Header, "soon");
+            using var bad = await client.SendAsync(request);
+            Assert.Equal(HttpStatusCode.BadRequest, bad.StatusCode);
+        }
+
+        var body = $$"""{"parameters":{"timeout":1},"inputs":[{"name":"images","shape":[1],"datatype":"BYTES","data":["{{Convert.ToBase64String(TestImages.FashionImage(0))}}"]}]}""";
+        using var v2 = await client.PostAsync(new Uri("/v2/models/alpha/infer", UriKind.Relative), new StringContent(body, Encoding.UTF8, "application/json"));
+        Assert.Equal(HttpStatusCode.GatewayTimeout, v2.StatusCode);
+        Assert.Contains("deadline", (await v2.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("error").GetString(), StringComparison.OrdinalIgnoreCase);
+
+        using var metrics = await client.GetStringAsync(new Uri("/metrics", UriKind.Relative)).ContinueWith(t => new StringReader(t.Result));
+        var text = metrics.ReadToEnd();
+        Assert.Contains("nin_inference_timeouts_total{", text, StringComparison.Ordinal);
+        Assert.Contains("nin_inference_queue_duration_seconds_bucket{", text, StringComparison.Ordinal);
+        Assert.Contains("protocol=\"v2\"", text, StringComparison.Ordinal);
+        output.WriteLine($"images skipped by the batcher since the late request: {engine.Stats.CancelledImages - cancelledBefore}");
+    }
+
+    private static double Pct(double[] sorted, double p) => sorted.Length == 0 ? 0 : sorted[Math.Min(sorted.Length - 1, (int)(sorted.Length * p))];
+}
