@@ -19,6 +19,8 @@ public static class EvaluationApi
 {
     public const int MaxSamples = 200;
 
+    public const int DefaultSamples = 24;
+
     public static IServiceCollection AddNinEvaluation(this IServiceCollection services)
     {
         services.AddSingleton<ModelEvaluator>();
@@ -94,7 +96,7 @@ public static class EvaluationApi
     }
 
     public static async Task<Results<Ok<TestSamplesResponse>, ProblemHttpResult>> GetTestSamples(
-        string name, int version, ModelStore store, ModelEvaluator evaluator, CancellationToken cancellationToken, bool onlyWrong = false, int limit = 24)
+        string name, int version, ModelStore store, ModelEvaluator evaluator, CancellationToken cancellationToken, bool onlyWrong = false, int limit = DefaultSamples)
     {
         if (limit is < 1 or > MaxSamples)
         {
