@@ -11,7 +11,7 @@ namespace Nin.Api.Infrastructure;
 /// (<c>epoch</c>, <c>inputs[0].name</c>), as POST /train's own validation does. Never the .NET type names.
 /// <c>RouteHandlerOptions.ThrowOnBadRequest</c> makes the binder throw so this handler sees it.
 /// </summary>
-internal sealed class BadRequestExceptionHandler(IProblemDetailsService problems) : IExceptionHandler
+internal sealed partial class BadRequestExceptionHandler(IProblemDetailsService problems) : IExceptionHandler
 {
     public async ValueTask<bool> TryHandleAsync(HttpContext httpContext, Exception exception, CancellationToken cancellationToken)
     {
@@ -55,8 +55,29 @@ internal sealed class BadRequestExceptionHandler(IProblemDetailsService problems
             : $"'{field}' is malformed or of the wrong type{where}.";
     }
 
-    private static string Describe(BadHttpRequestException bad) =>
-        bad.StatusCode == StatusCodes.Status415UnsupportedMediaType
-            ? "Send the body as application/json."
+    private static string Describe(BadHttpRequestException bad)
+    {
+        if (bad.StatusCode == StatusCodes.Status415UnsupportedMediaType)
+        {
+            return "Send the body as application/json.";
+        }
+
+        // The binder's messages name the parameter with its .NET type ("Nullable<int> topK"): keep the name only.
+        if (BindFailure().Match(bad.Message) is { Success: true } failed)
+        {
+            return $"'{failed.Groups["name"].Value}' cannot be \"{Trim(failed.Groups["value"].Value)}\": it is not a value of that parameter's type.";
+        }
+
+        return MissingParameter().Match(bad.Message) is { Success: true } missing
+            ? $"'{missing.Groups["name"].Value}' is required."
             : ClientErrors.Scrub(bad.Message);
+    }
+
+    private static string Trim(string value) => value.Length > 64 ? value[..64] + "…" : value;
+
+    [System.Text.RegularExpressions.GeneratedRegex("^Failed to bind parameter \"(?:.* )?(?<name>[^ \"]+)\" from \"(?<value>.*)\"\\.?$", System.Text.RegularExpressions.RegexOptions.Singleline)]
+    private static partial System.Text.RegularExpressions.Regex BindFailure();
+
+    [System.Text.RegularExpressions.GeneratedRegex("^Required parameter \"(?:.* )?(?<name>[^ \"]+)\" was not provided")]
+    private static partial System.Text.RegularExpressions.Regex MissingParameter();
 }

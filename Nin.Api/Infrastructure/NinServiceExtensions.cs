@@ -38,6 +38,7 @@ public static partial class NinServiceExtensions
         // The binder throws what it refuses, so BadRequestExceptionHandler can answer which field and why.
         builder.Services.Configure<Microsoft.AspNetCore.Routing.RouteHandlerOptions>(o => o.ThrowOnBadRequest = true);
         builder.Services.AddExceptionHandler<BadRequestExceptionHandler>();
+        builder.AddRejectedRequestProblems();
         builder.Services.AddHttpClient("datasets", c => c.Timeout = TimeSpan.FromMinutes(5));
         builder.Services.AddOptions<DatasetUploadOptions>().BindConfiguration(DatasetUploadOptions.SectionName);
         builder.Services.AddSingleton<UploadedDatasets>();
