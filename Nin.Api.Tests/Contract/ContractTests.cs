@@ -287,3 +287,70 @@ public sealed class ContractTests(ContractFixture fixture) : IClassFixture<Contr
         }
     }
 }
+
+/// <summary>The schema's rules and the server's validators are the same rules: at and beyond each boundary they agree.</summary>
+public sealed class SchemaRuleTests(Api.OpenApiTests.Fixture fixture) : IClassFixture<Api.OpenApiTests.Fixture>
+{
+    [Theory]
+    [InlineData("fashion-mnist")]
+    [InlineData("a")]
+    [InlineData("v1.2_b-c")]
+    [InlineData("Upper")]
+    [InlineData("-leading")]
+    [InlineData(".hidden")]
+    [InlineData("active.json")]
+    [InlineData("active.json.bak")]
+    [InlineData("model.tmp")]
+    [InlineData("white space")]
+    [InlineData("")]
+    public void The_model_name_pattern_is_the_stores_rule(string name)
+    {
+        Assert.Equal(Nin.Model.Checkpoints.ModelStore.IsValidName(name), System.Text.RegularExpressions.Regex.IsMatch(name, Nin.Model.Checkpoints.ModelStore.NamePatternText));
+        Assert.Equal(Nin.Model.Checkpoints.ModelStore.IsValidName(new string('a', 64)), System.Text.RegularExpressions.Regex.IsMatch(new string('a', 64), Nin.Model.Checkpoints.ModelStore.NamePatternText));
+        Assert.DoesNotMatch(Nin.Model.Checkpoints.ModelStore.NamePatternText, new string('a', 65));
+    }
+
+    [Theory]
+    [InlineData("epochs", "1")]
+    [InlineData("epochs", "0")]
+    [InlineData("epochs", "1000")]
+    [InlineData("epochs", "1001")]
+    [InlineData("learningRate", "0")]
+    [InlineData("learningRate", "0.0001")]
+    [InlineData("learningRate", "10")]
+    [InlineData("learningRate", "10.5")]
+    [InlineData("momentum", "0")]
+    [InlineData("momentum", "0.99")]
+    [InlineData("momentum", "1")]
+    [InlineData("momentum", "-0.1")]
+    [InlineData("weightDecay", "1")]
+    [InlineData("weightDecay", "1.01")]
+    [InlineData("shift", "0.5")]
+    [InlineData("shift", "0.51")]
+    [InlineData("labelSmoothing", "0.5")]
+    [InlineData("labelSmoothing", "-0.01")]
+    [InlineData("maxTrainImages", "1")]
+    [InlineData("maxTrainImages", "0")]
+    [InlineData("recipe", "\"robust\"")]
+    [InlineData("recipe", "\"fast\"")]
+    [InlineData("architecture", "\"nin-bn\"")]
+    [InlineData("architecture", "\"resnet\"")]
+    [InlineData("schedule", "\"cosine\"")]
+    [InlineData("schedule", "\"step\"")]
+    [InlineData("modelName", "\"my-model\"")]
+    [InlineData("modelName", "\"My Model\"")]
+    [InlineData("device", "\"cpu\"")]
+    [InlineData("device", "\"tpu\"")]
+    public async Task The_train_request_schema_and_validator_agree(string field, string value)
+    {
+        var json = $$"""{ "batchSize": 4, "imageSize": 67, "{{field}}": {{value}} }""";
+        var contract = await ApiContract.LoadAsync(await fixture.JsonAsync());
+        var schema = contract.Document.Components.Schemas["TrainRequest"];
+        var schemaAccepts = !ApiContract.Validate(schema, json).Any();
+        var request = System.Text.Json.JsonSerializer.Deserialize<Nin.Api.Training.TrainRequest>(json, System.Text.Json.JsonSerializerOptions.Web)!;
+        var validator = Microsoft.Extensions.DependencyInjection.ServiceProviderServiceExtensions.GetRequiredService<Nin.Api.Training.TrainRequestValidator>(fixture.Factory.Services);
+        var (_, errors) = validator.Validate(request);
+        Assert.True(schemaAccepts == (errors.Count == 0),
+            $"{json}: the schema {(schemaAccepts ? "accepts" : "refuses")} it, the validator {(errors.Count == 0 ? "accepts" : "refuses: " + string.Join("; ", errors.SelectMany(e => e.Value)))}");
+    }
+}
