@@ -37,7 +37,7 @@ internal sealed class KServeOperationFilter : IOperationFilter
                 {
                     Schema = context.SchemaGenerator.GenerateSchema(typeof(V2InferRequest), context.SchemaRepository),
                     Example = JsonNode.Parse($$"""
-                        { "id": "1", "inputs": [ { "name": "images", "shape": [1], "datatype": "BYTES", "data": ["{{ExamplePng}}"] } ] }
+                        { "id": "1", "inputs": [ { "name": "images", "shape": [1], "datatype": "BYTES", "data": ["{{ExamplePng}}"] } ], "outputs": [ { "name": "probabilities" }, { "name": "label" } ] }
                         """),
                 },
                 ["application/octet-stream"] = new OpenApiMediaType
