@@ -45,7 +45,7 @@ else
     app.MapHealthApi(); // a worker answers health and metrics only
 }
 
-app.MapPrometheusScrapingEndpoint("/metrics");
+app.MapPrometheusScrapingEndpoint("/metrics").WithMetadata(new HttpMethodMetadata([HttpMethods.Get])); // other methods: 405
 app.LogNinRole();
 
 app.Run();

@@ -27,6 +27,7 @@ public static class HealthApi
             .WithSummary("Liveness probe")
             .WithDescription("200 while the process runs; reports the Torch device and backend the service uses, the serving engine (`torch` or `onnxruntime`) and the process's role (`all`, `api` or `worker`: Nin:Role).");
         app.MapHealthChecks("/health/ready", new HealthCheckOptions { ResponseWriter = WriteReadyAsync })
+            .WithMetadata(new HttpMethodMetadata([HttpMethods.Get])) // health checks answer any method otherwise; others get 405
             .WithTags("Health")
             .WithName("GetReady")
             .WithSummary("Readiness probe")

@@ -31,7 +31,16 @@ public static partial class NinServiceExtensions
         {
             o.SerializerOptions.Converters.Add(new JsonStringEnumConverter());
             o.SerializerOptions.DefaultIgnoreCondition = JsonIgnoreCondition.Never;
+
+            // A field a request does not have is refused (400 naming it), as the schemas say (additionalProperties: false):
+            // a typo such as "epoch" must not silently run the preset's defaults.
+            o.SerializerOptions.UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow;
         });
+
+        // The binder throws what it refuses, so BadRequestExceptionHandler can answer which field and why.
+        builder.Services.Configure<Microsoft.AspNetCore.Routing.RouteHandlerOptions>(o => o.ThrowOnBadRequest = true);
+        builder.Services.AddExceptionHandler<BadRequestExceptionHandler>();
+        builder.AddRejectedRequestProblems();
         builder.Services.AddHttpClient("datasets", c => c.Timeout = TimeSpan.FromMinutes(5));
         builder.Services.AddOptions<DatasetUploadOptions>().BindConfiguration(DatasetUploadOptions.SectionName);
         builder.Services.AddSingleton<UploadedDatasets>();

@@ -19,6 +19,8 @@ public static class EvaluationApi
 {
     public const int MaxSamples = 200;
 
+    public const int DefaultSamples = 24;
+
     public static IServiceCollection AddNinEvaluation(this IServiceCollection services)
     {
         services.AddSingleton<ModelEvaluator>();
@@ -33,7 +35,7 @@ public static class EvaluationApi
         group.MapPost("/evaluate", EvaluateModelVersion)
             .WithName("EvaluateModelVersion")
             .WithSummary("Evaluate a version on its test split")
-            .WithDescription("Queues a Hangfire job on the `training` queue (after any running training job) that runs a fresh copy of the version over the test split of the dataset it was trained on (as many test images as its recipe records), with training's preprocessing, and stores the confusion matrix and per-class figures beside it. Training computes this itself at the end of every run; use this for imported or older versions. 202 with a Location for the result; 404 for an unknown version; 409 when its dataset is not on this server.")
+            .WithDescription("Queues a Hangfire job on the `training` queue (after any running training job) that runs a fresh copy of the version over the test split of the dataset it was trained on (as many test images as its recipe records), with training's preprocessing, and stores the confusion matrix and per-class figures beside it. Training computes this itself at the end of every run; use this for imported or older versions. 202 with a Location for the result; 404 for an unknown version; 409 when its dataset is not on this server (an upload since deleted, no recorded dataset, or a built-in whose files are missing while `Nin:DownloadDatasets` is off; with downloads on, the job fetches them as training does).")
             .ProducesProblem(StatusCodes.Status404NotFound)
             .ProducesProblem(StatusCodes.Status409Conflict);
 
@@ -63,14 +65,14 @@ public static class EvaluationApi
     }
 
     public static Results<Accepted<EvaluationAccepted>, ProblemHttpResult> EvaluateModelVersion(
-        string name, int version, ModelStore store, Datasets.DatasetCatalog datasets, IBackgroundJobClient hangfire)
+        string name, int version, ModelStore store, Datasets.DatasetCatalog datasets, IBackgroundJobClient hangfire, Microsoft.Extensions.Options.IOptions<Infrastructure.NinOptions> options)
     {
         if (store.Find(name, version) is not { } info)
         {
             return NotFound(name, version);
         }
 
-        if (info.Metadata.Recipe?.Dataset is not { } dataset || !datasets.Exists(dataset))
+        if (info.Metadata.Recipe?.Dataset is not { } dataset || !datasets.Exists(dataset) || !CanLoad(datasets, dataset, options.Value))
         {
             return TypedResults.Problem(
                 statusCode: StatusCodes.Status409Conflict,
@@ -94,7 +96,7 @@ public static class EvaluationApi
     }
 
     public static async Task<Results<Ok<TestSamplesResponse>, ProblemHttpResult>> GetTestSamples(
-        string name, int version, ModelStore store, ModelEvaluator evaluator, CancellationToken cancellationToken, bool onlyWrong = false, int limit = 24)
+        string name, int version, ModelStore store, ModelEvaluator evaluator, CancellationToken cancellationToken, bool onlyWrong = false, int limit = DefaultSamples)
     {
         if (limit is < 1 or > MaxSamples)
         {
@@ -146,6 +148,10 @@ public static class EvaluationApi
             "data:image/png;base64," + Convert.ToBase64String(TestSampleImages.Png(test, i)))).ToArray();
         return TypedResults.Ok(new TestSamplesResponse(name, version, labels.Count, misclassified, items));
     }
+
+    /// <summary>An upload is here or not; a built-in's files are here, or the job may download them (Nin:DownloadDatasets).</summary>
+    private static bool CanLoad(Datasets.DatasetCatalog datasets, string dataset, Infrastructure.NinOptions options) =>
+        datasets.Find(dataset) is not { } builtIn || options.DownloadDatasets || datasets.Describe(builtIn).Available;
 
     private static ProblemHttpResult NotFound(string name, int version) =>
         TypedResults.Problem(statusCode: StatusCodes.Status404NotFound, title: "Unknown model version.", detail: $"There is no model '{name}' version {version}.");

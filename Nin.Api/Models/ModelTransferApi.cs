@@ -18,6 +18,9 @@ public static class ModelTransferApi
     /// <summary>Largest weights upload (a 3-channel, 1000-class NiN is about 30 MB).</summary>
     public const long MaxWeightsBytes = 256 * 1024 * 1024;
 
+    /// <summary>The values of <c>export?format=</c>, the default first (<c>pt</c> and <c>pth</c> mean <c>pytorch</c>).</summary>
+    public static readonly IReadOnlyList<string> ExportFormats = ["onnx", "safetensors", "pytorch", "pt", "pth"];
+
     public static IEndpointRouteBuilder MapModelTransferApi(this IEndpointRouteBuilder app)
     {
         var group = app.MapGroup("/models").WithTags("Models");

@@ -33,12 +33,13 @@ public static class ModelsApi
     public static IEndpointRouteBuilder MapModelsApi(this IEndpointRouteBuilder app)
     {
         // Every {name} is checked against the store's name rule first (400), so no route reaches the disk with another.
-        var group = app.MapGroup("/models").WithTags("Models").AddEndpointFilter(CheckName).ProducesProblem(StatusCodes.Status400BadRequest);
-
-        group.MapGet("/", ListModels)
+        var models = app.MapGroup("/models").WithTags("Models");
+        models.MapGet("/", ListModels)
             .WithName("ListModels")
             .WithSummary("Stored models and their versions")
             .WithDescription("Every model name with its versions (newest first): created time, dataset, image size, classes, test accuracy, and which version `/predict` serves.");
+
+        var group = models.MapGroup("/").AddEndpointFilter(CheckName).ProducesProblem(StatusCodes.Status400BadRequest);
 
         group.MapGet("/{name}/versions/{version:int}", GetModelVersion)
             .WithName("GetModelVersion")

@@ -29,10 +29,31 @@ public static class NinOpenApiExtensions
             }
 
             o.SupportNonNullableReferenceTypes();
+
+            // A nullable property whose type is a component ($ref) can say so only through allOf in OpenAPI 3.0:
+            // without this, `metadata.recipe.continuedFrom: null` broke its own schema.
+            o.UseAllOfToExtendReferenceSchemas();
             o.CustomSchemaIds(SchemaId);
+            o.AddSecurityDefinition(SecurityOperationFilter.ApiKeyScheme, new OpenApiSecurityScheme
+            {
+                Type = SecuritySchemeType.ApiKey,
+                In = ParameterLocation.Header,
+                Name = Security.ApiKeyMiddleware.HeaderName,
+                Description = "One of the service's keys (`Security:ApiKeys`). Operations list it when the service has keys; without keys the service is open.",
+            });
+            o.AddSecurityDefinition(SecurityOperationFilter.BearerScheme, new OpenApiSecurityScheme
+            {
+                Type = SecuritySchemeType.Http,
+                Scheme = "bearer",
+                Description = "The same key as `Authorization: Bearer <key>`.",
+            });
+            o.SchemaFilter<RulesSchemaFilter>();
             o.OperationFilter<PredictOperationFilter>();
+            o.OperationFilter<UploadOperationFilter>();
+            o.OperationFilter<KServeOperationFilter>();
             o.OperationFilter<NinOperationFilter>();
             o.OperationFilter<EvaluationOperationFilter>();
+            o.OperationFilter<SecurityOperationFilter>();
             o.DocumentFilter<NonApiEndpointsDocumentFilter>();
         });
         return builder;

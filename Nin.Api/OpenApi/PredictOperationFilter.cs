@@ -8,7 +8,7 @@ namespace Nin.Api.OpenApi;
 /// POST /predict reads its body itself (an <c>.Accepts</c> would make routing answer 415 to raw image bodies), so its
 /// request body is described here: a multipart form with a file picker for <c>images</c>, or one raw image.
 /// </summary>
-internal sealed class PredictOperationFilter : IOperationFilter
+internal sealed class PredictOperationFilter(Microsoft.Extensions.Options.IOptions<Serving.ServingOptions> serving) : IOperationFilter
 {
     public const string OperationId = "Predict";
 
@@ -34,8 +34,10 @@ internal sealed class PredictOperationFilter : IOperationFilter
                         ["images"] = new OpenApiSchema
                         {
                             Type = JsonSchemaType.Array,
-                            Description = "One or more image files (PNG, JPEG, WebP, GIF, BMP). The field may also be named `image`.",
+                            Description = $"One or more image files (PNG, JPEG, WebP, GIF, BMP), at most {serving.Value.MaxImagesPerRequest}. The field may also be named `image`.",
                             Items = new OpenApiSchema { Type = JsonSchemaType.String, Format = "binary" },
+                            MinItems = 1,
+                            MaxItems = serving.Value.MaxImagesPerRequest,
                         },
                     },
                 },

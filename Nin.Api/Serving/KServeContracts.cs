@@ -22,6 +22,7 @@ public sealed record V2ModelMetadata(string Name, IReadOnlyList<string> Versions
 /// An input tensor. <c>data</c> is a flat array (FP32 numbers, or BYTES as base64 strings of encoded images), or absent
 /// when <c>parameters.binary_data_size</c> says the tensor's bytes follow the JSON (binary tensor data extension).
 /// </summary>
+[JsonUnmappedMemberHandling(JsonUnmappedMemberHandling.Disallow)] // a field the protocol lacks is a 400 naming it
 public sealed record V2Tensor
 {
     public required string Name { get; init; }
@@ -37,6 +38,7 @@ public sealed record V2Tensor
 }
 
 /// <summary>A requested output; <c>parameters.binary_data</c> asks for it as binary data.</summary>
+[JsonUnmappedMemberHandling(JsonUnmappedMemberHandling.Disallow)] // a field the protocol lacks is a 400 naming it
 public sealed record V2RequestOutput
 {
     public required string Name { get; init; }
@@ -44,6 +46,7 @@ public sealed record V2RequestOutput
     public Dictionary<string, JsonElement>? Parameters { get; init; }
 }
 
+[JsonUnmappedMemberHandling(JsonUnmappedMemberHandling.Disallow)] // a field the protocol lacks is a 400 naming it
 public sealed record V2InferRequest
 {
     public string? Id { get; init; }

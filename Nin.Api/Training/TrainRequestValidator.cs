@@ -15,6 +15,13 @@ public sealed class TrainRequestValidator(DatasetCatalog datasets, TrainingMemor
     public const int MaxEpochs = 1000;
     public const int MaxBatchSize = 8192;
 
+    // The ranges below are also the OpenAPI schema's (OpenApi/RulesSchemaFilter): one definition for both.
+    public const double MaxLearningRate = 10;
+    public const double MaxMomentum = 1; // exclusive
+    public const double MaxWeightDecay = 1;
+    public const double MaxShift = 0.5;
+    public const double MaxLabelSmoothing = 0.5;
+
     public (TrainSettings? Settings, Dictionary<string, string[]> Errors) Validate(TrainRequest request)
     {
         var errors = new Dictionary<string, string[]>();
@@ -48,7 +55,7 @@ public sealed class TrainRequestValidator(DatasetCatalog datasets, TrainingMemor
         }
 
         var shift = request.Shift ?? preset.Shift;
-        if (!double.IsFinite(shift) || shift < 0 || shift > 0.5)
+        if (!double.IsFinite(shift) || shift < 0 || shift > MaxShift)
         {
             Error("shift", $"shift must be between 0 and 0.5 (a fraction of the image side); got {shift}.");
         }
@@ -56,7 +63,7 @@ public sealed class TrainRequestValidator(DatasetCatalog datasets, TrainingMemor
         // Flipped digits are other digits (or none): the robust preset leaves MNIST unflipped.
         var flip = request.Flip ?? (preset.Flip && !dataset.Equals("mnist", StringComparison.OrdinalIgnoreCase));
         var labelSmoothing = request.LabelSmoothing ?? preset.LabelSmoothing;
-        if (!double.IsFinite(labelSmoothing) || labelSmoothing < 0 || labelSmoothing > 0.5)
+        if (!double.IsFinite(labelSmoothing) || labelSmoothing < 0 || labelSmoothing > MaxLabelSmoothing)
         {
             Error("labelSmoothing", $"labelSmoothing must be between 0 and 0.5; got {labelSmoothing}.");
         }
@@ -111,19 +118,19 @@ public sealed class TrainRequestValidator(DatasetCatalog datasets, TrainingMemor
         }
 
         var lr = request.LearningRate ?? preset.LearningRate;
-        if (!double.IsFinite(lr) || lr <= 0 || lr > 10)
+        if (!double.IsFinite(lr) || lr <= 0 || lr > MaxLearningRate)
         {
             Error("learningRate", $"learningRate must be a number greater than 0 and at most 10; got {lr}.");
         }
 
         var momentum = request.Momentum ?? preset.Momentum;
-        if (!double.IsFinite(momentum) || momentum < 0 || momentum >= 1)
+        if (!double.IsFinite(momentum) || momentum < 0 || momentum >= MaxMomentum)
         {
             Error("momentum", $"momentum must be at least 0 and below 1; got {momentum}.");
         }
 
         var weightDecay = request.WeightDecay ?? preset.WeightDecay;
-        if (!double.IsFinite(weightDecay) || weightDecay < 0 || weightDecay > 1)
+        if (!double.IsFinite(weightDecay) || weightDecay < 0 || weightDecay > MaxWeightDecay)
         {
             Error("weightDecay", $"weightDecay must be between 0 and 1; got {weightDecay}.");
         }

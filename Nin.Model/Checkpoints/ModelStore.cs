@@ -42,6 +42,12 @@ public sealed partial class ModelStore
     /// </summary>
     public static bool IsValidName(string? name) => name is not null && NamePattern().IsMatch(name) && !IsReservedName(name);
 
+    /// <summary>
+    /// The whole name rule as one regular expression (the pattern and the reserved names), for the OpenAPI document;
+    /// a test holds it to <see cref="IsValidName"/>.
+    /// </summary>
+    public const string NamePatternText = @"^(?!active\.json(\.|$))(?!.*\.tmp$)[a-z0-9][a-z0-9._-]{0,63}$";
+
     /// <summary>The name rule, as error messages state it.</summary>
     public const string NameRule = "use 1–64 lower-case letters, digits, '.', '_' or '-', starting with a letter or digit, and not one of the store's own file names (active.json, *.tmp)";
 
