@@ -208,6 +208,31 @@ public sealed class ContractSweep(ContractRecording recording, Func<DelegatingHa
         await Send("kserve: version ready", anonymous, HttpMethod.Get, "/v2/models/fashion-mnist/versions/1/ready", null, 200);
         await Send("kserve: non-active version ready without a key", anonymous, HttpMethod.Get, "/v2/models/contract-import/versions/1/ready", null, 401);
         await Send("kserve: unknown version ready", anonymous, HttpMethod.Get, "/v2/models/fashion-mnist/versions/99/ready", null, 404);
+        await Send("kserve: model config", anonymous, HttpMethod.Get, "/v2/models/fashion-mnist/config", null, 200);
+        await Send("kserve: version config", anonymous, HttpMethod.Get, "/v2/models/fashion-mnist/versions/1/config", null, 200);
+        await Send("kserve: unknown model config", anonymous, HttpMethod.Get, "/v2/models/no-such-model/config", null, 404);
+        await Send("kserve: unknown version config", anonymous, HttpMethod.Get, "/v2/models/fashion-mnist/versions/99/config", null, 404);
+        await Send("kserve: statistics", anonymous, HttpMethod.Get, "/v2/models/stats", null, 200);
+        await Send("kserve: model statistics", anonymous, HttpMethod.Get, "/v2/models/fashion-mnist/stats", null, 200);
+        await Send("kserve: version statistics", anonymous, HttpMethod.Get, "/v2/models/fashion-mnist/versions/1/stats", null, 200);
+        await Send("kserve: unknown model statistics", anonymous, HttpMethod.Get, "/v2/models/no-such-model/stats", null, 404);
+        await Send("kserve: unknown version statistics", anonymous, HttpMethod.Get, "/v2/models/fashion-mnist/versions/99/stats", null, 404);
+        await Send("kserve: repository index", anonymous, HttpMethod.Post, "/v2/repository/index", null, 200);
+        await Send("kserve: repository index of loaded versions", anonymous, HttpMethod.Post, "/v2/repository/index", Json("{ \"ready\": true }"), 200);
+        await Send("kserve: repository index with an unknown field", anonymous, HttpMethod.Post, "/v2/repository/index", Json("{ \"redy\": true }"), 400);
+        await Send("kserve: repository index too large", anonymous, HttpMethod.Post, "/v2/repository/index", Json("{ \"ready\": true" + new string(' ', 5000) + "}"), 413);
+
+        // A key that is sent must be valid on every /v2 route: 403, as on /train.
+        foreach (var (method, url) in new[]
+        {
+            (HttpMethod.Get, "/v2/health/live"), (HttpMethod.Get, "/v2/health/ready"), (HttpMethod.Get, "/v2/models/stats"),
+            (HttpMethod.Post, "/v2/repository/index"), (HttpMethod.Get, "/v2/models/fashion-mnist/config"),
+            (HttpMethod.Get, "/v2/models/fashion-mnist/versions/1/config"), (HttpMethod.Get, "/v2/models/fashion-mnist/stats"),
+            (HttpMethod.Get, "/v2/models/fashion-mnist/versions/1/stats"),
+        })
+        {
+            await Send($"kserve: {method} {url} with a wrong key", wrongKey, method, url, null, 403);
+        }
 
         var png = Convert.ToBase64String(TestImages.FashionImage(0));
         var images = $$"""{ "id": "c1", "inputs": [ { "name": "images", "shape": [1], "datatype": "BYTES", "data": ["{{png}}"] } ] }""";

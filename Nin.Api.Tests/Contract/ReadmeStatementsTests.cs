@@ -33,14 +33,18 @@ public sealed class ReadmeStatementsTests : IDisposable
     }
 
     [Fact]
-    public async Task A_wrong_key_on_a_version_other_than_the_active_one_is_401_like_no_key()
+    public async Task A_wrong_key_on_a_version_other_than_the_active_one_is_403_as_everywhere()
     {
         using var client = factory.CreateClient();
         client.DefaultRequestHeaders.Add("X-Api-Key", "not-a-key");
         using var form = PredictApiTests.Form(PredictApiTests.Png(0));
         using var response = await client.PostAsync(new Uri("/predict?model=fashion-mnist&version=2", UriKind.Relative), form);
-        Assert.Equal(HttpStatusCode.Unauthorized, response.StatusCode);
-        Assert.Equal("Bearer", response.Headers.WwwAuthenticate.Single().Scheme);
+        Assert.Equal(HttpStatusCode.Forbidden, response.StatusCode); // a key was presented and is wrong: 403, as on /train
+        using var none = factory.CreateClient();
+        using var form2 = PredictApiTests.Form(PredictApiTests.Png(0));
+        using var anonymous = await none.PostAsync(new Uri("/predict?model=fashion-mnist&version=2", UriKind.Relative), form2);
+        Assert.Equal(HttpStatusCode.Unauthorized, anonymous.StatusCode); // no key: 401 with the challenge
+        Assert.Equal("Bearer", anonymous.Headers.WwwAuthenticate.Single().Scheme);
     }
 
     [Fact]

@@ -37,7 +37,11 @@ public static class KServeApi
             .WithDescription("Per version: requests that succeeded and failed with their cumulative time, the time in the queue, decoding (`compute_input`) and forward passes (`compute_infer`), images classified and the batch sizes that served them.");
         v2.MapPost("/repository/index", RepositoryIndex)
             .WithName("V2RepositoryIndex").WithSummary("The model repository's versions and whether each is loaded here")
-            .WithDescription("Every stored version: `READY` when loaded on this replica, else `UNAVAILABLE` with the reason (not loaded, or why it failed to load). An optional JSON body `{ \"ready\": true }` lists only loaded ones.");
+            .WithDescription("Every stored version: `READY` when loaded on this replica, else `UNAVAILABLE` with the reason (not loaded, or why it failed to load). An optional JSON body `{ \"ready\": true }` lists only loaded ones; a malformed body or an unknown field is a 400.")
+            // Any Content-Type, or none: Triton's client posts the index request without a body.
+            .Accepts<V2RepositoryIndexRequest>(isOptional: true, "application/json", "*/*")
+            .Produces<V2Error>(StatusCodes.Status400BadRequest)
+            .Produces<V2Error>(StatusCodes.Status413PayloadTooLarge);
         foreach (var (route, suffix) in new[] { ("/models/{name}", ""), ("/models/{name}/versions/{version}", "Version") })
         {
             var which = suffix == "" ? "the model (the version this replica serves if it is that model, else its newest)" : "that version of the model";
@@ -199,18 +203,24 @@ public static class KServeApi
             s.Batches.OrderBy(b => b.Key).Select(b => new V2BatchStats(b.Key, new(b.Value.Count, b.Value.Ns))).ToArray());
     }
 
-    public static async Task<Ok<V2RepositoryModel[]>> RepositoryIndex(HttpRequest http, ModelStore store, ModelRegistry registry, CancellationToken cancellationToken)
+    public static async Task<Results<Ok<V2RepositoryModel[]>, JsonHttpResult<V2Error>>> RepositoryIndex(HttpRequest http, ModelStore store, ModelRegistry registry, CancellationToken cancellationToken)
     {
         var readyOnly = false;
-        if (http.ContentLength is > 0 && http.ContentLength < 4096)
+        if (http.ContentLength is > 4096)
+        {
+            return TypedResults.Json(new V2Error("The index request's body is a small JSON object such as { \"ready\": true }; this one is over 4,096 bytes."), statusCode: StatusCodes.Status413PayloadTooLarge);
+        }
+
+        if (http.ContentLength is > 0 || (http.ContentLength is null && http.Headers.TransferEncoding.Count > 0))
         {
             try
             {
                 readyOnly = (await JsonSerializer.DeserializeAsync<V2RepositoryIndexRequest>(http.Body, JsonSerializerOptions.Web, cancellationToken))?.Ready == true;
             }
-            catch (JsonException)
+            catch (JsonException ex)
             {
-                // An index request's body is optional and carries only a filter: a malformed one lists everything.
+                // Like every JSON body: a malformed one, or a field the request lacks, is a 400 saying where.
+                return TypedResults.Json(new V2Error($"The index request is not {{ \"ready\": true|false }}{(ex.Path is { Length: > 0 } at ? $": the value at {at} is unknown, malformed or of the wrong type" : "")}."), statusCode: StatusCodes.Status400BadRequest);
             }
         }
 

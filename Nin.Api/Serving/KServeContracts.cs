@@ -153,4 +153,5 @@ public sealed record V2RepositoryModel(
     [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Reason);
 
 /// <summary>The optional body of <c>POST /v2/repository/index</c>: <c>ready: true</c> lists only loaded versions.</summary>
+[JsonUnmappedMemberHandling(JsonUnmappedMemberHandling.Disallow)] // a field the protocol lacks is a 400 naming it
 public sealed record V2RepositoryIndexRequest(bool? Ready);

@@ -16,6 +16,10 @@ public static class GrpcExtensions
         builder.Services.AddGrpc(o =>
         {
             o.EnableDetailedErrors = false;
+            // No catch-all "/{service}/{method}" endpoints for unknown services: they match every two-segment path, so
+            // DELETE /health/ready became a 404 instead of the 405 its GET-only route gives. An unknown gRPC service still
+            // gets HTTP 404, which gRPC clients read as UNIMPLEMENTED.
+            o.IgnoreUnknownServices = true;
             o.MaxReceiveMessageSize = null; // bounded by Kestrel's request body limit instead
         });
 
