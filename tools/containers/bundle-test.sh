@@ -52,6 +52,7 @@ BUNDLE=$REPO/artifacts/nin-bundle-cpu
 
 say "a bare Debian 13 host with PyTorch and no .NET"
 ensure_docker || die "no Docker engine"
+ensure_js_client
 base=$("$HERE/standins.sh" --base)
 if [[ $(docker image inspect -f '{{ index .Config.Labels "nin.bundle-host-base" }}' "$HOST_IMAGE" 2>/dev/null) != "$base" ]]; then
     ctx=$(mktemp -d)
