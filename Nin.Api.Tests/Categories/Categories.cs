@@ -5,7 +5,7 @@ namespace Nin.Api.Tests.Categories;
 
 /// <summary>
 /// What a test needs, as the trait <c>Category</c>, so <c>dotnet test --filter Category=Unit</c> selects by need.
-/// Every test class carries exactly one (<see cref="CategoryGuardTests"/> fails otherwise); <c>./nin test</c> runs them all.
+/// Every test class carries exactly one attribute (<c>[UnitTests]</c>, <c>[HostTests]</c>, <c>[ClusterTests]</c>, <c>[BrowserTests]</c>) (<see cref="CategoryGuardTests"/> fails otherwise); <c>./nin test</c> runs them all.
 /// </summary>
 public static class Category
 {
@@ -29,29 +29,29 @@ public static class Category
 /// <summary>Needs nothing but the SDK: <see cref="Category.Unit"/>.</summary>
 [TraitDiscoverer("Nin.Api.Tests.Categories.CategoryDiscoverer", "Nin.Api.Tests")]
 [AttributeUsage(AttributeTargets.Class)]
-public sealed class UnitAttribute : Attribute, ITraitAttribute;
+public sealed class UnitTestsAttribute : Attribute, ITraitAttribute;
 
 /// <summary>Needs the built-in datasets: <see cref="Category.Host"/>.</summary>
 [TraitDiscoverer("Nin.Api.Tests.Categories.CategoryDiscoverer", "Nin.Api.Tests")]
 [AttributeUsage(AttributeTargets.Class)]
-public sealed class HostAttribute : Attribute, ITraitAttribute;
+public sealed class HostTestsAttribute : Attribute, ITraitAttribute;
 
 /// <summary>Needs PostgreSQL and Redis: <see cref="Category.Cluster"/>.</summary>
 [TraitDiscoverer("Nin.Api.Tests.Categories.CategoryDiscoverer", "Nin.Api.Tests")]
 [AttributeUsage(AttributeTargets.Class)]
-public sealed class ClusterAttribute : Attribute, ITraitAttribute;
+public sealed class ClusterTestsAttribute : Attribute, ITraitAttribute;
 
 /// <summary>Needs Chromium: <see cref="Category.Browser"/>.</summary>
 [TraitDiscoverer("Nin.Api.Tests.Categories.CategoryDiscoverer", "Nin.Api.Tests")]
 [AttributeUsage(AttributeTargets.Class)]
-public sealed class BrowserAttribute : Attribute, ITraitAttribute;
+public sealed class BrowserTestsAttribute : Attribute, ITraitAttribute;
 
-/// <summary>Turns the category attributes into the trait <c>Category=Name</c> (the attribute's name without "Attribute").</summary>
+/// <summary>Turns the category attributes into the trait <c>Category=Name</c> (<c>[UnitTests]</c> gives <c>Category=Unit</c>).</summary>
 public sealed class CategoryDiscoverer : ITraitDiscoverer
 {
     public IEnumerable<KeyValuePair<string, string>> GetTraits(IAttributeInfo traitAttribute)
     {
         var name = ((IReflectionAttributeInfo)traitAttribute).Attribute.GetType().Name;
-        yield return new KeyValuePair<string, string>(Category.Name, name[..^"Attribute".Length]);
+        yield return new KeyValuePair<string, string>(Category.Name, name[..^"TestsAttribute".Length]);
     }
 }

@@ -7,7 +7,7 @@ namespace Nin.Api.Tests.Categories;
 /// Every test class says what it needs, so a filter by category never silently drops a test: a new class without a
 /// category, or with two, fails here.
 /// </summary>
-[Unit]
+[UnitTests]
 public sealed class CategoryGuardTests
 {
     [Fact]
@@ -23,13 +23,13 @@ public sealed class CategoryGuardTests
             .Order(StringComparer.Ordinal)
             .ToArray();
         Assert.True(wrong.Length == 0,
-            $"Each test class needs exactly one of [{string.Join("], [", Category.All)}] (Nin.Api.Tests.Categories):\n" + string.Join("\n", wrong));
+            $"Each test class needs exactly one of [{string.Join("Tests], [", Category.All)}Tests] (Nin.Api.Tests.Categories):\n" + string.Join("\n", wrong));
     }
 
     [Fact]
     public void The_discoverer_names_the_trait_after_the_attribute()
     {
-        var unit = typeof(CategoryGuardTests).GetCustomAttributesData().Single(a => a.AttributeType == typeof(UnitAttribute));
+        var unit = typeof(CategoryGuardTests).GetCustomAttributesData().Single(a => a.AttributeType == typeof(UnitTestsAttribute));
         var traits = new CategoryDiscoverer().GetTraits(Reflector.Wrap(unit)).ToArray();
         Assert.Equal([new KeyValuePair<string, string>(Category.Name, Category.Unit)], traits);
     }
