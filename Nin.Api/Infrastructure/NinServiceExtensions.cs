@@ -20,7 +20,7 @@ public static partial class NinServiceExtensions
     public static IHostApplicationBuilder AddNinCore(this IHostApplicationBuilder builder)
     {
         builder.Configuration.AddNinEnvironmentDefaults();
-        builder.Services.AddSingleton(NinRole.From(builder.Configuration));
+        builder.Services.AddSingleton(NinRole.Of(builder));
         builder.Services.AddOptions<NinOptions>().BindConfiguration(NinOptions.SectionName);
         builder.Services.AddOptions<TorchOptions>().BindConfiguration(TorchOptions.SectionName);
         builder.Services.AddHostedService<TorchStartup>();
@@ -46,7 +46,7 @@ public static partial class NinServiceExtensions
     /// </summary>
     public static IHostApplicationBuilder AddNinTraining(this IHostApplicationBuilder builder)
     {
-        var role = NinRole.From(builder.Configuration);
+        var role = NinRole.Of(builder);
         builder.Services.AddOptions<HangfireOptions>().BindConfiguration(HangfireOptions.SectionName)
             .Validate(o => o.InvisibilityTimeout >= TimeSpan.FromSeconds(5), "Hangfire:InvisibilityTimeout must be at least 00:00:05.")
             .ValidateOnStart();
@@ -110,7 +110,7 @@ public static partial class NinServiceExtensions
             .ValidateOnStart();
         builder.Services.AddSingleton<ModelRegistry>();
         builder.Services.AddSingleton<InferenceEngine>();
-        if (NinRole.From(builder.Configuration).ServesApi)
+        if (NinRole.Of(builder).ServesApi)
         {
             builder.Services.AddHostedService<DefaultModelSeeder>(); // a worker never loads a model to serve
         }
@@ -122,7 +122,7 @@ public static partial class NinServiceExtensions
     public static IHostApplicationBuilder AddNinOperations(this IHostApplicationBuilder builder)
     {
         var checks = builder.Services.AddHealthChecks().AddCheck<Health.TorchHealthCheck>("torch");
-        if (NinRole.From(builder.Configuration).ServesApi)
+        if (NinRole.Of(builder).ServesApi)
         {
             checks.AddCheck<Health.ModelHealthCheck>("model");
         }
@@ -144,10 +144,10 @@ public static partial class NinServiceExtensions
     {
         var role = app.Services.GetRequiredService<NinRole>();
         var hangfire = app.Services.GetRequiredService<IOptions<HangfireOptions>>().Value;
-        var redis = app.Configuration[$"{SignalRScaleOutOptions.SectionName}:{nameof(SignalRScaleOutOptions.Redis)}"];
+        var redis = app.Services.GetRequiredService<IOptions<SignalRScaleOutOptions>>().Value.Redis;
         var logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Nin.Role");
         var jobs = hangfire.UsesPostgres
-            ? $"PostgreSQL (Hangfire schema {hangfire.PostgresSchema}, Nin schema {app.Configuration["SharedState:Schema"] ?? "nin"}; invisibility timeout {hangfire.InvisibilityTimeout})"
+            ? $"PostgreSQL (Hangfire schema {hangfire.PostgresSchema}, Nin schema {app.Services.GetRequiredService<IOptions<SharedStateOptions>>().Value.Schema}; invisibility timeout {hangfire.InvisibilityTimeout})"
             : "this process (in-memory queue, job records in local files)";
         var hub = string.IsNullOrWhiteSpace(redis) ? "this process only" : "the Redis backplane";
         app.Lifetime.ApplicationStarted.Register(() => LogRole(logger, role.Name, role.Describe(), jobs, hub));
