@@ -8,7 +8,7 @@ namespace Nin.Api.Tests;
 /// <summary>Encoded test images: Fashion-MNIST test items as PNG/JPEG, and crafted bad files.</summary>
 public static class TestImages
 {
-    private static readonly Lazy<DatasetSplit> Fashion = new(() => BuiltInDatasets.Load(TestPaths.SharedDatasets, BuiltInDatasets.FashionMnist, maxTrain: 1, maxTest: 10000));
+    private static readonly Lazy<DatasetSplit> Fashion = new(() => BuiltInDatasets.Load(TestPaths.Datasets, BuiltInDatasets.FashionMnist, maxTrain: 1, maxTest: 10000));
 
     public static ImageDataset FashionTest => Fashion.Value.Test;
 

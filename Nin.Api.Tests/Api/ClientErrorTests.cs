@@ -9,6 +9,7 @@ namespace Nin.Api.Tests.Api;
 
 /// <summary>Job records, readiness reasons and listings carry no server paths and no raw exception text.</summary>
 [Collection(TorchCollection.Name)]
+[UnitTests]
 public sealed class ClientErrorTests
 {
     [Fact]

@@ -57,6 +57,7 @@ public sealed class CrossSiteFixture : IDisposable
 }
 
 [Collection(TorchCollection.Name)]
+[UnitTests]
 public sealed class CrossSiteTests(CrossSiteFixture fixture) : IClassFixture<CrossSiteFixture>
 {
     private static HttpRequestMessage Request(HttpMethod method, string path, HttpContent? content, string? origin = null, string? site = null)

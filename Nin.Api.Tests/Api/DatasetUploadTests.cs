@@ -121,6 +121,7 @@ public sealed class UploadFixture : IDisposable
 }
 
 [Collection(TorchCollection.Name)]
+[HostTests]
 public sealed class DatasetUploadTests(UploadFixture fixture) : IClassFixture<UploadFixture>
 {
     private static readonly Uri Datasets = new("/datasets", UriKind.Relative);

@@ -8,6 +8,7 @@ namespace Nin.Api.Tests.Api;
 
 /// <summary>The shipped model, served on first start with nothing trained.</summary>
 [Collection(TorchCollection.Name)]
+[HostTests]
 public sealed class DefaultModelTests
 {
     private static async Task<(int Right, int Total)> ClassifyAsync(HttpClient client, IEnumerable<int> indices, SKEncodedImageFormat format)

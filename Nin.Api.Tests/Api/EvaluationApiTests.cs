@@ -9,6 +9,7 @@ namespace Nin.Api.Tests.Api;
 
 /// <summary>Confusion matrix, per-class figures and labelled test images of model versions.</summary>
 [Collection(TorchCollection.Name)]
+[HostTests]
 public sealed class EvaluationApiTests
 {
     private static Uri Relative(string path) => new(path, UriKind.Relative);

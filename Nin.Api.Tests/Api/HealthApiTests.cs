@@ -4,6 +4,7 @@ using Nin.Api.Health;
 
 namespace Nin.Api.Tests.Api;
 
+[UnitTests]
 public sealed class HealthApiTests
 {
     [Fact]

@@ -59,6 +59,7 @@ public sealed class HostileFixture : IDisposable
 /// behind, and a good request still succeeds afterwards.
 /// </summary>
 [Collection(TorchCollection.Name)]
+[HostTests]
 public sealed class HostileInputTests(HostileFixture fixture) : IClassFixture<HostileFixture>
 {
     private const string NoKey = "";

@@ -11,6 +11,7 @@ namespace Nin.Api.Tests.Api;
 /// version is retired meanwhile, the queued images must keep the network alive until their passes have ended.
 /// </summary>
 [Collection(TorchCollection.Name)]
+[HostTests]
 public sealed class InferenceEngineLifetimeTests : IDisposable
 {
     private readonly NinApiFactory factory = new(new Dictionary<string, string?>

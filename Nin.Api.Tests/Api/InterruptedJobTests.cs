@@ -9,6 +9,7 @@ namespace Nin.Api.Tests.Api;
 /// again, without training or storing its model a second time.
 /// </summary>
 [Collection(TorchCollection.Name)]
+[UnitTests]
 public sealed class InterruptedJobTests : IDisposable
 {
     private readonly NinApiFactory factory = new(new Dictionary<string, string?> { ["Nin:SeedDefaultModel"] = "false" });

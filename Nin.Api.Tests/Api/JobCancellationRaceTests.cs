@@ -6,6 +6,7 @@ namespace Nin.Api.Tests.Api;
 
 /// <summary>DELETE of a queued job against the job starting at the same moment: a job cancelled while queued never runs.</summary>
 [Collection(TorchCollection.Name)]
+[UnitTests]
 public sealed class JobCancellationRaceTests : IDisposable
 {
     private readonly NinApiFactory factory = new(new Dictionary<string, string?> { ["Nin:SeedDefaultModel"] = "false" });

@@ -7,6 +7,7 @@ using Nin.Model.Data;
 namespace Nin.Api.Tests.Api;
 
 [Collection(TorchCollection.Name)]
+[HostTests]
 public sealed class KServeApiTests(ServingFixture fixture) : IClassFixture<ServingFixture>
 {
     private HttpClient Client => fixture.Factory.CreateClient();

@@ -14,6 +14,7 @@ namespace Nin.Api.Tests.Api;
 /// tensor data extension in both directions, following the examples of the protocol's documentation (KServe, Triton).
 /// </summary>
 [Collection(TorchCollection.Name)]
+[HostTests]
 public sealed class KServeProtocolTests(ServingFixture fixture) : IClassFixture<ServingFixture>
 {
     private const int Size = 67; // the fixture's models

@@ -9,6 +9,7 @@ namespace Nin.Api.Tests.Api;
 
 /// <summary>Serving keeps answering while a job trains its own network and while its result is activated.</summary>
 [Collection(TorchCollection.Name)]
+[HostTests]
 public sealed class LoadWhileTrainingTests
 {
     [Fact]

@@ -43,6 +43,7 @@ public sealed class ModelAccessFixture : IDisposable
 }
 
 [Collection(TorchCollection.Name)]
+[HostTests]
 public sealed class ModelAccessTests(ModelAccessFixture fixture) : IClassFixture<ModelAccessFixture>
 {
     private static Task<HttpResponseMessage> Predict(HttpClient client, string query)

@@ -34,6 +34,7 @@ public sealed class PyTorchFixture
 }
 
 [Collection(TorchCollection.Name)]
+[HostTests]
 public sealed class ModelTransferApiTests : IDisposable
 {
     private readonly NinApiFactory factory = new(new Dictionary<string, string?> { ["Nin:SeedDefaultModel"] = "false", ["RateLimiting:Enabled"] = "false" });

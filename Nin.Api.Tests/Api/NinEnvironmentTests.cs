@@ -16,6 +16,7 @@ public sealed class EnvironmentCollection
 
 /// <summary><c>NIN_*</c> variables are the weakest source: every explicit setting wins over them.</summary>
 [Collection(EnvironmentCollection.Name)]
+[UnitTests]
 public sealed class NinEnvironmentTests
 {
     [Fact]

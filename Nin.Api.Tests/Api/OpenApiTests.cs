@@ -9,6 +9,7 @@ using Microsoft.OpenApi;
 
 namespace Nin.Api.Tests.Api;
 
+[UnitTests]
 public sealed partial class OpenApiTests(OpenApiTests.Fixture fixture) : IClassFixture<OpenApiTests.Fixture>
 {
     public sealed class Fixture : IDisposable

@@ -5,6 +5,7 @@ using System.Text.Json;
 namespace Nin.Api.Tests.Api;
 
 [Collection(TorchCollection.Name)]
+[HostTests]
 public sealed class OperationsTests(ServingFixture fixture) : IClassFixture<ServingFixture>
 {
     [Fact]
@@ -44,6 +45,7 @@ public sealed class OperationsTests(ServingFixture fixture) : IClassFixture<Serv
     }
 }
 
+[UnitTests]
 public sealed class ReadinessWithoutModelTests
 {
     [Fact]

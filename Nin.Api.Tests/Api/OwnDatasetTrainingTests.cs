@@ -13,6 +13,7 @@ namespace Nin.Api.Tests.Api;
 
 /// <summary>Own datasets from upload to /predict: what is measured at upload, what a job trains with by default, and what it serves.</summary>
 [Collection(TorchCollection.Name)]
+[HostTests]
 public sealed class OwnDatasetTrainingTests(UploadFixture fixture) : IClassFixture<UploadFixture>
 {
     private static readonly Uri Datasets = new("/datasets", UriKind.Relative);

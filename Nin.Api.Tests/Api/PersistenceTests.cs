@@ -10,13 +10,10 @@ namespace Nin.Api.Tests.Api;
 /// .ci/run provides) and files under one NIN home. Jobs survive a restart of the service.
 /// </summary>
 [Collection(TorchCollection.Name)]
+[ClusterTests]
 public sealed class PersistenceTests
 {
-    private static string Postgres =>
-        Environment.GetEnvironmentVariable("NIN_TEST_POSTGRES") is { Length: > 0 } cs
-            ? cs
-            : throw new InvalidOperationException(
-                "NIN_TEST_POSTGRES is not set. These tests need a PostgreSQL server: .ci/run starts one; locally, set NIN_TEST_POSTGRES to a connection string such as Host=127.0.0.1;Username=nin;Password=nin;Database=nin_test.");
+    private static string Postgres => Cluster.TestServers.Postgres;
 
     private static NinApiFactory Start(string home, string schema) => new(new Dictionary<string, string?>
     {

@@ -72,6 +72,7 @@ public sealed class ServingFixture : IDisposable
 }
 
 [Collection(TorchCollection.Name)]
+[HostTests]
 public sealed class PredictApiTests(ServingFixture fixture) : IClassFixture<ServingFixture>
 {
     private HttpClient Client => fixture.Factory.CreateClient();
@@ -300,6 +301,7 @@ public sealed class PredictApiTests(ServingFixture fixture) : IClassFixture<Serv
     }
 }
 
+[HostTests]
 public sealed class PredictWithoutModelTests
 {
     [Fact]

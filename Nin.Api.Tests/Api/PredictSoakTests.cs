@@ -17,6 +17,7 @@ public sealed class SoakCollection
 /// every tensor must be disposed. Its duration is printed, not asserted (no timed tests): about a minute on two cores.
 /// </summary>
 [Collection(SoakCollection.Name)]
+[HostTests]
 public sealed class PredictSoakTests(ITestOutputHelper output)
 {
     private const int WarmUp = 2000; // the allocator's arenas grow over the first couple of thousand requests, then stay flat

@@ -5,6 +5,7 @@ using Nin.Api.Health;
 namespace Nin.Api.Tests.Api;
 
 /// <summary>Nin:Role: the single-process default stays as it was; roles that share jobs refuse to start without PostgreSQL.</summary>
+[UnitTests]
 public sealed class RoleTests
 {
     [Fact]

@@ -67,6 +67,7 @@ public sealed class SecurityFixture : IDisposable
 }
 
 [Collection(TorchCollection.Name)]
+[HostTests]
 public sealed class SecurityApiTests(SecurityFixture fixture) : IClassFixture<SecurityFixture>
 {
     private static readonly Uri Train = new("/train", UriKind.Relative);

@@ -59,6 +59,7 @@ public sealed class EnginesFixture : IDisposable
 }
 
 [Collection(TorchCollection.Name)]
+[HostTests]
 public sealed class ServingEngineTests(EnginesFixture fixture) : IClassFixture<EnginesFixture>
 {
     private static async Task<PredictResponse> PredictAsync(HttpClient client, string query, params int[] indices)

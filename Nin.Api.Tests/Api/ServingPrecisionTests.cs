@@ -9,6 +9,7 @@ namespace Nin.Api.Tests.Api;
 /// On CUDA it is the fast path; on this CPU the same code runs, so its accuracy can be checked here.
 /// </summary>
 [Collection(TorchCollection.Name)]
+[HostTests]
 public sealed class ServingPrecisionTests
 {
     private const int Images = 64;

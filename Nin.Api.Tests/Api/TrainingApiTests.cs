@@ -12,6 +12,7 @@ using Nin.Api.Training;
 namespace Nin.Api.Tests.Api;
 
 [Collection(TorchCollection.Name)]
+[HostTests]
 public sealed class TrainingApiTests : IClassFixture<TrainingApiTests.Fixture>
 {
     private readonly Fixture fixture;

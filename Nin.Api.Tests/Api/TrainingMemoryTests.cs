@@ -15,6 +15,7 @@ namespace Nin.Api.Tests.Api;
 
 /// <summary>Training requests are checked against the memory free now, and the test pass needs no more than a step.</summary>
 [Collection(TorchCollection.Name)]
+[HostTests]
 public sealed class TrainingMemoryTests : IDisposable
 {
     private const long OneGiB = 1L << 30;
@@ -91,7 +92,7 @@ public sealed class TrainingMemoryTests : IDisposable
     public void The_trainer_evaluates_in_batches_bounded_by_the_training_step()
     {
         // The reviewed request: batch 1 at 512 px with 128 test images evaluated all 128 at once (2.5 GB).
-        var data = BuiltInDatasets.Load(TestPaths.SharedDatasets, BuiltInDatasets.FashionMnist, 1, 128);
+        var data = BuiltInDatasets.Load(TestPaths.Datasets, BuiltInDatasets.FashionMnist, 1, 128);
         using var network = new NinNetwork(1, 10);
         using var trainer = new Trainer(network, data, new TrainingOptions { BatchSize = 1, ImageSize = 512, Epochs = 1 }, CPU);
         Assert.Equal(TrainingMemory.EvaluationBatchSize(1, 512), trainer.EvaluationBatchSize);

@@ -10,6 +10,7 @@ namespace Nin.Api.Tests.Browser;
 
 /// <summary>The dashboard against a service with an API key: it asks once, stores the key and uses it for fetches and the hub.</summary>
 [Collection(TorchCollection.Name)]
+[BrowserTests]
 public sealed class DashboardApiKeyTests : IAsyncLifetime
 {
     private const string Key = "dashboard-key-123";

@@ -38,7 +38,7 @@ public sealed class DashboardFixture : IAsyncLifetime
         store.Activate("alpha", 1);
         // A data folder of its own (uploads land in it) that links the shared built-in datasets.
         var data = Directory.CreateDirectory(Path.Combine(home, "data")).FullName;
-        foreach (var dir in Directory.EnumerateDirectories(TestPaths.SharedDatasets).Where(d => Path.GetFileName(d) is "fashion-mnist" or "mnist"))
+        foreach (var dir in Directory.EnumerateDirectories(TestPaths.Datasets).Where(d => Path.GetFileName(d) is "fashion-mnist" or "mnist"))
         {
             Directory.CreateSymbolicLink(Path.Combine(data, Path.GetFileName(dir)), dir);
         }

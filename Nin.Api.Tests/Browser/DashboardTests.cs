@@ -9,6 +9,7 @@ namespace Nin.Api.Tests.Browser;
 
 /// <summary>The dashboard in a real browser against the real service: tiny runs only (67 px, a few hundred images).</summary>
 [Collection(TorchCollection.Name)]
+[BrowserTests]
 public sealed partial class DashboardTests(DashboardFixture fixture) : IClassFixture<DashboardFixture>
 {
     private static readonly LocatorAssertionsToHaveTextOptions Long = new() { Timeout = 240_000 };

@@ -7,6 +7,7 @@ namespace Nin.Api.Tests.Browser;
 
 /// <summary>A model version's evaluation in the dashboard: heat map, per-class figures, gallery, and deleting a version.</summary>
 [Collection(TorchCollection.Name)]
+[BrowserTests]
 public sealed partial class EvaluationDashboardTests(DashboardFixture fixture) : IClassFixture<DashboardFixture>
 {
     [GeneratedRegex(@"Queued job (\S+)\.")]

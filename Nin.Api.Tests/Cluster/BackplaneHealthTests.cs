@@ -9,6 +9,7 @@ namespace Nin.Api.Tests.Cluster;
 /// working) while Redis is unreachable; healthy again once it is back.
 /// </summary>
 [Collection(TorchCollection.Name)]
+[ClusterTests]
 public sealed class BackplaneHealthTests
 {
     [Fact]

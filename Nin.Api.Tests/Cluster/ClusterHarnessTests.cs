@@ -13,6 +13,7 @@ namespace Nin.Api.Tests.Cluster;
 /// In the Torch collection: service processes are heavy on two cores, so they never overlap training tests.
 /// </summary>
 [Collection(TorchCollection.Name)]
+[ClusterTests]
 public sealed class ClusterHarnessTests(ITestOutputHelper output)
 {
     private static Dictionary<string, string?> Settings(string home) => new()

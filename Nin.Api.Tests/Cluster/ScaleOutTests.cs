@@ -21,6 +21,7 @@ namespace Nin.Api.Tests.Cluster;
 /// B stops a job on the worker; a job survives kill -9 of its worker and a fresh worker finishes it from its checkpoint.
 /// </summary>
 [Collection(TorchCollection.Name)]
+[ClusterTests]
 public sealed class ScaleOutTests(ITestOutputHelper output)
 {
     private static readonly TimeSpan Invisibility = TimeSpan.FromSeconds(10);

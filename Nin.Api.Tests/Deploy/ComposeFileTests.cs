@@ -12,6 +12,7 @@ namespace Nin.Api.Tests.Deploy;
 /// variable they set must be one the app reads (an options property, or a NIN_* name the code asks for), and
 /// the health check and port must match what the image serves. Renaming an option fails here.
 /// </summary>
+[UnitTests]
 public sealed partial class ComposeFileTests
 {
     /// <summary>Variables read by ASP.NET Core / .NET itself or by the NVIDIA Container Toolkit, not by Nin.</summary>

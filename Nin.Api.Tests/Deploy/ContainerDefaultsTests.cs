@@ -6,6 +6,7 @@ using Npgsql;
 namespace Nin.Api.Tests.Deploy;
 
 /// <summary>What the compose deployment relies on in the app: no open service where a key is required, no GSS probing.</summary>
+[UnitTests]
 public sealed class ContainerDefaultsTests
 {
     [Fact]

@@ -12,6 +12,7 @@ namespace Nin.Api.Tests.Deploy;
 /// PostgreSQL, shared volumes, sticky hub routing, the required key) is there for every Nin service.
 /// (tools/deploy/validate-k8s.sh checks the manifests' structure; tools/containers/scale-test.sh runs the compose file.)
 /// </summary>
+[UnitTests]
 public sealed partial class ScaleOutDeploymentTests
 {
     private const string ScaleFile = "docker-compose.scale.yml";

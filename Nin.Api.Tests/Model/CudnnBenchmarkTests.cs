@@ -3,6 +3,7 @@ using Nin.Model.Runtime;
 namespace Nin.Api.Tests.Model;
 
 [Collection(TorchCollection.Name)]
+[UnitTests]
 public sealed class CudnnBenchmarkTests
 {
     [Fact]

@@ -7,6 +7,7 @@ using static TorchSharp.torch;
 namespace Nin.Api.Tests.Model;
 
 [Collection(TorchCollection.Name)]
+[UnitTests]
 public sealed class EpochCheckpointTests
 {
     private static string Hash(string path) => Convert.ToHexStringLower(SHA256.HashData(File.ReadAllBytes(path)));

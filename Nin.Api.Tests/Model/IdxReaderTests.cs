@@ -4,6 +4,7 @@ using Nin.Model.Data;
 
 namespace Nin.Api.Tests.Model;
 
+[HostTests]
 public sealed class IdxReaderTests : IDisposable
 {
     private readonly string root = Directory.CreateTempSubdirectory("nin-idx-").FullName;
@@ -125,7 +126,7 @@ public sealed class IdxReaderTests : IDisposable
     [Fact]
     public void Shared_fashion_mnist_loads_with_its_class_names()
     {
-        var dataDir = TestPaths.SharedDatasets;
+        var dataDir = TestPaths.Datasets;
         var split = BuiltInDatasets.Load(dataDir, BuiltInDatasets.FashionMnist, maxTrain: 100, maxTest: 50);
         Assert.Equal(100, split.Train.Count);
         Assert.Equal(50, split.Test.Count);

@@ -5,6 +5,7 @@ using SkiaSharp;
 namespace Nin.Api.Tests.Model;
 
 /// <summary>The decoder's work is bounded by its output (28×28 here), whatever the shape of its input.</summary>
+[UnitTests]
 public sealed class ImageDecoderTests
 {
     private const long MaxPixels = 40_000_000;

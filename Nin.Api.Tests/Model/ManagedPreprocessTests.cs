@@ -5,6 +5,7 @@ namespace Nin.Api.Tests.Model;
 
 /// <summary>The managed preprocessing ONNX Runtime serving uses matches Torch's (<see cref="Preprocess.ToNetworkInput"/>).</summary>
 [Collection(TorchCollection.Name)]
+[UnitTests]
 public sealed class ManagedPreprocessTests
 {
     [Theory]

@@ -2,6 +2,7 @@ using Nin.Model.Evaluation;
 
 namespace Nin.Api.Tests.Model;
 
+[UnitTests]
 public sealed class ModelEvaluationTests
 {
     [Fact]

@@ -6,6 +6,7 @@ using static TorchSharp.torch;
 namespace Nin.Api.Tests.Model;
 
 [Collection(TorchCollection.Name)]
+[UnitTests]
 public sealed class NetworkArchitecturesTests
 {
     [Fact]

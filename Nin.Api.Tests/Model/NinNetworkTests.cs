@@ -5,6 +5,7 @@ using static TorchSharp.torch;
 namespace Nin.Api.Tests.Model;
 
 [Collection(TorchCollection.Name)]
+[UnitTests]
 public sealed class NinNetworkTests
 {
     [Fact]

@@ -11,6 +11,7 @@ namespace Nin.Api.Tests.Model;
 
 /// <summary>The shipped model exported as ONNX gives TorchSharp's answers in ONNX Runtime.</summary>
 [Collection(TorchCollection.Name)]
+[HostTests]
 public sealed class OnnxExportTests
 {
     internal static string ShippedModel => Path.Combine(TestPaths.RepoRoot, "Nin.Api", "DefaultModel", "fashion-mnist");

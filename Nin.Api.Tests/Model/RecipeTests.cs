@@ -9,6 +9,7 @@ namespace Nin.Api.Tests.Model;
 
 /// <summary>The recipe's parts: schedules, augmentation, presets, the did-not-learn verdict, and a diverging run.</summary>
 [Collection(TorchCollection.Name)]
+[UnitTests]
 public sealed class RecipeTests
 {
     [Fact]

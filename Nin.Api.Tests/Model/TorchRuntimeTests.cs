@@ -4,6 +4,7 @@ using static TorchSharp.torch;
 namespace Nin.Api.Tests.Model;
 
 [Collection(TorchCollection.Name)]
+[UnitTests]
 public sealed class TorchRuntimeTests
 {
     [Fact]

@@ -7,9 +7,10 @@ using static TorchSharp.torch;
 namespace Nin.Api.Tests.Model;
 
 [Collection(TorchCollection.Name)]
+[HostTests]
 public sealed class TrainerTests : IDisposable
 {
-    private static readonly Lazy<DatasetSplit> Data = new(() => BuiltInDatasets.Load(TestPaths.SharedDatasets, BuiltInDatasets.FashionMnist, 96, 48));
+    private static readonly Lazy<DatasetSplit> Data = new(() => BuiltInDatasets.Load(TestPaths.Datasets, BuiltInDatasets.FashionMnist, 96, 48));
     private readonly string root = Directory.CreateTempSubdirectory("nin-train-").FullName;
 
     public void Dispose() => Directory.Delete(root, recursive: true);

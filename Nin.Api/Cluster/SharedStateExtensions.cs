@@ -12,8 +12,8 @@ public static class SharedStateExtensions
     /// </summary>
     public static IHostApplicationBuilder AddNinSharedState(this IHostApplicationBuilder builder)
     {
-        var postgres = !string.IsNullOrWhiteSpace(builder.Configuration[$"{HangfireOptions.SectionName}:{nameof(HangfireOptions.PostgresConnection)}"]);
-        var role = NinRole.From(builder.Configuration);
+        var postgres = builder.Configuration.GetSection(HangfireOptions.SectionName).Get<HangfireOptions>()?.UsesPostgres == true;
+        var role = NinRole.Of(builder);
         if (!postgres && role != NinRole.All)
         {
             throw new InvalidOperationException(

@@ -25,6 +25,7 @@ public static class SignalRScaleOut
     /// <summary>The hub (JSON with enum names), on the Redis backplane when <c>SignalR:Redis</c> is set.</summary>
     public static IHostApplicationBuilder AddNinSignalR(this IHostApplicationBuilder builder)
     {
+        builder.Services.AddOptions<SignalRScaleOutOptions>().BindConfiguration(SignalRScaleOutOptions.SectionName);
         var options = builder.Configuration.GetSection(SignalRScaleOutOptions.SectionName).Get<SignalRScaleOutOptions>() ?? new SignalRScaleOutOptions();
         var signalR = builder.Services.AddSignalR()
             .AddJsonProtocol(o => o.PayloadSerializerOptions.Converters.Add(new JsonStringEnumConverter()));
@@ -38,7 +39,7 @@ public static class SignalRScaleOut
             {
                 o.Configuration.ChannelPrefix = RedisChannel.Literal(options.ChannelPrefix);
                 o.Configuration.AbortOnConnectFail = false; // keep retrying while Redis starts or restarts
-                o.Configuration.ClientName = $"nin-{NinRole.From(builder.Configuration).Name}-{Environment.MachineName}";
+                o.Configuration.ClientName = $"nin-{NinRole.Of(builder).Name}-{Environment.MachineName}";
                 o.ConnectionFactory = async writer => backplane.Connection = await ConnectionMultiplexer.ConnectAsync(o.Configuration, writer);
             });
         }

@@ -22,6 +22,9 @@ public sealed class NinOptions
     /// <summary>Job records and epoch checkpoints (default <c>{Home}/work</c>).</summary>
     public string? WorkDirectory { get; set; }
 
+    /// <summary>What this process runs: <c>all</c> (default), <c>api</c> or <c>worker</c> (<see cref="NinRole"/>).</summary>
+    public string Role { get; set; } = NinRole.All.Name;
+
     /// <summary>Download the official IDX files of a built-in dataset when they are missing.</summary>
     public bool DownloadDatasets { get; set; } = true;
 

@@ -29,6 +29,20 @@ public sealed record NinRole(string Name)
         _ => "everything in one process: HTTP API, dashboard, SignalR hub, serving and the Hangfire server",
     };
 
+    /// <summary>
+    /// The role this host runs, parsed once from configuration and kept in the builder's properties: every
+    /// <c>AddNin...</c> step that depends on it asks here.
+    /// </summary>
+    public static NinRole Of(IHostApplicationBuilder builder)
+    {
+        if (!builder.Properties.TryGetValue(typeof(NinRole), out var role))
+        {
+            builder.Properties[typeof(NinRole)] = role = From(builder.Configuration);
+        }
+
+        return (NinRole)role;
+    }
+
     /// <summary>The role configured, or an error naming the valid ones.</summary>
     public static NinRole From(IConfiguration configuration)
     {

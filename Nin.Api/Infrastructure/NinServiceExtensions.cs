@@ -22,7 +22,7 @@ public static partial class NinServiceExtensions
     public static IHostApplicationBuilder AddNinCore(this IHostApplicationBuilder builder)
     {
         builder.Configuration.AddNinEnvironmentDefaults();
-        builder.Services.AddSingleton(NinRole.From(builder.Configuration));
+        builder.Services.AddSingleton(NinRole.Of(builder));
         builder.Services.AddOptions<NinOptions>().BindConfiguration(NinOptions.SectionName);
         builder.Services.AddOptions<TorchOptions>().BindConfiguration(TorchOptions.SectionName);
         builder.Services.AddHostedService<TorchStartup>();
@@ -57,7 +57,7 @@ public static partial class NinServiceExtensions
     /// </summary>
     public static IHostApplicationBuilder AddNinTraining(this IHostApplicationBuilder builder)
     {
-        var role = NinRole.From(builder.Configuration);
+        var role = NinRole.Of(builder);
         builder.Services.AddOptions<HangfireOptions>().BindConfiguration(HangfireOptions.SectionName)
             .Validate(o => o.InvisibilityTimeout >= TimeSpan.FromSeconds(5), "Hangfire:InvisibilityTimeout must be at least 00:00:05.")
             .ValidateOnStart();
@@ -133,7 +133,7 @@ public static partial class NinServiceExtensions
         // Ahead of the default writer: errors under /v2 are { "error": "..." } whoever writes them.
         builder.Services.Insert(0, ServiceDescriptor.Singleton<IProblemDetailsWriter, V2ErrorWriter>());
         builder.AddNinGrpc();
-        if (NinRole.From(builder.Configuration).ServesApi)
+        if (NinRole.Of(builder).ServesApi)
         {
             builder.Services.AddHostedService<DefaultModelSeeder>(); // a worker never loads a model to serve
         }
@@ -145,7 +145,7 @@ public static partial class NinServiceExtensions
     public static IHostApplicationBuilder AddNinOperations(this IHostApplicationBuilder builder)
     {
         var checks = builder.Services.AddHealthChecks().AddCheck<Health.TorchHealthCheck>("torch");
-        if (NinRole.From(builder.Configuration).ServesApi)
+        if (NinRole.Of(builder).ServesApi)
         {
             checks.AddCheck<Health.ModelHealthCheck>("model");
         }
@@ -176,10 +176,10 @@ public static partial class NinServiceExtensions
     {
         var role = app.Services.GetRequiredService<NinRole>();
         var hangfire = app.Services.GetRequiredService<IOptions<HangfireOptions>>().Value;
-        var redis = app.Configuration[$"{SignalRScaleOutOptions.SectionName}:{nameof(SignalRScaleOutOptions.Redis)}"];
+        var redis = app.Services.GetRequiredService<IOptions<SignalRScaleOutOptions>>().Value.Redis;
         var logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Nin.Role");
         var jobs = hangfire.UsesPostgres
-            ? $"PostgreSQL (Hangfire schema {hangfire.PostgresSchema}, Nin schema {app.Configuration["SharedState:Schema"] ?? "nin"}; invisibility timeout {hangfire.InvisibilityTimeout})"
+            ? $"PostgreSQL (Hangfire schema {hangfire.PostgresSchema}, Nin schema {app.Services.GetRequiredService<IOptions<SharedStateOptions>>().Value.Schema}; invisibility timeout {hangfire.InvisibilityTimeout})"
             : "this process (in-memory queue, job records in local files)";
         var hub = string.IsNullOrWhiteSpace(redis) ? "this process only" : "the Redis backplane";
         app.Lifetime.ApplicationStarted.Register(() => LogRole(logger, role.Name, role.Describe(), jobs, hub));

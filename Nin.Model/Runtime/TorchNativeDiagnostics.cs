@@ -110,6 +110,7 @@ public static partial class TorchNativeDiagnostics
         }
     }
 
+    [System.Runtime.Versioning.SupportedOSPlatform("linux")]
     private static string? LoadedLibStdCxx()
     {
         try

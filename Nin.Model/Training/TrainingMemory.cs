@@ -29,16 +29,22 @@ public static class TrainingMemory
     }
 
     /// <summary>
-    /// Host memory free for a new allocation now: the smaller of Linux's <c>MemAvailable</c> and what the GC's limit (the
-    /// machine's or the container's) leaves beside this process's working set.
+    /// Host memory free for a new allocation now: the smaller of the machine's free memory (Linux's <c>MemAvailable</c>;
+    /// elsewhere the runtime's figure of the machine's memory load) and what the GC's limit (the machine's or the
+    /// container's) leaves beside this process's working set.
     /// </summary>
     public static long AvailableHostBytes()
     {
-        var limit = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
-        var available = Math.Max(0, limit - Environment.WorkingSet);
-        return MemAvailable() is { } free ? Math.Min(free, available) : available;
+        var gc = GC.GetGCMemoryInfo();
+        var available = Math.Max(0, gc.TotalAvailableMemoryBytes - Environment.WorkingSet);
+        var free = OperatingSystem.IsLinux() ? MemAvailable() : null;
+        // Off Linux the runtime's memory load (as of the last collection) stands in for MemAvailable.
+        free ??= gc.MemoryLoadBytes > 0 ? Math.Max(0, gc.TotalAvailableMemoryBytes - gc.MemoryLoadBytes) : null;
+        return free is { } f ? Math.Min(f, available) : available;
     }
 
+    /// <summary>Linux's <c>MemAvailable</c> from <c>/proc/meminfo</c>, or null where it cannot be read.</summary>
+    [System.Runtime.Versioning.SupportedOSPlatform("linux")]
     private static long? MemAvailable()
     {
         try

@@ -7,12 +7,13 @@
 #  1. `./nin bundle --backend system` (what a GPU host with PyTorch gets): prints its .tar.xz size
 #     (aim: <= 60 MB without libtorch);
 #  2. `./nin bundle --backend cpu --no-tar` (libtorch inside) for a host with no PyTorch needed;
-#  3. a bare Debian 13 container (debian:trixie, or the debootstrapped stand-in where no registry is
-#     reachable) plus Debian's python3-torch (the GPU host's PyTorch, CPU here), no .NET: checks that
-#     no dotnet is there, then `nin serve` from the read-only bundle, and from the host (127.0.0.1,
-#     host networking): readiness, /predict with the shipped model, a tiny training job over SignalR;
-#  4. in the same image: gpu-check.sh --device cpu with small sizes (Nin's loop, the PyTorch anchor,
-#     the /predict bench, the summary table).
+#  3. a bare Debian 13 container (debian:trixie, or a debootstrapped minbase with nothing added where no
+#     registry is reachable: no ICU, CA bundle, .NET or PyTorch): `nin serve` from the read-only CPU bundle,
+#     and from the host (127.0.0.1, host networking): readiness, /predict with the shipped model, a tiny
+#     training job over SignalR;
+#  4. a Debian 13 container with Debian's python3-torch (the GPU host's PyTorch, CPU here) and no .NET:
+#     gpu-check.sh --device cpu with small sizes (Nin's loop, the PyTorch anchor, the /predict bench,
+#     the summary table).
 # The container is removed at the end, also on failure. Bounded: NIN_BUNDLE_TEST_TIMEOUT (default 1500 s).
 set -euo pipefail
 HERE=$(cd -P -- "$(dirname -- "$(readlink -f -- "${BASH_SOURCE[0]}")")" && pwd)
@@ -51,6 +52,7 @@ BUNDLE=$REPO/artifacts/nin-bundle-cpu
 
 say "a bare Debian 13 host with PyTorch and no .NET"
 ensure_docker || die "no Docker engine"
+ensure_js_client
 base=$("$HERE/standins.sh" --base)
 if [[ $(docker image inspect -f '{{ index .Config.Labels "nin.bundle-host-base" }}' "$HOST_IMAGE" 2>/dev/null) != "$base" ]]; then
     ctx=$(mktemp -d)
@@ -71,9 +73,13 @@ if "${run[@]}" --rm "$HOST_IMAGE" bash -c 'command -v dotnet || ls -d /usr/share
 fi
 echo "no dotnet in the container"
 
-say "nin serve from the bundle"
+say "nin serve from the CPU bundle on a bare Debian 13 (minbase, nothing added: no ICU, CA bundle or PyTorch)"
+bare=$("$HERE/standins.sh" --bare)
+if "${run[@]}" --rm "$bare" bash -c 'ls /usr/lib/x86_64-linux-gnu/libicuuc.so.* /etc/ssl/certs/ca-certificates.crt 2>/dev/null | grep .'; then
+    die "$bare is not bare: it has ICU or a CA bundle"
+fi
 port=$(free_port) || die "no free port"
-"${run[@]}" -d --name "$NAME" -e NIN_HOME=/var/tmp/nin "$HOST_IMAGE" /opt/nin/nin serve --urls "http://127.0.0.1:$port" >/dev/null
+"${run[@]}" -d --name "$NAME" -e NIN_HOME=/var/tmp/nin "$bare" /opt/nin/nin serve --urls "http://127.0.0.1:$port" >/dev/null
 smoke() { timeout "${SMOKE_TIMEOUT:-300}" node "$HERE/smoke.mjs" "http://127.0.0.1:$port" "" "$@"; }
 smoke ready 200 180
 smoke predict "$DATA/fashion-mnist"

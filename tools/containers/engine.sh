@@ -5,6 +5,7 @@
 #   ensure_docker   start Debian's dockerd if none answers (installing docker.io as root if missing);
 #                   stop_docker (call from the caller's cleanup) stops it again if this run started it
 #   ensure_compose  COMPOSE=(docker compose) or (docker-compose), v1 on Debian 12
+#   ensure_js_client  the JavaScript SignalR client the .mjs clients import (the dashboard's npm project)
 STARTED_DOCKERD=
 
 test_start() {
@@ -66,4 +67,12 @@ free_port() {
         (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return 0; }
     done
     return 1
+}
+
+# The .mjs clients import @microsoft/signalr from the dashboard's npm project; a script run alone on a fresh clone
+# (no ./nin test before it) installs it here.
+ensure_js_client() {
+    [[ -d $REPO/Nin.Api/frontend/node_modules/@microsoft/signalr ]] && return 0
+    say "npm ci in Nin.Api/frontend (for @microsoft/signalr)"
+    (cd "$REPO/Nin.Api/frontend" && timeout 600 npm ci --no-audit --no-fund >/dev/null) || die "npm ci in Nin.Api/frontend failed"
 }

@@ -52,11 +52,7 @@ for image in "${images[@]}"; do
     fi
 done
 
-# The JavaScript SignalR client comes from the dashboard's npm project (./nin test installs it too).
-if [[ ! -d $REPO/Nin.Api/frontend/node_modules/@microsoft/signalr ]]; then
-    say "npm ci in Nin.Api/frontend (for @microsoft/signalr)"
-    (cd "$REPO/Nin.Api/frontend" && timeout 600 npm ci --no-audit --no-fund >/dev/null)
-fi
+ensure_js_client
 
 # ------------------------------------------------------------------ stack
 

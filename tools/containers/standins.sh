@@ -19,7 +19,8 @@
 #   - nginx: Debian 13's nginx (1.26) with the official image's nginx.conf (includes conf.d/*.conf, user
 #     nginx, logs to stdout/stderr) in the foreground; redis: Debian 13's redis-server (8.0) with the
 #     official entrypoint's behaviour (user redis, /data, every interface, protected mode off).
-# Stand-ins carry the label nin.standin=true; `standins.sh --remove` deletes them.
+# Stand-ins carry the label nin.standin=true; `standins.sh --remove` deletes them. `standins.sh --base` and
+# `--bare` print a Debian 13 image's tag: the stand-ins' base, and one with nothing beyond minbase.
 # Needs root (debootstrap, docker). Builds use host networking (apt inside the postgres stand-in).
 set -euo pipefail
 HERE=$(cd -P -- "$(dirname -- "$(readlink -f -- "${BASH_SOURCE[0]}")")" && pwd)
@@ -114,9 +115,34 @@ if [[ ${1:-} == --base ]]; then
     exit 0
 fi
 
+# --bare: a Debian 13 image with nothing beyond debootstrap's minbase (no ICU, tzdata, CA bundle or procps), for
+# checking what the portable bundle needs of a host; debian:trixie (also bare) when it can be pulled. Prints its tag.
+if [[ ${1:-} == --bare ]]; then
+    if have debian:trixie || timeout 120 docker pull -q debian:trixie >/dev/null 2>&1; then
+        echo debian:trixie
+        exit 0
+    fi
+    BARE=nin-standin/debian:trixie-bare
+    if ! have "$BARE"; then
+        root=$CACHE-bare
+        if [[ ! -x $root/usr/bin/env ]]; then
+            log "debootstrap a bare Debian 13 (minbase, nothing added) into $root (once, about a minute)"
+            rm -rf --one-file-system -- "$root.partial"
+            unshare --mount --propagation private -- /usr/sbin/debootstrap --variant=minbase trixie "$root.partial" "$MIRROR" \
+                >"$root.log" 2>&1 || { tail -n 20 "$root.log" >&2; die "debootstrap failed"; }
+            rm -rf -- "$root.partial"/var/cache/apt/archives/*.deb "$root.partial"/var/lib/apt/lists/*
+            mv -T -- "$root.partial" "$root"
+        fi
+        tar -C "$root" --exclude=./proc/* --exclude=./sys/* --exclude=./dev/* -c . |
+            docker import -c 'CMD ["bash"]' -c 'LABEL nin.standin=true' - "$BARE" >/dev/null
+    fi
+    echo "$BARE"
+    exit 0
+fi
+
 if [[ ${1:-} == --remove ]]; then
     docker image ls -q --filter label=nin.standin=true | sort -u | xargs -r docker image rm -f >/dev/null
-    docker image rm -f "$BASE" >/dev/null 2>&1 || true
+    docker image rm -f "$BASE" nin-standin/debian:trixie-bare >/dev/null 2>&1 || true
     log "stand-in images removed"
     exit 0
 fi

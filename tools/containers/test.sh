@@ -28,6 +28,7 @@ test_start "container test" "$LIMIT"
 
 say "Docker engine"
 ensure_docker || die "no Docker engine"
+ensure_js_client
 ensure_compose
 
 say "base images"

@@ -329,7 +329,7 @@ prepare_run() {
         return 0
     fi
     if [[ ${NIN_QUIET:-0} != 1 && -z ${NOTICE_DONE:-} ]]; then
-        say "$WHY; running inside Debian 13 root at $ROOTFS (see README)"
+        say "$WHY; running inside Debian 13 root at $ROOTFS (see docs/hosts.md)"
         NOTICE_DONE=1
     fi
     collect_binds
