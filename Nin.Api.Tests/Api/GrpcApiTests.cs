@@ -12,6 +12,7 @@ namespace Nin.Api.Tests.Api;
 /// data plane as REST — the same answers for the same image, errors as status codes, deadlines, keys as metadata.
 /// </summary>
 [Collection(TorchCollection.Name)]
+[HostTests]
 public sealed class GrpcApiTests(ServingFixture fixture) : IClassFixture<ServingFixture>
 {
     private GRPCInferenceService.GRPCInferenceServiceClient Client(NinApiFactory? factory = null)

@@ -12,6 +12,7 @@ namespace Nin.Api.Tests.Api;
 /// classification extension, and 403 for a key that is not valid, as on /train.
 /// </summary>
 [Collection(TorchCollection.Name)]
+[HostTests]
 public sealed class KServeClientExpectationsTests(ServingFixture fixture) : IClassFixture<ServingFixture>
 {
     /// <summary>An infer request of <paramref name="count"/> PNGs; <paramref name="extra"/> is more JSON after the inputs (",\"outputs\":[...]").</summary>

@@ -15,6 +15,7 @@ namespace Nin.Api.Tests.Api;
 /// what it was; a request past its deadline is answered 504 and its images are not run.
 /// </summary>
 [Collection(TorchCollection.Name)]
+[HostTests]
 public sealed class OverloadTests(ITestOutputHelper output) : IDisposable
 {
     private const int ImagesPerRequest = 8;

@@ -14,6 +14,7 @@ namespace Nin.Api.Tests.Api;
 /// lose nothing either, and a damaged cached ONNX export is rebuilt from the checkpoint.
 /// </summary>
 [Collection(TorchCollection.Name)]
+[HostTests]
 public sealed class SafeActivationTests : IDisposable
 {
     private readonly string home = Directory.CreateTempSubdirectory("nin-activate-").FullName;

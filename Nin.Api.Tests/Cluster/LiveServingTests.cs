@@ -19,6 +19,7 @@ namespace Nin.Api.Tests.Cluster;
 /// against it; and 40 MP progressive JPEGs through every protocol keep the process within the decode memory bound.
 /// </summary>
 [Collection(TorchCollection.Name)]
+[HostTests]
 public sealed class LiveServingTests(ITestOutputHelper output)
 {
     private const string Key = "live-key-0123456789";

@@ -16,6 +16,7 @@ namespace Nin.Api.Tests.Cluster;
 /// serving the old version, degraded in readiness with the cause, and loading it on a back-off retry once mended.
 /// </summary>
 [Collection(TorchCollection.Name)]
+[ClusterTests]
 public sealed class ReplicaActivationTests(ITestOutputHelper output)
 {
     private static Dictionary<string, string?> Settings(string home, string schema, string engine) => new()

@@ -114,6 +114,7 @@ public sealed class ContractFixture : IAsyncLifetime
 }
 
 [Collection(TorchCollection.Name)]
+[HostTests]
 public sealed class ContractTests(ContractFixture fixture) : IClassFixture<ContractFixture>
 {
     /// <summary>Operations that no test can make succeed, each with the reason. Keep this short.</summary>
@@ -289,6 +290,7 @@ public sealed class ContractTests(ContractFixture fixture) : IClassFixture<Contr
 }
 
 /// <summary>The schema's rules and the server's validators are the same rules: at and beyond each boundary they agree.</summary>
+[UnitTests]
 public sealed class SchemaRuleTests(Api.OpenApiTests.Fixture fixture) : IClassFixture<Api.OpenApiTests.Fixture>
 {
     [Theory]

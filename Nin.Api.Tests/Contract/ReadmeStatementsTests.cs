@@ -7,6 +7,7 @@ namespace Nin.Api.Tests.Contract;
 
 /// <summary>The README's statements about status codes and KServe metadata that once were untrue, held to the server.</summary>
 [Collection(TorchCollection.Name)]
+[HostTests]
 public sealed class ReadmeStatementsTests : IDisposable
 {
     private readonly string emptyData = Directory.CreateTempSubdirectory("nin-no-data-").FullName;

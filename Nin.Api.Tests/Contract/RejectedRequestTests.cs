@@ -11,6 +11,7 @@ namespace Nin.Api.Tests.Contract;
 /// Kestrel socket; everything else on the connection passes through untouched.
 /// </summary>
 [Collection(TorchCollection.Name)]
+[HostTests]
 public sealed class RejectedRequestTests
 {
     [Fact]
