@@ -16,6 +16,7 @@ builder.AddNinOpenApi();
 builder.AddNinOperations();
 builder.AddNinSecurity();
 builder.Services.AddNinEvaluation();
+builder.Services.AddNinQuantization();
 
 var app = builder.Build();
 var role = app.Services.GetRequiredService<NinRole>();
@@ -34,6 +35,7 @@ if (role.ServesApi)
     app.MapModelsApi();
     app.MapModelTransferApi();
     app.MapEvaluationApi();
+    app.MapQuantizationApi();
     app.MapPredictApi();
     app.MapKServeApi();
     app.MapHub<TrainingHub>("/hubs/training").DisableRequestTimeout();

@@ -127,7 +127,7 @@ public sealed partial class ModelRegistry : IDisposable
             }
 
             current?.Retire();
-            LogServing(logger, loaded.Name, loaded.Version, loaded.Device, loaded.Engine);
+            LogServing(logger, loaded.Name, loaded.Version, loaded.Device, loaded.Engine, loaded.Precision.Precision, loaded.Precision.Reason);
             return loaded;
         }
         finally
@@ -207,6 +207,37 @@ public sealed partial class ModelRegistry : IDisposable
         }
     }
 
+    /// <summary>
+    /// A version whose serving files changed (it was quantized): cached copies are dropped, and if it is the active one it
+    /// is loaded again and swapped in like an activation, so its precision is decided anew.
+    /// </summary>
+    public async Task ReloadAsync(string name, int version, CancellationToken cancellationToken)
+    {
+        OnVersionDeleted(name, version);
+        await loading.WaitAsync(cancellationToken);
+        try
+        {
+            var current = active;
+            if (current is null || current.Name != name || current.Version != version || Load(name, version) is not { } loaded)
+            {
+                return;
+            }
+
+            WarmUp(loaded);
+            lock (gate)
+            {
+                active = loaded;
+            }
+
+            current.Retire();
+            LogServing(logger, loaded.Name, loaded.Version, loaded.Device, loaded.Engine, loaded.Precision.Precision, loaded.Precision.Reason);
+        }
+        finally
+        {
+            loading.Release();
+        }
+    }
+
     // One pass on a blank image before the version takes requests: an engine's first pass allocates and plans (ONNX
     // Runtime's arenas, cuDNN's algorithms), and that cost is paid here, not by the first client after a swap.
     private void WarmUp(LoadedModel model)
@@ -233,15 +264,25 @@ public sealed partial class ModelRegistry : IDisposable
         var device = TorchRuntime.ResolveDevice(torch.Value.Device);
         if (Engine == OnnxModelRunner.EngineName)
         {
-            var onnx = OnnxCache.Ensure(info.Directory);
             var metadata = Checkpoint.ReadMetadata(info.Directory);
+            var (precision, int8) = ServingPrecision.ForOnnx(ServingPrecision.Requested(options, name, version), Int8Acceleration.Current,
+                () => Int8Cache.ForServing(info.Directory, metadata, options.Int8MarginPoints));
+            var onnx = int8 ?? OnnxCache.Ensure(info.Directory);
             var threads = options.ThreadsPerPass > 0 ? [options.ThreadsPerPass] : new[] { Math.Max(1, TorchRuntime.Info.Threads), 1 };
-            return new LoadedModel(name, version, new OnnxModelRunner(onnx, metadata, threads, ServingEngines.OnnxOnCuda(device.ToString()), options.OnnxSpinning), metadata);
+            var cuda = int8 is null && ServingEngines.OnnxOnCuda(device.ToString()); // int8 is for the CPU's integer kernels
+            return new LoadedModel(name, version, new OnnxModelRunner(onnx, metadata, threads, cuda, options.OnnxSpinning), metadata, precision);
         }
 
         var (network, loaded) = Checkpoint.Load(info.Directory, device);
-        return new LoadedModel(name, version, new TorchModelRunner(network, loaded, device, ServingPrecision.ScalarType(options.Precision)), loaded);
+        var asked = ServingPrecision.Normalize(options.Precision);
+        var torchPrecision = ServingPrecision.IsHalf(asked) || asked == ServingPrecision.Fp32
+            ? new PrecisionChoice(asked, $"Serving:Precision is {asked}")
+            : new PrecisionChoice(ServingPrecision.Fp32, $"Serving:Precision is {asked}; the TorchSharp engine serves fp32 (int8 is ONNX Runtime's)");
+        return new LoadedModel(name, version, new TorchModelRunner(network, loaded, device, ServingPrecision.ScalarType(asked)), loaded, torchPrecision);
     }
+
+    /// <summary>The precision the active version serves in and why; null while none is loaded.</summary>
+    public PrecisionChoice? ActivePrecision => active?.Precision;
 
     private void OnActiveChanged(ActiveModel? model)
     {
@@ -297,8 +338,8 @@ public sealed partial class ModelRegistry : IDisposable
         loading.Dispose();
     }
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "Serving model {Model} version {Version} on {Device} with {Engine}")]
-    private static partial void LogServing(ILogger logger, string model, int version, string device, string engine);
+    [LoggerMessage(Level = LogLevel.Information, Message = "Serving model {Model} version {Version} on {Device} with {Engine} in {Precision} ({PrecisionReason})")]
+    private static partial void LogServing(ILogger logger, string model, int version, string device, string engine, string precision, string precisionReason);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Model {Model} version {Version}: the warm-up pass failed ({Reason}); it serves anyway")]
     private static partial void LogWarmUpFailed(ILogger logger, string model, int version, string reason);

@@ -83,6 +83,8 @@ public static class Int8Cache
 {
     public const string RecordFile = "quantization.json";
 
+    private static readonly JsonSerializerOptions CompactJson = new(ModelMetadata.JsonOptions) { WriteIndented = false };
+
     public static string FileName(ModelMetadata metadata) => Path.GetFileNameWithoutExtension(OnnxCache.FileName(metadata)) + ".int8.onnx";
 
     /// <summary>
@@ -111,7 +113,12 @@ public static class Int8Cache
         var fp32 = File.ReadAllBytes(OnnxCache.Ensure(directory));
         var indices = Int8Calibration.Sample(calibration.Count, Math.Max(1, options.CalibrationImages), options.Seed);
         var ranges = Int8Calibration.Calibrate(fp32, Int8Quantizer.TensorsToCalibrate(fp32), calibration, indices, metadata.ImageSize, threads, cancellationToken);
-        var int8 = Int8Quantizer.Quantize(fp32, ranges);
+        var calibrated = new Int8CalibrationInfo(calibration.Name, "train", indices.Length, options.Seed, "min-max");
+        var int8 = Int8Quantizer.Quantize(fp32, ranges, new Dictionary<string, string>
+        {
+            ["precision"] = "int8",
+            ["quantization"] = JsonSerializer.Serialize(new { scheme = Int8Record.SchemeText, calibration = calibrated }, CompactJson),
+        });
         var accuracy = test is null ? null : Int8Accuracy.Measure(fp32, int8, test, metadata.ImageSize, threads, cancellationToken);
 
         var record = new Int8Record
@@ -120,7 +127,7 @@ public static class Int8Cache
             FileSha256 = Convert.ToHexStringLower(SHA256.HashData(int8)),
             FileBytes = int8.Length,
             WeightsSha256 = metadata.WeightsSha256,
-            Calibration = new Int8CalibrationInfo(calibration.Name, "train", indices.Length, options.Seed, "min-max"),
+            Calibration = calibrated,
             Accuracy = accuracy,
             Seconds = Math.Round(watch.Elapsed.TotalSeconds, 2),
         };

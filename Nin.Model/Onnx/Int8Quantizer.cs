@@ -28,11 +28,26 @@ public static class Int8Quantizer
     /// <summary>The activation tensors whose ranges <see cref="Quantize"/> needs, in graph order.</summary>
     public static IReadOnlyList<string> TensorsToCalibrate(byte[] fp32Model) => Plan(ModelProto.Parser.ParseFrom(fp32Model)).Calibrated;
 
-    /// <summary>The QDQ model of <paramref name="fp32Model"/> with activation scales from <paramref name="ranges"/>.</summary>
-    public static byte[] Quantize(byte[] fp32Model, IReadOnlyDictionary<string, TensorRange> ranges)
+    /// <summary>
+    /// The QDQ model of <paramref name="fp32Model"/> with activation scales from <paramref name="ranges"/>;
+    /// <paramref name="metadataProps"/> are added to (or replace) its metadata_props.
+    /// </summary>
+    public static byte[] Quantize(byte[] fp32Model, IReadOnlyDictionary<string, TensorRange> ranges, IReadOnlyDictionary<string, string>? metadataProps = null)
     {
         var model = ModelProto.Parser.ParseFrom(fp32Model);
         Rewrite(model, ranges);
+        foreach (var (key, value) in metadataProps ?? new Dictionary<string, string>())
+        {
+            if (model.MetadataProps.FirstOrDefault(p => p.Key == key) is { } existing)
+            {
+                existing.Value = value;
+            }
+            else
+            {
+                model.MetadataProps.Add(new StringStringEntryProto { Key = key, Value = value });
+            }
+        }
+
         return model.ToByteArray();
     }
 
