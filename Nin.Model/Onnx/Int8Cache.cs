@@ -49,6 +49,15 @@ public sealed record Int8Record
     /// <summary>The fp32 weights it was made from: a record for other weights is ignored.</summary>
     public required string WeightsSha256 { get; init; }
 
+    /// <summary>SHA-256 of the int8 graph the accuracy was measured on (<see cref="Int8Quantizer.GraphSha256"/>).</summary>
+    public required string GraphSha256 { get; init; }
+
+    /// <summary>
+    /// The calibrated range of each quantized activation: with the weights they determine the int8 graph, so
+    /// <see cref="Int8Cache.Restore"/> can make the same file again without the training images.
+    /// </summary>
+    public required IReadOnlyDictionary<string, TensorRange> Ranges { get; init; }
+
     public required Int8CalibrationInfo Calibration { get; init; }
 
     /// <summary>fp32 and int8 on the test split; null when no test split was at hand (then it does not serve).</summary>
@@ -114,11 +123,7 @@ public static class Int8Cache
         var indices = Int8Calibration.Sample(calibration.Count, Math.Max(1, options.CalibrationImages), options.Seed);
         var ranges = Int8Calibration.Calibrate(fp32, Int8Quantizer.TensorsToCalibrate(fp32), calibration, indices, metadata.ImageSize, threads, cancellationToken);
         var calibrated = new Int8CalibrationInfo(calibration.Name, "train", indices.Length, options.Seed, "min-max");
-        var int8 = Int8Quantizer.Quantize(fp32, ranges, new Dictionary<string, string>
-        {
-            ["precision"] = "int8",
-            ["quantization"] = JsonSerializer.Serialize(new { scheme = Int8Record.SchemeText, calibration = calibrated }, CompactJson),
-        });
+        var int8 = Quantize(fp32, ranges, calibrated);
         var accuracy = test is null ? null : Int8Accuracy.Measure(fp32, int8, test, metadata.ImageSize, threads, cancellationToken);
 
         var record = new Int8Record
@@ -127,13 +132,58 @@ public static class Int8Cache
             FileSha256 = Convert.ToHexStringLower(SHA256.HashData(int8)),
             FileBytes = int8.Length,
             WeightsSha256 = metadata.WeightsSha256,
+            GraphSha256 = Int8Quantizer.GraphSha256(int8),
+            Ranges = ranges,
             Calibration = calibrated,
             Accuracy = accuracy,
             Seconds = Math.Round(watch.Elapsed.TotalSeconds, 2),
         };
+        Write(directory, record, int8);
+        return record;
+    }
+
+    /// <summary>
+    /// Makes a quantized version's int8 file again from its weights and recorded ranges when the file is missing or
+    /// altered (a model that travelled with its record only, like the shipped one, or a lost file). The new file must
+    /// have the very graph whose accuracy was measured (same <see cref="Int8Record.GraphSha256"/>), else nothing is
+    /// written and the version serves fp32 until it is quantized again. Returns whether a servable file is in place.
+    /// </summary>
+    public static bool Restore(string directory)
+    {
+        var metadata = Checkpoint.ReadMetadata(directory);
+        if (Read(directory, metadata) is not { } record)
+        {
+            return false;
+        }
+
+        var path = Path.Combine(directory, record.File);
+        if (System.IO.File.Exists(path) && string.Equals(Sha256(path), record.FileSha256, StringComparison.OrdinalIgnoreCase))
+        {
+            return true;
+        }
+
+        var int8 = Quantize(File.ReadAllBytes(OnnxCache.Ensure(directory)), record.Ranges, record.Calibration);
+        if (!string.Equals(Int8Quantizer.GraphSha256(int8), record.GraphSha256, StringComparison.OrdinalIgnoreCase))
+        {
+            return false;
+        }
+
+        Write(directory, record with { FileSha256 = Convert.ToHexStringLower(SHA256.HashData(int8)), FileBytes = int8.Length }, int8);
+        return true;
+    }
+
+    private static byte[] Quantize(byte[] fp32, IReadOnlyDictionary<string, TensorRange> ranges, Int8CalibrationInfo calibration) =>
+        Int8Quantizer.Quantize(fp32, ranges, new Dictionary<string, string>
+        {
+            ["precision"] = "int8",
+            ["quantization"] = JsonSerializer.Serialize(new { scheme = Int8Record.SchemeText, calibration }, CompactJson),
+        });
+
+    // The file first, then the record naming it: a record on disk always has its file.
+    private static void Write(string directory, Int8Record record, byte[] int8)
+    {
         WriteAtomically(Path.Combine(directory, record.File), int8);
         WriteAtomically(Path.Combine(directory, RecordFile), JsonSerializer.SerializeToUtf8Bytes(record, ModelMetadata.JsonOptions));
-        return record;
     }
 
     /// <summary>The version's int8 record, or null (none, unreadable, or made from other weights).</summary>

@@ -249,6 +249,13 @@ public static class Int8Quantizer
         model.DocString += " Quantized: int8 convolutions (QDQ), activation ranges calibrated on training images.";
     }
 
+    /// <summary>
+    /// SHA-256 of a model's graph alone (nodes, initializers, inputs, outputs): what an accuracy measured on the model
+    /// belongs to, whatever its producer version or metadata say.
+    /// </summary>
+    public static string GraphSha256(byte[] model) =>
+        Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(ModelProto.Parser.ParseFrom(model).Graph.ToByteArray()));
+
     /// <summary>uint8 scale and zero point of a range, widened to hold 0 (so zero padding and ReLU's 0 are exact).</summary>
     public static (float Scale, byte ZeroPoint) ActivationParameters(TensorRange range)
     {
