@@ -82,7 +82,8 @@ public sealed record Int8Accuracy
         };
     }
 
-    private static int ArgMax(ReadOnlySpan<float> values)
+    /// <summary>The index of the largest value (the first of equals): a row's predicted class.</summary>
+    internal static int ArgMax(ReadOnlySpan<float> values)
     {
         var best = 0;
         for (var i = 1; i < values.Length; i++)
