@@ -17,6 +17,7 @@ builder.AddNinOpenApi();
 builder.AddNinOperations();
 builder.AddNinSecurity();
 builder.Services.AddNinEvaluation();
+builder.Services.AddNinQuantization();
 
 var app = builder.Build();
 var role = app.Services.GetRequiredService<NinRole>();
@@ -35,6 +36,7 @@ if (role.ServesApi)
     app.MapModelsApi();
     app.MapModelTransferApi();
     app.MapEvaluationApi();
+    app.MapQuantizationApi();
     app.MapPredictApi();
     app.MapKServeApi();
     app.MapNinGrpc();

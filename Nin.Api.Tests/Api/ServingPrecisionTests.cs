@@ -52,7 +52,7 @@ public sealed class ServingPrecisionTests
         var a = await PredictAsync(fp32);
         var b = await PredictAsync(half);
 
-        Assert.Equal("torch", b.Engine); // auto picks TorchSharp for half precision: ONNX Runtime serves fp32 only
+        Assert.Equal("torch", b.Engine); // auto picks TorchSharp for half precision: ONNX Runtime serves fp32 and int8
         var sameLabel = 0;
         var maxDiff = 0.0;
         for (var i = 0; i < Images; i++)
@@ -72,7 +72,7 @@ public sealed class ServingPrecisionTests
 
     [Theory]
     [InlineData("fp64", null, "Serving:Precision must be one of")]
-    [InlineData("bf16", "onnxruntime", "ONNX Runtime serves fp32 only")]
+    [InlineData("bf16", "onnxruntime", "ONNX Runtime serves fp32 and int8")]
     public void A_precision_the_engine_cannot_serve_stops_the_service_at_start(string precision, string? engine, string message)
     {
         using var factory = Start(precision, engine);

@@ -47,7 +47,7 @@ public sealed class OnnxExportTests
         }
 
         // The answers are the model's, not just equal: most of these real images are classified right.
-        var correct = Enumerable.Range(0, n).Count(i => ArgMax(batch.AsSpan(i * 10, 10)) == TestImages.FashionLabel(i));
+        var correct = Enumerable.Range(0, n).Count(i => Int8Accuracy.ArgMax(batch.AsSpan(i * 10, 10)) == TestImages.FashionLabel(i));
         Assert.True(correct >= 12, $"{correct}/{n} correct");
     }
 
@@ -128,19 +128,5 @@ public sealed class OnnxExportTests
     {
         Assert.Equal(a.Length, b.Length);
         return a.Zip(b, (x, y) => Math.Abs((double)x - y)).Max();
-    }
-
-    private static int ArgMax(ReadOnlySpan<float> values)
-    {
-        var best = 0;
-        for (var i = 1; i < values.Length; i++)
-        {
-            if (values[i] > values[best])
-            {
-                best = i;
-            }
-        }
-
-        return best;
     }
 }

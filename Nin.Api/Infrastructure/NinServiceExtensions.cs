@@ -117,8 +117,17 @@ public static partial class NinServiceExtensions
                 "Serving: MaxBatchSize, MaxBatchDelayMilliseconds, Workers and ThreadsPerPass cannot be negative (0 picks the default).")
             .Validate(o => ServingEngines.IsValid(o.Engine), $"Serving:Engine must be one of: {string.Join(", ", ServingEngines.Names)}.")
             .Validate(o => ServingPrecision.IsValid(o.Precision), $"Serving:Precision must be one of: {string.Join(", ", ServingPrecision.Names)}.")
-            .Validate(o => ServingPrecision.IsFp32(o.Precision) || !string.Equals(o.Engine?.Trim(), OnnxModelRunner.EngineName, StringComparison.OrdinalIgnoreCase),
-                "Serving:Precision fp16 and bf16 need the TorchSharp engine (Serving:Engine torch or auto): ONNX Runtime serves fp32 only.")
+            .Validate(o => !ServingPrecision.IsHalf(o.Precision) || !string.Equals(o.Engine?.Trim(), OnnxModelRunner.EngineName, StringComparison.OrdinalIgnoreCase),
+                "Serving:Precision fp16 and bf16 need the TorchSharp engine (Serving:Engine torch or auto): ONNX Runtime serves fp32 and int8.")
+            .Validate(o => ServingPrecision.Normalize(o.Precision) != ServingPrecision.Int8 && o.VersionPrecision.Values.All(v => ServingPrecision.Normalize(v) != ServingPrecision.Int8)
+                    || !string.Equals(o.Engine?.Trim(), TorchModelRunner.EngineName, StringComparison.OrdinalIgnoreCase),
+                "Serving:Precision int8 needs the ONNX Runtime engine (Serving:Engine onnxruntime or auto): TorchSharp serves fp32, fp16 and bf16.")
+            .Validate(o => o.VersionPrecision.Values.All(v => ServingPrecision.VersionNames.Contains(ServingPrecision.Normalize(v))),
+                $"Serving:VersionPrecision values must be one of: {string.Join(", ", ServingPrecision.VersionNames)}.")
+            .Validate(o => o.VersionPrecision.Count == 0 || !ServingPrecision.IsHalf(o.Precision),
+                "Serving:VersionPrecision applies to ONNX Runtime; with Serving:Precision fp16 or bf16 TorchSharp serves every version.")
+            .Validate(o => o.Int8CalibrationImages >= 1 && o.Int8MarginPoints >= 0,
+                "Serving:Int8CalibrationImages must be at least 1 and Serving:Int8MarginPoints cannot be negative.")
             .Validate(o => o.MaxQueueMilliseconds >= 0 && o.MaxQueuedImages >= 0 && o.LoadRetryMaxSeconds >= 1,
                 "Serving: MaxQueueMilliseconds and MaxQueuedImages cannot be negative (0: no bound), LoadRetryMaxSeconds must be at least 1.")
             .Validate(o => o.GrpcPort is >= 0 and <= 65535, "Serving:GrpcPort must be a TCP port (0: no gRPC port).")

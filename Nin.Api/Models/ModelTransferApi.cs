@@ -32,12 +32,16 @@ public static class ModelTransferApi
                 `format=onnx` (default): an ONNX model (opset 17) with input `input` float32 [N, C, S, S] (pixels scaled to [0, 1],
                 resized to the model's image size; N dynamic) and output `probabilities` float32 [N, classes] (softmax); its
                 metadata_props hold `classes`, `preprocessing` and `recipe` as JSON. It runs in ONNX Runtime, Triton or a browser.
+                `precision=int8` (ONNX only): the version's static int8 model (QDQ, same input and output), as made when it was
+                quantized (at the end of training, or by POST .../quantize; its accuracy against fp32 is at GET .../quantization);
+                409 when it has none. `precision=fp32` is the default.
                 `format=safetensors` and `format=pytorch` (a `torch.save` zip) hold the weights under d2l's key names
                 (`0.0.weight` … `7.4.bias`), so d2l's `net.load_state_dict(torch.load(path))` takes them.
                 """)
             .Produces(StatusCodes.Status200OK, contentType: "application/octet-stream")
             .ProducesProblem(StatusCodes.Status400BadRequest)
-            .ProducesProblem(StatusCodes.Status404NotFound);
+            .ProducesProblem(StatusCodes.Status404NotFound)
+            .ProducesProblem(StatusCodes.Status409Conflict);
 
         group.MapPost("/{name}/versions", ImportModelVersion)
             .WithName("ImportModelVersion")
@@ -81,7 +85,7 @@ public static class ModelTransferApi
         public bool? Activate { get; set; }
     }
 
-    public static Results<PhysicalFileHttpResult, FileContentHttpResult, ProblemHttpResult> ExportModelVersion(string name, int version, string? format, ModelStore store)
+    public static Results<PhysicalFileHttpResult, FileContentHttpResult, ProblemHttpResult> ExportModelVersion(string name, int version, string? format, ModelStore store, string? precision = null)
     {
         var info = store.Find(name, version);
         if (info is null)
@@ -90,7 +94,23 @@ public static class ModelTransferApi
         }
 
         var file = $"{name}-v{version}";
-        switch ((format ?? "onnx").Trim().ToLowerInvariant())
+        var kind = (format ?? "onnx").Trim().ToLowerInvariant();
+        switch (precision?.Trim().ToLowerInvariant())
+        {
+            case null or "" or "fp32":
+                break;
+            case "int8" when kind == "onnx":
+                return Int8Cache.ExistingFile(info.Directory, info.Metadata) is { } int8
+                    ? TypedResults.PhysicalFile(int8, "application/octet-stream", file + ".int8.onnx")
+                    : TypedResults.Problem(statusCode: StatusCodes.Status409Conflict, title: "The version has no int8 model.",
+                        detail: $"{name} version {version} is not quantized; POST /models/{name}/versions/{version}/quantize makes its int8 model (from its dataset's training images).");
+            case "int8":
+                return TypedResults.Problem(statusCode: StatusCodes.Status400BadRequest, title: "int8 is an ONNX export.", detail: $"precision=int8 goes with format=onnx; {kind} holds fp32 weights.");
+            default:
+                return TypedResults.Problem(statusCode: StatusCodes.Status400BadRequest, title: "Unknown precision.", detail: $"precision must be fp32 or int8; got '{precision}'.");
+        }
+
+        switch (kind)
         {
             case "onnx":
                 return TypedResults.PhysicalFile(OnnxCache.Ensure(info.Directory), "application/octet-stream", file + ".onnx");

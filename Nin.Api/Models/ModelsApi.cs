@@ -1,4 +1,5 @@
 using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.Extensions.Options;
 using Nin.Api.Serving;
 using Nin.Model.Checkpoints;
 
@@ -15,11 +16,17 @@ public sealed record ModelVersionResponse(
     int InputChannels,
     IReadOnlyList<string> Classes,
     double? TestAccuracy,
-    ModelMetadata Metadata)
+    ModelMetadata Metadata,
+    Int8Summary? Int8 = null)
 {
-    public static ModelVersionResponse From(ModelVersionInfo v) => new(
+    /// <summary>
+    /// The version as the API shows it; with <paramref name="int8MarginPoints"/> (<c>Serving:Int8MarginPoints</c>) its int8
+    /// summary, whose verdict that margin decides (a new import has none to show).
+    /// </summary>
+    public static ModelVersionResponse From(ModelVersionInfo v, double? int8MarginPoints = null) => new(
         v.Name, v.Version, v.Active, v.Metadata.CreatedAt, v.Metadata.Recipe?.Dataset, v.Metadata.ImageSize,
-        v.Metadata.InputChannels, v.Metadata.ClassNames, v.Metadata.Metrics?.TestAccuracy, v.Metadata);
+        v.Metadata.InputChannels, v.Metadata.ClassNames, v.Metadata.Metrics?.TestAccuracy, v.Metadata,
+        int8MarginPoints is { } margin ? Int8Summary.Of(v, margin) : null);
 }
 
 /// <summary>A model name and its versions, newest first.</summary>
@@ -81,20 +88,20 @@ public static class ModelsApi
         return await next(context);
     }
 
-    public static Ok<ModelsResponse> ListModels(ModelStore store)
+    public static Ok<ModelsResponse> ListModels(ModelStore store, IOptions<ServingOptions> serving)
     {
         var models = store.List()
             .GroupBy(v => v.Name)
-            .Select(g => new ModelResponse(g.Key, g.OrderByDescending(v => v.Version).Select(ModelVersionResponse.From).ToArray()))
+            .Select(g => new ModelResponse(g.Key, g.OrderByDescending(v => v.Version).Select(v => ModelVersionResponse.From(v, serving.Value.Int8MarginPoints)).ToArray()))
             .ToArray();
         return TypedResults.Ok(new ModelsResponse(store.Active, models));
     }
 
-    public static Results<Ok<ModelVersionResponse>, ProblemHttpResult> GetModelVersion(string name, int version, ModelStore store) =>
-        store.Find(name, version) is { } v ? TypedResults.Ok(ModelVersionResponse.From(v)) : NotFound(name, version);
+    public static Results<Ok<ModelVersionResponse>, ProblemHttpResult> GetModelVersion(string name, int version, ModelStore store, IOptions<ServingOptions> serving) =>
+        store.Find(name, version) is { } v ? TypedResults.Ok(ModelVersionResponse.From(v, serving.Value.Int8MarginPoints)) : NotFound(name, version);
 
     /// <summary>Safe activation: load and warm the version here first; move the pointer only if it serves.</summary>
-    public static async Task<Results<Ok<ModelVersionResponse>, ProblemHttpResult>> ActivateModelVersion(string name, int version, ModelStore store, ModelRegistry registry, CancellationToken cancellationToken)
+    public static async Task<Results<Ok<ModelVersionResponse>, ProblemHttpResult>> ActivateModelVersion(string name, int version, ModelStore store, ModelRegistry registry, IOptions<ServingOptions> serving, CancellationToken cancellationToken)
     {
         if (store.Find(name, version) is null)
         {
@@ -112,7 +119,7 @@ public static class ModelsApi
                 detail: $"{name} version {version} was not activated: {ex.Cause} {served}");
         }
 
-        return store.Activate(name, version) ? TypedResults.Ok(ModelVersionResponse.From(store.Find(name, version)!)) : NotFound(name, version);
+        return store.Activate(name, version) ? TypedResults.Ok(ModelVersionResponse.From(store.Find(name, version)!, serving.Value.Int8MarginPoints)) : NotFound(name, version);
     }
 
     public static Results<NoContent, ProblemHttpResult> DeleteModelVersion(string name, int version, ModelStore store) =>

@@ -15,13 +15,14 @@ public sealed class LoadedModel
 
     private double imageMilliseconds;
 
-    public LoadedModel(string name, int version, IModelRunner runner, ModelMetadata metadata)
+    public LoadedModel(string name, int version, IModelRunner runner, ModelMetadata metadata, PrecisionChoice? precision = null)
     {
         Name = name;
         Version = version;
         VersionText = version.ToString(System.Globalization.CultureInfo.InvariantCulture);
         Runner = runner;
         Metadata = metadata;
+        Precision = precision ?? new PrecisionChoice(ServingPrecision.Fp32, "Serving:Precision is fp32");
     }
 
     public string Name { get; }
@@ -65,6 +66,9 @@ public sealed class LoadedModel
 
     /// <summary>The engine's name, as responses report it.</summary>
     public string Engine => Runner.Engine;
+
+    /// <summary>The number format its forward passes run in, and why that one.</summary>
+    public PrecisionChoice Precision { get; }
 
     public bool IsDisposed { get; private set; }
 

@@ -237,7 +237,7 @@ public sealed partial class ModelRegistry : IDisposable
         retired?.Retire(); // disposed after its last request
         if (promoted is not null)
         {
-            LogServing(logger, promoted.Name, promoted.Version, promoted.Device, promoted.Engine);
+            LogServing(logger, promoted.Name, promoted.Version, promoted.Device, promoted.Engine, promoted.Precision.Precision, promoted.Precision.Reason);
         }
 
         return load;
@@ -417,6 +417,34 @@ public sealed partial class ModelRegistry : IDisposable
         retry.Change(due < TimeSpan.Zero ? TimeSpan.Zero : due, Timeout.InfiniteTimeSpan);
     }
 
+    /// <summary>
+    /// A version whose serving files changed (it was quantized): cached copies are dropped, and if it is the active one it
+    /// is loaded again and swapped in like an activation (the old instance serves until then), so its precision is decided anew.
+    /// </summary>
+    public async Task ReloadAsync(string name, int version, CancellationToken cancellationToken)
+    {
+        OnVersionDeleted(name, version);
+        if (active is not { } current || current.Name != name || current.Version != version)
+        {
+            return;
+        }
+
+        var fresh = await LoadAsync((name, version)).WaitAsync(cancellationToken);
+        lock (gate)
+        {
+            if (!ReferenceEquals(active, current))
+            {
+                fresh.Retire(); // another activation came first
+                return;
+            }
+
+            active = fresh;
+        }
+
+        current.Retire();
+        LogServing(logger, fresh.Name, fresh.Version, fresh.Device, fresh.Engine, fresh.Precision.Precision, fresh.Precision.Reason);
+    }
+
     // Passes on blank images before the version takes requests: an engine's first pass allocates and plans (ONNX Runtime's
     // arenas, cuDNN's algorithms), and that cost is paid here, not by the first client after a swap. A version whose pass
     // fails cannot serve: its load fails. The timed pass of a full batch on one thread is admission's first estimate.
@@ -452,23 +480,33 @@ public sealed partial class ModelRegistry : IDisposable
         {
             var metadata = Checkpoint.ReadMetadata(info.Directory);
             var threads = options.ThreadsPerPass > 0 ? [options.ThreadsPerPass] : new[] { Math.Max(1, TorchRuntime.Info.Threads), 1 };
-            OnnxModelRunner Runner() => new(OnnxCache.Ensure(info.Directory), metadata, threads, ServingEngines.OnnxOnCuda(device.ToString()), options.OnnxSpinning);
+            var (precision, int8) = ServingPrecision.ForOnnx(ServingPrecision.Requested(options, name, version), Int8Acceleration.Current,
+                () => Int8Cache.ForServing(info.Directory, metadata, options.Int8MarginPoints));
+            var cuda = int8 is null && ServingEngines.OnnxOnCuda(device.ToString()); // int8 is for the CPU's integer kernels
+            OnnxModelRunner Runner() => new(int8 ?? OnnxCache.Ensure(info.Directory), metadata, threads, cuda, options.OnnxSpinning);
             try
             {
-                return new LoadedModel(name, version, Runner(), metadata);
+                return new LoadedModel(name, version, Runner(), metadata, precision);
             }
-            catch (Microsoft.ML.OnnxRuntime.OnnxRuntimeException ex) when (OnnxCache.Cached(info.Directory) is { } cached)
+            catch (Microsoft.ML.OnnxRuntime.OnnxRuntimeException ex) when (int8 is null && OnnxCache.Cached(info.Directory) is { } cached)
             {
                 // A damaged cached export: made again from the checkpoint (whose weights are checked against their hash).
                 LogOnnxRebuilt(logger, name, version, ex.Message);
                 File.Delete(cached);
-                return new LoadedModel(name, version, Runner(), metadata);
+                return new LoadedModel(name, version, Runner(), metadata, precision);
             }
         }
 
         var (network, loaded) = Checkpoint.Load(info.Directory, device);
-        return new LoadedModel(name, version, new TorchModelRunner(network, loaded, device, ServingPrecision.ScalarType(options.Precision)), loaded);
+        var asked = ServingPrecision.Normalize(options.Precision);
+        var torchPrecision = ServingPrecision.IsHalf(asked) || asked == ServingPrecision.Fp32
+            ? new PrecisionChoice(asked, $"Serving:Precision is {asked}")
+            : new PrecisionChoice(ServingPrecision.Fp32, $"Serving:Precision is {asked}; the TorchSharp engine serves fp32 (int8 is ONNX Runtime's)");
+        return new LoadedModel(name, version, new TorchModelRunner(network, loaded, device, ServingPrecision.ScalarType(asked)), loaded, torchPrecision);
     }
+
+    /// <summary>The precision the active version serves in and why; null while none is loaded.</summary>
+    public PrecisionChoice? ActivePrecision => active?.Precision;
 
     // The pointer moved (here, after PrepareAsync, or on another replica): swap now if the version is loaded, else load it
     // in the background while the old one keeps serving.
@@ -523,8 +561,8 @@ public sealed partial class ModelRegistry : IDisposable
         }
     }
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "Serving model {Model} version {Version} on {Device} with {Engine}")]
-    private static partial void LogServing(ILogger logger, string model, int version, string device, string engine);
+    [LoggerMessage(Level = LogLevel.Information, Message = "Serving model {Model} version {Version} on {Device} with {Engine} in {Precision} ({PrecisionReason})")]
+    private static partial void LogServing(ILogger logger, string model, int version, string device, string engine, string precision, string precisionReason);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Loaded model {Model} version {Version} in {Milliseconds:F0} ms ({ImageMilliseconds:F2} ms per image on one worker)")]
     private static partial void LogLoaded(ILogger logger, string model, int version, double milliseconds, double imageMilliseconds);

@@ -14,7 +14,8 @@ public static class ServingEngines
 
     /// <summary>
     /// The engine for a Torch device: <c>auto</c> is ONNX Runtime on a CPU (faster there than libtorch for this
-    /// network), and on CUDA TorchSharp unless ONNX Runtime's CUDA execution provider is present.
+    /// network), and on CUDA TorchSharp unless ONNX Runtime's CUDA execution provider is present; half precision is
+    /// TorchSharp's, int8 ONNX Runtime's.
     /// </summary>
     public static string Resolve(string? configured, string torchDevice, string? precision = null)
     {
@@ -24,9 +25,14 @@ public static class ServingEngines
             return engine;
         }
 
-        if (!ServingPrecision.IsFp32(precision))
+        if (ServingPrecision.IsHalf(precision))
         {
-            return TorchModelRunner.EngineName; // ONNX Runtime serves fp32 only
+            return TorchModelRunner.EngineName; // ONNX Runtime serves fp32 and int8
+        }
+
+        if (ServingPrecision.Normalize(precision) == ServingPrecision.Int8)
+        {
+            return OnnxModelRunner.EngineName;
         }
 
         return torchDevice.StartsWith("cpu", StringComparison.OrdinalIgnoreCase) || OnnxCudaAvailable.Value

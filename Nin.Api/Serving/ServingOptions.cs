@@ -1,3 +1,5 @@
+using Nin.Model.Onnx;
+
 namespace Nin.Api.Serving;
 
 /// <summary>Inference limits and the dynamic batcher. Bound from the <c>Serving</c> section.</summary>
@@ -12,12 +14,33 @@ public sealed class ServingOptions
     public string Engine { get; set; } = ServingEngines.Auto;
 
     /// <summary>
-    /// Number format of the TorchSharp engine's forward passes: <c>fp32</c> (default), <c>fp16</c> or <c>bf16</c>. Half
-    /// precision is for CUDA, where tensor cores run it at several times fp32's rate; both also run on a CPU (slower
-    /// there). Probabilities are computed in fp32 either way. ONNX Runtime serves fp32 only, so with half precision
-    /// <c>auto</c> picks TorchSharp.
+    /// Number format of forward passes: <c>fp32</c> (default); <c>fp16</c> or <c>bf16</c> with the TorchSharp engine (for
+    /// CUDA, where tensor cores run them at several times fp32's rate; <c>auto</c> then picks TorchSharp); <c>int8</c> with
+    /// ONNX Runtime on the CPU: each version's calibrated int8 model (docs/int8.md), when it has one no more than
+    /// <see cref="Int8MarginPoints"/> less accurate than fp32, else fp32; <c>auto</c>: int8 like that where the CPU has
+    /// AVX-512 VNNI, AVX-VNNI or ARM dot product, fp32 elsewhere. Probabilities are computed in fp32 either way.
     /// </summary>
     public string Precision { get; set; } = ServingPrecision.Fp32;
+
+    /// <summary>
+    /// Precision for single models or versions, overriding <see cref="Precision"/> under ONNX Runtime: keys
+    /// <c>{name}</c> (all its versions) or <c>{name}/{version}</c>, values <c>fp32</c>, <c>int8</c> or <c>auto</c>
+    /// (e.g. <c>Serving:VersionPrecision:fashion-mnist/3=fp32</c>).
+    /// </summary>
+    public Dictionary<string, string> VersionPrecision { get; set; } = new(StringComparer.Ordinal);
+
+    /// <summary>Training images that calibrate a new version's int8 model (a random sample of its training split).</summary>
+    public int Int8CalibrationImages { get; set; } = 256;
+
+    /// <summary>
+    /// Most accuracy, in percentage points of the version's test split, its int8 model may lose against fp32 and still
+    /// serve; beyond it the version serves in fp32 and carries a warning. Applied when a version loads, to the figures
+    /// measured when it was quantized.
+    /// </summary>
+    public double Int8MarginPoints { get; set; } = 0.5;
+
+    /// <summary>How new versions are quantized (calibration sample size and margin).</summary>
+    public Int8Options Int8() => new() { CalibrationImages = Int8CalibrationImages, MarginPoints = Int8MarginPoints };
 
     /// <summary>
     /// Whether ONNX Runtime's intra-op threads spin between operators instead of sleeping (ONNX Runtime's own default).

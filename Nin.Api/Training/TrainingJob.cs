@@ -26,6 +26,7 @@ public sealed partial class TrainingJob(
     TrainingNotifier notifier,
     JobCancellation cancellation,
     Models.ModelEvaluator evaluator,
+    Models.VersionQuantizer quantizer,
     Microsoft.Extensions.Options.IOptions<NinOptions> folders,
     ILogger<TrainingJob> logger)
 {
@@ -84,6 +85,7 @@ public sealed partial class TrainingJob(
             result.Network.Dispose();
             Owned(jobId, j => j with { ModelName = stored.Name, ModelVersion = stored.Version }); // a resumed run finds it stored
             PrepareForServing(stored);
+            await quantizer.TryQuantizeAsync(stored, data, cts.Token); // its int8 model, before it can be activated
             if (learned && (settings.Activate || models.Active is null))
             {
                 models.Activate(stored.Name, stored.Version);

@@ -14,8 +14,9 @@ namespace Nin.Bench;
 /// <summary>
 /// <c>predict</c>: raw forward time of the network (TorchSharp and ONNX Runtime) next to the real service's /predict
 /// over HTTP on loopback (one client's latency, and images/s at 1, 4, 16 and 64 concurrent clients), for each image
-/// size and serving engine asked (<c>--image-size 96,224 --engine torch,onnxruntime</c>), all interleaved in one run;
-/// then the operator figures on the first engine and size (<see cref="ServingLoad"/>): overload and hot swaps.
+/// size, serving engine and precision asked (<c>--image-size 96,224 --engine torch,onnxruntime --precision fp32,int8</c>),
+/// all interleaved in one run, with int8's ratios to fp32 (raw and HTTP) when both are asked; then the operator figures on
+/// the first engine and size (<see cref="ServingLoad"/>): overload and hot swaps.
 /// </summary>
 internal static class PredictCommand
 {
@@ -23,11 +24,12 @@ internal static class PredictCommand
     {
         var sizes = args.Get("image-size", "224").Split(',').Select(v => int.Parse(v, CultureInfo.InvariantCulture)).ToArray();
         var engines = args.Get("engine", "auto").Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+        var precisions = Int8Bench.Precisions(args);
         var seconds = args.Double("seconds", 10);
         var device = args.Get("device", "cpu");
         var info = TorchRuntime.Initialize(new TorchOptions { Device = device });
         var home = Directory.CreateTempSubdirectory("nin-bench-").FullName;
-        var servers = new List<(string Engine, Process Process, HttpClient Http)>();
+        var servers = new List<(string Engine, string Precision, Process Process, HttpClient Http)>();
         var raws = new List<IRawRunner>();
         try
         {
@@ -50,14 +52,23 @@ internal static class PredictCommand
             }
 
             var (png, pixels) = SamplePng(args);
-            Console.WriteLine($"predict bench: {string.Join(", ", sizes)} px NiN, engines {string.Join(", ", engines)}, device {info.Device}, {info.Threads} threads, TorchSharp {info.TorchSharpVersion}, {Environment.ProcessorCount} cores");
+            Console.WriteLine($"predict bench: {string.Join(", ", sizes)} px NiN, engines {string.Join(", ", engines)}, precisions {string.Join(", ", precisions)}, device {info.Device}, {info.Threads} threads, TorchSharp {info.TorchSharpVersion}, {Environment.ProcessorCount} cores");
+            if (precisions.Contains(Int8Bench.Int8))
+            {
+                foreach (var size in sizes)
+                {
+                    Int8Bench.Quantize(args, store.Find(ModelName(size), 1)!, info.Threads);
+                }
+            }
 
             // 1. The raw network in this process with each engine (preprocessing + forward + softmax, as the service runs
             //    it, on the image the HTTP requests send), and 2. the real service on loopback, one process per engine.
             var batch = args.Int("batch", 16);
             var torchDevice = TorchRuntime.ResolveDevice(device);
             var rawTorch = sizes.ToDictionary(s => s, s => (IRawRunner)new RawTorch(store.Find(ModelName(s), 1)!.Directory, s, torchDevice, pixels));
-            var rawOnnx = sizes.ToDictionary(s => s, s => (IRawRunner)new RawOnnx(store.Find(ModelName(s), 1)!.Directory, s, info.Threads, pixels, args.Get("serve", "").Contains("Serving:OnnxSpinning=true", StringComparison.OrdinalIgnoreCase)));
+            var spinning = args.Get("serve", "").Contains("Serving:OnnxSpinning=true", StringComparison.OrdinalIgnoreCase);
+            var rawOnnx = sizes.SelectMany(s => precisions.Select(p => (Size: s, Precision: p)))
+                .ToDictionary(k => k, k => (IRawRunner)new RawOnnx(Int8Bench.ModelFile(store.Find(ModelName(k.Size), 1)!, k.Precision), k.Size, info.Threads, pixels, spinning));
             raws.AddRange(rawTorch.Values.Concat(rawOnnx.Values));
             foreach (var raw in raws)
             {
@@ -68,14 +79,18 @@ internal static class PredictCommand
             var port = args.Int("port", 5123);
             foreach (var engine in engines)
             {
-                var process = StartService(args, home, port, device, engine);
-                var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port++}"), Timeout = TimeSpan.FromMinutes(2) };
-                servers.Add((engine, process, http));
-                await WaitUntilReadyAsync(http, process);
+                foreach (var precision in precisions.Where(p => p != Int8Bench.Int8 || engine != "torch"))
+                {
+                    var process = StartService(args, home, port, device, engine, precision);
+                    var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port++}"), Timeout = TimeSpan.FromMinutes(2) };
+                    servers.Add((engine, precision, process, http));
+                    await WaitUntilReadyAsync(http, process);
+                    Console.WriteLine($"service {engine} {precision}: {await Int8Bench.ServingPrecisionAsync(http)}");
+                }
             }
 
             // Warm-up: kernels, sessions and the connection pools settle before anything is timed.
-            foreach (var (_, _, http) in servers)
+            foreach (var (_, _, _, http) in servers)
             {
                 foreach (var size in sizes)
                 {
@@ -92,8 +107,9 @@ internal static class PredictCommand
             var rounds = Math.Max(1, args.Int("rounds", 5));
             var slice = seconds / rounds;
             var clientCounts = (args.Get("clients") ?? "1,4,16,64").Split(',').Select(c => int.Parse(c, CultureInfo.InvariantCulture)).ToArray();
-            var results = new Dictionary<(int Size, string Engine), Measures>();
-            var rawResults = sizes.ToDictionary(s => s, _ => (TorchSingle: new List<double>(), TorchBatched: new List<double>(), OnnxSingle: new List<double>(), OnnxBatched: new List<double>()));
+            var results = new Dictionary<(int Size, string Engine, string Precision), Measures>();
+            var rawResults = sizes.ToDictionary(s => s, _ => (TorchSingle: new List<double>(), TorchBatched: new List<double>(),
+                OnnxSingle: precisions.ToDictionary(p => p, _ => new List<double>()), OnnxBatched: precisions.ToDictionary(p => p, _ => new List<double>())));
             for (var round = 0; round < rounds; round++)
             {
                 foreach (var size in sizes)
@@ -101,11 +117,15 @@ internal static class PredictCommand
                     var r = rawResults[size];
                     r.TorchBatched.AddRange(rawTorch[size].Time(batch, slice));
                     r.TorchSingle.AddRange(rawTorch[size].Time(1, slice));
-                    r.OnnxBatched.AddRange(rawOnnx[size].Time(batch, slice));
-                    r.OnnxSingle.AddRange(rawOnnx[size].Time(1, slice));
-                    foreach (var (engine, _, http) in servers)
+                    foreach (var precision in precisions)
                     {
-                        var m = results.TryGetValue((size, engine), out var found) ? found : results[(size, engine)] = new Measures(clientCounts);
+                        r.OnnxBatched[precision].AddRange(rawOnnx[(size, precision)].Time(batch, slice));
+                        r.OnnxSingle[precision].AddRange(rawOnnx[(size, precision)].Time(1, slice));
+                    }
+
+                    foreach (var (engine, precision, _, http) in servers)
+                    {
+                        var m = results.TryGetValue((size, engine, precision), out var found) ? found : results[(size, engine, precision)] = new Measures(clientCounts);
                         await m.RoundAsync(http, png, ModelName(size), clientCounts, slice);
                     }
                 }
@@ -115,17 +135,29 @@ internal static class PredictCommand
             foreach (var size in sizes)
             {
                 var r = rawResults[size];
-                double torchSingle = Median(r.TorchSingle), torchBatched = Median(r.TorchBatched), onnxSingle = Median(r.OnnxSingle), onnxBatched = Median(r.OnnxBatched);
+                double torchSingle = Median(r.TorchSingle), torchBatched = Median(r.TorchBatched);
                 Console.WriteLine($"== {size} px ==");
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"raw torch,       1 image: {torchSingle,7:F2} ms; batch {batch,2}: {torchBatched:F2} ms/image ({1000 / torchBatched:F1} images/s)"));
-                Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"raw onnxruntime, 1 image: {onnxSingle,7:F2} ms; batch {batch,2}: {onnxBatched:F2} ms/image ({1000 / onnxBatched:F1} images/s); torch / onnxruntime single = {torchSingle / onnxSingle:F2}x"));
-                foreach (var (engine, _, _) in servers)
+                foreach (var precision in precisions)
                 {
-                    var m = results[(size, engine)];
+                    double single = Median(r.OnnxSingle[precision]), batched = Median(r.OnnxBatched[precision]);
+                    Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                        $"raw onnxruntime {precision}, 1 image: {single,7:F2} ms; batch {batch,2}: {batched:F2} ms/image ({1000 / batched:F1} images/s); torch / onnxruntime {precision} single = {torchSingle / single:F2}x"));
+                }
+
+                if (precisions.Contains(Int8Bench.Fp32) && precisions.Contains(Int8Bench.Int8))
+                {
+                    Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                        $"raw int8 speed-up over fp32: 1 image x{Median(r.OnnxSingle[Int8Bench.Fp32]) / Median(r.OnnxSingle[Int8Bench.Int8]):F2}, batch {batch} x{Median(r.OnnxBatched[Int8Bench.Fp32]) / Median(r.OnnxBatched[Int8Bench.Int8]):F2}"));
+                }
+
+                foreach (var (engine, precision, _, _) in servers)
+                {
+                    var m = results[(size, engine, precision)];
                     var p50 = Median(m.Latencies);
                     var p99 = m.Latencies[Math.Min(m.Latencies.Count - 1, (int)(m.Latencies.Count * 0.99))];
                     Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                        $"engine {engine}: HTTP /predict 1 client p50 {p50:F2} ms, p99 {p99:F2} ms ({m.Latencies.Count} requests); p50 / raw torch single = {p50 / torchSingle:F2}x, p50 / raw onnxruntime single = {p50 / onnxSingle:F2}x"));
+                        $"engine {engine} {precision}: HTTP /predict 1 client p50 {p50:F2} ms, p99 {p99:F2} ms ({m.Latencies.Count} requests); p50 / raw torch single = {p50 / torchSingle:F2}x, p50 / raw onnxruntime {precision} single = {p50 / Median(r.OnnxSingle[precision]):F2}x"));
                     if (m.Parts.Count > 0)
                     {
                         // The service's own Server-Timing figures (medians): what is left of p50 is HTTP, routing and the client.
@@ -145,6 +177,13 @@ internal static class PredictCommand
                     {
                         m.PerRound.Sort();
                         Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  16 clients / 1 client, per round: {string.Join(" ", m.PerRound.Select(x => x.ToString("F2", CultureInfo.InvariantCulture)))}"));
+                    }
+
+                    if (precision == Int8Bench.Int8 && results.TryGetValue((size, engine, Int8Bench.Fp32), out var fp32))
+                    {
+                        var rates = string.Join(", ", clientCounts.Select(c => string.Create(CultureInfo.InvariantCulture,
+                            $"{c} clients x{m.Served[c].Requests / m.Served[c].Seconds / (fp32.Served[c].Requests / fp32.Served[c].Seconds):F2}")));
+                        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  HTTP int8 vs fp32 ({engine}): p50 x{Median(fp32.Latencies) / p50:F2} faster; images/s {rates}"));
                     }
                 }
             }
@@ -167,7 +206,7 @@ internal static class PredictCommand
         }
         finally
         {
-            foreach (var (_, process, http) in servers)
+            foreach (var (_, _, process, http) in servers)
             {
                 http.Dispose();
                 if (!process.HasExited)
@@ -256,7 +295,7 @@ internal static class PredictCommand
         return (encoded.ToArray(), data.Test.Pixels[..784]);
     }
 
-    internal static Process StartService(Args args, string home, int port, string device, string engine)
+    internal static Process StartService(Args args, string home, int port, string device, string engine, string precision = "fp32")
     {
         var api = args.Get("api") ?? FindApi();
         // The benchmark measures throughput: the per-client rate limit would cap it.
@@ -276,6 +315,11 @@ internal static class PredictCommand
         start.Environment["Nin__SeedDefaultModel"] = "false";
         start.Environment["Torch__Device"] = device;
         start.Environment["Serving__Engine"] = engine;
+        start.Environment["Serving__Precision"] = precision;
+        if (precision == Int8Bench.Int8)
+        {
+            start.Environment["Serving__Int8MarginPoints"] = "100"; // the bench's random-weight networks: speed only, see Int8Bench
+        }
         start.Environment["Logging__LogLevel__Default"] = "Warning";
         var process = Process.Start(start)!;
         process.OutputDataReceived += (_, _) => { };

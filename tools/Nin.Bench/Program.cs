@@ -8,6 +8,7 @@ return command switch
     "train" => TrainCommand.Run(rest),
     "predict" => await PredictCommand.RunAsync(rest),
     "forward" => ForwardCommand.Run(rest),
+    "quantize" => QuantizeCommand.Run(rest),
     "hostile" => await HostileCommand.RunAsync(rest),
     _ => Usage(),
 };
@@ -23,7 +24,8 @@ static int Usage()
           train    --presets d2l,robust --seeds 1,2,3 [--synthetic --classes 4 --per-class 100 | --dataset D --image-size 96
                    --max-train N --max-test N] [--epochs --batch --lr override the presets]: test accuracy per preset and seed
           predict  raw forward (torch and onnxruntime) vs HTTP /predict on loopback, interleaved: --image-size (224; a list:
-                   96,224) --engine (auto; a list: torch,onnxruntime) --seconds (10 per measure) --rounds (5) --batch (16)
+                   96,224) --engine (auto; a list: torch,onnxruntime) --precision (fp32; fp32,int8: both interleaved, with int8's
+                   ratios to fp32) --seconds (10 per measure) --rounds (5) --batch (16)
                    --clients (1,4,16,64) --warmup (3) --device --data DIR --port (first of one per engine)
                    --api PATH/Nin.Api.dll --serve "Serving:Workers=1 ..." (settings for the service under test)
                    then overload (open-loop arrivals at 2x and 4x capacity: goodput, admitted p99, share shed;
@@ -32,7 +34,12 @@ static int Usage()
           hostile  /predict with 64 images at the limits per request (40 MP at 20:1 both ways, 40 MP square PNG and JPEG):
                    the service's peak resident memory vs its baseline; --clients (1,4) --rounds (3) --image-size (96) --port
           forward  raw network only, W workers x T threads per batch size: --architecture (nin) --configs (1x2,2x1) --batches
-                   (1,2,4,8,16,32) --seconds (3) --image-size (224) --threads
+                   (1,2,4,8,16,32) --seconds (3) --image-size (224) --threads; --precision fp32,int8: ONNX Runtime instead of
+                   Torch, fp32 and int8 interleaved with their ratio (--data DIR for the calibration images)
+          quantize int8 with the service's quantizer, fp32 vs int8 accuracy on the whole test split and raw speed:
+                   --model DIR (a checkpoint folder, quantized in place, on its built-in dataset; --data DIR --max-test N)
+                   or --synthetic (trains on shapes first: --classes 4 --per-class 100 --epochs --preset robust)
+                   --calibration (256) --seed (0) --margin (0.5 points) --batch (16) --seconds (6)
         """);
     return 2;
 }

@@ -75,36 +75,43 @@ internal sealed class RawTorch : IRawRunner
 }
 
 /// <summary>
-/// ONNX Runtime (CPU) on the version's exported ONNX file: managed preprocessing, one Run with all threads, spinning
-/// as the service under test is told (<c>Serving:OnnxSpinning</c>, off by default).
+/// ONNX Runtime (CPU) on an ONNX file (a version's fp32 export or its int8 model): managed preprocessing, one Run with
+/// all threads, spinning as the service under test is told (<c>Serving:OnnxSpinning</c>, off by default).
 /// </summary>
 internal sealed class RawOnnx : IRawRunner
 {
     private readonly InferenceSession session;
     private readonly int imageSize;
     private readonly byte[] pixels;
+    private readonly int channels;
+    private readonly int height;
+    private readonly int width;
 
-    public RawOnnx(string directory, int imageSize, int threads, byte[] pixels, bool spinning)
+    /// <summary>An image of <paramref name="channels"/>×<paramref name="height"/>×<paramref name="width"/> bytes (Fashion-MNIST's 1×28×28 by default).</summary>
+    public RawOnnx(string modelPath, int imageSize, int threads, byte[] pixels, bool spinning, int channels = 1, int height = 28, int width = 28)
     {
+        this.channels = channels;
+        this.height = height;
+        this.width = width;
         using var options = new SessionOptions { IntraOpNumThreads = threads, InterOpNumThreads = 1, ExecutionMode = ExecutionMode.ORT_SEQUENTIAL };
         options.AddSessionConfigEntry("session.intra_op.allow_spinning", spinning ? "1" : "0");
-        session = new InferenceSession(OnnxCache.Ensure(directory), options);
+        session = new InferenceSession(modelPath, options);
         this.imageSize = imageSize;
         this.pixels = pixels;
     }
 
     public List<double> Time(int n, double seconds)
     {
-        var per = imageSize * imageSize;
+        var per = channels * imageSize * imageSize;
         return RawTiming.Repeat(n, seconds, () =>
         {
             var input = new float[n * per];
             for (var i = 0; i < n; i++)
             {
-                ManagedPreprocess.ToNetworkInput(pixels, 1, 28, 28, imageSize, input.AsSpan(i * per, per));
+                ManagedPreprocess.ToNetworkInput(pixels, channels, height, width, imageSize, input.AsSpan(i * per, per));
             }
 
-            using var value = OrtValue.CreateTensorValueFromMemory(input, [n, 1, imageSize, imageSize]);
+            using var value = OrtValue.CreateTensorValueFromMemory(input, [n, channels, imageSize, imageSize]);
             using var run = new RunOptions();
             using var outputs = session.Run(run, [OnnxExporter.InputName], [value], [OnnxExporter.OutputName]);
             GC.KeepAlive(outputs[0].GetTensorDataAsSpan<float>().ToArray());

@@ -545,6 +545,7 @@ async function loadModels() {
       el("thead", {}, el("tr", {},
         el("th", { scope: "col", textContent: "Version" }),
         el("th", { scope: "col", textContent: "Test accuracy" }),
+        el("th", { scope: "col", textContent: "int8" }),
         el("th", { scope: "col", textContent: "Dataset" }),
         el("th", { scope: "col", textContent: "Image size" }),
         el("th", { scope: "col", textContent: "Created" }),
@@ -553,6 +554,7 @@ async function loadModels() {
       el("tbody", {}, ...m.versions.map((v) => el("tr", { dataset: { version: String(v.version), active: String(v.active) } },
         el("td", { textContent: `v${v.version}` }),
         el("td", { textContent: pct(v.testAccuracy) }),
+        int8Cell(v.int8),
         el("td", { textContent: v.dataset ?? "–" }),
         el("td", { textContent: `${v.imageSize}px` }),
         el("td", {}, el("time", { dateTime: v.createdAt, textContent: new Date(v.createdAt).toLocaleString() })),
@@ -562,6 +564,20 @@ async function loadModels() {
         el("td", { className: "actions" },
           el("button", { type: "button", className: "secondary evaluation", textContent: "Evaluation", "aria-label": `Evaluation of ${m.name} version ${v.version}`, onclick: () => evaluationView.show(m.name, v.version) }),
           v.active ? null : el("button", { type: "button", className: "danger delete", textContent: "Delete", "aria-label": `Delete ${m.name} version ${v.version}`, onclick: (ev) => deleteVersion(m.name, v.version, ev.currentTarget) }))))))))));
+}
+
+// The version's int8 model as measured when it was quantized: its accuracy against fp32 on the same test split, and
+// whether it may serve (docs/int8.md); "–" when it is not quantized.
+function int8Cell(int8) {
+  if (!int8) return el("td", { className: "int8", textContent: "–", title: "not quantized" });
+  if (int8.int8Accuracy == null) return el("td", { className: "int8 warning", textContent: "not measured", title: int8.warning ?? "" });
+  const drop = int8.dropPoints ?? 0;
+  const text = `${pct(int8.int8Accuracy)} (${drop > 0 ? "−" : "+"}${Math.abs(drop).toFixed(2)} pts)`;
+  return el("td", {
+    className: int8.servable ? "int8" : "int8 warning",
+    textContent: int8.servable ? text : `${text} ⚠`,
+    title: int8.warning ?? `int8 ${pct(int8.int8Accuracy)} vs fp32 ${pct(int8.fp32Accuracy)} on ${int8.testImages} test images`,
+  });
 }
 
 async function deleteVersion(name, version, button) {

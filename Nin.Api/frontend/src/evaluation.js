@@ -67,7 +67,19 @@ export function createEvaluationView({ $, api, el, pct, problemText }) {
     $("eval-run").hidden = true;
   }
 
+  // The int8 model's figures beside fp32's, as measured when the version was quantized (docs/int8.md).
+  async function loadInt8(name, version) {
+    $("eval-int8").textContent = "";
+    const result = await api(base(name, version));
+    const int8 = result.ok ? result.body.int8 : null;
+    if (shown?.name !== name || shown?.version !== version || !int8) return;
+    $("eval-int8").textContent = int8.int8Accuracy == null
+      ? int8.warning
+      : `int8 ${pct(int8.int8Accuracy)} vs fp32 ${pct(int8.fp32Accuracy)} on ${int8.testImages} test images: ${int8.servable ? "int8 may serve" : int8.warning}`;
+  }
+
   async function load(name, version) {
+    loadInt8(name, version);
     const result = await api(`${base(name, version)}/evaluation`);
     if (shown?.name !== name || shown?.version !== version) return false;
     if (result.ok) {
