@@ -16,6 +16,7 @@ namespace Nin.Api.Tests.Api;
 /// settings, and the int8 export.
 /// </summary>
 [Collection(TorchCollection.Name)]
+[HostTests]
 public sealed class Int8ServingTests
 {
     private const int Images = 48;

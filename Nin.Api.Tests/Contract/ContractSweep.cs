@@ -170,6 +170,14 @@ public sealed class ContractSweep(ContractRecording recording, Func<DelegatingHa
         await Send("models: samples", anonymous, HttpMethod.Get, "/models/contract-trained/versions/1/samples?limit=2&onlyWrong=false", null, 200);
         await Send("models: samples limit out of range", anonymous, HttpMethod.Get, "/models/contract-trained/versions/1/samples?limit=0", null, 400);
         await Send("models: samples unknown", anonymous, HttpMethod.Get, "/models/fashion-mnist/versions/99/samples", null, 404);
+
+        await Send("models: quantization", anonymous, HttpMethod.Get, "/models/contract-trained/versions/1/quantization", null, 200);
+        await Send("models: not quantized", anonymous, HttpMethod.Get, "/models/contract-import/versions/1/quantization", null, 404);
+        await Send("models: quantization of a name outside the rule", anonymous, HttpMethod.Get, "/models/Not_Valid/versions/1/quantization", null, 400);
+        await Send("models: quantize", keyed, HttpMethod.Post, "/models/contract-trained/versions/1/quantize", null, 202);
+        await Send("models: quantize without a dataset", keyed, HttpMethod.Post, "/models/contract-import/versions/1/quantize", null, 409);
+        await Send("models: quantize unknown", keyed, HttpMethod.Post, "/models/fashion-mnist/versions/99/quantize", null, 404);
+        await Send("models: quantize without a key", anonymous, HttpMethod.Post, "/models/contract-trained/versions/1/quantize", null, 401);
     }
 
     private async Task PredictAsync()

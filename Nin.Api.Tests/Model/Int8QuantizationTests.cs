@@ -14,6 +14,7 @@ namespace Nin.Api.Tests.Model;
 /// with fp32 within the accuracy budget on real test images, and its record gates serving.
 /// </summary>
 [Collection(TorchCollection.Name)]
+[HostTests]
 public sealed class Int8QuantizationTests
 {
     private static readonly Lazy<ImageDataset> FashionTrain = new(() => BuiltInDatasets.Load(TestPaths.SharedDatasets, BuiltInDatasets.FashionMnist, maxTrain: 5000, maxTest: 1).Train);
