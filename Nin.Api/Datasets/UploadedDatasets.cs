@@ -79,7 +79,7 @@ public sealed partial class UploadedDatasets(IOptions<NinOptions> nin, IOptions<
 
     public string Root => Path.Combine(nin.Value.ResolvedDataDirectory, "uploads");
 
-    [GeneratedRegex("^u-[0-9a-f]{16}$")]
+    [GeneratedRegex(@"\Au-[0-9a-f]{16}\z")]
     private static partial Regex IdPattern();
 
     public static bool IsUploadId(string name) => IdPattern().IsMatch(name);

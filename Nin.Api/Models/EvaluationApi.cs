@@ -28,7 +28,7 @@ public static class EvaluationApi
 
     public static IEndpointRouteBuilder MapEvaluationApi(this IEndpointRouteBuilder app)
     {
-        var group = app.MapGroup("/models/{name}/versions/{version:int}").WithTags("Models").AddEndpointFilter(CheckName).ProducesProblem(StatusCodes.Status400BadRequest);
+        var group = app.MapGroup("/models/{name}/versions/{version:int}").WithTags("Models").RequireValidModelName().ProducesProblem(StatusCodes.Status400BadRequest);
 
         group.MapPost("/evaluate", EvaluateModelVersion)
             .WithName("EvaluateModelVersion")
@@ -50,16 +50,6 @@ public static class EvaluationApi
             .ProducesProblem(StatusCodes.Status404NotFound);
 
         return app;
-    }
-
-    private static async ValueTask<object?> CheckName(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
-    {
-        if (context.HttpContext.Request.RouteValues.TryGetValue("name", out var value) && !ModelStore.IsValidName(value as string))
-        {
-            return TypedResults.Problem(statusCode: StatusCodes.Status400BadRequest, title: "Invalid model name.", detail: $"A model name must {ModelStore.NameRule}.");
-        }
-
-        return await next(context);
     }
 
     public static Results<Accepted<EvaluationAccepted>, ProblemHttpResult> EvaluateModelVersion(

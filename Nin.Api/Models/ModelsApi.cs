@@ -32,7 +32,7 @@ public static class ModelsApi
     public static IEndpointRouteBuilder MapModelsApi(this IEndpointRouteBuilder app)
     {
         // Every {name} is checked against the store's name rule first (400), so no route reaches the disk with another.
-        var group = app.MapGroup("/models").WithTags("Models").AddEndpointFilter(CheckName).ProducesProblem(StatusCodes.Status400BadRequest);
+        var group = app.MapGroup("/models").WithTags("Models").RequireValidModelName().ProducesProblem(StatusCodes.Status400BadRequest);
 
         group.MapGet("/", ListModels)
             .WithName("ListModels")
@@ -59,16 +59,6 @@ public static class ModelsApi
             .ProducesProblem(StatusCodes.Status409Conflict);
 
         return app;
-    }
-
-    private static async ValueTask<object?> CheckName(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
-    {
-        if (context.HttpContext.Request.RouteValues.TryGetValue("name", out var value) && !ModelStore.IsValidName(value as string))
-        {
-            return TypedResults.Problem(statusCode: StatusCodes.Status400BadRequest, title: "Invalid model name.", detail: $"A model name must {ModelStore.NameRule}.");
-        }
-
-        return await next(context);
     }
 
     public static Ok<ModelsResponse> ListModels(ModelStore store)
