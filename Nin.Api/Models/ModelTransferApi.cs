@@ -2,6 +2,7 @@ using System.Security.Cryptography;
 using System.Text.Json;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.AspNetCore.Http.HttpResults;
+using Nin.Model.Archives;
 using Nin.Model.Checkpoints;
 using Nin.Model.Interop;
 using Nin.Model.Network;
@@ -20,7 +21,7 @@ public static class ModelTransferApi
 
     public static IEndpointRouteBuilder MapModelTransferApi(this IEndpointRouteBuilder app)
     {
-        var group = app.MapGroup("/models").WithTags("Models");
+        var group = app.MapGroup("/models").WithTags("Models").RequireValidModelName().ProducesProblem(StatusCodes.Status400BadRequest);
 
         group.MapGet("/{name}/versions/{version:int}/export", ExportModelVersion)
             .WithName("ExportModelVersion")
@@ -115,11 +116,6 @@ public static class ModelTransferApi
 
     public static async Task<Results<Created<ModelVersionResponse>, ProblemHttpResult>> ImportModelVersion(string name, HttpRequest request, ModelStore store, CancellationToken cancellationToken)
     {
-        if (!ModelStore.IsValidName(name))
-        {
-            return BadRequest("Invalid model name.", $"Model name '{name}' is not valid: use 1–64 lower-case letters, digits, '.', '_' or '-', starting with a letter or digit.");
-        }
-
         if (!request.HasFormContentType)
         {
             return TypedResults.Problem(statusCode: StatusCodes.Status415UnsupportedMediaType, title: "Send multipart/form-data.", detail: "Send the weights file in the field 'weights' of a multipart/form-data request, with 'classes' and the other fields beside it.");
@@ -156,27 +152,30 @@ public static class ModelTransferApi
             return BadRequest("No weights.", "Send the weights file (.pt, .pth or .safetensors) in the multipart field 'weights'.");
         }
 
-        var data = new byte[upload.Length];
-        await using (var stream = upload.OpenReadStream())
+        var s = settings!;
+        var schema = new StateDictSchema(NinLayers.D2l(s.Channels, s.Classes.Count));
+        if (schema.Elements * sizeof(float) > MaxWeightsBytes)
         {
-            await stream.ReadExactlyAsync(data, cancellationToken);
+            return BadRequest("Too many classes.", $"A NiN with {s.Classes.Count:N0} classes has {schema.Elements:N0} parameters; at most {MaxWeightsBytes / sizeof(float):N0} are imported.");
         }
 
-        var s = settings!;
-        var layers = NinLayers.D2l(s.Channels, s.Classes.Count);
         string format;
+        string sha256;
         IReadOnlyList<NamedTensor> weights;
-        try
+        await using (var stream = upload.OpenReadStream())
         {
-            format = IsZip(data) ? "pytorch" : "safetensors";
-            var raw = format == "pytorch"
-                ? PyTorchWeights.Read(new MemoryStream(data, writable: false), maxUncompressedBytes: 2 * MaxWeightsBytes)
-                : Safetensors.Read(data);
-            weights = StateDictMapping.Match(raw, layers);
-        }
-        catch (WeightsFormatException ex)
-        {
-            return BadRequest("The weights do not fit.", ex.Message);
+            sha256 = Convert.ToHexStringLower(await SHA256.HashDataAsync(stream, cancellationToken));
+            stream.Position = 0;
+            var start = new byte[4];
+            format = await stream.ReadAtLeastAsync(start, 4, throwOnEndOfStream: false, cancellationToken) == 4 && ZipIndex.LooksLikeZip(start) ? "pytorch" : "safetensors";
+            try
+            {
+                weights = format == "pytorch" ? PyTorchWeights.Read(stream, schema, cancellationToken) : Safetensors.Read(stream, schema);
+            }
+            catch (WeightsFormatException ex)
+            {
+                return BadRequest("The weights do not fit.", ex.Message);
+            }
         }
 
         var metadata = new ModelMetadata
@@ -187,7 +186,7 @@ public static class ModelTransferApi
             ImageSize = s.ImageSize,
             Preprocessing = new PreprocessingInfo { Channels = s.Channels, NativeWidth = s.NativeSize, NativeHeight = s.NativeSize, Foreground = s.Foreground },
             TrainedOn = "imported",
-            ImportedFrom = new ImportedWeights(format, Path.GetFileName(upload.FileName), Convert.ToHexStringLower(SHA256.HashData(data))),
+            ImportedFrom = new ImportedWeights(format, Path.GetFileName(upload.FileName), sha256),
         };
 
         ModelVersionInfo stored;
@@ -208,8 +207,6 @@ public static class ModelTransferApi
             return NinWeights.Read(network);
         }
     }
-
-    private static bool IsZip(byte[] data) => data.Length >= 4 && data[0] == 'P' && data[1] == 'K' && data[2] == 3 && data[3] == 4;
 
     private static ProblemHttpResult BadRequest(string title, string detail) =>
         TypedResults.Problem(statusCode: StatusCodes.Status400BadRequest, title: title, detail: detail);
