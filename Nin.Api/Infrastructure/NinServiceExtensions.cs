@@ -31,7 +31,9 @@ public static partial class NinServiceExtensions
             o.SerializerOptions.DefaultIgnoreCondition = JsonIgnoreCondition.Never;
         });
         builder.Services.AddHttpClient("datasets", c => c.Timeout = TimeSpan.FromMinutes(5));
-        builder.Services.AddOptions<DatasetUploadOptions>().BindConfiguration(DatasetUploadOptions.SectionName);
+        builder.Services.AddOptions<DatasetUploadOptions>().BindConfiguration(DatasetUploadOptions.SectionName)
+            .Validate(o => o.IsValid, "DatasetUploads: every limit must be positive, MaxPathDepth at least 2, MaxTotalPixels at least MaxImagePixels, MaxTotalBytes at least MaxDatasetBytes, and 8 <= DefaultSize <= MaxSize.")
+            .ValidateOnStart();
         builder.Services.AddSingleton<UploadedDatasets>();
         builder.Services.AddSingleton<DatasetCatalog>();
         builder.Services.AddSingleton(sp => new ModelStore(
