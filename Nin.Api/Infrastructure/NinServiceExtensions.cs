@@ -177,8 +177,8 @@ public static partial class NinServiceExtensions
     }
 
     /// <summary>
-    /// The Hangfire dashboard: local requests only unless configured; after the security middleware, so with API keys
-    /// on it needs one, and cross-site requests are refused. Antiforgery is registered, so Hangfire checks its token on
+    /// The Hangfire dashboard: local requests only unless configured (judged by the connecting address, not by forwarded
+    /// headers); after the security middleware, so with API keys on it needs an admin key, and cross-site requests are refused. Antiforgery is registered, so Hangfire checks its token on
     /// every POST (its pages send it; a forged form or script cannot).
     /// </summary>
     public static WebApplication UseNinHangfireDashboard(this WebApplication app)
@@ -186,7 +186,7 @@ public static partial class NinServiceExtensions
         var hangfire = app.Services.GetRequiredService<IOptions<HangfireOptions>>().Value;
         app.UseHangfireDashboard("/hangfire", new DashboardOptions
         {
-            Authorization = hangfire.DashboardAllowRemote ? [new AllowAllDashboardFilter()] : [new Hangfire.Dashboard.LocalRequestsOnlyAuthorizationFilter()],
+            Authorization = hangfire.DashboardAllowRemote ? [new AllowAllDashboardFilter()] : [new Security.ConnectingAddress.LocalDashboardFilter()],
             DisplayStorageConnectionString = false,
         });
         return app;

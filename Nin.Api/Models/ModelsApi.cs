@@ -1,5 +1,6 @@
 using Microsoft.AspNetCore.Http.HttpResults;
 using Nin.Model.Checkpoints;
+using Nin.Api.Security;
 
 namespace Nin.Api.Models;
 
@@ -32,7 +33,7 @@ public static class ModelsApi
     public static IEndpointRouteBuilder MapModelsApi(this IEndpointRouteBuilder app)
     {
         // Every {name} is checked against the store's name rule first (400), so no route reaches the disk with another.
-        var group = app.MapGroup("/models").WithTags("Models").RequireValidModelName().ProducesProblem(StatusCodes.Status400BadRequest);
+        var group = app.MapGroup("/models").WithTags("Models").WithRequiredScope().RequireValidModelName().ProducesProblem(StatusCodes.Status400BadRequest);
 
         group.MapGet("/", ListModels)
             .WithName("ListModels")
