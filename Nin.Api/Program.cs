@@ -16,6 +16,7 @@ builder.AddNinOpenApi();
 builder.AddNinOperations();
 builder.AddNinSecurity();
 builder.Services.AddNinEvaluation();
+builder.Services.AddNinModelTransfer();
 
 var app = builder.Build();
 var role = app.Services.GetRequiredService<NinRole>();
@@ -36,7 +37,7 @@ if (role.ServesApi)
     app.MapEvaluationApi();
     app.MapPredictApi();
     app.MapKServeApi();
-    app.MapHub<TrainingHub>("/hubs/training").DisableRequestTimeout();
+    app.MapHub<TrainingHub>("/hubs/training").DisableRequestTimeout().WithRequiredScope();
 }
 else
 {

@@ -2,11 +2,13 @@ using System.Security.Cryptography;
 using System.Text.Json;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.Net.Http.Headers;
 using Nin.Model.Archives;
 using Nin.Model.Checkpoints;
 using Nin.Model.Interop;
 using Nin.Model.Network;
 using Nin.Model.Onnx;
+using Nin.Api.Security;
 
 namespace Nin.Api.Models;
 
@@ -19,11 +21,22 @@ public static class ModelTransferApi
     /// <summary>Largest weights upload (a 3-channel, 1000-class NiN is about 30 MB).</summary>
     public const long MaxWeightsBytes = 256 * 1024 * 1024;
 
+    /// <summary>The export cache (<c>Exports</c> section).</summary>
+    public static IServiceCollection AddNinModelTransfer(this IServiceCollection services)
+    {
+        services.AddOptions<ExportOptions>().BindConfiguration(ExportOptions.SectionName)
+            .Validate(o => o.CacheBytes >= 0 && o.ConcurrentBuilds >= 1, "Exports: CacheBytes cannot be negative and ConcurrentBuilds must be at least 1.")
+            .ValidateOnStart();
+        services.AddSingleton<ModelArtefacts>();
+        return services;
+    }
+
     public static IEndpointRouteBuilder MapModelTransferApi(this IEndpointRouteBuilder app)
     {
-        var group = app.MapGroup("/models").WithTags("Models").RequireValidModelName().ProducesProblem(StatusCodes.Status400BadRequest);
+        var group = app.MapGroup("/models").WithTags("Models").WithRequiredScope().RequireValidModelName().ProducesProblem(StatusCodes.Status400BadRequest);
 
         group.MapGet("/{name}/versions/{version:int}/export", ExportModelVersion)
+            .RequireRateLimiting(SecurityExtensions.ExportPolicy)
             .WithName("ExportModelVersion")
             .WithSummary("Download a version as ONNX, safetensors or a PyTorch state_dict")
             .WithDescription("""
@@ -32,9 +45,15 @@ public static class ModelTransferApi
                 metadata_props hold `classes`, `preprocessing` and `recipe` as JSON. It runs in ONNX Runtime, Triton or a browser.
                 `format=safetensors` and `format=pytorch` (a `torch.save` zip) hold the weights under d2l's key names
                 (`0.0.weight` … `7.4.bias`), so d2l's `net.load_state_dict(torch.load(path))` takes them.
+                The active version is open; with API keys in force any other version needs a key with the `predict` scope (401).
+                Each form is made once per version and cached (ETag; If-None-Match answers 304); a GET writes nothing.
+                Rate-limited per client (`RateLimiting:ExportPermitLimit`, 429).
                 """)
             .Produces(StatusCodes.Status200OK, contentType: "application/octet-stream")
+            .Produces(StatusCodes.Status304NotModified)
             .ProducesProblem(StatusCodes.Status400BadRequest)
+            .ProducesProblem(StatusCodes.Status401Unauthorized)
+            .ProducesProblem(StatusCodes.Status429TooManyRequests)
             .ProducesProblem(StatusCodes.Status404NotFound);
 
         group.MapPost("/{name}/versions", ImportModelVersion)
@@ -79,39 +98,38 @@ public static class ModelTransferApi
         public bool? Activate { get; set; }
     }
 
-    public static Results<PhysicalFileHttpResult, FileContentHttpResult, ProblemHttpResult> ExportModelVersion(string name, int version, string? format, ModelStore store)
+    public static async Task<Results<PhysicalFileHttpResult, FileContentHttpResult, StatusCodeHttpResult, ProblemHttpResult>> ExportModelVersion(
+        string name, int version, string? format, HttpContext context, ModelStore store, VersionAccess access, ModelArtefacts artefacts, CancellationToken cancellationToken)
     {
+        if (!access.MayServe(context, name, version))
+        {
+            return TypedResults.Problem(statusCode: StatusCodes.Status401Unauthorized, title: VersionAccess.DeniedTitle, detail: VersionAccess.DeniedDetail);
+        }
+
         var info = store.Find(name, version);
         if (info is null)
         {
             return TypedResults.Problem(statusCode: StatusCodes.Status404NotFound, title: "Unknown model version.", detail: $"There is no model '{name}' version {version}.");
         }
 
-        var file = $"{name}-v{version}";
-        switch ((format ?? "onnx").Trim().ToLowerInvariant())
+        var kind = ModelArtefacts.Normalise(format);
+        if (kind is null)
         {
-            case "onnx":
-                return TypedResults.PhysicalFile(OnnxCache.Ensure(info.Directory), "application/octet-stream", file + ".onnx");
-            case "safetensors" or "pytorch" or "pt" or "pth" when NetworkArchitectures.Find(info.Metadata.Architecture) != NetworkArchitectures.Nin:
-                return TypedResults.Problem(statusCode: StatusCodes.Status400BadRequest, title: "No PyTorch form for this architecture.",
-                    detail: $"{name} version {version} is a '{info.Metadata.Architecture}' network, which d2l's PyTorch code has no module for; export it with format=onnx.");
-            case "safetensors":
-            {
-                using var buffer = new MemoryStream();
-                Safetensors.Write(ReadWeights(info), buffer, OnnxExporter.MetadataProps(info.Metadata).ToDictionary(p => p.Key, p => p.Value));
-                return TypedResults.File(buffer.ToArray(), "application/octet-stream", file + ".safetensors");
-            }
-
-            case "pytorch" or "pt" or "pth":
-            {
-                using var buffer = new MemoryStream();
-                PyTorchWeights.Write(ReadWeights(info), buffer);
-                return TypedResults.File(buffer.ToArray(), "application/octet-stream", file + ".pt");
-            }
-
-            default:
-                return TypedResults.Problem(statusCode: StatusCodes.Status400BadRequest, title: "Unknown format.", detail: $"format must be onnx, safetensors or pytorch; got '{format}'.");
+            return TypedResults.Problem(statusCode: StatusCodes.Status400BadRequest, title: "Unknown format.", detail: $"format must be onnx, safetensors or pytorch; got '{format}'.");
         }
+
+        if (kind != "onnx" && NetworkArchitectures.Find(info.Metadata.Architecture) != NetworkArchitectures.Nin)
+        {
+            return TypedResults.Problem(statusCode: StatusCodes.Status400BadRequest, title: "No PyTorch form for this architecture.",
+                detail: $"{name} version {version} is a '{info.Metadata.Architecture}' network, which d2l's PyTorch code has no module for; export it with format=onnx.");
+        }
+
+        var artefact = await artefacts.GetAsync(info, kind, cancellationToken);
+        var tag = new EntityTagHeaderValue(artefact.ETag);
+        context.Response.Headers.CacheControl = "private, max-age=0, must-revalidate";
+        return artefact.Path is { } path
+            ? TypedResults.PhysicalFile(path, "application/octet-stream", artefact.FileName, entityTag: tag)
+            : TypedResults.File(artefact.Bytes!, "application/octet-stream", artefact.FileName, entityTag: tag);
     }
 
     public static async Task<Results<Created<ModelVersionResponse>, ProblemHttpResult>> ImportModelVersion(string name, HttpRequest request, ModelStore store, CancellationToken cancellationToken)
@@ -197,15 +215,6 @@ public static class ModelTransferApi
         }
 
         return TypedResults.Created($"/models/{name}/versions/{stored.Version}", ModelVersionResponse.From(stored));
-    }
-
-    private static IReadOnlyList<NamedTensor> ReadWeights(ModelVersionInfo info)
-    {
-        var (network, _) = Checkpoint.Load(info.Directory);
-        using (network)
-        {
-            return NinWeights.Read(network);
-        }
     }
 
     private static ProblemHttpResult BadRequest(string title, string detail) =>
