@@ -34,11 +34,13 @@ public sealed class ModelArtefacts(IOptions<ExportOptions> options) : IDisposabl
     private readonly SemaphoreSlim builders = new(Math.Max(1, options.Value.ConcurrentBuilds));
     private long cached;
     private long clock;
+    private long builds;
 
     /// <summary>The file name and the artefact: a path on disk, or bytes.</summary>
     public sealed record Artefact(string FileName, string? Path, byte[]? Bytes, string ETag);
 
-    public static IReadOnlyList<string> Formats { get; } = ["onnx", "safetensors", "pytorch"];
+    /// <summary>How many exports were serialised since start (each one a checkpoint load), for metrics and tests.</summary>
+    public long Builds => Interlocked.Read(ref builds);
 
     /// <summary>The canonical format for a requested name (<c>pt</c> and <c>pth</c> are <c>pytorch</c>), or null.</summary>
     public static string? Normalise(string? format) => (format ?? "onnx").Trim().ToLowerInvariant() switch
@@ -95,6 +97,7 @@ public sealed class ModelArtefacts(IOptions<ExportOptions> options) : IDisposabl
     private async Task<byte[]> BuildAsync(ModelVersionInfo info, string format)
     {
         await builders.WaitAsync();
+        Interlocked.Increment(ref builds);
         try
         {
             return await Task.Run(() => format switch

@@ -19,9 +19,13 @@ public sealed class TestSampleGallery(ModelEvaluator evaluator)
     private readonly Dictionary<string, (Gallery Gallery, long Used)> cache = [];
     private readonly Lock gate = new();
     private long clock;
+    private long builds;
 
     /// <summary>A version's gallery: its test-image count, how many were misclassified, and the first items in order.</summary>
     public sealed record Gallery(int TestImages, int Misclassified, IReadOnlyList<TestSample> Items, string? OutOfDate = null);
+
+    /// <summary>How many galleries were rendered since start (each one a read of a test split), for metrics and tests.</summary>
+    public long Builds => Interlocked.Read(ref builds);
 
     public async Task<Gallery> GetAsync(ModelVersionInfo info, TestPredictions predictions, CancellationToken cancellationToken)
     {
@@ -65,6 +69,7 @@ public sealed class TestSampleGallery(ModelEvaluator evaluator)
 
     private async Task<Gallery> BuildAsync(ModelVersionInfo info, TestPredictions predictions)
     {
+        Interlocked.Increment(ref builds);
         // The order needs only the stored labels and predictions; the images are read up to the last one shown.
         var labels = predictions.Labels;
         var order = TestSampleOrder.Misclassified(predictions, labels);

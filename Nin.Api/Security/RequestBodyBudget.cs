@@ -8,16 +8,17 @@ namespace Nin.Api.Security;
 /// on top of each route's own limit. A request's <c>Content-Length</c> is reserved before its body is read and given
 /// back when its response ends: while the budget cannot hold it the answer is 503 with Retry-After, and a body larger
 /// than the whole budget is 413. A chunked body (no length) reserves as it arrives, and is refused with 503 when the
-/// budget runs out midway. Requests without a body, and the SignalR hub, are not counted.
+/// budget runs out midway. Requests without a body, and the SignalR hub, are not counted. One instance (a singleton)
+/// serves the whole process.
 /// </summary>
-public sealed partial class RequestBodyBudget(RequestDelegate next, IOptionsMonitor<SecurityOptions> options, IProblemDetailsService problems, ILogger<RequestBodyBudget> logger)
+public sealed partial class RequestBodyBudget(IOptionsMonitor<SecurityOptions> options, IProblemDetailsService problems, ILogger<RequestBodyBudget> logger) : IMiddleware
 {
     private long used;
 
     /// <summary>Bytes reserved now (for tests and metrics).</summary>
     public long Used => Interlocked.Read(ref used);
 
-    public async Task InvokeAsync(HttpContext context)
+    public async Task InvokeAsync(HttpContext context, RequestDelegate next)
     {
         var capacity = options.CurrentValue.MaxBufferedBodyBytes;
         var request = context.Request;

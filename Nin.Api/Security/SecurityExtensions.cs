@@ -46,6 +46,7 @@ public static class SecurityExtensions
         builder.Services.AddHostedService<OpenServiceWarning>();
         builder.Services.AddSingleton<ApiKeyRing>();
         builder.Services.AddSingleton<VersionAccess>();
+        builder.Services.AddSingleton<RequestBodyBudget>();
 
         builder.Services.AddRateLimiter(_ => { });
         builder.Services.AddOptions<RateLimiterOptions>().Configure<IOptions<RateLimitingOptions>>((o, limits) =>
