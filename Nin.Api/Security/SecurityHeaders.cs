@@ -5,7 +5,7 @@ namespace Nin.Api.Security;
 /// <c>X-Frame-Options: DENY</c> and CSP <c>frame-ancestors 'none'</c> (a framed dashboard on an open instance would make
 /// same-origin requests), a Content-Security-Policy that allows only the service's own scripts, styles and connections
 /// (the dashboard, Swagger UI and Hangfire's dashboard load nothing else; images may be data: and blob: URLs, as
-/// previews and samples are), <c>X-Content-Type-Options: nosniff</c> and <c>Referrer-Policy: no-referrer</c>.
+/// previews and samples are; Swagger UI and Hangfire's pages may also apply inline styles), <c>X-Content-Type-Options: nosniff</c> and <c>Referrer-Policy: no-referrer</c>.
 /// </summary>
 public sealed class SecurityHeaders(RequestDelegate next)
 {
@@ -14,8 +14,11 @@ public sealed class SecurityHeaders(RequestDelegate next)
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; font-src 'self' data:; connect-src 'self'; " +
         "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'";
 
-    /// <summary>Hangfire's dashboard sets style attributes in its markup; its scripts are its own files.</summary>
-    public const string HangfirePolicy =
+    /// <summary>
+    /// Swagger UI and Hangfire's dashboard apply inline styles (Swagger UI from script, Hangfire in its markup); their
+    /// scripts are still their own files only.
+    /// </summary>
+    public const string InlineStylesPolicy =
         "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; font-src 'self' data:; connect-src 'self'; " +
         "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'";
 
@@ -29,7 +32,9 @@ public sealed class SecurityHeaders(RequestDelegate next)
             headers.XFrameOptions = "DENY";
             headers.XContentTypeOptions = "nosniff";
             headers["Referrer-Policy"] = "no-referrer";
-            headers.ContentSecurityPolicy = context.Request.Path.StartsWithSegments("/hangfire") ? HangfirePolicy : ContentSecurityPolicy;
+            headers.ContentSecurityPolicy = context.Request.Path.StartsWithSegments("/hangfire") || context.Request.Path.StartsWithSegments("/swagger")
+                ? InlineStylesPolicy
+                : ContentSecurityPolicy;
             return Task.CompletedTask;
         }, context);
         return next(context);
