@@ -142,141 +142,139 @@ public sealed partial class UploadedDatasets(IOptions<NinOptions> nin, IOptions<
             throw new DatasetUploadException(StatusCodes.Status400BadRequest, $"The file is not a readable zip archive: {ex.Message}");
         }
 
+        var entries = CheckEntries(archive.Entries, l, cancellationToken);
+        var files = Layout(entries, cancellationToken, out var skipped, out var splitMode, out var classFolders);
+
+        // The stored size is known from the entry count before anything is decoded: every image at size² bytes per channel.
+        var fixedChannels = channelsMode switch { "1" or "grey" or "gray" => 1, "3" or "rgb" => 3, _ => 0 };
+        using var reservation = quota.Reserve(StoredBytes(files.Count, fixedChannels == 0 ? 1 : fixedChannels, size), l);
+
+        // Decode as RGB first; the stored channels are chosen after seeing every image.
+        var decoded = new List<(string Class, string? Split, byte[] Rgb, string Entry)>();
+        long pixels = 0;
+        foreach (var (entry, cls, split) in files)
         {
-            var entries = CheckEntries(archive.Entries, l, cancellationToken);
-            var files = Layout(entries, cancellationToken, out var skipped, out var splitMode, out var classFolders);
-
-            // The stored size is known from the entry count before anything is decoded: every image at size² bytes per channel.
-            var fixedChannels = channelsMode switch { "1" or "grey" or "gray" => 1, "3" or "rgb" => 3, _ => 0 };
-            using var reservation = quota.Reserve(StoredBytes(files.Count, fixedChannels == 0 ? 1 : fixedChannels, size), l);
-
-            // Decode as RGB first; the stored channels are chosen after seeing every image.
-            var decoded = new List<(string Class, string? Split, byte[] Rgb, string Entry)>();
-            long pixels = 0;
-            foreach (var (entry, cls, split) in files)
+            cancellationToken.ThrowIfCancellationRequested();
+            var data = ReadEntry(archive, entry, cancellationToken);
+            var format = ImageDecoder.DetectFormat(data);
+            if (format is null)
             {
-                cancellationToken.ThrowIfCancellationRequested();
-                var data = ReadEntry(archive, entry, cancellationToken);
-                var format = ImageDecoder.DetectFormat(data);
-                if (format is null)
-                {
-                    skipped.Add(new SkippedEntry(entry.Name, "not an image (PNG, JPEG, WebP, BMP or GIF)"));
-                    continue;
-                }
+                skipped.Add(new SkippedEntry(entry.Name, "not an image (PNG, JPEG, WebP, BMP or GIF)"));
+                continue;
+            }
 
-                // The total is decided from each header before that image is decoded.
-                if (ImageHeader.TryReadSize(data, format, out var w, out var h) && w > 0 && h > 0 && w * h <= l.MaxImagePixels)
+            // The total is decided from each header before that image is decoded.
+            if (ImageHeader.TryReadSize(data, format, out var w, out var h) && w > 0 && h > 0 && w * h <= l.MaxImagePixels)
+            {
+                pixels += w * h;
+                if (pixels > l.MaxTotalPixels)
                 {
-                    pixels += w * h;
-                    if (pixels > l.MaxTotalPixels)
-                    {
-                        throw new DatasetUploadException(StatusCodes.Status413PayloadTooLarge,
-                            $"The images declare more than {l.MaxTotalPixels:N0} pixels together (DatasetUploads:MaxTotalPixels); '{ZipIndex.Printable(entry.Name)}' passes it.");
-                    }
-                }
-
-                try
-                {
-                    var image = ImageDecoder.Decode(data, 3, size, size, lightOnDark: false, InvertMode.False, l.MaxImagePixels);
-                    decoded.Add((cls, split, image.Pixels, entry.Name));
-                }
-                catch (ImageDecodeException ex)
-                {
-                    skipped.Add(new SkippedEntry(entry.Name, ex.Message));
+                    throw new DatasetUploadException(StatusCodes.Status413PayloadTooLarge,
+                        $"The images declare more than {l.MaxTotalPixels:N0} pixels together (DatasetUploads:MaxTotalPixels); '{ZipIndex.Printable(entry.Name)}' passes it.");
                 }
             }
 
-            var classNames = classFolders.Order(StringComparer.Ordinal).ToArray();
-            if (classNames.Length < 2)
+            try
             {
-                throw new DatasetUploadException(400, $"A dataset needs at least 2 classes (one folder per class); found {classNames.Length}.");
+                var image = ImageDecoder.Decode(data, 3, size, size, lightOnDark: false, InvertMode.False, l.MaxImagePixels);
+                decoded.Add((cls, split, image.Pixels, entry.Name));
             }
-
-            var empty = classNames.Where(c => !decoded.Any(d => d.Class == c && d.Split != "test")).ToArray();
-            if (empty.Length > 0)
+            catch (ImageDecodeException ex)
             {
-                throw new DatasetUploadException(400, $"These classes have no usable training images: {string.Join(", ", empty)}.");
+                skipped.Add(new SkippedEntry(entry.Name, ex.Message));
             }
-
-            if (classNames.Length > 256)
-            {
-                throw new DatasetUploadException(400, "A dataset may have at most 256 classes.");
-            }
-
-            // A zip with train/ but no test/ pictures is split like one without folders for the splits.
-            if (splitMode && !decoded.Any(d => d.Split == "test"))
-            {
-                splitMode = false;
-            }
-
-            // Every class needs a picture on each side: one to learn from and one to be tested on.
-            var missing = splitMode
-                ? classNames.Where(c => !decoded.Any(d => d.Class == c && d.Split == "test")).ToArray()
-                : classNames.Where(c => decoded.Count(d => d.Class == c) < 2).ToArray();
-            if (missing.Length > 0)
-            {
-                throw new DatasetUploadException(400, splitMode
-                    ? $"These classes have no usable test images under test/: {string.Join(", ", missing)}. Add some, or leave out test/ to have the service split each class."
-                    : $"These classes have fewer than 2 usable images, so they cannot be both trained on and tested: {string.Join(", ", missing.Select(c => $"{c} ({decoded.Count(d => d.Class == c)})"))}.");
-            }
-
-            // light-on-dark, dark-on-light or none, from the borders of the pictures as stored.
-            var foreground = Foregrounds.Measure(decoded.Select(d => Foregrounds.BorderMean(d.Rgb, 3, size)));
-
-            var channels = channelsMode switch
-            {
-                "1" or "grey" or "gray" => 1,
-                "3" or "rgb" => 3,
-                _ => decoded.Any(d => IsColour(d.Rgb)) ? 3 : 1,
-            };
-
-            var index = classNames.Select((c, i) => (c, i)).ToDictionary(p => p.c, p => (byte)p.i);
-            var train = new List<(byte Label, byte[] Pixels)>();
-            var test = new List<(byte Label, byte[] Pixels)>();
-            foreach (var group in decoded.GroupBy(d => d.Class))
-            {
-                var items = group.ToList();
-                if (splitMode)
-                {
-                    foreach (var d in items)
-                    {
-                        (d.Split == "test" ? test : train).Add((index[d.Class], ToChannels(d.Rgb, channels)));
-                    }
-                }
-                else
-                {
-                    // Seeded by the class name: the same zip always splits the same way; 1 in 6 goes to test.
-                    var random = new Random(BitConverter.ToInt32(SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(group.Key)), 0));
-                    var order = items.OrderBy(d => d.Entry, StringComparer.Ordinal).ToArray();
-                    random.Shuffle(order);
-                    // A class of 2–5 images still gives its last one to test.
-                    for (var i = 0; i < order.Length; i++)
-                    {
-                        var toTest = i % 6 == 5 || (order.Length < 6 && i == order.Length - 1);
-                        (toTest ? test : train).Add((index[group.Key], ToChannels(order[i].Rgb, channels)));
-                    }
-                }
-            }
-
-            // Interleave classes in a seeded order so Take(n) keeps every class.
-            new Random(17).Shuffle(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(train));
-            new Random(18).Shuffle(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(test));
-            var id = IdPrefix + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8));
-            var result = new UploadedDataset(
-                id,
-                name,
-                classNames.Select(c => new UploadedClass(c, decoded.Count(d => d.Class == c), train.Count(t => t.Label == index[c]), test.Count(t => t.Label == index[c]))).ToArray(),
-                train.Count,
-                test.Count,
-                channels,
-                size,
-                skipped,
-                DateTimeOffset.UtcNow,
-                foreground);
-            reservation.Confirm(StoredBytes(train.Count + test.Count, channels, size));
-            Store(result, train, test);
-            return result;
         }
+
+        var classNames = classFolders.Order(StringComparer.Ordinal).ToArray();
+        if (classNames.Length < 2)
+        {
+            throw new DatasetUploadException(400, $"A dataset needs at least 2 classes (one folder per class); found {classNames.Length}.");
+        }
+
+        var empty = classNames.Where(c => !decoded.Any(d => d.Class == c && d.Split != "test")).ToArray();
+        if (empty.Length > 0)
+        {
+            throw new DatasetUploadException(400, $"These classes have no usable training images: {string.Join(", ", empty)}.");
+        }
+
+        if (classNames.Length > 256)
+        {
+            throw new DatasetUploadException(400, "A dataset may have at most 256 classes.");
+        }
+
+        // A zip with train/ but no test/ pictures is split like one without folders for the splits.
+        if (splitMode && !decoded.Any(d => d.Split == "test"))
+        {
+            splitMode = false;
+        }
+
+        // Every class needs a picture on each side: one to learn from and one to be tested on.
+        var missing = splitMode
+            ? classNames.Where(c => !decoded.Any(d => d.Class == c && d.Split == "test")).ToArray()
+            : classNames.Where(c => decoded.Count(d => d.Class == c) < 2).ToArray();
+        if (missing.Length > 0)
+        {
+            throw new DatasetUploadException(400, splitMode
+                ? $"These classes have no usable test images under test/: {string.Join(", ", missing)}. Add some, or leave out test/ to have the service split each class."
+                : $"These classes have fewer than 2 usable images, so they cannot be both trained on and tested: {string.Join(", ", missing.Select(c => $"{c} ({decoded.Count(d => d.Class == c)})"))}.");
+        }
+
+        // light-on-dark, dark-on-light or none, from the borders of the pictures as stored.
+        var foreground = Foregrounds.Measure(decoded.Select(d => Foregrounds.BorderMean(d.Rgb, 3, size)));
+
+        var channels = channelsMode switch
+        {
+            "1" or "grey" or "gray" => 1,
+            "3" or "rgb" => 3,
+            _ => decoded.Any(d => IsColour(d.Rgb)) ? 3 : 1,
+        };
+
+        var index = classNames.Select((c, i) => (c, i)).ToDictionary(p => p.c, p => (byte)p.i);
+        var train = new List<(byte Label, byte[] Pixels)>();
+        var test = new List<(byte Label, byte[] Pixels)>();
+        foreach (var group in decoded.GroupBy(d => d.Class))
+        {
+            var items = group.ToList();
+            if (splitMode)
+            {
+                foreach (var d in items)
+                {
+                    (d.Split == "test" ? test : train).Add((index[d.Class], ToChannels(d.Rgb, channels)));
+                }
+            }
+            else
+            {
+                // Seeded by the class name: the same zip always splits the same way; 1 in 6 goes to test.
+                var random = new Random(BitConverter.ToInt32(SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(group.Key)), 0));
+                var order = items.OrderBy(d => d.Entry, StringComparer.Ordinal).ToArray();
+                random.Shuffle(order);
+                // A class of 2–5 images still gives its last one to test.
+                for (var i = 0; i < order.Length; i++)
+                {
+                    var toTest = i % 6 == 5 || (order.Length < 6 && i == order.Length - 1);
+                    (toTest ? test : train).Add((index[group.Key], ToChannels(order[i].Rgb, channels)));
+                }
+            }
+        }
+
+        // Interleave classes in a seeded order so Take(n) keeps every class.
+        new Random(17).Shuffle(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(train));
+        new Random(18).Shuffle(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(test));
+        var id = IdPrefix + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8));
+        var result = new UploadedDataset(
+            id,
+            name,
+            classNames.Select(c => new UploadedClass(c, decoded.Count(d => d.Class == c), train.Count(t => t.Label == index[c]), test.Count(t => t.Label == index[c]))).ToArray(),
+            train.Count,
+            test.Count,
+            channels,
+            size,
+            skipped,
+            DateTimeOffset.UtcNow,
+            foreground);
+        reservation.Confirm(StoredBytes(train.Count + test.Count, channels, size));
+        Store(result, train, test);
+        return result;
     }
 
     /// <summary>Bytes a dataset of <paramref name="images"/> images takes stored: pixels plus one label byte each.</summary>
