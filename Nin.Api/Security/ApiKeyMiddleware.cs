@@ -24,8 +24,7 @@ public sealed class ApiKeyMiddleware(RequestDelegate next, ApiKeyRing ring, IOpt
         }
 
         var required = ApiScopes.Required(context.Request.Method, context.Request.Path);
-        var enforced = required is { NonActiveVersions: false } && (!required.WhenPredictProtected || options.CurrentValue.ProtectPredict);
-        if (!ring.Any || !enforced || key?.Allows(required!.Scope) == true)
+        if (!ring.Any || !Enforced(required, options.CurrentValue.ProtectPredict) || key?.Allows(required!.Scope) == true)
         {
             await next(context);
             return;
@@ -69,7 +68,18 @@ public sealed class ApiKeyMiddleware(RequestDelegate next, ApiKeyRing ring, IOpt
     public static string ClientOf(HttpContext context) =>
         KeyOf(context) is { } key ? "key:" + key.Id : "ip:" + ClientNetwork.Of(context.Connection.RemoteIpAddress);
 
-    private static string? PresentedKey(HttpRequest request)
+    /// <summary>
+    /// Whether a request needs a key by <see cref="ApiScopes.Required"/> (any scope; the version rule of exports and
+    /// samples is the handlers'), for callers that ask yes or no, such as the OpenAPI document.
+    /// </summary>
+    public static bool RequiresKey(HttpRequest request, bool protectPredict) => Enforced(ApiScopes.Required(request.Method, request.Path), protectPredict);
+
+    /// <summary>Whether this middleware checks <paramref name="required"/> itself (the version rule is the handlers').</summary>
+    private static bool Enforced(RequiredScopeMetadata? required, bool protectPredict) =>
+        required is { NonActiveVersions: false } && (!required.WhenPredictProtected || protectPredict);
+
+    /// <summary>The key the request presents (header, bearer token, or on <c>/hubs/*</c> the access_token parameter), or null.</summary>
+    public static string? PresentedKey(HttpRequest request)
     {
         if (request.Headers.TryGetValue(HeaderName, out var header) && !string.IsNullOrEmpty(header.ToString()))
         {
