@@ -18,6 +18,7 @@ builder.AddNinOperations();
 builder.AddNinSecurity();
 builder.Services.AddNinEvaluation();
 builder.Services.AddNinQuantization();
+builder.Services.AddNinModelTransfer();
 
 var app = builder.Build();
 var role = app.Services.GetRequiredService<NinRole>();
@@ -40,7 +41,7 @@ if (role.ServesApi)
     app.MapPredictApi();
     app.MapKServeApi();
     app.MapNinGrpc();
-    app.MapHub<TrainingHub>("/hubs/training").DisableRequestTimeout();
+    app.MapHub<TrainingHub>("/hubs/training").DisableRequestTimeout().WithRequiredScope();
 }
 else
 {

@@ -39,6 +39,9 @@ public sealed class ModelTransferApiTests : IDisposable
 {
     private readonly NinApiFactory factory = new(new Dictionary<string, string?> { ["Nin:SeedDefaultModel"] = "false", ["RateLimiting:Enabled"] = "false" });
 
+    /// <summary>What the fixture (d2l's NiN, 1 channel, 10 classes) holds.</summary>
+    internal static StateDictSchema D2lSchema { get; } = new(NinLayers.D2l(1, 10));
+
     public void Dispose() => factory.Dispose();
 
     internal static MultipartFormDataContent ImportForm(byte[] weights, string fileName, string? classes = null, int? imageSize = null, params (string Key, string Value)[] extra)
@@ -130,18 +133,18 @@ public sealed class ModelTransferApiTests : IDisposable
     {
         using var client = factory.CreateClient();
         await ImportAsync(client, "roundtrip", PyTorchFixture.Weights, "nin.pth");
-        var original = PyTorchWeights.Read(new MemoryStream(PyTorchFixture.Weights), long.MaxValue);
+        var original = PyTorchWeights.Read(new MemoryStream(PyTorchFixture.Weights), D2lSchema);
 
         using var pt = await client.GetAsync(new Uri("/models/roundtrip/versions/1/export?format=pytorch", UriKind.Relative));
         Assert.Equal(HttpStatusCode.OK, pt.StatusCode);
         Assert.Equal("roundtrip-v1.pt", pt.Content.Headers.ContentDisposition!.FileName);
         var ptBytes = await pt.Content.ReadAsByteArrayAsync();
-        var fromPt = PyTorchWeights.Read(new MemoryStream(ptBytes), long.MaxValue);
+        var fromPt = PyTorchWeights.Read(new MemoryStream(ptBytes), D2lSchema);
         Assert.Equal(PyTorchFixture.Expected.GetProperty("keys").EnumerateArray().Select(k => k.GetString()), fromPt.Select(t => t.Name));
         Assert.All(fromPt.Zip(original), p => Assert.Equal(p.Second.Values, p.First.Values));
 
         var st = await client.GetByteArrayAsync(new Uri("/models/roundtrip/versions/1/export?format=safetensors", UriKind.Relative));
-        var fromSt = Safetensors.Read(st);
+        var fromSt = Safetensors.Read(st, D2lSchema);
         Assert.Equal(fromPt.Select(t => t.Name), fromSt.Select(t => t.Name));
         Assert.All(fromSt.Zip(original), p => Assert.Equal(p.Second.Values, p.First.Values));
         var headerLength = (int)BitConverter.ToUInt64(st, 0);
@@ -166,7 +169,7 @@ public sealed class ModelTransferApiTests : IDisposable
     {
         using var client = factory.CreateClient();
         var layers = NinLayers.D2l(1, 10);
-        var own = NinLayers.Parameters(layers).Zip(PyTorchWeights.Read(new MemoryStream(PyTorchFixture.Weights), long.MaxValue))
+        var own = NinLayers.Parameters(layers).Zip(PyTorchWeights.Read(new MemoryStream(PyTorchFixture.Weights), D2lSchema))
             .Select(p => p.Second with { Name = p.First.OwnKey["net.".Length..] }).ToArray();
         using var buffer = new MemoryStream();
         Safetensors.Write(own, buffer);
@@ -205,7 +208,7 @@ public sealed class ModelTransferApiTests : IDisposable
     public async Task Weights_that_do_not_fit_are_refused_naming_the_first_bad_key(string defect, string message)
     {
         using var client = factory.CreateClient();
-        var tensors = PyTorchWeights.Read(new MemoryStream(PyTorchFixture.Weights), long.MaxValue).ToList();
+        var tensors = PyTorchWeights.Read(new MemoryStream(PyTorchFixture.Weights), D2lSchema).ToList();
         switch (defect)
         {
             case "missing":

@@ -60,10 +60,15 @@ public sealed class DashboardFixture : IAsyncLifetime
         });
     }
 
-    /// <summary>A fresh page on the dashboard, its console errors collected.</summary>
-    public async Task<(IPage Page, List<string> Errors)> OpenAsync(string path = "/", int width = 1280, int height = 1000)
+    /// <summary>A fresh page on the dashboard, its console errors collected; <paramref name="initScript"/> runs before the page's own scripts.</summary>
+    public async Task<(IPage Page, List<string> Errors)> OpenAsync(string path = "/", int width = 1280, int height = 1000, string? initScript = null)
     {
         var context = await Browser.NewContextAsync(new BrowserNewContextOptions { BaseURL = BaseAddress.ToString(), ViewportSize = new ViewportSize { Width = width, Height = height } });
+        if (initScript is not null)
+        {
+            await context.AddInitScriptAsync(initScript);
+        }
+
         var page = await context.NewPageAsync();
         page.SetDefaultTimeout(120_000);
         var errors = new List<string>();

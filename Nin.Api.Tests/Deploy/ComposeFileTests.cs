@@ -30,6 +30,7 @@ public sealed partial class ComposeFileTests
         [ServingOptions.SectionName] = typeof(ServingOptions),
         [TorchOptions.SectionName] = typeof(TorchOptions),
         [SecurityOptions.SectionName] = typeof(SecurityOptions),
+        [ProxyOptions.SectionName] = typeof(ProxyOptions),
     };
 
     [Fact]

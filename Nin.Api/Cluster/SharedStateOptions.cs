@@ -21,6 +21,6 @@ public sealed partial class SharedStateOptions
 
     public static bool IsValidSchema(string? schema) => schema is not null && SchemaPattern().IsMatch(schema);
 
-    [GeneratedRegex("^[a-z_][a-z0-9_]{0,47}$")]
+    [GeneratedRegex(@"\A[a-z_][a-z0-9_]{0,47}\z")]
     private static partial Regex SchemaPattern();
 }

@@ -2,6 +2,7 @@ using System.Globalization;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Nin.Api.Training;
+using Nin.Api.Security;
 
 namespace Nin.Api.Datasets;
 
@@ -9,7 +10,7 @@ public static class DatasetsApi
 {
     public static IEndpointRouteBuilder MapDatasetsApi(this IEndpointRouteBuilder app)
     {
-        var group = app.MapGroup("/datasets").WithTags("Datasets");
+        var group = app.MapGroup("/datasets").WithTags("Datasets").WithRequiredScope();
         group.MapGet("/", ListDatasets)
             .WithName("ListDatasets")
             .WithSummary("Datasets that can be trained on")

@@ -1,43 +1,13 @@
-using System.IO.Compression;
 using System.Security.Cryptography;
 using System.Text.Json;
 using System.Text.RegularExpressions;
 using Microsoft.Extensions.Options;
 using Nin.Api.Infrastructure;
+using Nin.Model.Archives;
 using Nin.Model.Data;
 using Nin.Model.Imaging;
 
 namespace Nin.Api.Datasets;
-
-/// <summary>Limits on dataset uploads, bound from the <c>DatasetUploads</c> section.</summary>
-public sealed class DatasetUploadOptions
-{
-    public const string SectionName = "DatasetUploads";
-
-    /// <summary>Largest request (the zip) in bytes.</summary>
-    public long MaxUploadBytes { get; set; } = 256L * 1024 * 1024;
-
-    /// <summary>Most entries (files and folders) in the zip.</summary>
-    public int MaxEntries { get; set; } = 20_000;
-
-    /// <summary>Most bytes all entries may declare uncompressed, together.</summary>
-    public long MaxUncompressedBytes { get; set; } = 1024L * 1024 * 1024;
-
-    /// <summary>Largest uncompressed entry.</summary>
-    public long MaxEntryBytes { get; set; } = 20L * 1024 * 1024;
-
-    /// <summary>Highest uncompressed/compressed ratio of an entry (zip bombs).</summary>
-    public double MaxCompressionRatio { get; set; } = 100;
-
-    /// <summary>Most pixels an image may declare in its header.</summary>
-    public long MaxImagePixels { get; set; } = 16_000_000;
-
-    /// <summary>The stored side length when the form names none.</summary>
-    public int DefaultSize { get; set; } = 28;
-
-    /// <summary>The largest stored side length a form may ask for.</summary>
-    public int MaxSize { get; set; } = 64;
-}
 
 /// <summary>An uploaded dataset as stored in <c>dataset.json</c> and returned by the API.</summary>
 public sealed record UploadedDataset(
@@ -74,12 +44,13 @@ public sealed partial class UploadedDatasets(IOptions<NinOptions> nin, IOptions<
 {
     public const string IdPrefix = "u-";
     private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web) { WriteIndented = true };
+    private readonly UploadQuota quota = new(() => Path.Combine(nin.Value.ResolvedDataDirectory, "uploads"));
 
     public DatasetUploadOptions Limits => limits.Value;
 
     public string Root => Path.Combine(nin.Value.ResolvedDataDirectory, "uploads");
 
-    [GeneratedRegex("^u-[0-9a-f]{16}$")]
+    [GeneratedRegex(@"\Au-[0-9a-f]{16}\z")]
     private static partial Regex IdPattern();
 
     public static bool IsUploadId(string name) => IdPattern().IsMatch(name);
@@ -157,194 +128,213 @@ public sealed partial class UploadedDatasets(IOptions<NinOptions> nin, IOptions<
     public UploadedDataset Import(Stream zip, string name, int size, string channelsMode, CancellationToken cancellationToken)
     {
         var l = limits.Value;
-        ZipArchive archive;
+        ZipIndex archive;
         try
         {
-            archive = new ZipArchive(zip, ZipArchiveMode.Read, leaveOpen: true);
+            archive = ZipIndex.Read(zip, l.MaxEntries, cancellationToken);
         }
-        catch (InvalidDataException)
+        catch (ZipLimitException ex)
         {
-            throw new DatasetUploadException(400, "The file is not a readable zip archive.");
+            throw new DatasetUploadException(StatusCodes.Status413PayloadTooLarge, ex.Message);
         }
-
-        using (archive)
+        catch (ZipFormatException ex)
         {
-            var entries = ReadEntries(archive, l);
-            var files = Layout(entries, out var skipped, out var splitMode, out var classFolders);
-
-            // Decode as RGB first; the stored channels are chosen after seeing every image.
-            var decoded = new List<(string Class, string? Split, byte[] Rgb, string Entry)>();
-            foreach (var (entry, cls, split) in files)
-            {
-                cancellationToken.ThrowIfCancellationRequested();
-                var data = ReadBounded(entry);
-                var format = ImageDecoder.DetectFormat(data);
-                if (format is null)
-                {
-                    skipped.Add(new SkippedEntry(entry.FullName, "not an image (PNG, JPEG, WebP, BMP or GIF)"));
-                    continue;
-                }
-
-                try
-                {
-                    var image = ImageDecoder.Decode(data, 3, size, size, lightOnDark: false, InvertMode.False, l.MaxImagePixels);
-                    decoded.Add((cls, split, image.Pixels, entry.FullName));
-                }
-                catch (ImageDecodeException ex)
-                {
-                    skipped.Add(new SkippedEntry(entry.FullName, ex.Message));
-                }
-            }
-
-            var classNames = classFolders.Order(StringComparer.Ordinal).ToArray();
-            if (classNames.Length < 2)
-            {
-                throw new DatasetUploadException(400, $"A dataset needs at least 2 classes (one folder per class); found {classNames.Length}.");
-            }
-
-            var empty = classNames.Where(c => !decoded.Any(d => d.Class == c && d.Split != "test")).ToArray();
-            if (empty.Length > 0)
-            {
-                throw new DatasetUploadException(400, $"These classes have no usable training images: {string.Join(", ", empty)}.");
-            }
-
-            if (classNames.Length > 256)
-            {
-                throw new DatasetUploadException(400, "A dataset may have at most 256 classes.");
-            }
-
-            // A zip with train/ but no test/ pictures is split like one without folders for the splits.
-            if (splitMode && !decoded.Any(d => d.Split == "test"))
-            {
-                splitMode = false;
-            }
-
-            // Every class needs a picture on each side: one to learn from and one to be tested on.
-            var missing = splitMode
-                ? classNames.Where(c => !decoded.Any(d => d.Class == c && d.Split == "test")).ToArray()
-                : classNames.Where(c => decoded.Count(d => d.Class == c) < 2).ToArray();
-            if (missing.Length > 0)
-            {
-                throw new DatasetUploadException(400, splitMode
-                    ? $"These classes have no usable test images under test/: {string.Join(", ", missing)}. Add some, or leave out test/ to have the service split each class."
-                    : $"These classes have fewer than 2 usable images, so they cannot be both trained on and tested: {string.Join(", ", missing.Select(c => $"{c} ({decoded.Count(d => d.Class == c)})"))}.");
-            }
-
-            // light-on-dark, dark-on-light or none, from the borders of the pictures as stored.
-            var foreground = Foregrounds.Measure(decoded.Select(d => Foregrounds.BorderMean(d.Rgb, 3, size)));
-
-            var channels = channelsMode switch
-            {
-                "1" or "grey" or "gray" => 1,
-                "3" or "rgb" => 3,
-                _ => decoded.Any(d => IsColour(d.Rgb)) ? 3 : 1,
-            };
-
-            var index = classNames.Select((c, i) => (c, i)).ToDictionary(p => p.c, p => (byte)p.i);
-            var train = new List<(byte Label, byte[] Pixels)>();
-            var test = new List<(byte Label, byte[] Pixels)>();
-            foreach (var group in decoded.GroupBy(d => d.Class))
-            {
-                var items = group.ToList();
-                if (splitMode)
-                {
-                    foreach (var d in items)
-                    {
-                        (d.Split == "test" ? test : train).Add((index[d.Class], ToChannels(d.Rgb, channels)));
-                    }
-                }
-                else
-                {
-                    // Seeded by the class name: the same zip always splits the same way; 1 in 6 goes to test.
-                    var random = new Random(BitConverter.ToInt32(SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(group.Key)), 0));
-                    var order = items.OrderBy(d => d.Entry, StringComparer.Ordinal).ToArray();
-                    random.Shuffle(order);
-                    // A class of 2–5 images still gives its last one to test.
-                    for (var i = 0; i < order.Length; i++)
-                    {
-                        var toTest = i % 6 == 5 || (order.Length < 6 && i == order.Length - 1);
-                        (toTest ? test : train).Add((index[group.Key], ToChannels(order[i].Rgb, channels)));
-                    }
-                }
-            }
-
-            // Interleave classes in a seeded order so Take(n) keeps every class.
-            new Random(17).Shuffle(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(train));
-            new Random(18).Shuffle(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(test));
-            var id = IdPrefix + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8));
-            var result = new UploadedDataset(
-                id,
-                name,
-                classNames.Select(c => new UploadedClass(c, decoded.Count(d => d.Class == c), train.Count(t => t.Label == index[c]), test.Count(t => t.Label == index[c]))).ToArray(),
-                train.Count,
-                test.Count,
-                channels,
-                size,
-                skipped,
-                DateTimeOffset.UtcNow,
-                foreground);
-            Store(result, train, test);
-            return result;
+            throw new DatasetUploadException(StatusCodes.Status400BadRequest, $"The file is not a readable zip archive: {ex.Message}");
         }
+
+        var entries = CheckEntries(archive.Entries, l, cancellationToken);
+        var files = Layout(entries, cancellationToken, out var skipped, out var splitMode, out var classFolders);
+
+        // The stored size is known from the entry count before anything is decoded: every image at size² bytes per channel.
+        var fixedChannels = channelsMode switch { "1" or "grey" or "gray" => 1, "3" or "rgb" => 3, _ => 0 };
+        using var reservation = quota.Reserve(StoredBytes(files.Count, fixedChannels == 0 ? 1 : fixedChannels, size), l);
+
+        // Decode as RGB first; the stored channels are chosen after seeing every image.
+        var decoded = new List<(string Class, string? Split, byte[] Rgb, string Entry)>();
+        long pixels = 0;
+        foreach (var (entry, cls, split) in files)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            var data = ReadEntry(archive, entry, cancellationToken);
+            var format = ImageDecoder.DetectFormat(data);
+            if (format is null)
+            {
+                skipped.Add(new SkippedEntry(entry.Name, "not an image (PNG, JPEG, WebP, BMP or GIF)"));
+                continue;
+            }
+
+            // The total is decided from each header before that image is decoded.
+            if (ImageHeader.TryReadSize(data, format, out var w, out var h) && w > 0 && h > 0 && w * h <= l.MaxImagePixels)
+            {
+                pixels += w * h;
+                if (pixels > l.MaxTotalPixels)
+                {
+                    throw new DatasetUploadException(StatusCodes.Status413PayloadTooLarge,
+                        $"The images declare more than {l.MaxTotalPixels:N0} pixels together (DatasetUploads:MaxTotalPixels); '{ZipIndex.Printable(entry.Name)}' passes it.");
+                }
+            }
+
+            try
+            {
+                var image = ImageDecoder.Decode(data, 3, size, size, lightOnDark: false, InvertMode.False, l.MaxImagePixels);
+                decoded.Add((cls, split, image.Pixels, entry.Name));
+            }
+            catch (ImageDecodeException ex)
+            {
+                skipped.Add(new SkippedEntry(entry.Name, ex.Message));
+            }
+        }
+
+        var classNames = classFolders.Order(StringComparer.Ordinal).ToArray();
+        if (classNames.Length < 2)
+        {
+            throw new DatasetUploadException(400, $"A dataset needs at least 2 classes (one folder per class); found {classNames.Length}.");
+        }
+
+        var empty = classNames.Where(c => !decoded.Any(d => d.Class == c && d.Split != "test")).ToArray();
+        if (empty.Length > 0)
+        {
+            throw new DatasetUploadException(400, $"These classes have no usable training images: {string.Join(", ", empty)}.");
+        }
+
+        if (classNames.Length > 256)
+        {
+            throw new DatasetUploadException(400, "A dataset may have at most 256 classes.");
+        }
+
+        // A zip with train/ but no test/ pictures is split like one without folders for the splits.
+        if (splitMode && !decoded.Any(d => d.Split == "test"))
+        {
+            splitMode = false;
+        }
+
+        // Every class needs a picture on each side: one to learn from and one to be tested on.
+        var missing = splitMode
+            ? classNames.Where(c => !decoded.Any(d => d.Class == c && d.Split == "test")).ToArray()
+            : classNames.Where(c => decoded.Count(d => d.Class == c) < 2).ToArray();
+        if (missing.Length > 0)
+        {
+            throw new DatasetUploadException(400, splitMode
+                ? $"These classes have no usable test images under test/: {string.Join(", ", missing)}. Add some, or leave out test/ to have the service split each class."
+                : $"These classes have fewer than 2 usable images, so they cannot be both trained on and tested: {string.Join(", ", missing.Select(c => $"{c} ({decoded.Count(d => d.Class == c)})"))}.");
+        }
+
+        // light-on-dark, dark-on-light or none, from the borders of the pictures as stored.
+        var foreground = Foregrounds.Measure(decoded.Select(d => Foregrounds.BorderMean(d.Rgb, 3, size)));
+
+        var channels = channelsMode switch
+        {
+            "1" or "grey" or "gray" => 1,
+            "3" or "rgb" => 3,
+            _ => decoded.Any(d => IsColour(d.Rgb)) ? 3 : 1,
+        };
+
+        var index = classNames.Select((c, i) => (c, i)).ToDictionary(p => p.c, p => (byte)p.i);
+        var train = new List<(byte Label, byte[] Pixels)>();
+        var test = new List<(byte Label, byte[] Pixels)>();
+        foreach (var group in decoded.GroupBy(d => d.Class))
+        {
+            var items = group.ToList();
+            if (splitMode)
+            {
+                foreach (var d in items)
+                {
+                    (d.Split == "test" ? test : train).Add((index[d.Class], ToChannels(d.Rgb, channels)));
+                }
+            }
+            else
+            {
+                // Seeded by the class name: the same zip always splits the same way; 1 in 6 goes to test.
+                var random = new Random(BitConverter.ToInt32(SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(group.Key)), 0));
+                var order = items.OrderBy(d => d.Entry, StringComparer.Ordinal).ToArray();
+                random.Shuffle(order);
+                // A class of 2–5 images still gives its last one to test.
+                for (var i = 0; i < order.Length; i++)
+                {
+                    var toTest = i % 6 == 5 || (order.Length < 6 && i == order.Length - 1);
+                    (toTest ? test : train).Add((index[group.Key], ToChannels(order[i].Rgb, channels)));
+                }
+            }
+        }
+
+        // Interleave classes in a seeded order so Take(n) keeps every class.
+        new Random(17).Shuffle(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(train));
+        new Random(18).Shuffle(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(test));
+        var id = IdPrefix + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8));
+        var result = new UploadedDataset(
+            id,
+            name,
+            classNames.Select(c => new UploadedClass(c, decoded.Count(d => d.Class == c), train.Count(t => t.Label == index[c]), test.Count(t => t.Label == index[c]))).ToArray(),
+            train.Count,
+            test.Count,
+            channels,
+            size,
+            skipped,
+            DateTimeOffset.UtcNow,
+            foreground);
+        reservation.Confirm(StoredBytes(train.Count + test.Count, channels, size));
+        Store(result, train, test);
+        return result;
     }
 
-    private static List<ZipArchiveEntry> ReadEntries(ZipArchive archive, DatasetUploadOptions l)
-    {
-        var entries = new List<ZipArchiveEntry>();
-        long total = 0;
-        foreach (var entry in archive.Entries)
-        {
-            if (entries.Count >= l.MaxEntries)
-            {
-                throw new DatasetUploadException(413, $"The zip has more than {l.MaxEntries} entries.");
-            }
+    /// <summary>Bytes a dataset of <paramref name="images"/> images takes stored: pixels plus one label byte each.</summary>
+    public static long StoredBytes(long images, int channels, int size) => images * ((long)channels * size * size + 1);
 
-            var path = entry.FullName;
+    /// <summary>Paths, links, depth and declared sizes of every entry, from the index alone (nothing is inflated).</summary>
+    private static List<ZipEntryInfo> CheckEntries(IReadOnlyList<ZipEntryInfo> entries, DatasetUploadOptions l, CancellationToken cancellationToken)
+    {
+        long total = 0;
+        foreach (var entry in entries)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            var path = entry.Name;
             if (path.Contains('\\', StringComparison.Ordinal) || path.StartsWith('/') || path.Contains('\0', StringComparison.Ordinal)
                 || (path.Length >= 2 && path[1] == ':' && char.IsAsciiLetter(path[0]))
                 || path.Split('/').Any(s => s is ".." or "."))
             {
-                throw new DatasetUploadException(400, $"Unsafe entry path '{Printable(path)}': relative paths with '/' only, no '..', no absolute or drive paths.");
+                throw new DatasetUploadException(400, $"Unsafe entry path '{ZipIndex.Printable(path)}': relative paths with '/' only, no '..', no absolute or drive paths.");
             }
 
-            var unixMode = (entry.ExternalAttributes >> 16) & 0xF000;
-            if (unixMode == 0xA000)
+            if (entry.IsSymbolicLink)
             {
-                throw new DatasetUploadException(400, $"Entry '{Printable(path)}' is a symbolic link; links are not accepted.");
+                throw new DatasetUploadException(400, $"Entry '{ZipIndex.Printable(path)}' is a symbolic link; links are not accepted.");
+            }
+
+            if (entry.Depth > l.MaxPathDepth)
+            {
+                throw new DatasetUploadException(413, $"Entry '{ZipIndex.Printable(path)}' is {entry.Depth} folders deep; the limit is {l.MaxPathDepth} (DatasetUploads:MaxPathDepth).");
             }
 
             if (entry.Length > l.MaxEntryBytes)
             {
-                throw new DatasetUploadException(413, $"Entry '{Printable(path)}' declares {entry.Length} bytes; the limit is {l.MaxEntryBytes}.");
+                throw new DatasetUploadException(413, $"Entry '{ZipIndex.Printable(path)}' declares {entry.Length:N0} bytes; the limit is {l.MaxEntryBytes:N0}.");
             }
 
             if (entry.Length > 1024 && entry.Length > l.MaxCompressionRatio * Math.Max(1, entry.CompressedLength))
             {
-                throw new DatasetUploadException(413, $"Entry '{Printable(path)}' expands {entry.Length / Math.Max(1, entry.CompressedLength)}-fold; the limit is {l.MaxCompressionRatio}.");
+                throw new DatasetUploadException(413, $"Entry '{ZipIndex.Printable(path)}' expands {entry.Length / Math.Max(1, entry.CompressedLength)}-fold; the limit is {l.MaxCompressionRatio}.");
             }
 
             total += entry.Length;
             if (total > l.MaxUncompressedBytes)
             {
-                throw new DatasetUploadException(413, $"The zip declares more than {l.MaxUncompressedBytes} bytes uncompressed.");
+                throw new DatasetUploadException(413, $"The zip declares more than {l.MaxUncompressedBytes:N0} bytes uncompressed.");
             }
-
-            entries.Add(entry);
         }
 
-        return entries;
+        return [.. entries];
     }
 
     /// <summary>Which files are images of which class (and split); everything else is reported as skipped.</summary>
-    private static List<(ZipArchiveEntry Entry, string Class, string? Split)> Layout(
-        List<ZipArchiveEntry> entries, out List<SkippedEntry> skipped, out bool splitMode, out HashSet<string> classFolders)
+    private static List<(ZipEntryInfo Entry, string Class, string? Split)> Layout(
+        List<ZipEntryInfo> entries, CancellationToken cancellationToken, out List<SkippedEntry> skipped, out bool splitMode, out HashSet<string> classFolders)
     {
         skipped = [];
-        var paths = entries.Select(e => (Entry: e, Segments: e.FullName.Split('/', StringSplitOptions.RemoveEmptyEntries), IsDir: e.FullName.EndsWith('/'))).ToList();
+        var paths = entries.Select(e => (Entry: e, Segments: e.Name.Split('/', StringSplitOptions.RemoveEmptyEntries), IsDir: e.IsDirectory)).ToList();
         var hidden = paths.Where(p => p.Segments.Any(s => s.StartsWith('.') || s == "__MACOSX")).ToList();
         foreach (var h in hidden.Where(h => !h.IsDir))
         {
-            skipped.Add(new SkippedEntry(h.Entry.FullName, "hidden or system file"));
+            skipped.Add(new SkippedEntry(h.Entry.Name, "hidden or system file"));
         }
 
         paths = paths.Except(hidden).Where(p => p.Segments.Length > 0).ToList();
@@ -355,13 +345,14 @@ public sealed partial class UploadedDatasets(IOptions<NinOptions> nin, IOptions<
             && paths[0].Segments[0] is not ("train" or "test")
             && paths.Any(p => !p.IsDir && p.Segments.Length >= 3))
         {
+            cancellationToken.ThrowIfCancellationRequested();
             paths = paths.Select(p => (p.Entry, p.Segments[1..], p.IsDir)).Where(p => p.Item2.Length > 0).ToList();
         }
 
         splitMode = paths.Count > 0 && paths.All(p => p.Segments[0] is "train" or "test") && paths.Any(p => p.Segments[0] == "train");
         var depth = splitMode ? 3 : 2;
         classFolders = [];
-        var files = new List<(ZipArchiveEntry, string, string?)>();
+        var files = new List<(ZipEntryInfo, string, string?)>();
         foreach (var (entry, segments, isDir) in paths)
         {
             if (isDir)
@@ -376,7 +367,7 @@ public sealed partial class UploadedDatasets(IOptions<NinOptions> nin, IOptions<
 
             if (segments.Length != depth)
             {
-                skipped.Add(new SkippedEntry(entry.FullName, splitMode ? "not inside train/<class>/ or test/<class>/" : "not inside a class folder"));
+                skipped.Add(new SkippedEntry(entry.Name, splitMode ? "not inside train/<class>/ or test/<class>/" : "not inside a class folder"));
                 continue;
             }
 
@@ -388,24 +379,17 @@ public sealed partial class UploadedDatasets(IOptions<NinOptions> nin, IOptions<
         return files;
     }
 
-    private static byte[] ReadBounded(ZipArchiveEntry entry)
+    /// <summary>An entry's bytes (its declared size was checked; one that yields more, less or a wrong CRC is refused).</summary>
+    private static byte[] ReadEntry(ZipIndex archive, ZipEntryInfo entry, CancellationToken cancellationToken)
     {
-        // The declared size was checked; a stream that yields more than it declared is refused.
-        var declared = entry.Length;
-        using var stream = entry.Open();
-        var buffer = new byte[declared + 1];
-        var read = 0;
-        int n;
-        while ((n = stream.Read(buffer, read, buffer.Length - read)) > 0)
+        try
         {
-            read += n;
-            if (read > declared)
-            {
-                throw new DatasetUploadException(400, $"Entry '{Printable(entry.FullName)}' holds more data than it declares.");
-            }
+            return archive.ReadAll(entry, cancellationToken);
         }
-
-        return buffer.AsSpan(0, read).ToArray();
+        catch (ZipFormatException ex)
+        {
+            throw new DatasetUploadException(400, ex.Message);
+        }
     }
 
     private static bool IsColour(byte[] planar)
@@ -471,5 +455,4 @@ public sealed partial class UploadedDatasets(IOptions<NinOptions> nin, IOptions<
         }
     }
 
-    private static string Printable(string path) => new(path.Take(200).Select(c => char.IsControl(c) ? '?' : c).ToArray());
 }

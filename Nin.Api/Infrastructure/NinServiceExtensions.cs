@@ -42,7 +42,9 @@ public static partial class NinServiceExtensions
         builder.Services.AddExceptionHandler<BadRequestExceptionHandler>();
         builder.AddRejectedRequestProblems();
         builder.Services.AddHttpClient("datasets", c => c.Timeout = TimeSpan.FromMinutes(5));
-        builder.Services.AddOptions<DatasetUploadOptions>().BindConfiguration(DatasetUploadOptions.SectionName);
+        builder.Services.AddOptions<DatasetUploadOptions>().BindConfiguration(DatasetUploadOptions.SectionName)
+            .Validate(o => o.IsValid, "DatasetUploads: every limit must be positive, MaxPathDepth at least 2, MaxTotalPixels at least MaxImagePixels, MaxTotalBytes at least MaxDatasetBytes, and 8 <= DefaultSize <= MaxSize.")
+            .ValidateOnStart();
         builder.Services.AddSingleton<UploadedDatasets>();
         builder.Services.AddSingleton<DatasetCatalog>();
         builder.Services.AddSingleton(sp => new ModelStore(
@@ -216,8 +218,8 @@ public static partial class NinServiceExtensions
     }
 
     /// <summary>
-    /// The Hangfire dashboard: local requests only unless configured; after the security middleware, so with API keys
-    /// on it needs one, and cross-site requests are refused. Antiforgery is registered, so Hangfire checks its token on
+    /// The Hangfire dashboard: local requests only unless configured (judged by the connecting address, not by forwarded
+    /// headers); after the security middleware, so with API keys on it needs an admin key, and cross-site requests are refused. Antiforgery is registered, so Hangfire checks its token on
     /// every POST (its pages send it; a forged form or script cannot).
     /// </summary>
     public static WebApplication UseNinHangfireDashboard(this WebApplication app)
@@ -225,7 +227,7 @@ public static partial class NinServiceExtensions
         var hangfire = app.Services.GetRequiredService<IOptions<HangfireOptions>>().Value;
         app.UseHangfireDashboard("/hangfire", new DashboardOptions
         {
-            Authorization = hangfire.DashboardAllowRemote ? [new AllowAllDashboardFilter()] : [new Hangfire.Dashboard.LocalRequestsOnlyAuthorizationFilter()],
+            Authorization = hangfire.DashboardAllowRemote ? [new AllowAllDashboardFilter()] : [new Security.ConnectingAddress.LocalDashboardFilter()],
             DisplayStorageConnectionString = false,
         });
         return app;

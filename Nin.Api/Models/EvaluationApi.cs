@@ -2,6 +2,7 @@ using Hangfire;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Nin.Model.Checkpoints;
 using Nin.Model.Evaluation;
+using Nin.Api.Security;
 
 namespace Nin.Api.Models;
 
@@ -24,13 +25,14 @@ public static class EvaluationApi
     public static IServiceCollection AddNinEvaluation(this IServiceCollection services)
     {
         services.AddSingleton<ModelEvaluator>();
+        services.AddSingleton<TestSampleGallery>();
         services.AddTransient<EvaluationJob>();
         return services;
     }
 
     public static IEndpointRouteBuilder MapEvaluationApi(this IEndpointRouteBuilder app)
     {
-        var group = app.MapGroup("/models/{name}/versions/{version:int}").WithTags("Models").AddEndpointFilter(CheckName).ProducesProblem(StatusCodes.Status400BadRequest);
+        var group = app.MapGroup("/models/{name}/versions/{version:int}").WithTags("Models").WithRequiredScope().RequireValidModelName().ProducesProblem(StatusCodes.Status400BadRequest);
 
         group.MapPost("/evaluate", EvaluateModelVersion)
             .WithName("EvaluateModelVersion")
@@ -46,22 +48,16 @@ public static class EvaluationApi
             .ProducesProblem(StatusCodes.Status404NotFound);
 
         group.MapGet("/samples", GetTestSamples)
+            .RequireRateLimiting(SecurityExtensions.ExportPolicy)
             .WithName("GetTestSamples")
             .WithSummary("Test images with true and predicted labels, misclassified first")
-            .WithDescription("Like d2l's predict_ch3: test images of the version's evaluation with the true label, the predicted label and its probability, and the image as a small PNG data URL at the dataset's native size. Misclassified images come first, the most confident mistakes first; `onlyWrong=true` lists only those. `limit` is 1–200 (default 24). 404 until the version has been evaluated.")
+            .WithDescription("Like d2l's predict_ch3: test images of the version's evaluation with the true label, the predicted label and its probability, and the image as a small PNG data URL at the dataset's native size. Misclassified images come first, the most confident mistakes first; `onlyWrong=true` lists only those. `limit` is 1–200 (default 24). 404 until the version has been evaluated. The active version is open; with API keys in force any other needs a key with the `predict` scope (401). Rendered once per evaluation and cached; rate-limited per client (429).")
+            .ProducesProblem(StatusCodes.Status401Unauthorized)
+            .ProducesProblem(StatusCodes.Status409Conflict)
+            .ProducesProblem(StatusCodes.Status429TooManyRequests)
             .ProducesProblem(StatusCodes.Status404NotFound);
 
         return app;
-    }
-
-    private static async ValueTask<object?> CheckName(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
-    {
-        if (context.HttpContext.Request.RouteValues.TryGetValue("name", out var value) && !ModelStore.IsValidName(value as string))
-        {
-            return TypedResults.Problem(statusCode: StatusCodes.Status400BadRequest, title: "Invalid model name.", detail: $"A model name must {ModelStore.NameRule}.");
-        }
-
-        return await next(context);
     }
 
     public static Results<Accepted<EvaluationAccepted>, ProblemHttpResult> EvaluateModelVersion(
@@ -96,11 +92,16 @@ public static class EvaluationApi
     }
 
     public static async Task<Results<Ok<TestSamplesResponse>, ProblemHttpResult>> GetTestSamples(
-        string name, int version, ModelStore store, ModelEvaluator evaluator, CancellationToken cancellationToken, bool onlyWrong = false, int limit = DefaultSamples)
+        string name, int version, HttpContext context, ModelStore store, VersionAccess access, TestSampleGallery gallery, CancellationToken cancellationToken, bool onlyWrong = false, int limit = DefaultSamples)
     {
         if (limit is < 1 or > MaxSamples)
         {
             return TypedResults.Problem(statusCode: StatusCodes.Status400BadRequest, title: "Invalid limit.", detail: $"limit must be between 1 and {MaxSamples}.");
+        }
+
+        if (!access.MayServe(context, name, version))
+        {
+            return TypedResults.Problem(statusCode: StatusCodes.Status401Unauthorized, title: VersionAccess.DeniedTitle, detail: VersionAccess.DeniedDetail);
         }
 
         if (store.Find(name, version) is not { } info)
@@ -113,40 +114,23 @@ public static class EvaluationApi
             return NotEvaluated(name, version);
         }
 
-        // The order needs only the stored labels and predictions; the images are read up to the last one shown.
-        var labels = predictions.Labels;
-        var order = TestSampleOrder.Misclassified(predictions, labels);
-        var misclassified = order.Count(i => predictions.Predicted[i] != labels[i]);
-        var chosen = (onlyWrong ? order.Take(misclassified) : order).Take(limit).ToArray();
-        if (chosen.Length == 0)
-        {
-            return TypedResults.Ok(new TestSamplesResponse(name, version, labels.Count, misclassified, []));
-        }
-
-        Model.Data.ImageDataset test;
+        TestSampleGallery.Gallery shown;
         try
         {
-            test = await evaluator.LoadTestSetAsync(info.Metadata, cancellationToken, chosen.DefaultIfEmpty(-1).Max() + 1);
+            shown = await gallery.GetAsync(info, predictions, cancellationToken);
         }
         catch (EvaluationUnavailableException ex)
         {
             return TypedResults.Problem(statusCode: StatusCodes.Status409Conflict, title: "The version's dataset is not here.", detail: ex.Message);
         }
 
-        if (chosen.Any(i => i >= test.Count || test.Labels[i] != labels[i]))
+        if (shown.OutOfDate is { } reason)
         {
-            return TypedResults.Problem(statusCode: StatusCodes.Status409Conflict, title: "The evaluation is out of date.", detail: "The test split no longer matches the stored evaluation; evaluate the version again.");
+            return TypedResults.Problem(statusCode: StatusCodes.Status409Conflict, title: "The evaluation is out of date.", detail: reason);
         }
 
-        var classes = info.Metadata.ClassNames;
-        var items = chosen.Select(i => new TestSample(
-            i,
-            classes[labels[i]],
-            classes[predictions.Predicted[i]],
-            predictions.Probability[i],
-            predictions.Predicted[i] == labels[i],
-            "data:image/png;base64," + Convert.ToBase64String(TestSampleImages.Png(test, i)))).ToArray();
-        return TypedResults.Ok(new TestSamplesResponse(name, version, labels.Count, misclassified, items));
+        var items = shown.Items.Take(onlyWrong ? Math.Min(limit, shown.Misclassified) : limit).ToArray();
+        return TypedResults.Ok(new TestSamplesResponse(name, version, shown.TestImages, shown.Misclassified, items));
     }
 
     /// <summary>An upload is here or not; a built-in's files are here, or the job may download them (Nin:DownloadDatasets).</summary>

@@ -2,10 +2,13 @@ using System.Security.Cryptography;
 using System.Text.Json;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.Net.Http.Headers;
+using Nin.Model.Archives;
 using Nin.Model.Checkpoints;
 using Nin.Model.Interop;
 using Nin.Model.Network;
 using Nin.Model.Onnx;
+using Nin.Api.Security;
 
 namespace Nin.Api.Models;
 
@@ -21,11 +24,22 @@ public static class ModelTransferApi
     /// <summary>The values of <c>export?format=</c>, the default first (<c>pt</c> and <c>pth</c> mean <c>pytorch</c>).</summary>
     public static readonly IReadOnlyList<string> ExportFormats = ["onnx", "safetensors", "pytorch", "pt", "pth"];
 
+    /// <summary>The export cache (<c>Exports</c> section).</summary>
+    public static IServiceCollection AddNinModelTransfer(this IServiceCollection services)
+    {
+        services.AddOptions<ExportOptions>().BindConfiguration(ExportOptions.SectionName)
+            .Validate(o => o.CacheBytes >= 0 && o.ConcurrentBuilds >= 1, "Exports: CacheBytes cannot be negative and ConcurrentBuilds must be at least 1.")
+            .ValidateOnStart();
+        services.AddSingleton<ModelArtefacts>();
+        return services;
+    }
+
     public static IEndpointRouteBuilder MapModelTransferApi(this IEndpointRouteBuilder app)
     {
-        var group = app.MapGroup("/models").WithTags("Models");
+        var group = app.MapGroup("/models").WithTags("Models").WithRequiredScope().RequireValidModelName().ProducesProblem(StatusCodes.Status400BadRequest);
 
         group.MapGet("/{name}/versions/{version:int}/export", ExportModelVersion)
+            .RequireRateLimiting(SecurityExtensions.ExportPolicy)
             .WithName("ExportModelVersion")
             .WithSummary("Download a version as ONNX, safetensors or a PyTorch state_dict")
             .WithDescription("""
@@ -37,9 +51,15 @@ public static class ModelTransferApi
                 409 when it has none. `precision=fp32` is the default.
                 `format=safetensors` and `format=pytorch` (a `torch.save` zip) hold the weights under d2l's key names
                 (`0.0.weight` … `7.4.bias`), so d2l's `net.load_state_dict(torch.load(path))` takes them.
+                The active version is open; with API keys in force any other version needs a key with the `predict` scope (401).
+                Each form is made once per version and cached (ETag; If-None-Match answers 304); a GET writes nothing.
+                Rate-limited per client (`RateLimiting:ExportPermitLimit`, 429).
                 """)
             .Produces(StatusCodes.Status200OK, contentType: "application/octet-stream")
+            .Produces(StatusCodes.Status304NotModified)
             .ProducesProblem(StatusCodes.Status400BadRequest)
+            .ProducesProblem(StatusCodes.Status401Unauthorized)
+            .ProducesProblem(StatusCodes.Status429TooManyRequests)
             .ProducesProblem(StatusCodes.Status404NotFound)
             .ProducesProblem(StatusCodes.Status409Conflict);
 
@@ -85,23 +105,34 @@ public static class ModelTransferApi
         public bool? Activate { get; set; }
     }
 
-    public static Results<PhysicalFileHttpResult, FileContentHttpResult, ProblemHttpResult> ExportModelVersion(string name, int version, string? format, ModelStore store, string? precision = null)
+    public static async Task<Results<PhysicalFileHttpResult, FileContentHttpResult, StatusCodeHttpResult, ProblemHttpResult>> ExportModelVersion(
+        string name, int version, string? format, HttpContext context, ModelStore store, VersionAccess access, ModelArtefacts artefacts, CancellationToken cancellationToken, string? precision = null)
     {
+        if (!access.MayServe(context, name, version))
+        {
+            return TypedResults.Problem(statusCode: StatusCodes.Status401Unauthorized, title: VersionAccess.DeniedTitle, detail: VersionAccess.DeniedDetail);
+        }
+
         var info = store.Find(name, version);
         if (info is null)
         {
             return TypedResults.Problem(statusCode: StatusCodes.Status404NotFound, title: "Unknown model version.", detail: $"There is no model '{name}' version {version}.");
         }
 
-        var file = $"{name}-v{version}";
-        var kind = (format ?? "onnx").Trim().ToLowerInvariant();
+        var kind = ModelArtefacts.Normalise(format);
+        if (kind is null)
+        {
+            return TypedResults.Problem(statusCode: StatusCodes.Status400BadRequest, title: "Unknown format.", detail: $"format must be onnx, safetensors or pytorch; got '{format}'.");
+        }
+
         switch (precision?.Trim().ToLowerInvariant())
         {
             case null or "" or "fp32":
                 break;
             case "int8" when kind == "onnx":
+                // The file made when the version was quantized; a GET never makes one.
                 return Int8Cache.ExistingFile(info.Directory, info.Metadata) is { } int8
-                    ? TypedResults.PhysicalFile(int8, "application/octet-stream", file + ".int8.onnx")
+                    ? TypedResults.PhysicalFile(int8, "application/octet-stream", $"{name}-v{version}.int8.onnx")
                     : TypedResults.Problem(statusCode: StatusCodes.Status409Conflict, title: "The version has no int8 model.",
                         detail: $"{name} version {version} is not quantized; POST /models/{name}/versions/{version}/quantize makes its int8 model (from its dataset's training images).");
             case "int8":
@@ -110,39 +141,22 @@ public static class ModelTransferApi
                 return TypedResults.Problem(statusCode: StatusCodes.Status400BadRequest, title: "Unknown precision.", detail: $"precision must be fp32 or int8; got '{precision}'.");
         }
 
-        switch (kind)
+        if (kind != "onnx" && NetworkArchitectures.Find(info.Metadata.Architecture) != NetworkArchitectures.Nin)
         {
-            case "onnx":
-                return TypedResults.PhysicalFile(OnnxCache.Ensure(info.Directory), "application/octet-stream", file + ".onnx");
-            case "safetensors" or "pytorch" or "pt" or "pth" when NetworkArchitectures.Find(info.Metadata.Architecture) != NetworkArchitectures.Nin:
-                return TypedResults.Problem(statusCode: StatusCodes.Status400BadRequest, title: "No PyTorch form for this architecture.",
-                    detail: $"{name} version {version} is a '{info.Metadata.Architecture}' network, which d2l's PyTorch code has no module for; export it with format=onnx.");
-            case "safetensors":
-            {
-                using var buffer = new MemoryStream();
-                Safetensors.Write(ReadWeights(info), buffer, OnnxExporter.MetadataProps(info.Metadata).ToDictionary(p => p.Key, p => p.Value));
-                return TypedResults.File(buffer.ToArray(), "application/octet-stream", file + ".safetensors");
-            }
-
-            case "pytorch" or "pt" or "pth":
-            {
-                using var buffer = new MemoryStream();
-                PyTorchWeights.Write(ReadWeights(info), buffer);
-                return TypedResults.File(buffer.ToArray(), "application/octet-stream", file + ".pt");
-            }
-
-            default:
-                return TypedResults.Problem(statusCode: StatusCodes.Status400BadRequest, title: "Unknown format.", detail: $"format must be onnx, safetensors or pytorch; got '{format}'.");
+            return TypedResults.Problem(statusCode: StatusCodes.Status400BadRequest, title: "No PyTorch form for this architecture.",
+                detail: $"{name} version {version} is a '{info.Metadata.Architecture}' network, which d2l's PyTorch code has no module for; export it with format=onnx.");
         }
+
+        var artefact = await artefacts.GetAsync(info, kind, cancellationToken);
+        var tag = new EntityTagHeaderValue(artefact.ETag);
+        context.Response.Headers.CacheControl = "private, max-age=0, must-revalidate";
+        return artefact.Path is { } path
+            ? TypedResults.PhysicalFile(path, "application/octet-stream", artefact.FileName, entityTag: tag)
+            : TypedResults.File(artefact.Bytes!, "application/octet-stream", artefact.FileName, entityTag: tag);
     }
 
     public static async Task<Results<Created<ModelVersionResponse>, ProblemHttpResult>> ImportModelVersion(string name, HttpRequest request, ModelStore store, CancellationToken cancellationToken)
     {
-        if (!ModelStore.IsValidName(name))
-        {
-            return BadRequest("Invalid model name.", $"Model name '{name}' is not valid: use 1–64 lower-case letters, digits, '.', '_' or '-', starting with a letter or digit.");
-        }
-
         if (!request.HasFormContentType)
         {
             return TypedResults.Problem(statusCode: StatusCodes.Status415UnsupportedMediaType, title: "Send multipart/form-data.", detail: "Send the weights file in the field 'weights' of a multipart/form-data request, with 'classes' and the other fields beside it.");
@@ -179,27 +193,30 @@ public static class ModelTransferApi
             return BadRequest("No weights.", "Send the weights file (.pt, .pth or .safetensors) in the multipart field 'weights'.");
         }
 
-        var data = new byte[upload.Length];
-        await using (var stream = upload.OpenReadStream())
+        var s = settings!;
+        var schema = new StateDictSchema(NinLayers.D2l(s.Channels, s.Classes.Count));
+        if (schema.Elements * sizeof(float) > MaxWeightsBytes)
         {
-            await stream.ReadExactlyAsync(data, cancellationToken);
+            return BadRequest("Too many classes.", $"A NiN with {s.Classes.Count:N0} classes has {schema.Elements:N0} parameters; at most {MaxWeightsBytes / sizeof(float):N0} are imported.");
         }
 
-        var s = settings!;
-        var layers = NinLayers.D2l(s.Channels, s.Classes.Count);
         string format;
+        string sha256;
         IReadOnlyList<NamedTensor> weights;
-        try
+        await using (var stream = upload.OpenReadStream())
         {
-            format = IsZip(data) ? "pytorch" : "safetensors";
-            var raw = format == "pytorch"
-                ? PyTorchWeights.Read(new MemoryStream(data, writable: false), maxUncompressedBytes: 2 * MaxWeightsBytes)
-                : Safetensors.Read(data);
-            weights = StateDictMapping.Match(raw, layers);
-        }
-        catch (WeightsFormatException ex)
-        {
-            return BadRequest("The weights do not fit.", ex.Message);
+            sha256 = Convert.ToHexStringLower(await SHA256.HashDataAsync(stream, cancellationToken));
+            stream.Position = 0;
+            var start = new byte[4];
+            format = await stream.ReadAtLeastAsync(start, 4, throwOnEndOfStream: false, cancellationToken) == 4 && ZipIndex.LooksLikeZip(start) ? "pytorch" : "safetensors";
+            try
+            {
+                weights = format == "pytorch" ? PyTorchWeights.Read(stream, schema, cancellationToken) : Safetensors.Read(stream, schema);
+            }
+            catch (WeightsFormatException ex)
+            {
+                return BadRequest("The weights do not fit.", ex.Message);
+            }
         }
 
         var metadata = new ModelMetadata
@@ -210,7 +227,7 @@ public static class ModelTransferApi
             ImageSize = s.ImageSize,
             Preprocessing = new PreprocessingInfo { Channels = s.Channels, NativeWidth = s.NativeSize, NativeHeight = s.NativeSize, Foreground = s.Foreground },
             TrainedOn = "imported",
-            ImportedFrom = new ImportedWeights(format, Path.GetFileName(upload.FileName), Convert.ToHexStringLower(SHA256.HashData(data))),
+            ImportedFrom = new ImportedWeights(format, Path.GetFileName(upload.FileName), sha256),
         };
 
         ModelVersionInfo stored;
@@ -222,17 +239,6 @@ public static class ModelTransferApi
 
         return TypedResults.Created($"/models/{name}/versions/{stored.Version}", ModelVersionResponse.From(stored));
     }
-
-    private static IReadOnlyList<NamedTensor> ReadWeights(ModelVersionInfo info)
-    {
-        var (network, _) = Checkpoint.Load(info.Directory);
-        using (network)
-        {
-            return NinWeights.Read(network);
-        }
-    }
-
-    private static bool IsZip(byte[] data) => data.Length >= 4 && data[0] == 'P' && data[1] == 'K' && data[2] == 3 && data[3] == 4;
 
     private static ProblemHttpResult BadRequest(string title, string detail) =>
         TypedResults.Problem(statusCode: StatusCodes.Status400BadRequest, title: title, detail: detail);

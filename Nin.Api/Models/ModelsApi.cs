@@ -2,6 +2,7 @@ using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.Extensions.Options;
 using Nin.Api.Serving;
 using Nin.Model.Checkpoints;
+using Nin.Api.Security;
 
 namespace Nin.Api.Models;
 
@@ -40,13 +41,13 @@ public static class ModelsApi
     public static IEndpointRouteBuilder MapModelsApi(this IEndpointRouteBuilder app)
     {
         // Every {name} is checked against the store's name rule first (400), so no route reaches the disk with another.
-        var models = app.MapGroup("/models").WithTags("Models");
+        var models = app.MapGroup("/models").WithTags("Models").WithRequiredScope();
         models.MapGet("/", ListModels)
             .WithName("ListModels")
             .WithSummary("Stored models and their versions")
             .WithDescription("Every model name with its versions (newest first): created time, dataset, image size, classes, test accuracy, and which version `/predict` serves.");
 
-        var group = models.MapGroup("/").AddEndpointFilter(CheckName).ProducesProblem(StatusCodes.Status400BadRequest);
+        var group = models.MapGroup("/").RequireValidModelName().ProducesProblem(StatusCodes.Status400BadRequest);
 
         group.MapGet("/{name}/versions/{version:int}", GetModelVersion)
             .WithName("GetModelVersion")
@@ -76,16 +77,6 @@ public static class ModelsApi
             .ProducesProblem(StatusCodes.Status409Conflict);
 
         return app;
-    }
-
-    private static async ValueTask<object?> CheckName(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
-    {
-        if (context.HttpContext.Request.RouteValues.TryGetValue("name", out var value) && !ModelStore.IsValidName(value as string))
-        {
-            return TypedResults.Problem(statusCode: StatusCodes.Status400BadRequest, title: "Invalid model name.", detail: $"A model name must {ModelStore.NameRule}.");
-        }
-
-        return await next(context);
     }
 
     public static Ok<ModelsResponse> ListModels(ModelStore store, IOptions<ServingOptions> serving)

@@ -1,92 +1,85 @@
-using System.Security.Cryptography;
-using System.Text;
 using Microsoft.Extensions.Options;
 
 namespace Nin.Api.Security;
 
 /// <summary>
-/// Requires an API key on the routes that change state: <c>/train</c> (all verbs), <c>POST/DELETE /datasets</c>,
-/// <c>POST/DELETE /models</c>, <c>/hangfire</c> (Hangfire's dashboard can requeue and delete jobs), <c>/hubs/*</c> (the key may come as the <c>access_token</c> query parameter there,
-/// as SignalR's JavaScript client sends it) and, with <see cref="SecurityOptions.ProtectPredict"/>, inference.
-/// 401 without a key, 403 with a wrong one, both as ProblemDetails. With no key configured everything is open.
+/// Enforces <see cref="ApiScopes.Required"/> on every request while any key is in force (<see cref="ApiKeyRing"/>): 401
+/// without a key, 403 with one that is not valid or lacks the scope, each as ProblemDetails. The key may be sent as
+/// <c>X-Api-Key</c>, <c>Authorization: Bearer</c>, or on <c>/hubs/*</c> as the <c>access_token</c> query parameter (as
+/// SignalR's JavaScript client sends it). A valid key is remembered on the request (rate limits partition by it;
+/// <see cref="VersionAccess"/> checks its scopes). With no key anywhere everything is open.
 /// </summary>
-public sealed class ApiKeyMiddleware(RequestDelegate next, IOptions<SecurityOptions> options, IProblemDetailsService problems)
+public sealed class ApiKeyMiddleware(RequestDelegate next, ApiKeyRing ring, IOptionsMonitor<SecurityOptions> options, IProblemDetailsService problems)
 {
     public const string HeaderName = "X-Api-Key";
-    private const string ClientItem = "nin.client";
-    private readonly byte[][] keyHashes = options.Value.EffectiveKeys.Select(Hash).ToArray();
-    private readonly bool protectPredict = options.Value.ProtectPredict;
+    private const string KeyItem = "nin.key";
 
     public async Task InvokeAsync(HttpContext context)
     {
         var presented = PresentedKey(context.Request);
-        var index = presented is null ? -1 : Match(presented);
-        if (index >= 0)
+        var key = presented is null ? null : ring.Match(presented);
+        if (key is not null)
         {
-            context.Items[ClientItem] = $"key:{index}";
+            context.Items[KeyItem] = key;
         }
 
-        if (keyHashes.Length == 0 || !RequiresKey(context.Request, protectPredict) || index >= 0)
+        var required = ApiScopes.Required(context.Request.Method, context.Request.Path);
+        if (!ring.Any || !Enforced(required, options.CurrentValue.ProtectPredict) || key?.Allows(required!.Scope) == true)
         {
             await next(context);
             return;
         }
 
-        var missing = presented is null;
-        context.Response.StatusCode = missing ? StatusCodes.Status401Unauthorized : StatusCodes.Status403Forbidden;
-        if (missing)
+        var status = presented is null ? StatusCodes.Status401Unauthorized : StatusCodes.Status403Forbidden;
+        context.Response.StatusCode = status;
+        if (presented is null)
         {
             context.Response.Headers.WWWAuthenticate = "Bearer";
         }
 
+        var scope = ApiScopes.Name(required!.Scope);
         await problems.WriteAsync(new ProblemDetailsContext
         {
             HttpContext = context,
             ProblemDetails =
             {
-                Status = context.Response.StatusCode,
-                Title = missing ? "An API key is required." : "The API key is not valid.",
-                Detail = missing
-                    ? $"Send it as the {HeaderName} header or as 'Authorization: Bearer <key>'."
-                    : "The key sent is not one of the service's keys.",
+                Status = status,
+                Title = presented is null ? "An API key is required." : key is null ? "The API key is not valid." : "The API key lacks the scope this needs.",
+                Detail = presented is null
+                    ? $"Send a key with the '{scope}' scope as the {HeaderName} header or as 'Authorization: Bearer <key>'."
+                    : key is null
+                        ? "The key sent is not one of the service's keys."
+                        : $"This needs the '{scope}' scope; key '{key.Name}' has {string.Join(", ", key.Scopes.Select(ApiScopes.Name))}.",
+                Extensions = { ["requiredScope"] = scope },
             },
         });
     }
 
+    /// <summary>The valid key the request presented, or null.</summary>
+    public static ApiKeyEntry? KeyOf(HttpContext context) => context.Items.TryGetValue(KeyItem, out var key) ? key as ApiKeyEntry : null;
+
+    /// <summary>True when the request presented a valid key with <paramref name="scope"/> (or <c>admin</c>).</summary>
+    public static bool HasScope(HttpContext context, ApiScope scope) => KeyOf(context)?.Allows(scope) == true;
+
     /// <summary>True when the request presented one of the configured keys.</summary>
-    public static bool HasValidKey(HttpContext context) =>
-        context.Items.TryGetValue(ClientItem, out var client) && client is string s && s.StartsWith("key:", StringComparison.Ordinal);
+    public static bool HasValidKey(HttpContext context) => KeyOf(context) is not null;
 
-    /// <summary>The partition of a request for rate limiting: its API key's index when valid, else the client IP.</summary>
+    /// <summary>The partition of a request for rate limiting: its API key when valid, else its client network (<see cref="ClientNetwork"/>).</summary>
     public static string ClientOf(HttpContext context) =>
-        context.Items.TryGetValue(ClientItem, out var client) && client is string s
-            ? s
-            : "ip:" + (context.Connection.RemoteIpAddress?.ToString() ?? "unknown");
+        KeyOf(context) is { } key ? "key:" + key.Id : "ip:" + ClientNetwork.Of(context.Connection.RemoteIpAddress);
 
-    public static bool RequiresKey(HttpRequest request, bool protectPredict)
-    {
-        var path = request.Path;
-        var method = request.Method;
-        var changes = HttpMethods.IsPost(method) || HttpMethods.IsDelete(method) || HttpMethods.IsPut(method) || HttpMethods.IsPatch(method);
-        if (path.StartsWithSegments("/train") || path.StartsWithSegments("/hubs") || path.StartsWithSegments("/hangfire"))
-        {
-            return true;
-        }
+    /// <summary>
+    /// Whether a request needs a key by <see cref="ApiScopes.Required"/> (any scope; the version rule of exports and
+    /// samples is the handlers'), for callers that ask yes or no, such as the OpenAPI document.
+    /// </summary>
+    public static bool RequiresKey(HttpRequest request, bool protectPredict) => Enforced(ApiScopes.Required(request.Method, request.Path), protectPredict);
 
-        if (path.StartsWithSegments("/datasets") || path.StartsWithSegments("/models"))
-        {
-            return changes;
-        }
+    /// <summary>Whether this middleware checks <paramref name="required"/> itself (the version rule is the handlers').</summary>
+    private static bool Enforced(RequiredScopeMetadata? required, bool protectPredict) =>
+        required is { NonActiveVersions: false } && (!required.WhenPredictProtected || protectPredict);
 
-        if (protectPredict && (path.StartsWithSegments("/predict") || (path.StartsWithSegments("/v2/models") && changes)))
-        {
-            return true;
-        }
-
-        return false;
-    }
-
-    internal static string? PresentedKey(HttpRequest request)
+    /// <summary>The key the request presents (header, bearer token, or on <c>/hubs/*</c> the access_token parameter), or null.</summary>
+    public static string? PresentedKey(HttpRequest request)
     {
         if (request.Headers.TryGetValue(HeaderName, out var header) && !string.IsNullOrEmpty(header.ToString()))
         {
@@ -106,22 +99,4 @@ public sealed class ApiKeyMiddleware(RequestDelegate next, IOptions<SecurityOpti
 
         return null;
     }
-
-    /// <summary>Compares against every key in constant time (SHA-256 digests, so lengths do not leak either).</summary>
-    private int Match(string presented)
-    {
-        var hash = Hash(presented);
-        var found = -1;
-        for (var i = 0; i < keyHashes.Length; i++)
-        {
-            if (CryptographicOperations.FixedTimeEquals(hash, keyHashes[i]) && found < 0)
-            {
-                found = i;
-            }
-        }
-
-        return found;
-    }
-
-    private static byte[] Hash(string key) => SHA256.HashData(Encoding.UTF8.GetBytes(key));
 }

@@ -3,6 +3,7 @@ using System.Net;
 using System.Threading.RateLimiting;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.HttpOverrides;
 using Microsoft.AspNetCore.Http.Timeouts;
 using Microsoft.AspNetCore.RateLimiting;
 using Microsoft.Extensions.Options;
@@ -17,16 +18,35 @@ public static class SecurityExtensions
     /// <summary>The rate-limit policy of <c>POST /train</c>.</summary>
     public const string TrainPolicy = "train";
 
-    /// <summary>API keys, rate limits on inference and job starts, and request timeouts.</summary>
+    /// <summary>The rate-limit policy of a version's export and test samples.</summary>
+    public const string ExportPolicy = "export";
+
+    /// <summary>
+    /// API keys with scopes (reloadable), trusted proxies, rate limits on inference, job starts and downloads, the
+    /// server-wide body budget, and request timeouts.
+    /// </summary>
     public static IHostApplicationBuilder AddNinSecurity(this IHostApplicationBuilder builder)
     {
         builder.Services.AddOptions<SecurityOptions>().BindConfiguration(SecurityOptions.SectionName)
-            .Validate(o => !o.RequireApiKey || o.EffectiveKeys.Count > 0,
-                "Security:RequireApiKey is set but no API key is configured (Security:ApiKeys; with docker compose: NIN_API_KEY in .env). Refusing to start a service that anyone who reaches it could train, upload to and change.")
+            .Validate(o => !o.RequireApiKey || o.HasConfiguredKeys,
+                "Security:RequireApiKey is set but no API key is configured (Security:ApiKeys, Security:Keys or Security:KeysFile; with docker compose: NIN_API_KEY in .env). Refusing to start a service that anyone who reaches it could train, upload to and change.")
+            .Validate(o => o.Keys.All(k => k.Problem() is null),
+                $"Security:Keys: every key needs Key or Sha256 (64 hex digits) and at least one scope of {string.Join(", ", ApiScopes.Names)}.")
+            .Validate(o => o.MaxBufferedBodyBytes >= 0, "Security:MaxBufferedBodyBytes cannot be negative (0 turns the budget off).")
             .ValidateOnStart();
+        builder.Services.AddOptions<ProxyOptions>().BindConfiguration(ProxyOptions.SectionName)
+            .Validate(o => !o.Invalid().Any(), "ForwardedHeaders: KnownProxies must be IP addresses and KnownNetworks CIDR networks (10.42.0.0/16).")
+            .Validate(o => o.ForwardLimit >= 1, "ForwardedHeaders:ForwardLimit must be at least 1.")
+            .ValidateOnStart();
+
+        // ASPNETCORE_FORWARDEDHEADERS_ENABLED makes ASP.NET Core believe X-Forwarded-For from any sender; its middleware
+        // is left with nothing to do, and ForwardedHeaders:KnownProxies/KnownNetworks decide instead (UseNinSecurity).
+        builder.Services.PostConfigure<ForwardedHeadersOptions>(o => o.ForwardedHeaders = ForwardedHeaders.None);
         builder.Services.AddOptions<RateLimitingOptions>().BindConfiguration(RateLimitingOptions.SectionName);
         builder.Services.AddHostedService<OpenServiceWarning>();
+        builder.Services.AddSingleton<ApiKeyRing>();
         builder.Services.AddSingleton<VersionAccess>();
+        builder.Services.AddSingleton<RequestBodyBudget>();
 
         builder.Services.AddRateLimiter(_ => { });
         builder.Services.AddOptions<RateLimiterOptions>().Configure<IOptions<RateLimitingOptions>>((o, limits) =>
@@ -34,19 +54,20 @@ public static class SecurityExtensions
             var l = limits.Value;
             o.RejectionStatusCode = StatusCodes.Status429TooManyRequests;
             // Policies attached to endpoints (RequireRateLimiting), so whatever spelling of a path routing accepts
-            // (case, trailing slash) meets the same limit; partitioned per API key, else per client IP.
-            RateLimitPartition<string> Partition(HttpContext context, int permits, double window) =>
+            // (case, trailing slash) meets the same limit; partitioned per API key, else per client address (IPv6: per /64).
+            RateLimitPartition<string> Partition(HttpContext context, string policy, int permits, double window) =>
                 !l.Enabled
                     ? RateLimitPartition.GetNoLimiter("off")
-                    : RateLimitPartition.GetFixedWindowLimiter(ApiKeyMiddleware.ClientOf(context), _ => new FixedWindowRateLimiterOptions
+                    : RateLimitPartition.GetFixedWindowLimiter(policy + "|" + ApiKeyMiddleware.ClientOf(context), _ => new FixedWindowRateLimiterOptions
                     {
                         PermitLimit = Math.Max(1, permits),
                         Window = TimeSpan.FromSeconds(Math.Max(0.001, window)),
                         QueueLimit = 0,
                         AutoReplenishment = true,
                     });
-            o.AddPolicy(PredictPolicy, context => Partition(context, l.PredictPermitLimit, l.PredictWindowSeconds));
-            o.AddPolicy(TrainPolicy, context => Partition(context, l.TrainPermitLimit, l.TrainWindowSeconds));
+            o.AddPolicy(PredictPolicy, context => Partition(context, PredictPolicy, l.PredictPermitLimit, l.PredictWindowSeconds));
+            o.AddPolicy(TrainPolicy, context => Partition(context, TrainPolicy, l.TrainPermitLimit, l.TrainWindowSeconds));
+            o.AddPolicy(ExportPolicy, context => Partition(context, ExportPolicy, l.ExportPermitLimit, l.ExportWindowSeconds));
             o.OnRejected = async (rejected, cancellationToken) =>
             {
                 var context = rejected.HttpContext;
@@ -92,14 +113,42 @@ public static class SecurityExtensions
     }
 
     /// <summary>
-    /// The host check (DNS rebinding) and the cross-site check first, then the key check (so limits partition by the
-    /// verified key), then rate limits (attached to endpoints), then timeouts.
+    /// Response headers (framing, CSP); the connecting address kept, then forwarded headers from trusted proxies only;
+    /// the host check (DNS rebinding) and the cross-site check; the key and scope check (so limits partition by the
+    /// verified key); the body budget; rate limits (attached to endpoints); timeouts.
     /// </summary>
     public static WebApplication UseNinSecurity(this WebApplication app)
     {
+        app.UseMiddleware<SecurityHeaders>();
+        ConnectingAddress.UseConnectingAddress(app);
+        var proxies = app.Services.GetRequiredService<IOptions<ProxyOptions>>().Value;
+        if (proxies.Enabled)
+        {
+            var forwarded = new ForwardedHeadersOptions
+            {
+                ForwardedHeaders = ForwardedHeaders.XForwardedFor | ForwardedHeaders.XForwardedProto,
+                ForwardLimit = proxies.ForwardLimit,
+                RequireHeaderSymmetry = false,
+            };
+            forwarded.KnownProxies.Clear();
+            forwarded.KnownIPNetworks.Clear();
+            foreach (var proxy in proxies.Proxies())
+            {
+                forwarded.KnownProxies.Add(proxy);
+            }
+
+            foreach (var network in proxies.Networks())
+            {
+                forwarded.KnownIPNetworks.Add(network);
+            }
+
+            app.UseForwardedHeaders(forwarded);
+        }
+
         app.UseMiddleware<LoopbackHostGuard>();
         app.UseMiddleware<CrossSiteRequestGuard>();
         app.UseMiddleware<ApiKeyMiddleware>();
+        app.UseMiddleware<RequestBodyBudget>();
         app.UseRateLimiter();
         app.UseRequestTimeouts();
         return app;
@@ -145,13 +194,18 @@ public static class SecurityExtensions
     }
 
     /// <summary>Warns once the server has started when no API key is configured and it listens beyond loopback.</summary>
-    private sealed class OpenServiceWarning(IServer server, IHostApplicationLifetime lifetime, IOptions<SecurityOptions> options, ILogger<OpenServiceWarning> logger) : IHostedService
+    private sealed class OpenServiceWarning(IServer server, IHostApplicationLifetime lifetime, ApiKeyRing keys, IConfiguration configuration, ILogger<OpenServiceWarning> logger) : IHostedService
     {
         public Task StartAsync(CancellationToken cancellationToken)
         {
             lifetime.ApplicationStarted.Register(() =>
             {
-                if (options.Value.EffectiveKeys.Count > 0)
+                if (string.Equals(configuration["FORWARDEDHEADERS_ENABLED"], "true", StringComparison.OrdinalIgnoreCase))
+                {
+                    logger.LogWarning("ASPNETCORE_FORWARDEDHEADERS_ENABLED is ignored: it would believe X-Forwarded-For from any sender. Name the proxies in ForwardedHeaders:KnownProxies or ForwardedHeaders:KnownNetworks.");
+                }
+
+                if (keys.Any)
                 {
                     return;
                 }

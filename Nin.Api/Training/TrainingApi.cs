@@ -2,6 +2,7 @@ using Hangfire;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Nin.Model.Network;
 using Nin.Model.Training;
+using Nin.Api.Security;
 
 namespace Nin.Api.Training;
 
@@ -10,7 +11,7 @@ public static class TrainingApi
 {
     public static IEndpointRouteBuilder MapTrainingApi(this IEndpointRouteBuilder app)
     {
-        var group = app.MapGroup("/train").WithTags("Training");
+        var group = app.MapGroup("/train").WithTags("Training").WithRequiredScope();
 
         group.MapPost("/", StartTraining)
             .WithName("StartTraining")

@@ -17,7 +17,6 @@ public sealed record ActiveModel(string Name, int Version);
 /// </summary>
 public sealed partial class ModelStore
 {
-    private const string ActiveFile = ActiveModelFile.FileName;
     private readonly Lock gate = new();
     private readonly IActiveModelPointer pointer;
 
@@ -36,11 +35,8 @@ public sealed partial class ModelStore
     /// <summary>Raised after a version is deleted, so whoever holds it loaded lets it go.</summary>
     public event Action<string, int>? VersionDeleted;
 
-    /// <summary>
-    /// The name rule: 1–64 lower-case letters, digits, '.', '_' or '-', starting with a letter or digit, and none of
-    /// the store's own file names (<c>active.json</c>, its temporary <c>active.json.*.tmp</c>, anything ending in <c>.tmp</c>).
-    /// </summary>
-    public static bool IsValidName(string? name) => name is not null && NamePattern().IsMatch(name) && !IsReservedName(name);
+    /// <summary>The name rule (<see cref="ModelName"/>).</summary>
+    public static bool IsValidName(string? name) => ModelName.IsValid(name);
 
     /// <summary>
     /// The whole name rule as one regular expression (the pattern and the reserved names), for the OpenAPI document;
@@ -49,11 +45,10 @@ public sealed partial class ModelStore
     public const string NamePatternText = @"^(?!active\.json(\.|$))(?!.*\.tmp$)[a-z0-9][a-z0-9._-]{0,63}$";
 
     /// <summary>The name rule, as error messages state it.</summary>
-    public const string NameRule = "use 1–64 lower-case letters, digits, '.', '_' or '-', starting with a letter or digit, and not one of the store's own file names (active.json, *.tmp)";
+    public const string NameRule = ModelName.Rule;
 
     /// <summary>A name the store uses for its own files beside the model folders.</summary>
-    public static bool IsReservedName(string name) =>
-        name == ActiveFile || name.StartsWith(ActiveFile + ".", StringComparison.Ordinal) || name.EndsWith(".tmp", StringComparison.Ordinal);
+    public static bool IsReservedName(string name) => ModelName.IsReserved(name);
 
     public ActiveModel? Active
     {
@@ -315,9 +310,6 @@ public sealed partial class ModelStore
     private ActiveModel? ReadActive() => pointer.Read() is { } active && IsValidName(active.Name) ? active : null;
 
     private void WriteActive(ActiveModel active) => pointer.Write(active);
-
-    [GeneratedRegex("^[a-z0-9][a-z0-9._-]{0,63}$")]
-    private static partial Regex NamePattern();
 }
 
 public enum DeleteResult

@@ -58,31 +58,52 @@ public static class Safetensors
         }
     }
 
-    public static IReadOnlyList<NamedTensor> Read(ReadOnlySpan<byte> file)
+    /// <summary>The tensors of <paramref name="file"/> that <paramref name="schema"/> expects, in its order.</summary>
+    public static IReadOnlyList<NamedTensor> Read(byte[] file, StateDictSchema schema) => Read(new MemoryStream(file, writable: false), schema);
+
+    /// <summary>
+    /// Reads a safetensors file from a seekable stream. The header is checked against <paramref name="schema"/> (names,
+    /// shapes, count) and every byte range is checked to lie inside the file and apart from every other before any
+    /// value is read, so the values read are at most what the architecture holds.
+    /// </summary>
+    public static IReadOnlyList<NamedTensor> Read(Stream file, StateDictSchema schema)
     {
-        if (file.Length < 8)
+        if (!file.CanSeek)
         {
-            throw new WeightsFormatException("The safetensors file is shorter than its 8-byte header length.");
+            throw new ArgumentException("The stream must be seekable.", nameof(file));
         }
 
-        var headerLength = BinaryPrimitives.ReadUInt64LittleEndian(file);
-        if (headerLength > (ulong)Math.Min(MaxHeaderBytes, file.Length - 8))
+        var length = file.Length;
+        if (length < 8)
         {
-            throw new WeightsFormatException($"The safetensors header claims {headerLength:N0} bytes; the file has {file.Length - 8:N0} after the length.");
+            throw new WeightsFormatException("The file is neither a PyTorch zip nor safetensors: it is shorter than safetensors' 8-byte header length.");
         }
 
+        Span<byte> prefix = stackalloc byte[8];
+        file.Position = 0;
+        file.ReadExactly(prefix);
+        var headerLength = BinaryPrimitives.ReadUInt64LittleEndian(prefix);
+        if (headerLength > (ulong)Math.Min(MaxHeaderBytes, length - 8))
+        {
+            throw new WeightsFormatException($"The file is neither a PyTorch zip nor safetensors: a safetensors header of {headerLength:N0} bytes is claimed, and the file has {length - 8:N0} after the length (at most {MaxHeaderBytes:N0} are read).");
+        }
+
+        var headerBytes = new byte[headerLength];
+        file.ReadExactly(headerBytes);
         JsonObject header;
         try
         {
-            header = JsonNode.Parse(file.Slice(8, (int)headerLength)) as JsonObject ?? throw new WeightsFormatException("The safetensors header is not a JSON object.");
+            header = JsonNode.Parse(headerBytes, documentOptions: new JsonDocumentOptions { MaxDepth = 8 }) as JsonObject
+                ?? throw new WeightsFormatException("The safetensors header is not a JSON object.");
         }
-        catch (JsonException ex)
+        catch (JsonException)
         {
-            throw new WeightsFormatException($"The safetensors header is not valid JSON: {ex.Message}", ex);
+            throw new WeightsFormatException("The file is neither a PyTorch zip nor safetensors: its safetensors header is not valid JSON.");
         }
 
-        var data = file[(8 + (int)headerLength)..];
-        var result = new List<NamedTensor>();
+        var dataStart = 8 + (long)headerLength;
+        var dataLength = length - dataStart;
+        var entries = new List<(DeclaredTensor Tensor, string Dtype, long Start, long End)>();
         foreach (var (name, node) in header)
         {
             if (name == "__metadata__")
@@ -90,45 +111,71 @@ public static class Safetensors
                 continue;
             }
 
-            try
+            // Room for a key under both naming schemes, so the first misfit can be named; never more.
+            if (entries.Count >= 2 * schema.TensorCount)
             {
-                var dtype = node!["dtype"]!.GetValue<string>();
-                var shape = node["shape"]!.AsArray().Select(d => d!.GetValue<long>()).ToArray();
-                var offsets = node["data_offsets"]!.AsArray().Select(d => d!.GetValue<long>()).ToArray();
-                if (shape.Any(d => d < 0) || offsets.Length != 2 || offsets[0] < 0 || offsets[1] < offsets[0] || offsets[1] > data.Length)
-                {
-                    throw new WeightsFormatException($"Tensor '{name}': shape or data_offsets out of range.");
-                }
-
-                var count = shape.Aggregate(1L, (a, d) => checked(a * d));
-                var bytes = data[(int)offsets[0]..(int)offsets[1]];
-                var size = dtype switch { "F32" => 4, "F64" => 8, "F16" or "BF16" => 2, _ => throw new WeightsFormatException($"Tensor '{name}': dtype {dtype} is not supported (F32, F64, F16 or BF16).") };
-                if (bytes.Length != count * size)
-                {
-                    throw new WeightsFormatException($"Tensor '{name}': {bytes.Length:N0} bytes for {count:N0} {dtype} values.");
-                }
-
-                var values = new float[count];
-                for (var i = 0; i < count; i++)
-                {
-                    var b = bytes.Slice(i * size, size);
-                    values[i] = dtype switch
-                    {
-                        "F32" => BinaryPrimitives.ReadSingleLittleEndian(b),
-                        "F64" => (float)BinaryPrimitives.ReadDoubleLittleEndian(b),
-                        "F16" => (float)BinaryPrimitives.ReadHalfLittleEndian(b),
-                        _ => BitConverter.Int32BitsToSingle(BinaryPrimitives.ReadUInt16LittleEndian(b) << 16),
-                    };
-                }
-
-                result.Add(new NamedTensor(name, shape, values));
+                throw new WeightsFormatException($"The safetensors header lists more than {2 * schema.TensorCount} tensors; this architecture has {schema.TensorCount}.");
             }
-            catch (Exception ex) when (ex is InvalidOperationException or NullReferenceException or FormatException or OverflowException)
+
+            entries.Add(Describe(name, node, dataLength));
+        }
+
+        // Names, shapes and the count fit the architecture before anything is allocated for values.
+        var keys = schema.Resolve(entries.Select(e => e.Tensor).ToArray());
+
+        // Every tensor has bytes of its own: a header that points many tensors at one range is refused.
+        var ranges = entries.Select(e => (e.Start, e.End, e.Tensor.Name)).Where(r => r.End > r.Start).OrderBy(r => r.Start).ToArray();
+        for (var i = 1; i < ranges.Length; i++)
+        {
+            if (ranges[i].Start < ranges[i - 1].End)
             {
-                throw new WeightsFormatException($"Tensor '{name}' in the safetensors header is malformed: {ex.Message}", ex);
+                throw new WeightsFormatException($"Tensors '{StateDictSchema.Printable(ranges[i - 1].Name)}' and '{StateDictSchema.Printable(ranges[i].Name)}' share bytes: safetensors data ranges must not overlap.");
             }
         }
 
-        return result;
+        var result = new List<NamedTensor>(entries.Count);
+        for (var i = 0; i < entries.Count; i++)
+        {
+            var (tensor, dtype, start, end) = entries[i];
+            var bytes = new byte[end - start];
+            file.Position = dataStart + start;
+            file.ReadExactly(bytes);
+            result.Add(new NamedTensor(keys[i], tensor.Shape, ElementDecoder.ToFloats(bytes, dtype)));
+        }
+
+        return schema.InOrder(result);
+    }
+
+    private static (DeclaredTensor Tensor, string Dtype, long Start, long End) Describe(string name, JsonNode? node, long dataLength)
+    {
+        try
+        {
+            var dtype = node!["dtype"]!.GetValue<string>();
+            var shapeNode = node["shape"]!.AsArray();
+            if (shapeNode.Count > 8)
+            {
+                throw new WeightsFormatException($"Tensor '{StateDictSchema.Printable(name)}' has {shapeNode.Count} dimensions.");
+            }
+
+            var shape = shapeNode.Select(d => d!.GetValue<long>()).ToArray();
+            var offsets = node["data_offsets"]!.AsArray().Select(d => d!.GetValue<long>()).ToArray();
+            if (shape.Any(d => d < 0) || offsets.Length != 2 || offsets[0] < 0 || offsets[1] < offsets[0] || offsets[1] > dataLength)
+            {
+                throw new WeightsFormatException($"Tensor '{StateDictSchema.Printable(name)}': shape or data_offsets out of range.");
+            }
+
+            var size = ElementDecoder.Size(dtype) ?? throw new WeightsFormatException($"Tensor '{StateDictSchema.Printable(name)}': dtype {StateDictSchema.Printable(dtype)} is not supported (F32, F64, F16 or BF16).");
+            var count = shape.Aggregate(1L, (a, d) => checked(a * d));
+            if (offsets[1] - offsets[0] != checked(count * size))
+            {
+                throw new WeightsFormatException($"Tensor '{StateDictSchema.Printable(name)}': {offsets[1] - offsets[0]:N0} bytes for {count:N0} {dtype} values.");
+            }
+
+            return (new DeclaredTensor(name, shape), dtype, offsets[0], offsets[1]);
+        }
+        catch (Exception ex) when (ex is InvalidOperationException or NullReferenceException or FormatException or OverflowException or ArgumentException)
+        {
+            throw new WeightsFormatException($"Tensor '{StateDictSchema.Printable(name)}' in the safetensors header is malformed (dtype, shape and data_offsets are needed).");
+        }
     }
 }

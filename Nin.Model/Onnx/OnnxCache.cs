@@ -22,22 +22,33 @@ public static class OnnxCache
     public static string Ensure(string directory)
     {
         var metadata = Checkpoint.ReadMetadata(directory);
+        if (Find(directory, metadata) is { } existing)
+        {
+            return existing;
+        }
+
         var path = Path.Combine(directory, FileName(metadata));
-        if (File.Exists(path))
-        {
-            return path;
-        }
-
-        var (network, loaded) = Checkpoint.Load(directory);
-        byte[] onnx;
-        using (network)
-        {
-            onnx = OnnxExporter.Export(network, loaded);
-        }
-
+        var onnx = Build(directory);
         var temp = Path.Combine(directory, $".{Guid.NewGuid():N}.onnx.tmp");
         File.WriteAllBytes(temp, onnx);
         File.Move(temp, path, overwrite: true);
         return path;
+    }
+
+    /// <summary>The ONNX file already beside the checkpoint (written when the version was made), or null; nothing is written.</summary>
+    public static string? Find(string directory, ModelMetadata metadata)
+    {
+        var path = Path.Combine(directory, FileName(metadata));
+        return File.Exists(path) ? path : null;
+    }
+
+    /// <summary>The checkpoint exported as ONNX in memory (on the CPU); nothing is written.</summary>
+    public static byte[] Build(string directory)
+    {
+        var (network, loaded) = Checkpoint.Load(directory);
+        using (network)
+        {
+            return OnnxExporter.Export(network, loaded);
+        }
     }
 }

@@ -189,7 +189,7 @@ internal static class PredictCommand
             }
 
             // The operator figures, on the first engine's service at the first size: overload and hot swaps.
-            var (firstEngine, _, firstHttp) = servers[0];
+            var (firstEngine, _, _, firstHttp) = servers[0];
             var overloadSeconds = args.Double("overload-seconds", 5);
             if (overloadSeconds > 0)
             {

@@ -10,10 +10,13 @@ labels, probes name real ports, volumes, ConfigMaps, Secrets and PVCs exist; Ser
 Deployment's pods and target a port they declare; Ingress backends name a Service and one of its ports;
 the shared PVC is ReadWriteMany; each kustomization lists files that exist; the KServe ServingRuntime
 declares model formats and protocol v2, and the InferenceService names that runtime, one of its formats,
-a protocol it speaks and a storage URI (a pvc:// one naming a PVC here). Nin's own rules: the api and
-worker roles (Nin__Role), readiness on /health/ready and liveness on /health/live, a GPU worker asking for
-nvidia.com/gpu, sticky cookie affinity for /hubs/, and every variable docker-compose.scale.yml gives a Nin
-container present in the Kubernetes pods' environment too.
+a protocol it speaks and a storage URI (a pvc:// one naming a PVC here); NetworkPolicies select a
+Deployment's pods and name ports those pods declare. Nin's own rules: the api and worker roles (Nin__Role),
+readiness on /health/ready and liveness on /health/live, a GPU worker asking for nvidia.com/gpu, sticky
+cookie affinity for /hubs/, every variable docker-compose.scale.yml gives a Nin container present in the
+Kubernetes pods' environment too, no ASPNETCORE_FORWARDEDHEADERS_ENABLED (it believes X-Forwarded-For from
+any sender), and a pod that believes forwarded headers (ForwardedHeaders__Known*) is guarded by an ingress
+NetworkPolicy.
 
 Prints one line per document checked and exits 1 with every problem found. This is not the API server's
 schema validation (no kubeconform/kubectl is installable offline here); it checks what is listed above.
@@ -102,7 +105,7 @@ for rel, d in docs:
 
 API_VERSIONS = {
     "Deployment": "apps/v1", "Service": "v1", "ConfigMap": "v1", "Secret": "v1", "PersistentVolumeClaim": "v1",
-    "Ingress": "networking.k8s.io/v1", "ServingRuntime": "serving.kserve.io/v1alpha1",
+    "Ingress": "networking.k8s.io/v1", "NetworkPolicy": "networking.k8s.io/v1", "ServingRuntime": "serving.kserve.io/v1alpha1",
     "InferenceService": "serving.kserve.io/v1beta1", "Kustomization": "kustomize.config.k8s.io/v1beta1",
 }
 for kind, items in by_kind.items():
@@ -358,6 +361,33 @@ for rel, d in by_kind.get("Kustomization", []):
     for r in d.get("resources") or []:
         if not os.path.exists(os.path.join(base, r)):
             problem(rel, f"resource {r} does not exist")
+
+# ------------------------------------------------------------------ NetworkPolicies and forwarded headers
+
+guarded = set()  # Deployments whose pods an ingress NetworkPolicy selects
+for rel, d in by_kind.get("NetworkPolicy", []):
+    where = f"{rel} NetworkPolicy/{get(d, 'metadata.name')}"
+    selector = need(where, d, "spec.podSelector.matchLabels", dict) or {}
+    matched = [n for n, (labels, _, _) in deployments.items() if all(labels.get(k) == v for k, v in selector.items())]
+    if not matched:
+        problem(where, f"podSelector {selector} matches no Deployment's pods")
+    types = get(d, "spec.policyTypes", []) or []
+    if "Ingress" in types:
+        guarded.update(matched)
+    for rule in get(d, "spec.ingress", []) or []:
+        if not rule.get("from"):
+            problem(where, "an ingress rule without `from` admits every source")
+        for port in rule.get("ports") or []:
+            for n in matched:
+                if port.get("port") not in deployments[n][1]:
+                    problem(where, f"port {port.get('port')} is not a port of Deployment {n}'s containers")
+
+for name, env in nin_envs.items():
+    where = f"Deployment/{name}"
+    if "ASPNETCORE_FORWARDEDHEADERS_ENABLED" in env:
+        problem(where, "ASPNETCORE_FORWARDEDHEADERS_ENABLED believes X-Forwarded-For from anyone; use ForwardedHeaders__KnownNetworks__N")
+    if any(k.startswith("ForwardedHeaders__Known") for k in env) and name not in guarded:
+        problem(where, "believes forwarded headers (ForwardedHeaders__Known*) but no NetworkPolicy limits who reaches its pods")
 
 # ------------------------------------------------------------------ the compose file's settings
 

@@ -1,0 +1,153 @@
+using System.Collections.Concurrent;
+using Microsoft.Extensions.Options;
+using Nin.Model.Checkpoints;
+using Nin.Model.Interop;
+using Nin.Model.Network;
+using Nin.Model.Onnx;
+
+namespace Nin.Api.Models;
+
+/// <summary>Limits of the export cache, bound from the <c>Exports</c> section.</summary>
+public sealed class ExportOptions
+{
+    public const string SectionName = "Exports";
+
+    /// <summary>Bytes of serialised exports kept in memory (least recently used first out).</summary>
+    public long CacheBytes { get; set; } = 256L * 1024 * 1024;
+
+    /// <summary>Exports serialised at once (each loads a checkpoint and writes its weights out).</summary>
+    public int ConcurrentBuilds { get; set; } = 1;
+}
+
+/// <summary>
+/// A version's downloadable forms, made once and kept: ONNX is served from the file written beside the checkpoint
+/// when the version was made; where there is none (older or imported versions), and for safetensors and PyTorch, the
+/// bytes are made in memory (never written: a GET changes nothing on disk) and cached by the weights' SHA-256, so
+/// repeated and concurrent downloads of one version load and serialise it once. Builds run one at a time (or
+/// <see cref="ExportOptions.ConcurrentBuilds"/>) and the cache is bounded in bytes, so memory does not grow with requests.
+/// </summary>
+public sealed class ModelArtefacts(IOptions<ExportOptions> options) : IDisposable
+{
+    private readonly ConcurrentDictionary<string, Lazy<Task<byte[]>>> building = new();
+    private readonly Dictionary<string, (byte[] Bytes, long Used)> cache = [];
+    private readonly Lock gate = new();
+    private readonly SemaphoreSlim builders = new(Math.Max(1, options.Value.ConcurrentBuilds));
+    private long cached;
+    private long clock;
+    private long builds;
+
+    /// <summary>The file name and the artefact: a path on disk, or bytes.</summary>
+    public sealed record Artefact(string FileName, string? Path, byte[]? Bytes, string ETag);
+
+    /// <summary>How many exports were serialised since start (each one a checkpoint load), for metrics and tests.</summary>
+    public long Builds => Interlocked.Read(ref builds);
+
+    /// <summary>The canonical format for a requested name (<c>pt</c> and <c>pth</c> are <c>pytorch</c>), or null.</summary>
+    public static string? Normalise(string? format) => (format ?? "onnx").Trim().ToLowerInvariant() switch
+    {
+        "onnx" => "onnx",
+        "safetensors" => "safetensors",
+        "pytorch" or "pt" or "pth" => "pytorch",
+        _ => null,
+    };
+
+    public async Task<Artefact> GetAsync(ModelVersionInfo info, string format, CancellationToken cancellationToken)
+    {
+        var metadata = info.Metadata;
+        var stem = $"{info.Name}-v{info.Version}";
+        var etag = $"\"{(metadata.WeightsSha256.Length >= 16 ? metadata.WeightsSha256[..16] : $"{info.Name}-{info.Version}")}-{format}\"";
+        var extension = format switch { "onnx" => ".onnx", "safetensors" => ".safetensors", _ => ".pt" };
+        if (format == "onnx" && OnnxCache.Find(info.Directory, metadata) is { } file)
+        {
+            return new Artefact(stem + extension, file, null, etag);
+        }
+
+        var key = $"{info.Directory}|{metadata.WeightsSha256}|{format}";
+        lock (gate)
+        {
+            if (cache.TryGetValue(key, out var hit))
+            {
+                cache[key] = (hit.Bytes, ++clock);
+                return new Artefact(stem + extension, null, hit.Bytes, etag);
+            }
+        }
+
+        var lazy = building.GetOrAdd(key, k => new Lazy<Task<byte[]>>(() => BuildAndKeepAsync(k, info, format)));
+        var bytes = await lazy.Value.WaitAsync(cancellationToken);
+        return new Artefact(stem + extension, null, bytes, etag);
+    }
+
+    public void Dispose() => builders.Dispose();
+
+    /// <summary>One build per key however many ask at once; the result is cached and the build forgotten even if every asker left.</summary>
+    private async Task<byte[]> BuildAndKeepAsync(string key, ModelVersionInfo info, string format)
+    {
+        try
+        {
+            var bytes = await BuildAsync(info, format);
+            Keep(key, bytes);
+            return bytes;
+        }
+        finally
+        {
+            building.TryRemove(key, out _);
+        }
+    }
+
+    private async Task<byte[]> BuildAsync(ModelVersionInfo info, string format)
+    {
+        await builders.WaitAsync();
+        Interlocked.Increment(ref builds);
+        try
+        {
+            return await Task.Run(() => format switch
+            {
+                "onnx" => OnnxCache.Build(info.Directory),
+                "safetensors" => Serialise(buffer => Safetensors.Write(ReadWeights(info), buffer, OnnxExporter.MetadataProps(info.Metadata).ToDictionary(p => p.Key, p => p.Value))),
+                _ => Serialise(buffer => PyTorchWeights.Write(ReadWeights(info), buffer)),
+            });
+        }
+        finally
+        {
+            builders.Release();
+        }
+    }
+
+    private static byte[] Serialise(Action<MemoryStream> write)
+    {
+        using var buffer = new MemoryStream();
+        write(buffer);
+        return buffer.ToArray();
+    }
+
+    private static IReadOnlyList<NamedTensor> ReadWeights(ModelVersionInfo info)
+    {
+        var (network, _) = Checkpoint.Load(info.Directory);
+        using (network)
+        {
+            return NinWeights.Read(network);
+        }
+    }
+
+    private void Keep(string key, byte[] bytes)
+    {
+        var limit = options.Value.CacheBytes;
+        lock (gate)
+        {
+            if (cache.ContainsKey(key) || bytes.Length > limit)
+            {
+                return;
+            }
+
+            while (cached + bytes.Length > limit && cache.Count > 0)
+            {
+                var oldest = cache.MinBy(e => e.Value.Used);
+                cache.Remove(oldest.Key);
+                cached -= oldest.Value.Bytes.Length;
+            }
+
+            cache[key] = (bytes, ++clock);
+            cached += bytes.Length;
+        }
+    }
+}
