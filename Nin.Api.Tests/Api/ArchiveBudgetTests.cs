@@ -14,6 +14,7 @@ namespace Nin.Api.Tests.Api;
 /// count from the end record, depth and overlaps from the index, the stored size from the entry count, pixels
 /// from headers), cancellation stops an import at once, and the storage quotas answer 413 and 507 with the figures.
 /// </summary>
+[UnitTests]
 public sealed class ArchiveBudgetTests : IDisposable
 {
     private static readonly Uri Datasets = new("/datasets", UriKind.Relative);

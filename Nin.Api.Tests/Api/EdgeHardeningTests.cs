@@ -62,6 +62,7 @@ public sealed class ConnectionFactory(IDictionary<string, string?> settings, str
 /// framing and CSP headers, the server-wide body budget, and exports/samples under serving's access rule.
 /// </summary>
 [Collection(TorchCollection.Name)]
+[HostTests]
 public sealed class EdgeHardeningTests : IDisposable
 {
     private const string Key = "edge-key-0123456789";

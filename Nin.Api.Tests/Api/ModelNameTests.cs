@@ -10,6 +10,7 @@ namespace Nin.Api.Tests.Api;
 /// ("nl\n" trained, was stored and activated, and then every /predict answered 500).
 /// </summary>
 [Collection(TorchCollection.Name)]
+[HostTests]
 public sealed class ModelNameTests(ModelAccessFixture fixture) : IClassFixture<ModelAccessFixture>
 {
     public static TheoryData<string> LineEnds => ["nl\n", "nl\r\n", "nl\r", "\nnl", "n\nl", "nl\u2028", "nl\u0085"];

@@ -54,6 +54,7 @@ public sealed class ScopedKeyFixture : IDisposable
 
 /// <summary>Keys with scopes, reloaded without a restart, and every endpoint's scope visible in its metadata.</summary>
 [Collection(TorchCollection.Name)]
+[HostTests]
 public sealed class ScopedKeyTests(ScopedKeyFixture fixture) : IClassFixture<ScopedKeyFixture>
 {
     private static Uri Relative(string path) => new(path, UriKind.Relative);

@@ -9,6 +9,7 @@ namespace Nin.Api.Tests.Browser;
 /// frame them.
 /// </summary>
 [Collection(TorchCollection.Name)]
+[BrowserTests]
 public sealed class ContentSecurityPolicyTests(DashboardFixture fixture) : IClassFixture<DashboardFixture>
 {
     private const string RecordViolations = """

@@ -157,9 +157,10 @@ public sealed class ContractSweep(ContractRecording recording, Func<DelegatingHa
 
         await Send("models: export ONNX", anonymous, HttpMethod.Get, "/models/fashion-mnist/versions/1/export?format=onnx", null, 200);
         await Send("models: export safetensors", anonymous, HttpMethod.Get, "/models/fashion-mnist/versions/1/export?format=safetensors", null, 200);
-        await Send("models: export pytorch", anonymous, HttpMethod.Get, "/models/contract-import/versions/1/export?format=pytorch", null, 200);
+        await Send("models: export pytorch", keyed, HttpMethod.Get, "/models/contract-import/versions/1/export?format=pytorch", null, 200);
+        await Send("models: export a non-active version without a key", anonymous, HttpMethod.Get, "/models/contract-import/versions/1/export?format=onnx", null, 401);
         await Send("models: export in an unknown format", anonymous, HttpMethod.Get, "/models/fashion-mnist/versions/1/export?format=zip", null, 400);
-        await Send("models: export unknown", anonymous, HttpMethod.Get, "/models/fashion-mnist/versions/99/export", null, 404);
+        await Send("models: export unknown", keyed, HttpMethod.Get, "/models/fashion-mnist/versions/99/export", null, 404);
 
         await Send("models: evaluate", keyed, HttpMethod.Post, "/models/contract-trained/versions/1/evaluate", null, 202);
         await Send("models: evaluate without a dataset", keyed, HttpMethod.Post, "/models/contract-import/versions/1/evaluate", null, 409);
@@ -167,9 +168,10 @@ public sealed class ContractSweep(ContractRecording recording, Func<DelegatingHa
         await Send("models: evaluate without a key", anonymous, HttpMethod.Post, "/models/contract-trained/versions/1/evaluate", null, 401);
         await Send("models: evaluation", anonymous, HttpMethod.Get, "/models/contract-trained/versions/1/evaluation", null, 200);
         await Send("models: not evaluated", anonymous, HttpMethod.Get, "/models/contract-import/versions/1/evaluation", null, 404);
-        await Send("models: samples", anonymous, HttpMethod.Get, "/models/contract-trained/versions/1/samples?limit=2&onlyWrong=false", null, 200);
+        await Send("models: samples", keyed, HttpMethod.Get, "/models/contract-trained/versions/1/samples?limit=2&onlyWrong=false", null, 200);
+        await Send("models: samples of a non-active version without a key", anonymous, HttpMethod.Get, "/models/contract-trained/versions/1/samples?limit=2", null, 401);
         await Send("models: samples limit out of range", anonymous, HttpMethod.Get, "/models/contract-trained/versions/1/samples?limit=0", null, 400);
-        await Send("models: samples unknown", anonymous, HttpMethod.Get, "/models/fashion-mnist/versions/99/samples", null, 404);
+        await Send("models: samples unknown", keyed, HttpMethod.Get, "/models/fashion-mnist/versions/99/samples", null, 404);
 
         await Send("models: quantization", anonymous, HttpMethod.Get, "/models/contract-trained/versions/1/quantization", null, 200);
         await Send("models: not quantized", anonymous, HttpMethod.Get, "/models/contract-import/versions/1/quantization", null, 404);

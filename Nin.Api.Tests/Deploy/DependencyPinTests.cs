@@ -3,6 +3,7 @@ using System.Diagnostics;
 namespace Nin.Api.Tests.Deploy;
 
 /// <summary>Transitive packages with known vulnerabilities are pinned to fixed releases.</summary>
+[UnitTests]
 public sealed class DependencyPinTests
 {
     [Fact]

@@ -7,6 +7,7 @@ namespace Nin.Api.Tests.Deploy;
 /// compose, the ingress controller's network in Kubernetes, where a NetworkPolicy lets only it reach the api pods),
 /// and never through ASPNETCORE_FORWARDEDHEADERS_ENABLED, which would believe them from anyone.
 /// </summary>
+[UnitTests]
 public sealed partial class ForwardedHeadersDeploymentTests
 {
     private static string Read(string file) => File.ReadAllText(Path.Combine(TestPaths.RepoRoot, file)).Replace("\r\n", "\n");

@@ -105,6 +105,7 @@ public sealed class HostileServiceFixture : IAsyncLifetime
 /// (peak over the post-warm-up baseline) and after, and the service still serving when they are done.
 /// </summary>
 [Collection(TorchCollection.Name)]
+[HostTests]
 public sealed class HostileLiveTests(HostileServiceFixture fixture, ITestOutputHelper output) : IClassFixture<HostileServiceFixture>
 {
     /// <summary>The most a refused hostile request may raise resident memory (the unfixed service took 367–489 MB).</summary>

@@ -4,6 +4,7 @@ using Nin.Model.Data;
 namespace Nin.Api.Tests.Model;
 
 /// <summary>The built-in dataset download: HTTPS only, the official SHA-256, a size cap, nothing kept that fails them.</summary>
+[HostTests]
 public sealed class DatasetDownloadTests : IDisposable
 {
     private readonly string data = Directory.CreateTempSubdirectory("nin-download-").FullName;

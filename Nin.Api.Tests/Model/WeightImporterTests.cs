@@ -7,6 +7,7 @@ namespace Nin.Api.Tests.Model;
 /// The importers against files built to cost more than they hold: what they allocate is measured on this thread
 /// (<see cref="GC.GetAllocatedBytesForCurrentThread"/>) and must stay within what the architecture's parameters take.
 /// </summary>
+[UnitTests]
 public sealed class WeightImporterTests
 {
     private static readonly StateDictSchema Schema = TorchFiles.D2l();
