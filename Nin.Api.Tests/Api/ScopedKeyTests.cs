@@ -95,6 +95,12 @@ public sealed class ScopedKeyTests(ScopedKeyFixture fixture) : IClassFixture<Sco
         Assert.Equal(HttpStatusCode.NotFound, await Status(ScopedKeyFixture.Train, HttpMethod.Delete, "/datasets/u-0000000000000000"));
         Assert.Equal(HttpStatusCode.Conflict, await Status(ScopedKeyFixture.Train, HttpMethod.Post, "/models/alpha/versions/1/evaluate"));
         Assert.Equal(HttpStatusCode.Forbidden, await Status(ScopedKeyFixture.Train, HttpMethod.Post, "/predict", Png()));
+        // ... on every protocol: a train key is a valid key, so KServe reads it as such (200 where anyone may read), and
+        // refuses with 403 what needs 'predict' (inference here, a non-active version).
+        Assert.Equal(HttpStatusCode.OK, await Status(ScopedKeyFixture.Train, HttpMethod.Get, "/v2/health/live"));
+        Assert.Equal(HttpStatusCode.Forbidden, await Status(ScopedKeyFixture.Train, HttpMethod.Get, "/v2/models/alpha/versions/2/ready"));
+        Assert.Equal(HttpStatusCode.OK, await Status(ScopedKeyFixture.Predict, HttpMethod.Get, "/v2/models/alpha/versions/2/ready"));
+        Assert.Equal(HttpStatusCode.Unauthorized, await Status(null, HttpMethod.Get, "/v2/models/alpha/versions/2/ready"));
         Assert.Equal(HttpStatusCode.Forbidden, await Status(ScopedKeyFixture.Train, HttpMethod.Post, "/models/alpha/versions/1/activate"));
         Assert.Equal(HttpStatusCode.Forbidden, await Status(ScopedKeyFixture.Train, HttpMethod.Delete, "/models/alpha/versions/2"));
         Assert.Equal(HttpStatusCode.Forbidden, await Status(ScopedKeyFixture.Train, HttpMethod.Get, "/hangfire"));
@@ -136,7 +142,11 @@ public sealed class ScopedKeyTests(ScopedKeyFixture fixture) : IClassFixture<Sco
     public void Every_endpoint_that_changes_state_names_its_scope_in_metadata()
     {
         var endpoints = fixture.Factory.Services.GetServices<EndpointDataSource>().SelectMany(s => s.Endpoints).OfType<RouteEndpoint>().ToArray();
-        var changing = endpoints.Where(e => e.Metadata.GetMetadata<IHttpMethodMetadata>()?.HttpMethods.Any(m => m is "POST" or "PUT" or "DELETE" or "PATCH") == true).ToArray();
+        // POSTs that only read are the protocols' own verbs: KServe's repository index and gRPC's liveness, readiness and
+        // metadata RPCs (gRPC's ModelInfer is inference and names its scope).
+        static bool ReadsOnly(RouteEndpoint e) => e.RoutePattern.RawText is "/v2/repository/index"
+            || (e.RoutePattern.RawText?.StartsWith("/inference.GRPCInferenceService/", StringComparison.Ordinal) == true && !e.RoutePattern.RawText.EndsWith("/ModelInfer", StringComparison.Ordinal));
+        var changing = endpoints.Where(e => !ReadsOnly(e) && e.Metadata.GetMetadata<IHttpMethodMetadata>()?.HttpMethods.Any(m => m is "POST" or "PUT" or "DELETE" or "PATCH") == true).ToArray();
         Assert.NotEmpty(changing);
         foreach (var endpoint in changing)
         {

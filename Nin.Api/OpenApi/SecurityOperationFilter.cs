@@ -20,7 +20,7 @@ internal sealed class SecurityOperationFilter(IOptions<SecurityOptions> security
     public void Apply(OpenApiOperation operation, OperationFilterContext context)
     {
         var method = context.ApiDescription.HttpMethod ?? HttpMethods.Get;
-        if (RequiresKey(method, "/" + context.ApiDescription.RelativePath) && security.Value.EffectiveKeys.Count > 0)
+        if (RequiresKey(method, "/" + context.ApiDescription.RelativePath) && security.Value.HasConfiguredKeys)
         {
             operation.Security =
             [

@@ -46,18 +46,6 @@ public sealed class SecurityOptions
 
     /// <summary>Whether any key is configured in the settings (the keys file is counted by <see cref="ApiKeyRing"/>).</summary>
     public bool HasConfiguredKeys => ApiKeys.Any(k => !string.IsNullOrWhiteSpace(k)) || Keys.Count > 0 || !string.IsNullOrWhiteSpace(KeysFile);
-
-    /// <summary>
-    /// The configured key sources, non-empty exactly when <see cref="HasConfiguredKeys"/> (the plain keys, then a label
-    /// per scoped key and the keys file), for code that asks whether keys are configured. The keys in force at this
-    /// moment, reloads included, are <see cref="ApiKeyRing.Keys"/>.
-    /// </summary>
-    public IReadOnlyList<string> EffectiveKeys =>
-        [
-            .. ApiKeys.Where(k => !string.IsNullOrWhiteSpace(k)).Select(k => k.Trim()),
-            .. Keys.Select((k, i) => $"Security:Keys:{i}"),
-            .. string.IsNullOrWhiteSpace(KeysFile) ? Array.Empty<string>() : [KeysFile],
-        ];
 }
 
 /// <summary>One key and what it may do.</summary>

@@ -9,9 +9,8 @@ namespace Nin.Api.Serving;
 /// (401 for another); with <see cref="SecurityOptions.ProtectPredict"/> inference needs a key. gRPC metadata
 /// (<c>x-api-key</c>, <c>authorization: Bearer</c>) are HTTP/2 headers and are read the same way.
 /// </summary>
-public sealed class InferenceAccess(IOptions<SecurityOptions> options, VersionAccess versions)
+public sealed class InferenceAccess(IOptions<SecurityOptions> options, ApiKeyRing keys, VersionAccess versions)
 {
-    private readonly bool keysConfigured = options.Value.EffectiveKeys.Count > 0;
     private readonly bool protectInference = options.Value.ProtectPredict;
 
     /// <summary>
@@ -20,9 +19,22 @@ public sealed class InferenceAccess(IOptions<SecurityOptions> options, VersionAc
     /// </summary>
     public void Check(HttpContext context, string? model, int? version, bool inference)
     {
-        if (!keysConfigured || VersionAccess.IsKeyed(context))
+        // Every key source counts (settings, scoped keys, the reloaded keys file): the ring is what the middleware checks too.
+        if (!keys.Any || VersionAccess.IsKeyed(context))
         {
             return;
+        }
+
+        var needsKey = (inference && protectInference) || !versions.MayServe(context, model, version);
+        if (ApiKeyMiddleware.KeyOf(context) is not null)
+        {
+            if (!needsKey)
+            {
+                return; // a valid key of another scope: what anyone may do, it may do
+            }
+
+            throw new InferenceException(InferenceErrorKind.Forbidden, "The API key lacks the 'predict' scope.",
+                "This needs a key with the 'predict' scope (or 'admin'); the key sent has other scopes.");
         }
 
         if (ApiKeyMiddleware.PresentedKey(context.Request) is not null)
@@ -30,7 +42,7 @@ public sealed class InferenceAccess(IOptions<SecurityOptions> options, VersionAc
             throw new InferenceException(InferenceErrorKind.Forbidden, "The API key is not valid.", "The key sent is not one of the service's keys.");
         }
 
-        if ((inference && protectInference) || !versions.MayServe(context, model, version))
+        if (needsKey)
         {
             context.Response.Headers.WWWAuthenticate = "Bearer";
             throw new InferenceException(InferenceErrorKind.Unauthorized,

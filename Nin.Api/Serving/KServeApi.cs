@@ -109,8 +109,8 @@ public static class KServeApi
     private static async ValueTask<object?> RefuseWrongKey(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
     {
         var http = context.HttpContext;
-        var keys = http.RequestServices.GetRequiredService<Microsoft.Extensions.Options.IOptions<SecurityOptions>>().Value.EffectiveKeys.Count > 0;
-        if (keys && !VersionAccess.IsKeyed(http) && ApiKeyMiddleware.PresentedKey(http.Request) is not null)
+        var keys = http.RequestServices.GetRequiredService<ApiKeyRing>().Any;
+        if (keys && ApiKeyMiddleware.KeyOf(http) is null && ApiKeyMiddleware.PresentedKey(http.Request) is not null)
         {
             return TypedResults.Json(new V2Error("The API key is not valid: the key sent is not one of the service's keys."), statusCode: StatusCodes.Status403Forbidden);
         }

@@ -46,9 +46,19 @@ public static class GrpcExtensions
     /// <summary>The gRPC service; on the gRPC port only HTTP/2 is spoken, so HTTP routes are not reachable there.</summary>
     public static IEndpointRouteBuilder MapNinGrpc(this IEndpointRouteBuilder app)
     {
-        app.MapGrpcService<GrpcInferenceService>()
+        var service = app.MapGrpcService<GrpcInferenceService>()
             .RequireRateLimiting(Security.SecurityExtensions.PredictPolicy)
             .WithMetadata(new ExcludeFromDescriptionAttribute()); // documented by its .proto, not OpenAPI
+        // What each RPC needs, as endpoint metadata like the HTTP routes': inference needs a 'predict' key where
+        // Security:ProtectPredict is on (InferenceAccess enforces it inside the call, with gRPC's own status codes); the
+        // other RPCs only read.
+        service.Add(endpoint =>
+        {
+            if (endpoint is RouteEndpointBuilder route && route.RoutePattern.RawText?.EndsWith("/ModelInfer", StringComparison.Ordinal) == true)
+            {
+                endpoint.Metadata.Add(new Security.RequiredScopeMetadata(Security.ApiScope.Predict, WhenPredictProtected: true));
+            }
+        });
         return app;
     }
 
