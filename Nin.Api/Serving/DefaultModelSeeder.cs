@@ -5,11 +5,13 @@ using Nin.Model.Checkpoints;
 namespace Nin.Api.Serving;
 
 /// <summary>
-/// On start: puts the default model shipped with the service into an empty store and activates
-/// it, so /predict works offline with nothing trained; then loads the active version.
+/// On start: puts the default model shipped with the service into an empty store, through the same steps as any new
+/// version (<see cref="Models.ModelVersionPublisher"/>: its ONNX file, its evaluation shipped beside it, activated as
+/// nothing is served), so /predict and the dashboard's Evaluation work offline with nothing trained; then loads the
+/// active version.
 /// </summary>
 internal sealed partial class DefaultModelSeeder(
-    ModelStore store, ModelRegistry registry, IOptions<NinOptions> options, ILogger<DefaultModelSeeder> logger) : IHostedService
+    ModelStore store, Models.ModelVersionPublisher publisher, ModelRegistry registry, IOptions<NinOptions> options, ILogger<DefaultModelSeeder> logger) : IHostedService
 {
     public static string ShippedDirectory => Path.Combine(AppContext.BaseDirectory, "DefaultModel");
 
@@ -21,7 +23,7 @@ internal sealed partial class DefaultModelSeeder(
             {
                 try
                 {
-                    var info = store.Import(dir, activate: store.Active is null);
+                    var info = publisher.Seed(dir);
                     LogSeeded(logger, info.Name, info.Version, info.Metadata.Metrics?.TestAccuracy ?? 0);
                 }
                 catch (CheckpointException ex)

@@ -25,6 +25,7 @@ public sealed class Trainer : IDisposable
     private readonly Tensor trainY;
     private readonly Tensor testX;
     private readonly Tensor testY;
+    private readonly int[] testLabels;
     private readonly TorchSharp.Modules.SGD optimizer;
 
     public Trainer(ImageClassifier network, DatasetSplit data, TrainingOptions options, Device device)
@@ -47,6 +48,7 @@ public sealed class Trainer : IDisposable
         this.device = device;
         (trainX, trainY) = ToDevice(data.Train, device);
         (testX, testY) = ToDevice(data.Test, device);
+        testLabels = [.. data.Test.Labels.Select(b => (int)b)];
         network.to(device);
         if (device.type == DeviceType.CUDA)
         {
@@ -68,6 +70,12 @@ public sealed class Trainer : IDisposable
 
     /// <summary>Images per test batch: at most <see cref="TrainingOptions.EvalBatchSize"/>, and no more memory than a training step.</summary>
     public int EvaluationBatchSize { get; }
+
+    /// <summary>
+    /// What the network said about each test image in the latest test pass (after the last epoch: the finished model's),
+    /// so the run's evaluation needs no second pass over the test split. Null before any pass.
+    /// </summary>
+    public Evaluation.TestPredictions? LastTestPass { get; private set; }
 
     /// <summary>Every finished epoch's figures, earlier runs' included when resumed (<see cref="History"/> as of now).</summary>
     public IReadOnlyList<EpochMetrics> History => history;
@@ -171,12 +179,14 @@ public sealed class Trainer : IDisposable
         return new EpochMetrics(epoch, trainLoss, trainAccuracy, testAccuracy, TrainCount / trainSeconds, seconds);
     }
 
-    /// <summary>Accuracy on the test set in eval mode.</summary>
+    /// <summary>Accuracy on the test set in eval mode; the predictions are kept in <see cref="LastTestPass"/>.</summary>
     public double Evaluate(CancellationToken cancellationToken = default)
     {
         UseConfiguredThreads();
         Network.eval();
         using var inference = inference_mode();
+        var predicted = new int[TestCount];
+        var probability = new float[TestCount];
         long right = 0;
         for (var start = 0; start < TestCount; start += EvaluationBatchSize)
         {
@@ -184,9 +194,17 @@ public sealed class Trainer : IDisposable
             using var scope = NewDisposeScope();
             var n = Math.Min(EvaluationBatchSize, TestCount - start);
             var x = Preprocess.ToNetworkInput(testX.narrow(0, start, n), options.ImageSize);
-            right += Network.forward(x).argmax(1).eq(testY.narrow(0, start, n)).sum().item<long>();
+            var (top, index) = nn.functional.softmax(Network.forward(x), 1).max(1);
+            var classes = index.cpu().data<long>().ToArray();
+            top.cpu().data<float>().ToArray().CopyTo(probability, start);
+            for (var i = 0; i < n; i++)
+            {
+                predicted[start + i] = (int)classes[i];
+                right += classes[i] == testLabels[start + i] ? 1 : 0;
+            }
         }
 
+        LastTestPass = new Evaluation.TestPredictions(testLabels, predicted, probability);
         return (double)right / TestCount;
     }
 
