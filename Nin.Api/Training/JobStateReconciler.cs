@@ -14,10 +14,32 @@ namespace Nin.Api.Training;
 /// <item>Enqueued again from Failed or Deleted (the dashboard's Requeue): the record is Queued again and the run resumes from its checkpoint.</item>
 /// <item>Succeeded while the record still says Queued or Running (a run that ended without recording its end): Failed, saying so.</item>
 /// </list>
+/// It also applies the retry policy (<see cref="TrainingJobOptions.StorageRetries"/>): a run that lost PostgreSQL is
+/// scheduled again, nothing else is.
 /// </summary>
 public sealed partial class JobStateReconciler(
-    ITrainingJobStore jobs, JobCancellation cancellation, TrainingNotifier notifier, JobStorage storage, ILogger<JobStateReconciler> logger) : IHostedService
+    ITrainingJobStore jobs, JobCancellation cancellation, TrainingNotifier notifier, JobStorage storage,
+    Microsoft.Extensions.Options.IOptions<TrainingJobOptions> options, ILogger<JobStateReconciler> logger) : IHostedService
 {
+    private readonly AutomaticRetryAttribute retry = new()
+    {
+        Attempts = Math.Max(0, options.Value.StorageRetries),
+        DelaysInSeconds = [.. Enumerable.Range(0, Math.Max(1, options.Value.StorageRetries))
+            .Select(i => options.Value.StorageRetryDelays is { Length: > 0 } d ? d[Math.Min(i, d.Length - 1)] : 0)],
+        OnlyOn = [typeof(Npgsql.NpgsqlException)],
+        OnAttemptsExceeded = AttemptsExceededAction.Fail,
+        LogEvents = true,
+    };
+
+    /// <summary>The retry policy of training runs: only after a PostgreSQL error, as configured.</summary>
+    internal void Elect(ElectStateContext context)
+    {
+        if (context.BackgroundJob?.Job?.Type == typeof(TrainingJob))
+        {
+            retry.OnStateElection(context);
+        }
+    }
+
     public Task StartAsync(CancellationToken cancellationToken)
     {
         HangfireStateBridge.Register(storage, this);
@@ -67,7 +89,7 @@ public sealed partial class JobStateReconciler(
         var failed = (FailedState)context.NewState;
         var attempts = 1 + RetryCount(context);
         var error = failed.Exception is Npgsql.NpgsqlException
-            ? $"PostgreSQL, which keeps the job records, could not be reached on any of {attempts} attempts; Hangfire gave up (it retries a run only after a PostgreSQL error, {TrainingJob.Retries} times over about 8 minutes)."
+            ? $"PostgreSQL, which keeps the job records, could not be reached on any of {attempts} attempts; Hangfire gave up (a run is retried only after a PostgreSQL error, {retry.Attempts} times: Training:StorageRetries)."
             : $"The run failed outside the training itself ({failed.Exception?.GetType().Name ?? "unknown error"}) after {attempts} attempt(s); the service's log has the details.";
         var updated = TryUpdate(jobId, j => j.IsFinished ? null : j with { Status = JobStatus.Failed, Error = error, FinishedAt = DateTimeOffset.UtcNow });
         if (updated is not null)
@@ -170,7 +192,7 @@ public sealed partial class JobStateReconciler(
 /// change to the reconciler of the host whose storage the job lives in, so test hosts started one after another, or a
 /// host being disposed, never act on each other's jobs.
 /// </summary>
-internal sealed class HangfireStateBridge : IApplyStateFilter
+internal sealed class HangfireStateBridge : IApplyStateFilter, IElectStateFilter
 {
     private static readonly ConcurrentDictionary<JobStorage, JobStateReconciler> Reconcilers = new(ReferenceEqualityComparer.Instance);
     private static readonly Lazy<HangfireStateBridge> Instance = new(() =>
@@ -199,5 +221,13 @@ internal sealed class HangfireStateBridge : IApplyStateFilter
 
     public void OnStateUnapplied(ApplyStateContext context, IWriteOnlyTransaction transaction)
     {
+    }
+
+    public void OnStateElection(ElectStateContext context)
+    {
+        if (Reconcilers.TryGetValue(context.Storage, out var reconciler))
+        {
+            reconciler.Elect(context);
+        }
     }
 }

@@ -15,10 +15,11 @@ public static class TrainingApi
         group.MapPost("/", StartTraining)
             .WithName("StartTraining")
             .WithSummary("Queue a training job")
-            .WithDescription("Queues a training run on the `training` queue (one job at a time per worker). Every field is optional. `recipe` picks a preset (GET /train/recipes): `d2l`, the default for the built-in datasets (the NiN, 10 epochs, batch 128, SGD lr 0.1, 224 px), or `robust`, the default for uploaded datasets (nin-bn, 30 epochs, batch 32, one-cycle SGD to lr 0.1 with momentum 0.9 and weight decay 1e-4, shifts and flips, 67 px); any field given overrides the preset. Returns 202 with the job id and a Location to poll; follow it live on the SignalR hub `/hubs/training`. A run that learned nothing succeeds with `warnings` and is not activated; a NaN or infinite loss fails it. 400 names each bad field. 409 when no live worker can run the job, with the reason and the fields concerned (`errors`): no worker is running, none has the `device` asked for (e.g. no worker has CUDA; `auto` is each worker's `Torch:Device`), or none has the memory a training step of this `batchSize` and `imageSize` needs free now. 507 when the job's record cannot be written for want of disk space (nothing is left behind).")
+            .WithDescription("Queues a training run on the `training` queue (one job at a time per worker). Every field is optional. `recipe` picks a preset (GET /train/recipes): `d2l`, the default for the built-in datasets (the NiN, 10 epochs, batch 128, SGD lr 0.1, 224 px), or `robust`, the default for uploaded datasets (nin-bn, 30 epochs, batch 32, one-cycle SGD to lr 0.1 with momentum 0.9 and weight decay 1e-4, shifts and flips, 67 px); any field given overrides the preset. Returns 202 with the job id and a Location to poll; follow it live on the SignalR hub `/hubs/training`. A run that learned nothing succeeds with `warnings` and is not activated; a NaN or infinite loss fails it. 400 names each bad field. 409 when no live worker can run the job, with the reason and the fields concerned (`errors`): no worker is running, none has the `device` asked for (e.g. no worker has CUDA; `auto` is each worker's `Torch:Device`), or none has the memory a training step of this `batchSize` and `imageSize` needs free now. 503 when the job queue cannot take it; 507 when the job's record cannot be written for want of disk space (nothing is left behind either way).")
             .Accepts<TrainRequest>("application/json")
             .ProducesValidationProblem()
             .ProducesProblem(StatusCodes.Status409Conflict)
+            .ProducesProblem(StatusCodes.Status503ServiceUnavailable)
             .ProducesProblem(StatusCodes.Status507InsufficientStorage)
             .RequireRateLimiting(Security.SecurityExtensions.TrainPolicy);
 
@@ -56,7 +57,7 @@ public static class TrainingApi
     }
 
     public static Results<AcceptedAtRoute<TrainAccepted>, ValidationProblem, ProblemHttpResult> StartTraining(
-        TrainRequest? request, TrainRequestValidator validator, WorkerAdmission admission, ITrainingJobStore jobs, TrainingNotifier notifier)
+        TrainRequest? request, TrainRequestValidator validator, WorkerAdmission admission, ITrainingJobStore jobs, TrainingNotifier notifier, HttpContext context)
     {
         var (settings, errors) = validator.Validate(request ?? new TrainRequest());
         if (settings is null)
@@ -75,7 +76,20 @@ public static class TrainingApi
         }
 
         // The record and its queue entry together (one transaction on PostgreSQL): no record without a run, nor a run without a record.
-        var job = jobs.Create(settings, (client, created) => client.Enqueue<TrainingJob>(j => j.RunAsync(created.JobId, CancellationToken.None)));
+        JobSnapshot job;
+        try
+        {
+            job = jobs.Create(settings, (client, created) => client.Enqueue<TrainingJob>(j => j.RunAsync(created.JobId, CancellationToken.None)));
+        }
+        catch (BackgroundJobClientException ex)
+        {
+            context.Response.Headers.RetryAfter = "5";
+            return TypedResults.Problem(
+                statusCode: StatusCodes.Status503ServiceUnavailable,
+                title: "The job queue is not reachable.",
+                detail: $"Hangfire could not queue the job ({ex.GetBaseException().GetType().Name}); nothing was recorded. Retry shortly.");
+        }
+
         notifier.JobUpdated(job);
         return TypedResults.AcceptedAtRoute(new TrainAccepted(job.JobId, job.Status), "GetTrainingJob", new { jobId = job.JobId });
     }

@@ -17,10 +17,10 @@ namespace Nin.Api.Training;
 /// epoch to resume from after a restart. Its record says what Hangfire decided too (<see cref="JobStateReconciler"/>).
 /// </summary>
 [Queue(TrainingJob.Queue)]
-// Retried only when PostgreSQL (the shared job records) was unreachable: 10 more attempts over about 8 minutes, each
-// resuming from the last epoch checkpoint; when they run out, Hangfire marks the job Failed and so does its record.
-// Anything else ends the job Failed at once, with the reason.
-[AutomaticRetry(Attempts = Retries, DelaysInSeconds = [5, 10, 20, 30, 60, 60, 60, 60, 60, 60], OnlyOn = [typeof(Npgsql.NpgsqlException)], OnAttemptsExceeded = AttemptsExceededAction.Fail)]
+// Hangfire's own retry-everything default is off: a run is retried only when PostgreSQL (the shared job records) was
+// unreachable, as Training:StorageRetries and StorageRetryDelays say (JobStateReconciler applies them); anything else
+// ends the job Failed at once, with the reason.
+[AutomaticRetry(Attempts = 0, OnAttemptsExceeded = AttemptsExceededAction.Fail)]
 public sealed partial class TrainingJob(
     ITrainingJobStore jobs,
     DatasetCatalog datasets,
@@ -33,9 +33,6 @@ public sealed partial class TrainingJob(
     ILogger<TrainingJob> logger)
 {
     public const string Queue = "training";
-
-    /// <summary>Automatic retries after a PostgreSQL error (and only then).</summary>
-    public const int Retries = 10;
 
     [DisplayName("Train NiN (job {0})")]
     public async Task RunAsync(string jobId, CancellationToken cancellationToken)

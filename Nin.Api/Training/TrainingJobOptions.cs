@@ -14,6 +14,16 @@ public sealed class TrainingJobOptions
     /// <summary>How often the retention sweep runs (also once at start).</summary>
     public TimeSpan RetentionSweepInterval { get; set; } = TimeSpan.FromHours(1);
 
+    /// <summary>
+    /// How many more attempts a run gets after an attempt lost PostgreSQL (the shared job records); each resumes from the
+    /// last epoch checkpoint. Any other failure ends the job Failed at once. When they run out, Hangfire marks the job
+    /// Failed and so does its record. Default 10.
+    /// </summary>
+    public int StorageRetries { get; set; } = 10;
+
+    /// <summary>Seconds before each of those attempts (the last value repeats). Default 5, 10, 20, 30, then 60: about 8 minutes in all.</summary>
+    public int[] StorageRetryDelays { get; set; } = [5, 10, 20, 30, 60];
+
     /// <summary>How many of the newest jobs the hub's SubscribeAll answers with (queued and running ones come besides).</summary>
     public int HubRecentJobs { get; set; } = 50;
 }

@@ -11,7 +11,8 @@ namespace Nin.Model.Training;
 /// </summary>
 public static partial class NativeHeap
 {
-    private static bool unavailable = !OperatingSystem.IsLinux();
+    // NIN_MALLOC_TRIM=0 turns it off (the memory benchmark's baseline).
+    private static bool unavailable = !OperatingSystem.IsLinux() || Environment.GetEnvironmentVariable("NIN_MALLOC_TRIM") == "0";
 
     /// <summary>Returns free memory of every arena to the system (glibc <c>malloc_trim(0)</c>); false where there is no such call.</summary>
     public static bool Trim()
