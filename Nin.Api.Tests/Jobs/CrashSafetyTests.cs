@@ -109,13 +109,19 @@ public sealed class CrashSafetyTests
         using var factory = new NinApiFactory(new Dictionary<string, string?> { ["Nin:SeedDefaultModel"] = "false" });
         using var client = factory.CreateClient();
         var store = Store(factory);
-        var before = LiveTensors();
 
         // 1. The store refuses the version (a file where the model's folder would go): the run fails after training.
+        //    A first such run fills whatever TorchSharp caches for the process; from then on every run must leave the
+        //    count as it found it.
         File.WriteAllText(Path.Combine(factory.Home, "models", "refused"), "not a folder");
-        var refused = await FinishedAsync(client, await PostAsync(client, Tiny("refused")));
-        Assert.Equal(JobStatus.Failed, refused.Status);
-        Assert.Equal(before, LiveTensors()); // before: the trained network stayed allocated
+        Assert.Equal(JobStatus.Failed, (await FinishedAsync(client, await PostAsync(client, Tiny("refused")))).Status);
+        var before = LiveTensors();
+        for (var i = 0; i < 2; i++)
+        {
+            var refused = await FinishedAsync(client, await PostAsync(client, Tiny("refused")));
+            Assert.Equal(JobStatus.Failed, refused.Status);
+            Assert.Equal(before, LiveTensors()); // before: the trained network stayed allocated, run after run
+        }
 
         // 2. Another worker takes the record over mid-run: this run stops and frees everything.
         var job = await PostAsync(client, Long("taken"));

@@ -16,8 +16,7 @@ namespace Nin.Api.Tests.Jobs;
 [Collection(TorchCollection.Name)]
 public sealed class DamagedFilesTests
 {
-    private static NinApiFactory Start(string home) =>
-        new(new Dictionary<string, string?> { ["Nin:SeedDefaultModel"] = "false" }, home);
+    private static NinApiFactory Start(string home) => Factory(home: home);
 
     private static async Task<JsonElement> ReadyAsync(HttpClient client)
     {
@@ -28,8 +27,7 @@ public sealed class DamagedFilesTests
     [Fact]
     public async Task A_truncated_job_record_is_listed_as_damaged_with_the_reason_and_kept()
     {
-        var home = Directory.CreateTempSubdirectory("nin-damaged-").FullName;
-        try
+        await WithHomeAsync(async home =>
         {
             string damaged, intact;
             using (var first = Start(home))
@@ -57,23 +55,22 @@ public sealed class DamagedFilesTests
                 Assert.Contains("damaged", problem.Title, StringComparison.Ordinal);
             }
 
-            Assert.Equal(JobStatus.Queued, (await WaitAsync(client, intact, _ => true)).Status);
+            using (var readable = await client.GetAsync(new Uri($"/train/{intact}", UriKind.Relative)))
+            {
+                Assert.Equal(HttpStatusCode.OK, readable.StatusCode); // the other record reads as before
+            }
+
             Assert.True(File.Exists(file), "a damaged record is never deleted automatically");
             var records = (await ReadyAsync(client)).GetProperty("checks").GetProperty("records");
             Assert.Equal("Degraded", records.GetProperty("status").GetString());
             Assert.Contains(damaged, records.GetProperty("description").GetString(), StringComparison.Ordinal);
-        }
-        finally
-        {
-            Directory.Delete(home, recursive: true);
-        }
+        });
     }
 
     [Fact]
     public async Task A_garbled_model_json_is_listed_as_a_damaged_version_and_its_folder_kept()
     {
-        var home = Directory.CreateTempSubdirectory("nin-damaged-").FullName;
-        try
+        await WithHomeAsync(async home =>
         {
             var store = new ModelStore(Path.Combine(home, "models"));
             ServingFixture.AddRandom(store, "g", seed: 1);
@@ -95,18 +92,13 @@ public sealed class DamagedFilesTests
             }
 
             Assert.True(File.Exists(Path.Combine(home, "models", "g", "2", "weights.bin")));
-        }
-        finally
-        {
-            Directory.Delete(home, recursive: true);
-        }
+        });
     }
 
     [Fact]
     public async Task An_empty_active_json_is_recovered_from_the_activation_history()
     {
-        var home = Directory.CreateTempSubdirectory("nin-damaged-").FullName;
-        try
+        await WithHomeAsync(async home =>
         {
             using (var first = Start(home))
             {
@@ -127,22 +119,18 @@ public sealed class DamagedFilesTests
             var ready = await ReadyAsync(again);
             Assert.Equal("Healthy", ready.GetProperty("checks").GetProperty("model").GetProperty("status").GetString());
             Assert.Contains("recovered p v2", ready.GetProperty("checks").GetProperty("records").GetProperty("description").GetString(), StringComparison.Ordinal);
-        }
-        finally
-        {
-            Directory.Delete(home, recursive: true);
-        }
+        });
     }
 
     [Fact]
     public async Task An_empty_active_json_without_history_is_reported_damaged_and_nothing_is_picked_in_its_place()
     {
-        var home = Directory.CreateTempSubdirectory("nin-damaged-").FullName;
-        try
+        await WithHomeAsync(async home =>
         {
             var store = new ModelStore(Path.Combine(home, "models"));
             ServingFixture.AddRandom(store, "q", seed: 1);
             ServingFixture.AddRandom(store, "q", seed: 2);
+            File.Delete(Path.Combine(home, "models", ActiveModelFile.HistoryFileName)); // a store from before the history
             File.WriteAllBytes(Path.Combine(home, "models", ActiveModelFile.FileName), []);
 
             using var factory = Start(home);
@@ -153,18 +141,13 @@ public sealed class DamagedFilesTests
             Assert.Contains("empty", records.GetProperty("description").GetString(), StringComparison.Ordinal);
             var models = await client.GetFromJsonAsync<JsonElement>(new Uri("/models", UriKind.Relative));
             Assert.Equal(2, models.GetProperty("models")[0].GetProperty("versions").GetArrayLength()); // both still there
-        }
-        finally
-        {
-            Directory.Delete(home, recursive: true);
-        }
+        });
     }
 
     [Fact]
     public async Task Temporary_files_left_by_interrupted_writes_are_swept_at_start_and_nothing_else()
     {
-        var home = Directory.CreateTempSubdirectory("nin-damaged-").FullName;
-        try
+        await WithHomeAsync(home =>
         {
             var store = new ModelStore(Path.Combine(home, "models"));
             ServingFixture.AddRandom(store, "s", seed: 1);
@@ -191,10 +174,7 @@ public sealed class DamagedFilesTests
             Assert.False(Directory.Exists(staging));
             var after = Snapshot(home);
             Assert.All(kept, file => Assert.Equal(file.Value, after.GetValueOrDefault(file.Key))); // the store's own files untouched
-        }
-        finally
-        {
-            Directory.Delete(home, recursive: true);
-        }
+            return Task.CompletedTask;
+        });
     }
 }

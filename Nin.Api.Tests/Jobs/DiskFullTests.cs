@@ -17,16 +17,7 @@ namespace Nin.Api.Tests.Jobs;
 [Collection(TorchCollection.Name)]
 public sealed class DiskFullTests
 {
-    private static NinApiFactory OnTmpfs(Tmpfs disk, Dictionary<string, string?>? extra = null)
-    {
-        var settings = new Dictionary<string, string?> { ["Nin:SeedDefaultModel"] = "false", ["Storage:MinimumFreeBytes"] = "0" };
-        foreach (var (k, v) in extra ?? [])
-        {
-            settings[k] = v;
-        }
-
-        return new NinApiFactory(settings, disk.Path);
-    }
+    private static NinApiFactory OnTmpfs(Tmpfs disk) => Factory(new() { ["Storage:MinimumFreeBytes"] = "0" }, disk.Path);
 
     private static bool IsTemporary(string path) => TemporaryFiles.IsTemporary(Path.GetFileName(path));
 
@@ -44,6 +35,8 @@ public sealed class DiskFullTests
             Assert.Equal(HttpStatusCode.OK, activate.StatusCode);
         }
 
+        // Served (its ONNX file written) before the disk fills, so only the writes below meet the full disk.
+        await WaitUntilAsync(() => client.GetAsync(new Uri("/health/ready", UriKind.Relative)).Result.StatusCode == HttpStatusCode.OK, TimeSpan.FromSeconds(60), "r v1 served");
         var filler = disk.Fill();
         var before = Snapshot(disk.Path, f => f == filler);
 
@@ -73,6 +66,21 @@ public sealed class DiskFullTests
         Assert.DoesNotContain(Directory.EnumerateFileSystemEntries(disk.Path, "*", SearchOption.AllDirectories), IsTemporary);
         Assert.Equal(before, Snapshot(disk.Path, f => f == filler));
         Assert.Empty(Directory.EnumerateDirectories(Path.Combine(disk.Path, "work", "jobs")));
+    }
+
+    [Fact]
+    public async Task A_dataset_upload_on_a_full_data_folder_is_a_507_and_leaves_nothing()
+    {
+        using var disk = Tmpfs.Mount(8L << 20);
+        using var factory = Factory(new() { ["Nin:DataDirectory"] = disk.Path, ["Storage:MinimumFreeBytes"] = "0" });
+        using var client = factory.CreateClient();
+        var filler = disk.Fill();
+
+        using var form = TestZips.Form(TestZips.TwoColourClasses());
+        using var upload = await client.PostAsync(new Uri("/datasets", UriKind.Relative), form);
+        await SecurityApiTests.AssertProblem(upload, HttpStatusCode.InsufficientStorage);
+        Assert.Equal("data", JsonDocument.Parse(await upload.Content.ReadAsStringAsync()).RootElement.GetProperty("folder").GetString());
+        Assert.Equal([filler], Directory.EnumerateFiles(disk.Path, "*", SearchOption.AllDirectories));
     }
 
     [Fact]
@@ -112,7 +120,7 @@ public sealed class DiskFullTests
         var metrics = await client.GetStringAsync(new Uri("/metrics", UriKind.Relative));
         foreach (var folder in new[] { "data", "models", "work" })
         {
-            Assert.Contains($"nin_storage_free_bytes{{folder=\"{folder}\"", metrics, StringComparison.Ordinal);
+            Assert.Matches($"(?m)^nin_storage_free_bytes\\{{[^}}]*folder=\"{folder}\"[^}}]*\\}} [0-9.e+]+", metrics);
         }
 
         Assert.Contains("nin_storage_minimum_free_bytes", metrics, StringComparison.Ordinal);

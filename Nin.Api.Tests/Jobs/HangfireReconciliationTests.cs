@@ -20,17 +20,6 @@ namespace Nin.Api.Tests.Jobs;
 [Collection(TorchCollection.Name)]
 public sealed class HangfireReconciliationTests
 {
-    private static NinApiFactory Factory(Dictionary<string, string?>? extra = null)
-    {
-        var settings = new Dictionary<string, string?> { ["Nin:SeedDefaultModel"] = "false" };
-        foreach (var (k, v) in extra ?? [])
-        {
-            settings[k] = v;
-        }
-
-        return new NinApiFactory(settings);
-    }
-
     [Fact]
     public async Task A_job_deleted_in_Hangfire_while_queued_is_cancelled_and_never_runs()
     {
@@ -87,24 +76,12 @@ public sealed class HangfireReconciliationTests
     }
 
     /// <summary>A store whose writes fail as if PostgreSQL were gone whenever a run tries to start.</summary>
-    private sealed class UnreachableWhenStarting(ITrainingJobStore inner) : ITrainingJobStore
+    private sealed class UnreachableWhenStarting(ITrainingJobStore inner) : ForwardingStore(inner)
     {
         public int Refused;
 
-        public string JobDirectory(string jobId) => inner.JobDirectory(jobId);
-
-        public JobSnapshot Create(TrainSettings settings, Func<IBackgroundJobClient, JobSnapshot, string>? enqueue) => inner.Create(settings, enqueue);
-
-        public JobSnapshot? Get(string jobId) => inner.Get(jobId);
-
-        public JobPage List(JobQuery query) => inner.List(query);
-
-        public IReadOnlyDictionary<JobStatus, int> CountByStatus() => inner.CountByStatus();
-
-        public JobSnapshot? LatestWithEpochs() => inner.LatestWithEpochs();
-
-        public JobSnapshot? Update(string jobId, Func<JobSnapshot, JobSnapshot?> change, bool persist = true) =>
-            inner.Update(jobId, j =>
+        public override JobSnapshot? Update(string jobId, Func<JobSnapshot, JobSnapshot?> change, bool persist = true) =>
+            base.Update(jobId, j =>
             {
                 var next = change(j);
                 if (next is { Status: JobStatus.Running } && j.Status != JobStatus.Running)
@@ -115,10 +92,6 @@ public sealed class HangfireReconciliationTests
 
                 return next;
             }, persist);
-
-        public IReadOnlyList<string> DeleteFinishedBefore(DateTimeOffset cutoff) => inner.DeleteFinishedBefore(cutoff);
-
-        public IReadOnlyList<DamagedJobRecord> Damaged() => inner.Damaged();
     }
 
     [Fact]

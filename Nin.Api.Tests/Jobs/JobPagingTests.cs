@@ -14,17 +14,6 @@ namespace Nin.Api.Tests.Jobs;
 [Collection(TorchCollection.Name)]
 public sealed class JobPagingTests
 {
-    private static NinApiFactory Factory(Dictionary<string, string?>? extra = null)
-    {
-        var settings = new Dictionary<string, string?> { ["Nin:SeedDefaultModel"] = "false" };
-        foreach (var (k, v) in extra ?? [])
-        {
-            settings[k] = v;
-        }
-
-        return new NinApiFactory(settings);
-    }
-
     /// <summary>Records only (no run), oldest first; every third one finished.</summary>
     private static List<JobSnapshot> Records(ITrainingJobStore store, int count)
     {
@@ -158,36 +147,22 @@ public sealed class JobPagingTests
     }
 
     /// <summary>Counts how the gauges read the records.</summary>
-    private sealed class CountingStore(ITrainingJobStore inner) : ITrainingJobStore
+    private sealed class CountingStore(ITrainingJobStore inner) : ForwardingStore(inner)
     {
         public int Lists;
         public int Counts;
 
-        public string JobDirectory(string jobId) => inner.JobDirectory(jobId);
-
-        public JobSnapshot Create(TrainSettings settings, Func<Hangfire.IBackgroundJobClient, JobSnapshot, string>? enqueue) => inner.Create(settings, enqueue);
-
-        public JobSnapshot? Get(string jobId) => inner.Get(jobId);
-
-        public JobPage List(JobQuery query)
+        public override JobPage List(JobQuery query)
         {
             Interlocked.Increment(ref Lists);
-            return inner.List(query);
+            return base.List(query);
         }
 
-        public IReadOnlyDictionary<JobStatus, int> CountByStatus()
+        public override IReadOnlyDictionary<JobStatus, int> CountByStatus()
         {
             Interlocked.Increment(ref Counts);
-            return inner.CountByStatus();
+            return base.CountByStatus();
         }
-
-        public JobSnapshot? LatestWithEpochs() => inner.LatestWithEpochs();
-
-        public JobSnapshot? Update(string jobId, Func<JobSnapshot, JobSnapshot?> change, bool persist = true) => inner.Update(jobId, change, persist);
-
-        public IReadOnlyList<string> DeleteFinishedBefore(DateTimeOffset cutoff) => inner.DeleteFinishedBefore(cutoff);
-
-        public IReadOnlyList<DamagedJobRecord> Damaged() => inner.Damaged();
     }
 
     [Fact]

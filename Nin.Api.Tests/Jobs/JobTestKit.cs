@@ -7,9 +7,35 @@ using static Nin.Api.Tests.Api.TrainingApiTests;
 
 namespace Nin.Api.Tests.Jobs;
 
-/// <summary>What the job tests share: small requests, posting, direct records.</summary>
+/// <summary>What the job tests share: small requests, posting, direct records, services with settings.</summary>
 internal static class JobTestKit
 {
+    /// <summary>A service without the shipped model, with <paramref name="extra"/> settings, in <paramref name="home"/> (else a fresh one).</summary>
+    public static NinApiFactory Factory(Dictionary<string, string?>? extra = null, string? home = null)
+    {
+        var settings = new Dictionary<string, string?> { ["Nin:SeedDefaultModel"] = "false" };
+        foreach (var (k, v) in extra ?? [])
+        {
+            settings[k] = v;
+        }
+
+        return new NinApiFactory(settings, home);
+    }
+
+    /// <summary>Runs <paramref name="test"/> with a fresh home folder that is removed afterwards, whatever happened.</summary>
+    public static async Task WithHomeAsync(Func<string, Task> test)
+    {
+        var home = Directory.CreateTempSubdirectory("nin-jobs-").FullName;
+        try
+        {
+            await test(home);
+        }
+        finally
+        {
+            Directory.Delete(home, recursive: true);
+        }
+    }
+
     /// <summary>A run of a few seconds on two cores.</summary>
     public static object Tiny(string model, int epochs = 1) =>
         new { epochs, batchSize = 32, imageSize = 67, maxTrainImages = 64, maxTestImages = 32, modelName = model };
@@ -51,4 +77,27 @@ internal static class JobTestKit
         Directory.EnumerateFiles(root, "*", SearchOption.AllDirectories)
             .Where(f => skip?.Invoke(f) != true)
             .ToDictionary(f => Path.GetRelativePath(root, f), f => Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(File.ReadAllBytes(f))));
+
+}
+
+/// <summary>A job store that hands every call to another; tests override what they watch or break.</summary>
+internal class ForwardingStore(ITrainingJobStore inner) : ITrainingJobStore
+{
+    public virtual string JobDirectory(string jobId) => inner.JobDirectory(jobId);
+
+    public virtual JobSnapshot Create(TrainSettings settings, Func<Hangfire.IBackgroundJobClient, JobSnapshot, string>? enqueue) => inner.Create(settings, enqueue);
+
+    public virtual JobSnapshot? Get(string jobId) => inner.Get(jobId);
+
+    public virtual JobPage List(JobQuery query) => inner.List(query);
+
+    public virtual IReadOnlyDictionary<JobStatus, int> CountByStatus() => inner.CountByStatus();
+
+    public virtual JobSnapshot? LatestWithEpochs() => inner.LatestWithEpochs();
+
+    public virtual JobSnapshot? Update(string jobId, Func<JobSnapshot, JobSnapshot?> change, bool persist = true) => inner.Update(jobId, change, persist);
+
+    public virtual IReadOnlyList<string> DeleteFinishedBefore(DateTimeOffset cutoff) => inner.DeleteFinishedBefore(cutoff);
+
+    public virtual IReadOnlyList<DamagedJobRecord> Damaged() => inner.Damaged();
 }

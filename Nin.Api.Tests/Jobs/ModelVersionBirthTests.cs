@@ -35,7 +35,8 @@ public sealed class ModelVersionBirthTests
         Assert.Equal(32, evaluation!.TestImages);
         Assert.Equal(job.Epochs[^1].TestAccuracy, evaluation.Accuracy); // the last epoch's own test pass
         Assert.True(evaluation.EvaluatedAt <= job.FinishedAt);
-        Assert.True(info.Active); // it learned (or not): the rule applies either way; here nothing else was served
+        // The activation rule: nothing else was served, so it is served if it learned, and not if it has warnings.
+        Assert.Equal(job.Warnings is not { Count: > 0 }, info.Active);
     }
 
     [Fact]

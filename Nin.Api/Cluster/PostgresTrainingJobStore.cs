@@ -155,6 +155,17 @@ public sealed partial class PostgresTrainingJobStore(
         {
             progress.TryRemove(id, out _);
             damaged.TryRemove(id, out _);
+            try
+            {
+                var dir = JobDirectory(id);
+                if (Directory.Exists(dir))
+                {
+                    Directory.Delete(dir, recursive: true); // its checkpoint folder on the shared volume, if any is left
+                }
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            {
+            }
         }
 
         return removed;

@@ -82,6 +82,7 @@ public static partial class NinServiceExtensions
             }
         });
         builder.Services.AddOptions<TrainingJobOptions>().BindConfiguration(TrainingJobOptions.SectionName)
+            .Validate(o => o.StorageRetries >= 0 && (o.StorageRetryDelays ?? []).All(d => d >= 0), "Training:StorageRetries and Training:StorageRetryDelays cannot be negative.")
             .Validate(o => o.RetentionSweepInterval > TimeSpan.Zero && o.HubRecentJobs is >= 1 and <= JobQuery.MaxLimit,
                 $"Training:RetentionSweepInterval must be positive and Training:HubRecentJobs between 1 and {JobQuery.MaxLimit}.")
             .ValidateOnStart();

@@ -24,8 +24,7 @@ public sealed partial class JobStateReconciler(
     private readonly AutomaticRetryAttribute retry = new()
     {
         Attempts = Math.Max(0, options.Value.StorageRetries),
-        DelaysInSeconds = [.. Enumerable.Range(0, Math.Max(1, options.Value.StorageRetries))
-            .Select(i => options.Value.StorageRetryDelays is { Length: > 0 } d ? d[Math.Min(i, d.Length - 1)] : 0)],
+        DelaysInSeconds = [.. Enumerable.Range(1, Math.Max(1, options.Value.StorageRetries)).Select(options.Value.RetryDelay)],
         OnlyOn = [typeof(Npgsql.NpgsqlException)],
         OnAttemptsExceeded = AttemptsExceededAction.Fail,
         LogEvents = true,

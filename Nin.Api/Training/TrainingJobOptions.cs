@@ -21,8 +21,21 @@ public sealed class TrainingJobOptions
     /// </summary>
     public int StorageRetries { get; set; } = 10;
 
-    /// <summary>Seconds before each of those attempts (the last value repeats). Default 5, 10, 20, 30, then 60: about 8 minutes in all.</summary>
-    public int[] StorageRetryDelays { get; set; } = [5, 10, 20, 30, 60];
+    /// <summary>
+    /// Seconds before each of those attempts (the last value repeats). Empty: <see cref="DefaultStorageRetryDelays"/>,
+    /// 5, 10, 20, 30, then 60 (about 7 minutes for 10 retries). Not given a default here: configuration binding appends to
+    /// an array's existing items, so a configured list would otherwise follow the default instead of replacing it.
+    /// </summary>
+    public int[]? StorageRetryDelays { get; set; }
+
+    public static IReadOnlyList<int> DefaultStorageRetryDelays { get; } = [5, 10, 20, 30, 60];
+
+    /// <summary>The delay before retry <paramref name="retry"/> (1-based).</summary>
+    public int RetryDelay(int retry)
+    {
+        IReadOnlyList<int> delays = StorageRetryDelays is { Length: > 0 } configured ? configured : DefaultStorageRetryDelays;
+        return Math.Max(0, delays[Math.Min(retry, delays.Count) - 1]);
+    }
 
     /// <summary>How many of the newest jobs the hub's SubscribeAll answers with (queued and running ones come besides).</summary>
     public int HubRecentJobs { get; set; } = 50;

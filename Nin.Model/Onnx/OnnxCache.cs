@@ -28,9 +28,7 @@ public static class OnnxCache
             onnx = OnnxExporter.Export(network, loaded);
         }
 
-        var temp = Path.Combine(directory, $".{Guid.NewGuid():N}.onnx.tmp");
-        File.WriteAllBytes(temp, onnx);
-        File.Move(temp, path, overwrite: true);
+        DurableFile.Write(path, onnx); // a failed write (a full disk) leaves no temporary behind
         return path;
     }
 }
