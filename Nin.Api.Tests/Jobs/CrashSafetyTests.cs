@@ -1,5 +1,4 @@
 using System.Net;
-using System.Reflection;
 using Microsoft.Extensions.DependencyInjection;
 using Nin.Api.Tests.Api;
 using Nin.Api.Training;
@@ -88,49 +87,48 @@ public sealed class CrashSafetyTests
         }
     }
 
-    /// <summary>TorchSharp's count of native tensors alive in this process.</summary>
-    private static long LiveTensors()
-    {
-        var type = typeof(TorchSharp.torch.Tensor);
-        var property = type.GetProperty("TotalCount", BindingFlags.Static | BindingFlags.Public | BindingFlags.NonPublic);
-        return property is not null
-            ? Convert.ToInt64(property.GetValue(null), System.Globalization.CultureInfo.InvariantCulture)
-            : (long)type.GetField("_totalCount", BindingFlags.Static | BindingFlags.NonPublic)!.GetValue(null)!;
-    }
-
     [Fact]
-    public async Task No_native_tensor_outlives_a_run_that_failed_to_store_its_model_or_was_taken_over()
+    public async Task The_network_of_a_run_is_disposed_when_the_store_refuses_its_model_and_when_it_is_taken_over()
     {
-        // The counter counts live tensors: one made and freed leaves it as it was.
-        var start = LiveTensors();
-        TorchSharp.torch.zeros(3).Dispose();
-        Assert.Equal(start, LiveTensors());
-
-        using var factory = new NinApiFactory(new Dictionary<string, string?> { ["Nin:SeedDefaultModel"] = "false" });
-        using var client = factory.CreateClient();
-        var store = Store(factory);
-
-        // 1. The store refuses the version (a file where the model's folder would go): the run fails after training.
-        //    A first such run fills whatever TorchSharp caches for the process; from then on every run must leave the
-        //    count as it found it.
-        File.WriteAllText(Path.Combine(factory.Home, "models", "refused"), "not a folder");
-        Assert.Equal(JobStatus.Failed, (await FinishedAsync(client, await PostAsync(client, Tiny("refused")))).Status);
-        var before = LiveTensors();
-        for (var i = 0; i < 2; i++)
+        var created = new System.Collections.Concurrent.ConcurrentDictionary<string, IReadOnlyList<TorchSharp.Modules.Parameter>>();
+        void Record(string jobId, Nin.Model.Network.ImageClassifier network) => created[jobId] = [.. network.parameters()];
+        TrainingJob.NetworkCreated += Record;
+        try
         {
+            using var factory = new NinApiFactory(new Dictionary<string, string?> { ["Nin:SeedDefaultModel"] = "false" });
+            using var client = factory.CreateClient();
+            var store = Store(factory);
+
+            // 1. The store refuses the version (a file where the model's folder would go): the run fails after training.
+            File.WriteAllText(Path.Combine(factory.Home, "models", "refused"), "not a folder");
             var refused = await FinishedAsync(client, await PostAsync(client, Tiny("refused")));
             Assert.Equal(JobStatus.Failed, refused.Status);
-            Assert.Equal(before, LiveTensors()); // before: the trained network stayed allocated, run after run
-        }
+            AssertFreed(created, refused.JobId); // before: the trained network stayed allocated until a GC found it
 
-        // 2. Another worker takes the record over mid-run: this run stops and frees everything.
-        var job = await PostAsync(client, Long("taken"));
-        await WaitAsync(client, job, j => j.Status == JobStatus.Running && j.Progress.Batch >= 2);
-        store.Update(job, j => j with { Worker = "elsewhere:1:abcdef" });
-        var cancellation = factory.Services.GetRequiredService<JobCancellation>();
-        await WaitUntilAsync(() => cancellation.Running.Count == 0, TimeSpan.FromSeconds(30), "the taken-over run stopped");
-        await Task.Delay(200);
-        Assert.Equal(before, LiveTensors());
-        Assert.Equal(JobStatus.Running, store.Get(job)!.Status); // its record is the new holder's, untouched
+            // 2. Another worker takes the record over mid-run: this run stops and frees its network.
+            var job = await PostAsync(client, Long("taken"));
+            await WaitAsync(client, job, j => j.Status == JobStatus.Running && j.Progress.Batch >= 2);
+            store.Update(job, j => j with { Worker = "elsewhere:1:abcdef" });
+            var cancellation = factory.Services.GetRequiredService<JobCancellation>();
+            await WaitUntilAsync(() => cancellation.Running.Count == 0, TimeSpan.FromSeconds(30), "the taken-over run stopped");
+            AssertFreed(created, job);
+            Assert.Equal(JobStatus.Running, store.Get(job)!.Status); // its record is the new holder's, untouched
+
+            // 3. And a run that succeeds frees it too, after its version is stored.
+            var done = await FinishedAsync(client, await PostAsync(client, Tiny("kept")));
+            Assert.Equal(JobStatus.Succeeded, done.Status);
+            AssertFreed(created, done.JobId);
+        }
+        finally
+        {
+            TrainingJob.NetworkCreated -= Record;
+        }
+    }
+
+    private static void AssertFreed(System.Collections.Concurrent.ConcurrentDictionary<string, IReadOnlyList<TorchSharp.Modules.Parameter>> created, string jobId)
+    {
+        Assert.True(created.TryGetValue(jobId, out var parameters), $"job {jobId} created no network");
+        Assert.NotEmpty(parameters);
+        Assert.All(parameters, p => Assert.True(p.IsInvalid, "a parameter of the run's network is still allocated"));
     }
 }

@@ -260,6 +260,7 @@ public sealed partial class TrainingJob(
 
         manual_seed(settings.Seed);
         var network = NetworkArchitectures.Get(settings.Architecture).Create(data.Train.Channels, data.Train.ClassNames.Count);
+        NetworkCreated?.Invoke(jobId, network);
         try
         {
             using var trainer = new Trainer(network, data, options, device);
@@ -304,6 +305,9 @@ public sealed partial class TrainingJob(
             throw;
         }
     }
+
+    /// <summary>Raised with every network a run creates (diagnostics: the tests check each is disposed however its run ends).</summary>
+    internal static event Action<string, ImageClassifier>? NetworkCreated;
 
     private sealed record TrainingResult(ImageClassifier Network, ModelMetadata Metadata, TestPredictions? TestPass);
 

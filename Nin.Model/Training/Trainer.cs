@@ -129,7 +129,8 @@ public sealed class Trainer : IDisposable
         var bs = options.BatchSize;
         using var lossSum = zeros(1, dtype: ScalarType.Float64, device: device);
         using var correct = zeros(1, dtype: ScalarType.Int64, device: device);
-        using var order = randperm(TrainCount, generator: shuffle).to(device);
+        using var permutation = randperm(TrainCount, generator: shuffle);
+        using var order = permutation.to(device);
 
         for (var b = 0; b < batches; b++)
         {
@@ -239,6 +240,7 @@ public sealed class Trainer : IDisposable
     {
         using var x = tensor(data.Pixels, [data.Count, data.Channels, data.Height, data.Width], dtype: ScalarType.Byte);
         using var y = tensor(data.Labels, [data.Count], dtype: ScalarType.Byte);
-        return (x.to(device), y.to_type(ScalarType.Int64).to(device));
+        using var labels = y.to_type(ScalarType.Int64); // disposed here, not left to the GC
+        return (x.to(device), labels.to(device));
     }
 }

@@ -473,7 +473,8 @@ async function submitTraining(event) {
   button.disabled = true;
   try {
     const result = await api("train", { method: "POST", headers: { "Content-Type": "application/json", Accept: "application/json" }, body: JSON.stringify(readForm()) });
-    if (result.status === 400 && result.body?.errors) {
+    // 400: fields that are wrong; 409: fields no live worker can serve (device, memory), with the reason in the title.
+    if ((result.status === 400 || result.status === 409) && result.body?.errors) {
       let first = null;
       const general = [];
       for (const [field, messages] of Object.entries(result.body.errors)) {
@@ -487,7 +488,7 @@ async function submitTraining(event) {
         }
       }
 
-      $("train-error").textContent = [result.body.title, ...general].filter(Boolean).join(" ");
+      $("train-error").textContent = [result.body.title, ...general, result.status === 409 ? result.body.detail : null].filter(Boolean).join(" ");
       first?.focus();
       return;
     }
