@@ -142,6 +142,8 @@ public sealed record JobSnapshot(
         return new(Guid.NewGuid().ToString("N")[..12], JobStatus.Queued, settings, null, new JobProgress(0, 0, 0), [], null, null, null, created, null, null, Warnings: [], Revision: 1);
     }
 
+    /// <summary>Succeeded, Failed or Cancelled: final, nothing changes it but a requeue in Hangfire.</summary>
+    [JsonIgnore]
     public bool IsFinished => Status is JobStatus.Succeeded or JobStatus.Failed or JobStatus.Cancelled;
 }
 
