@@ -19,7 +19,7 @@ public sealed partial class ComposeFileTests
     private static readonly string[] PlatformVariables =
     [
         "ASPNETCORE_HTTP_PORTS", "ASPNETCORE_URLS", "ASPNETCORE_ENVIRONMENT", "DOTNET_ENVIRONMENT",
-        "DOTNET_CLI_TELEMETRY_OPTOUT", "NVIDIA_VISIBLE_DEVICES", "NVIDIA_DRIVER_CAPABILITIES",
+        "DOTNET_CLI_TELEMETRY_OPTOUT", "MALLOC_ARENA_MAX", "NVIDIA_VISIBLE_DEVICES", "NVIDIA_DRIVER_CAPABILITIES",
     ];
 
     /// <summary>Configuration sections the app binds, by their SectionName constants.</summary>

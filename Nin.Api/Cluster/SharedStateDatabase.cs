@@ -136,13 +136,33 @@ public sealed partial class SharedStateDatabase : IAsyncDisposable
                 """);
             ImportSingleProcessRecords(connection, transaction);
         });
+        yield return (2, (connection, transaction) =>
+        {
+            // Paging (newest first, by status), retention (finished before a cutoff) and the workers' capabilities.
+            Execute(connection, transaction, $"ALTER TABLE {Table("training_jobs")} ADD COLUMN finished_at timestamptz");
+            Execute(connection, transaction, $"UPDATE {Table("training_jobs")} SET finished_at = (snapshot->>'finishedAt')::timestamptz WHERE snapshot->>'finishedAt' IS NOT NULL");
+            Execute(connection, transaction, $"CREATE INDEX ON {Table("training_jobs")} (created_at DESC, id DESC)");
+            Execute(connection, transaction, $"CREATE INDEX ON {Table("training_jobs")} (status, created_at DESC)");
+            Execute(connection, transaction, $"""
+                CREATE TABLE {Table("workers")} (
+                    id text PRIMARY KEY,
+                    seen_at timestamptz NOT NULL,
+                    capabilities jsonb NOT NULL)
+                """);
+        });
     }
 
     private void ImportSingleProcessRecords(NpgsqlConnection connection, NpgsqlTransaction transaction)
     {
         var imported = 0;
-        foreach (var job in FileTrainingJobStore.ReadAll(JobFolders.Root(folders)))
+        foreach (var (job, damaged) in FileTrainingJobStore.ReadAll(JobFolders.Root(folders)))
         {
+            if (job is null)
+            {
+                LogDamagedNotImported(logger, damaged!.JobId, damaged.Reason);
+                continue;
+            }
+
             using var command = new NpgsqlCommand(
                 $"INSERT INTO {Table("training_jobs")} (id, created_at, status, snapshot) VALUES (@id, @created, @status, @snapshot) ON CONFLICT (id) DO NOTHING",
                 connection, transaction);
@@ -181,6 +201,9 @@ public sealed partial class SharedStateDatabase : IAsyncDisposable
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Shared state: schema {Schema} at version {Version}")]
     private static partial void LogMigrated(ILogger logger, string schema, int version);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Shared state: job {JobId}'s record file is damaged and was not read into PostgreSQL (it stays on disk): {Reason}")]
+    private static partial void LogDamagedNotImported(ILogger logger, string jobId, string reason);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Shared state: read {Jobs} job records and the active model ({Active}) of the single-process files into PostgreSQL")]
     private static partial void LogImported(ILogger logger, int jobs, string active);

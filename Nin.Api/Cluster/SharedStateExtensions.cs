@@ -20,9 +20,11 @@ public static class SharedStateExtensions
                 $"{NinRole.Key} '{role.Name}' shares jobs with other processes through PostgreSQL: set Hangfire:PostgresConnection (or run Nin:Role all).");
         }
 
+        builder.Services.AddSingleton<LocalWorker>();
         if (!postgres)
         {
             builder.Services.AddSingleton<ITrainingJobStore, FileTrainingJobStore>();
+            builder.Services.AddSingleton<IWorkerDirectory, LocalWorkerDirectory>();
             return builder;
         }
 
@@ -33,6 +35,13 @@ public static class SharedStateExtensions
         builder.Services.AddSingleton<PostgresTrainingJobStore>();
         builder.Services.AddSingleton<ITrainingJobStore>(sp => sp.GetRequiredService<PostgresTrainingJobStore>());
         builder.Services.AddSingleton<ICancellationRelay>(sp => sp.GetRequiredService<PostgresTrainingJobStore>());
+        builder.Services.AddSingleton<PostgresWorkerDirectory>();
+        builder.Services.AddSingleton<IWorkerDirectory>(sp => sp.GetRequiredService<PostgresWorkerDirectory>());
+        if (role.RunsJobs)
+        {
+            builder.Services.AddHostedService<WorkerHeartbeat>(); // before the Hangfire server: published before the first job
+        }
+
         builder.Services.AddHostedService<SharedStateListener>();
         builder.Services.AddExceptionHandler<SharedStateUnavailableHandler>();
         return builder;

@@ -19,6 +19,12 @@ public sealed partial class SharedStateOptions
     /// <summary>The shortest interval between two writes of a running job's batch progress to its row.</summary>
     public TimeSpan ProgressWriteInterval { get; set; } = TimeSpan.FromSeconds(1);
 
+    /// <summary>How often a process that runs jobs renews its row of capabilities (devices, free memory) in <c>{schema}.workers</c>.</summary>
+    public TimeSpan WorkerHeartbeatInterval { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>A worker whose row was not renewed for this long is gone: POST /train no longer counts it.</summary>
+    public TimeSpan WorkerTimeout { get; set; } = TimeSpan.FromSeconds(30);
+
     public static bool IsValidSchema(string? schema) => schema is not null && SchemaPattern().IsMatch(schema);
 
     [GeneratedRegex(@"\A[a-z_][a-z0-9_]{0,47}\z")]

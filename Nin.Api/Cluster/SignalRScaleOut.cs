@@ -42,6 +42,12 @@ public static class SignalRScaleOut
                 o.Configuration.ClientName = $"nin-{NinRole.Of(builder).Name}-{Environment.MachineName}";
                 o.ConnectionFactory = async writer => backplane.Connection = await ConnectionMultiplexer.ConnectAsync(o.Configuration, writer);
             });
+
+            // The hub's manager for this hub, wrapped so a Redis already gone at shutdown does not abort the process.
+            builder.Services.AddSingleton<Microsoft.AspNetCore.SignalR.HubLifetimeManager<Training.TrainingHub>>(sp =>
+                new ResilientHubLifetimeManager<Training.TrainingHub>(
+                    ActivatorUtilities.CreateInstance<Microsoft.AspNetCore.SignalR.StackExchangeRedis.RedisHubLifetimeManager<Training.TrainingHub>>(sp),
+                    sp.GetRequiredService<ILogger<ResilientHubLifetimeManager<Training.TrainingHub>>>()));
         }
 
         return builder;

@@ -66,7 +66,7 @@ public static class DatasetsApi
             return NotFound(id);
         }
 
-        var user = jobs.List().FirstOrDefault(j => j.Request.Dataset == id && j.Status is JobStatus.Queued or JobStatus.Running);
+        var user = jobs.Unfinished().FirstOrDefault(j => j.Request.Dataset == id);
         if (user is not null)
         {
             return TypedResults.Problem(statusCode: StatusCodes.Status409Conflict, title: "The dataset is in use.",

@@ -26,6 +26,11 @@ public static partial class NinServiceExtensions
         builder.Services.AddOptions<NinOptions>().BindConfiguration(NinOptions.SectionName);
         builder.Services.AddOptions<TorchOptions>().BindConfiguration(TorchOptions.SectionName);
         builder.Services.AddHostedService<TorchStartup>();
+        builder.Services.AddOptions<Health.StorageOptions>().BindConfiguration(Health.StorageOptions.SectionName)
+            .Validate(o => o.MinimumFreeBytes >= 0, "Storage:MinimumFreeBytes cannot be negative.")
+            .ValidateOnStart();
+        builder.Services.AddHostedService<Health.StorageStartup>(); // temporaries swept, damaged records named, before jobs or seeding
+        builder.Services.AddExceptionHandler<Health.InsufficientStorageHandler>(); // a full disk is a 507, not a 500
         builder.Services.AddProblemDetails();
         builder.Services.ConfigureHttpJsonOptions(o =>
         {
@@ -49,6 +54,7 @@ public static partial class NinServiceExtensions
         builder.Services.AddSingleton<DatasetCatalog>();
         builder.Services.AddSingleton(sp => new ModelStore(
             sp.GetRequiredService<IOptions<NinOptions>>().Value.ResolvedModelsDirectory, sp.GetService<IActiveModelPointer>()));
+        builder.Services.AddSingleton<Models.ModelVersionPublisher>(); // the one way a version is born (training, import, the shipped model)
         builder.AddNinSharedState();
         return builder;
     }
@@ -89,6 +95,12 @@ public static partial class NinServiceExtensions
                 config.UseInMemoryStorage();
             }
         });
+        builder.Services.AddOptions<TrainingJobOptions>().BindConfiguration(TrainingJobOptions.SectionName)
+            .Validate(o => o.StorageRetries >= 0 && (o.StorageRetryDelays ?? []).All(d => d >= 0), "Training:StorageRetries and Training:StorageRetryDelays cannot be negative.")
+            .Validate(o => o.RetentionSweepInterval > TimeSpan.Zero && o.HubRecentJobs is >= 1 and <= JobQuery.MaxLimit,
+                $"Training:RetentionSweepInterval must be positive and Training:HubRecentJobs between 1 and {JobQuery.MaxLimit}.")
+            .ValidateOnStart();
+        builder.Services.AddHostedService<JobStateReconciler>(); // before the Hangfire server: no state change goes unrecorded
         if (role.RunsJobs)
         {
             builder.Services.AddHangfireServer(o =>
@@ -105,9 +117,11 @@ public static partial class NinServiceExtensions
         builder.Services.AddSingleton<TrainingNotifier>();
         builder.Services.AddSingleton<JobCancellation>();
         builder.Services.AddSingleton<TrainRequestValidator>();
+        builder.Services.AddSingleton<WorkerAdmission>();
         builder.Services.AddSingleton<TrainingMemoryProbe>();
         builder.Services.AddTransient<TrainingJob>();
         builder.Services.AddHostedService<TrainingJobRecovery>();
+        builder.Services.AddHostedService<JobRetention>();
         return builder;
     }
 
@@ -162,6 +176,8 @@ public static partial class NinServiceExtensions
         }
 
         checks.AddCheck<Health.JobStorageHealthCheck>("jobStorage");
+        checks.AddCheck<Health.DiskSpaceHealthCheck>("diskSpace");
+        checks.AddCheck<Health.StoredRecordsHealthCheck>("records");
         builder.Services.AddSingleton<NinTelemetry>();
         var telemetry = builder.Services.AddOpenTelemetry()
             .ConfigureResource(r => r.AddService(builder.Configuration["OTEL_SERVICE_NAME"] is { Length: > 0 } service ? service : "nin"))

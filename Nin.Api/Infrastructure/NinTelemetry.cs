@@ -6,8 +6,9 @@ using Nin.Model.Runtime;
 namespace Nin.Api.Infrastructure;
 
 /// <summary>
-/// Gauges of the service's state for Prometheus: the model in service, training jobs by state,
-/// the last epoch's figures, the Torch device and the process's memory.
+/// Gauges of the service's state for Prometheus: the model in service, training jobs by state (one aggregate query, not
+/// a read of every record), the last epoch's figures, free space on each data folder, the Torch device and the process's
+/// memory.
 /// </summary>
 public sealed class NinTelemetry
 {
@@ -36,12 +37,14 @@ public sealed class NinTelemetry
 
     private readonly ITrainingJobStore store;
     private readonly Lock gate = new();
-    private (IReadOnlyList<JobSnapshot> Jobs, long At) recent = ([], 0);
+    private (IReadOnlyDictionary<JobStatus, int> Counts, JobSnapshot? Latest, long At) recent = (new Dictionary<JobStatus, int>(), null, 0);
 
     public NinTelemetry(IMeterFactory meters, IServiceProvider services, ITrainingJobStore store, NinRole role)
     {
         this.store = store;
         var registry = role.ServesApi ? services.GetRequiredService<ModelRegistry>() : null; // a worker serves nothing
+        var folders = services.GetRequiredService<Microsoft.Extensions.Options.IOptions<NinOptions>>().Value;
+        var storage = services.GetRequiredService<Microsoft.Extensions.Options.IOptions<Health.StorageOptions>>().Value;
         var jobs = this;
         var meter = meters.Create(MeterName);
         meter.CreateObservableGauge("nin.model.active", () =>
@@ -50,20 +53,33 @@ public sealed class NinTelemetry
 
         meter.CreateObservableGauge("nin.training.jobs", () =>
         {
-            var list = jobs.List();
-            return Enum.GetValues<JobStatus>().Select(s => new Measurement<int>(list.Count(j => j.Status == s), new KeyValuePair<string, object?>("status", s.ToString())));
+            var counts = jobs.Read().Counts;
+            return Enum.GetValues<JobStatus>().Select(s => new Measurement<int>(counts.GetValueOrDefault(s), new KeyValuePair<string, object?>("status", s.ToString())));
         }, description: "Training jobs by status");
 
         IEnumerable<Measurement<double>> LastEpoch(Func<Model.Checkpoints.EpochMetrics, double> value)
         {
-            var job = jobs.List().FirstOrDefault(j => j.Epochs.Count > 0);
-            return job is null ? [] : [new Measurement<double>(value(job.Epochs[^1]), new KeyValuePair<string, object?>("job", job.JobId))];
+            var job = jobs.Read().Latest;
+            return job is null || job.Epochs.Count == 0 ? [] : [new Measurement<double>(value(job.Epochs[^1]), new KeyValuePair<string, object?>("job", job.JobId))];
         }
 
         meter.CreateObservableGauge("nin.training.last_epoch.loss", () => LastEpoch(e => e.TrainLoss), description: "Train loss of the latest finished epoch");
         meter.CreateObservableGauge("nin.training.last_epoch.train_accuracy", () => LastEpoch(e => e.TrainAccuracy), description: "Train accuracy of the latest finished epoch");
         meter.CreateObservableGauge("nin.training.last_epoch.test_accuracy", () => LastEpoch(e => e.TestAccuracy), description: "Test accuracy of the latest finished epoch");
         meter.CreateObservableGauge("nin.training.last_epoch.examples_per_second", () => LastEpoch(e => e.ExamplesPerSecond), "{image}/s", "Training throughput of the latest finished epoch");
+
+        meter.CreateObservableGauge("nin.storage.free", () => Health.DataFolders.Of(folders).SelectMany(f =>
+        {
+            try
+            {
+                return [new Measurement<long>(Model.Checkpoints.DiskSpace.Free(f.Path), new KeyValuePair<string, object?>("folder", f.Name))];
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or ArgumentException)
+            {
+                return Array.Empty<Measurement<long>>();
+            }
+        }), "By", "Free space on each data folder's file system (data, models, work)");
+        meter.CreateObservableGauge("nin.storage.minimum_free", () => storage.MinimumFreeBytes, "By", "Storage:MinimumFreeBytes: below it, readiness reports the folder degraded");
 
         meter.CreateObservableGauge("nin.torch.device", () =>
         {
@@ -81,17 +97,17 @@ public sealed class NinTelemetry
         meter.CreateObservableGauge("nin.process.memory.working_set", () => Environment.WorkingSet, "By", "Process working set (includes libtorch's CPU allocations)");
     }
 
-    // One read of the job records per scrape, not one per gauge (they may be a PostgreSQL query).
-    private IReadOnlyList<JobSnapshot> List()
+    // One count query and one latest-epoch query per scrape, not one per gauge (they may be PostgreSQL queries).
+    private (IReadOnlyDictionary<JobStatus, int> Counts, JobSnapshot? Latest) Read()
     {
         lock (gate)
         {
             if (recent.At == 0 || System.Diagnostics.Stopwatch.GetElapsedTime(recent.At) > TimeSpan.FromSeconds(1))
             {
-                recent = (store.List(), System.Diagnostics.Stopwatch.GetTimestamp());
+                recent = (store.CountByStatus(), store.LatestWithEpochs(), System.Diagnostics.Stopwatch.GetTimestamp());
             }
 
-            return recent.Jobs;
+            return (recent.Counts, recent.Latest);
         }
     }
 }

@@ -1,5 +1,6 @@
 using Hangfire;
 using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.AspNetCore.Mvc;
 using Nin.Model.Checkpoints;
 using Nin.Model.Evaluation;
 using Nin.Api.Security;
@@ -37,14 +38,14 @@ public static class EvaluationApi
         group.MapPost("/evaluate", EvaluateModelVersion)
             .WithName("EvaluateModelVersion")
             .WithSummary("Evaluate a version on its test split")
-            .WithDescription("Queues a Hangfire job on the `training` queue (after any running training job) that runs a fresh copy of the version over the test split of the dataset it was trained on (as many test images as its recipe records), with training's preprocessing, and stores the confusion matrix and per-class figures beside it. Training computes this itself at the end of every run; use this for imported or older versions. 202 with a Location for the result; 404 for an unknown version; 409 when its dataset is not on this server (an upload since deleted, no recorded dataset, or a built-in whose files are missing while `Nin:DownloadDatasets` is off; with downloads on, the job fetches them as training does).")
+            .WithDescription("Queues a Hangfire job on the `training` queue (after any running training job) that runs a fresh copy of the version over the test split of the dataset it was trained on (as many test images as its recipe records), with training's preprocessing, on the device `Torch:Device` names, and stores the confusion matrix and per-class figures beside it. Training stores this from its last test pass, and the shipped model comes with it; use this for imported or older versions. 202 with a Location for the result (GET .../evaluation reports it queued, running or failed until it is there); 404 for an unknown version; 409 when its dataset is not on this server or its files are missing (and are not downloaded here).")
             .ProducesProblem(StatusCodes.Status404NotFound)
             .ProducesProblem(StatusCodes.Status409Conflict);
 
         group.MapGet("/evaluation", GetModelEvaluation)
             .WithName("GetModelEvaluation")
             .WithSummary("Confusion matrix and per-class figures of a version")
-            .WithDescription("`confusion` has a row per true class and a column per predicted class, in the order of `classes`; `perClass` gives precision, recall and support (test images of the class); `accuracy` is the diagonal over `testImages`. 404 until the version has been evaluated (at the end of its training, or by POST .../evaluate).")
+            .WithDescription("`confusion` has a row per true class and a column per predicted class, in the order of `classes`; `perClass` gives precision, recall and support (test images of the class); `accuracy` is the diagonal over `testImages`. 404 until the version has been evaluated (at the end of its training, or by POST .../evaluate); the problem's `evaluation` says `none`, `queued`, `running` or `failed`, and a failed one's `detail` says why.")
             .ProducesProblem(StatusCodes.Status404NotFound);
 
         group.MapGet("/samples", GetTestSamples)
@@ -61,7 +62,8 @@ public static class EvaluationApi
     }
 
     public static Results<Accepted<EvaluationAccepted>, ProblemHttpResult> EvaluateModelVersion(
-        string name, int version, ModelStore store, Datasets.DatasetCatalog datasets, IBackgroundJobClient hangfire, Microsoft.Extensions.Options.IOptions<Infrastructure.NinOptions> options)
+        string name, int version, ModelStore store, Datasets.DatasetCatalog datasets, IBackgroundJobClient hangfire,
+        Microsoft.Extensions.Options.IOptions<Infrastructure.NinOptions> options)
     {
         if (store.Find(name, version) is not { } info)
         {
@@ -76,7 +78,17 @@ public static class EvaluationApi
                 detail: $"{name} version {version} was trained on '{info.Metadata.Recipe?.Dataset ?? "an unrecorded dataset"}', which this server does not have; its test split is needed to evaluate it.");
         }
 
+        // A built-in set whose files are missing, on a server that does not download them: the job could only fail.
+        if (!options.Value.DownloadDatasets && datasets.List().FirstOrDefault(d => d.Name == dataset) is { Available: false })
+        {
+            return TypedResults.Problem(
+                statusCode: StatusCodes.Status409Conflict,
+                title: "The version's dataset files are missing.",
+                detail: $"{name} version {version} was trained on '{dataset}', whose files are not in the data folder (and Nin:DownloadDatasets is off); put them there to evaluate it.");
+        }
+
         var jobId = hangfire.Enqueue<EvaluationJob>(j => j.RunAsync(name, version, CancellationToken.None));
+        new EvaluationStatus(EvaluationStatus.Queued, null, jobId, DateTimeOffset.UtcNow).Write(info.Directory);
         var location = $"/models/{name}/versions/{version}/evaluation";
         return TypedResults.Accepted(location, new EvaluationAccepted(name, version, jobId, location));
     }
@@ -88,7 +100,39 @@ public static class EvaluationApi
             return NotFound(name, version);
         }
 
-        return EvaluationFiles.ReadEvaluation(info.Directory) is { } evaluation ? TypedResults.Ok(evaluation) : NotEvaluated(name, version);
+        if (EvaluationFiles.ReadEvaluation(info.Directory) is { } evaluation)
+        {
+            return TypedResults.Ok(evaluation);
+        }
+
+        var status = EvaluationStatus.Read(info.Directory);
+        var problem = status?.State switch
+        {
+            EvaluationStatus.Failed => new ProblemDetails
+            {
+                Title = "The evaluation failed.",
+                Detail = $"The evaluation of {name} version {version} failed: {status.Error} POST /models/{name}/versions/{version}/evaluate to try again.",
+            },
+            EvaluationStatus.Queued or EvaluationStatus.Running => new ProblemDetails
+            {
+                Title = "The evaluation is not finished.",
+                Detail = $"The evaluation of {name} version {version} is {status.State}; ask again shortly.",
+            },
+            _ => new ProblemDetails
+            {
+                Title = "Not evaluated yet.",
+                Detail = $"{name} version {version} has no evaluation yet: POST /models/{name}/versions/{version}/evaluate.",
+            },
+        };
+        problem.Status = StatusCodes.Status404NotFound;
+        problem.Extensions["evaluation"] = status?.State ?? "none";
+        if (status is { State: EvaluationStatus.Failed })
+        {
+            problem.Extensions["error"] = status.Error;
+            problem.Extensions["failedAt"] = status.At;
+        }
+
+        return TypedResults.Problem(problem);
     }
 
     public static async Task<Results<Ok<TestSamplesResponse>, ProblemHttpResult>> GetTestSamples(

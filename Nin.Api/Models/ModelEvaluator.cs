@@ -10,7 +10,7 @@ namespace Nin.Api.Models;
 /// <summary>
 /// Evaluates a stored model version on its dataset's test split (as many test images as it was trained with) and
 /// stores the result beside it. The network is a fresh instance loaded from the version's checkpoint, never the one
-/// being served or trained; the forward passes run on a thread of their own.
+/// being served or trained; the forward passes run on a thread of their own, on the device <c>Torch:Device</c> names.
 /// </summary>
 public sealed class ModelEvaluator(ModelStore models, DatasetCatalog datasets)
 {
@@ -30,7 +30,7 @@ public sealed class ModelEvaluator(ModelStore models, DatasetCatalog datasets)
     public Task<ModelEvaluation> EvaluateAsync(ModelVersionInfo info, ImageDataset test, CancellationToken cancellationToken) =>
         TorchRuntime.RunOnOwnThread($"nin-evaluate-{info.Name}-{info.Version}", () =>
         {
-            var device = TorchRuntime.ResolveDevice("auto");
+            var device = Training.WorkerDevices.Resolve("auto"); // this process's Torch:Device
             var (network, metadata) = Checkpoint.Load(info.Directory, device, expectedClasses: test.ClassNames.Count);
             using (network)
             {

@@ -155,7 +155,7 @@ public static class ModelTransferApi
             : TypedResults.File(artefact.Bytes!, "application/octet-stream", artefact.FileName, entityTag: tag);
     }
 
-    public static async Task<Results<Created<ModelVersionResponse>, ProblemHttpResult>> ImportModelVersion(string name, HttpRequest request, ModelStore store, CancellationToken cancellationToken)
+    public static async Task<Results<Created<ModelVersionResponse>, ProblemHttpResult>> ImportModelVersion(string name, HttpRequest request, ModelVersionPublisher publisher, CancellationToken cancellationToken)
     {
         if (!request.HasFormContentType)
         {
@@ -234,7 +234,7 @@ public static class ModelTransferApi
         using (var network = new NinNetwork(s.Channels, s.Classes.Count))
         {
             NinWeights.Write(network, weights);
-            stored = store.Add(network, metadata, s.Activate);
+            stored = await publisher.AddAsync(network, metadata, s.Activate); // the same steps as a trained version (ONNX, activation rule)
         }
 
         return TypedResults.Created($"/models/{name}/versions/{stored.Version}", ModelVersionResponse.From(stored));

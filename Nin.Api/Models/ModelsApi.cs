@@ -33,8 +33,8 @@ public sealed record ModelVersionResponse(
 /// <summary>A model name and its versions, newest first.</summary>
 public sealed record ModelResponse(string Name, IReadOnlyList<ModelVersionResponse> Versions);
 
-/// <summary>All models and which version is served.</summary>
-public sealed record ModelsResponse(ActiveModel? Active, IReadOnlyList<ModelResponse> Models);
+/// <summary>All models and which version is served; <c>Damaged</c>: version folders that cannot be read, with the reason (kept, never deleted automatically).</summary>
+public sealed record ModelsResponse(ActiveModel? Active, IReadOnlyList<ModelResponse> Models, IReadOnlyList<DamagedVersion>? Damaged = null);
 
 public static class ModelsApi
 {
@@ -45,15 +45,16 @@ public static class ModelsApi
         models.MapGet("/", ListModels)
             .WithName("ListModels")
             .WithSummary("Stored models and their versions")
-            .WithDescription("Every model name with its versions (newest first): created time, dataset, image size, classes, test accuracy, and which version `/predict` serves.");
+            .WithDescription("Every model name with its versions (newest first): created time, dataset, image size, classes, test accuracy, and which version `/predict` serves. `damaged` lists version folders that cannot be read (a garbled `model.json`, missing weights) with the reason; they are kept as they are.");
 
         var group = models.MapGroup("/").RequireValidModelName().ProducesProblem(StatusCodes.Status400BadRequest);
 
         group.MapGet("/{name}/versions/{version:int}", GetModelVersion)
             .WithName("GetModelVersion")
             .WithSummary("One model version with its full metadata")
-            .WithDescription("The version's metadata: training recipe, preprocessing, classes, per-epoch history and test accuracy. 404 when there is no such version.")
-            .ProducesProblem(StatusCodes.Status404NotFound);
+            .WithDescription("The version's metadata: training recipe, preprocessing, classes, per-epoch history and test accuracy. 404 when there is no such version; 409 when its folder cannot be read (damaged).")
+            .ProducesProblem(StatusCodes.Status404NotFound)
+            .ProducesProblem(StatusCodes.Status409Conflict);
 
         group.MapPost("/{name}/versions/{version:int}/activate", ActivateModelVersion)
             .WithName("ActivateModelVersion")
@@ -85,11 +86,13 @@ public static class ModelsApi
             .GroupBy(v => v.Name)
             .Select(g => new ModelResponse(g.Key, g.OrderByDescending(v => v.Version).Select(v => ModelVersionResponse.From(v, serving.Value.Int8MarginPoints)).ToArray()))
             .ToArray();
-        return TypedResults.Ok(new ModelsResponse(store.Active, models));
+        return TypedResults.Ok(new ModelsResponse(store.Active, models, store.Damaged()));
     }
 
     public static Results<Ok<ModelVersionResponse>, ProblemHttpResult> GetModelVersion(string name, int version, ModelStore store, IOptions<ServingOptions> serving) =>
-        store.Find(name, version) is { } v ? TypedResults.Ok(ModelVersionResponse.From(v, serving.Value.Int8MarginPoints)) : NotFound(name, version);
+        store.Find(name, version) is { } v ? TypedResults.Ok(ModelVersionResponse.From(v, serving.Value.Int8MarginPoints))
+        : store.Damage(name, version) is { } damage ? TypedResults.Problem(statusCode: StatusCodes.Status409Conflict, title: "The model version is damaged.", detail: $"{name} version {version} cannot be read: {damage} It is kept as it is.")
+        : NotFound(name, version);
 
     /// <summary>Safe activation: load and warm the version here first; move the pointer only if it serves.</summary>
     public static async Task<Results<Ok<ModelVersionResponse>, ProblemHttpResult>> ActivateModelVersion(string name, int version, ModelStore store, ModelRegistry registry, IOptions<ServingOptions> serving, CancellationToken cancellationToken)

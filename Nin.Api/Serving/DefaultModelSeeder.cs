@@ -5,11 +5,13 @@ using Nin.Model.Checkpoints;
 namespace Nin.Api.Serving;
 
 /// <summary>
-/// On start: puts the default model shipped with the service into an empty store and activates
-/// it, so /predict works offline with nothing trained; then loads the active version.
+/// On start: puts the default model shipped with the service into an empty store, through the same steps as any new
+/// version (<see cref="Models.ModelVersionPublisher"/>: its ONNX file, its evaluation shipped beside it, activated as
+/// nothing is served), so /predict and the dashboard's Evaluation work offline with nothing trained; then loads the
+/// active version.
 /// </summary>
 internal sealed partial class DefaultModelSeeder(
-    ModelStore store, ModelRegistry registry, IOptions<NinOptions> options, ILogger<DefaultModelSeeder> logger) : IHostedService
+    ModelStore store, Models.ModelVersionPublisher publisher, ModelRegistry registry, IOptions<NinOptions> options, ILogger<DefaultModelSeeder> logger) : IHostedService
 {
     public static string ShippedDirectory => Path.Combine(AppContext.BaseDirectory, "DefaultModel");
 
@@ -21,14 +23,7 @@ internal sealed partial class DefaultModelSeeder(
             {
                 try
                 {
-                    // Its int8 file is made before it is activated, so its first load can serve it.
-                    var info = store.Import(dir, activate: false);
-                    RestoreInt8(info);
-                    if (store.Active is null)
-                    {
-                        store.Activate(info.Name, info.Version);
-                    }
-
+                    var info = publisher.Seed(dir);
                     LogSeeded(logger, info.Name, info.Version, info.Metadata.Metrics?.TestAccuracy ?? 0);
                 }
                 catch (CheckpointException ex)
@@ -49,26 +44,6 @@ internal sealed partial class DefaultModelSeeder(
     }
 
     public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
-
-    // The shipped model travels with its int8 record (calibrated ranges and measured accuracy), not the int8 file: the
-    // file is made here, once, from its weights and those ranges (docs/int8.md).
-    private void RestoreInt8(ModelVersionInfo info)
-    {
-        try
-        {
-            if (!Nin.Model.Onnx.Int8Cache.Restore(info.Directory) && System.IO.File.Exists(Path.Combine(info.Directory, Nin.Model.Onnx.Int8Cache.RecordFile)))
-            {
-                LogInt8NotRestored(logger, info.Name, info.Version, "its int8 graph differs from the one measured; quantize it again");
-            }
-        }
-        catch (Exception ex) when (ex is not OutOfMemoryException)
-        {
-            LogInt8NotRestored(logger, info.Name, info.Version, ex.Message);
-        }
-    }
-
-    [LoggerMessage(Level = LogLevel.Warning, Message = "The shipped model {Model} v{Version} serves fp32 only: {Reason}")]
-    private static partial void LogInt8NotRestored(ILogger logger, string model, int version, string reason);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Seeded the model store with the shipped model {Model} v{Version} (test accuracy {Accuracy:F4})")]
     private static partial void LogSeeded(ILogger logger, string model, int version, double accuracy);

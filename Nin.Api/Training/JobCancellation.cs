@@ -19,6 +19,7 @@ public interface ICancellationRelay
 public sealed class JobCancellation(IEnumerable<ICancellationRelay> relays)
 {
     private readonly ConcurrentDictionary<string, CancellationTokenSource> running = new();
+    private readonly ConcurrentDictionary<string, byte> requested = new();
     private readonly ICancellationRelay? relay = relays.FirstOrDefault();
 
     /// <summary>The jobs running here now.</summary>
@@ -30,6 +31,7 @@ public sealed class JobCancellation(IEnumerable<ICancellationRelay> relays)
         running[jobId] = cts;
         if (relay?.IsRequested(jobId) == true)
         {
+            requested[jobId] = 0;
             cts.Cancel(); // asked before this process took the job up (or before a worker died with it)
         }
 
@@ -38,9 +40,31 @@ public sealed class JobCancellation(IEnumerable<ICancellationRelay> relays)
 
     public void Unregister(string jobId)
     {
+        requested.TryRemove(jobId, out _);
         if (running.TryRemove(jobId, out var cts))
         {
             cts.Dispose();
+        }
+    }
+
+    /// <summary>
+    /// Whether someone asked this job to stop (DELETE /train, its deletion in Hangfire) — as opposed to the process
+    /// shutting down or Hangfire taking the attempt away, after which the job is queued again.
+    /// </summary>
+    public bool WasRequested(string jobId)
+    {
+        if (requested.ContainsKey(jobId))
+        {
+            return true;
+        }
+
+        try
+        {
+            return relay?.IsRequested(jobId) == true;
+        }
+        catch (Exception ex) when (ex is Npgsql.NpgsqlException or TimeoutException or InvalidOperationException)
+        {
+            return false; // the shared state is out of reach: treated as an interruption, the job is retried
         }
     }
 
@@ -55,6 +79,7 @@ public sealed class JobCancellation(IEnumerable<ICancellationRelay> relays)
             return false;
         }
 
+        requested[jobId] = 0;
         try
         {
             cts.Cancel();

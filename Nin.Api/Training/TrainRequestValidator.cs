@@ -8,9 +8,11 @@ namespace Nin.Api.Training;
 
 /// <summary>
 /// Checks a <see cref="TrainRequest"/> field by field and fills in its recipe preset's values (<c>d2l</c> for the
-/// built-in datasets, <c>robust</c> for uploaded ones) wherever the request gives none.
+/// built-in datasets, <c>robust</c> for uploaded ones) wherever the request gives none. Whether a worker can run it
+/// (its device, the memory a step needs) is <see cref="WorkerAdmission"/>'s question, asked of the workers, not of the
+/// process that received the request.
 /// </summary>
-public sealed class TrainRequestValidator(DatasetCatalog datasets, TrainingMemoryProbe memory)
+public sealed class TrainRequestValidator(DatasetCatalog datasets)
 {
     public const int MaxEpochs = 1000;
     public const int MaxBatchSize = 8192;
@@ -81,40 +83,17 @@ public sealed class TrainRequestValidator(DatasetCatalog datasets, TrainingMemor
             Error("imageSize", $"imageSize must be between {architecture.MinInputSize} (the smallest input that survives the {architecture.Name} network's three max-pools) and {architecture.MaxInputSize}; got {imageSize}.");
         }
 
-        var device = request.Device ?? "auto";
-        var resolvedDevice = "cpu";
+        // "auto": the worker's own Torch:Device. Whether a worker has the device is admission's question.
+        var device = request.Device?.Trim().ToLowerInvariant() ?? "auto";
         if (!TorchRuntime.IsDeviceName(device))
         {
-            Error("device", $"Unknown device '{device}'. Use 'auto', 'cpu', 'cuda' or 'cuda:N'.");
-        }
-        else
-        {
-            try
-            {
-                resolvedDevice = TorchRuntime.ResolveDevice(device).ToString();
-            }
-            catch (ArgumentException ex)
-            {
-                Error("device", ex.Message);
-            }
+            Error("device", $"Unknown device '{request.Device}'. Use 'auto', 'cpu', 'cuda' or 'cuda:N'.");
         }
 
         var batchSize = request.BatchSize ?? preset.BatchSize;
         if (batchSize is < 1 or > MaxBatchSize)
         {
             Error("batchSize", $"batchSize must be between 1 and {MaxBatchSize}; got {batchSize}.");
-        }
-        else if (!errors.ContainsKey("imageSize") && memory.AvailableBytes(resolvedDevice) is { } have)
-        {
-            // A training step and the test pass (batched to need no more than a step) against what is free now, with
-            // headroom; the message gives what the request needs, never what the host has.
-            var need = TrainingMemory.EstimateBytes(batchSize, imageSize, architecture);
-            if (need > have * 0.9)
-            {
-                var message = $"batchSize {batchSize} at imageSize {imageSize} needs about {need / (1 << 20):N0} MiB for activations and gradients, more than is free for training now; use a smaller batchSize or imageSize.";
-                Error("batchSize", message);
-                Error("imageSize", message);
-            }
         }
 
         var lr = request.LearningRate ?? preset.LearningRate;
@@ -163,8 +142,9 @@ public sealed class TrainRequestValidator(DatasetCatalog datasets, TrainingMemor
 }
 
 /// <summary>
-/// Memory free now for a training run on a device, or null where it cannot be known: on CUDA, TorchSharp 0.107 has no
-/// free-memory query (its <c>torch.cuda</c> exposes none), so the device's limit shows as an out-of-memory failure of the job.
+/// Memory free now for a training run on a device of this process, or null where it cannot be known: on CUDA, TorchSharp
+/// 0.107 has no free-memory query (its <c>torch.cuda</c> exposes none), so the device's limit shows as an out-of-memory
+/// failure of the job. Workers publish it (<see cref="LocalWorker"/>) and check it again when a job starts.
 /// </summary>
 public class TrainingMemoryProbe
 {

@@ -108,6 +108,9 @@ public sealed record JobProgress(int Epoch, int Batch, int Batches);
 /// <c>Warnings</c> says when the run did not learn (then its model is not activated automatically).
 /// <c>Worker</c> names the process (host:pid:id) that runs or ran the job; with several workers it changes when
 /// another one took the job over after its worker died.
+/// <c>Revision</c> grows by one with every change of the record (status, epochs, model; not batch progress): of two
+/// snapshots or events of one job, the one with the higher revision is the newer, whatever order they arrived in.
+/// <c>HangfireJobId</c> is the job's id in Hangfire's dashboard (<c>/hangfire</c>).
 /// </summary>
 public sealed record JobSnapshot(
     string JobId,
@@ -124,24 +127,43 @@ public sealed record JobSnapshot(
     DateTimeOffset? FinishedAt,
     int? ResumedAfterEpoch = null,
     IReadOnlyList<string>? Warnings = null,
-    string? Worker = null)
+    string? Worker = null,
+    long Revision = 0,
+    string? HangfireJobId = null)
 {
-    /// <summary>A new queued job with a fresh 12-character id.</summary>
-    public static JobSnapshot New(TrainSettings settings) =>
-        new(Guid.NewGuid().ToString("N")[..12], JobStatus.Queued, settings, null, new JobProgress(0, 0, 0), [], null, null, null, DateTimeOffset.UtcNow, null, null, Warnings: []);
+    /// <summary>
+    /// A new queued job with a fresh 12-character id, revision 1. Its creation time is kept to the microsecond, the
+    /// precision PostgreSQL stores, so both stores order and page it the same way.
+    /// </summary>
+    public static JobSnapshot New(TrainSettings settings)
+    {
+        var now = DateTimeOffset.UtcNow;
+        var created = new DateTimeOffset(now.Ticks - (now.Ticks % 10), TimeSpan.Zero);
+        return new(Guid.NewGuid().ToString("N")[..12], JobStatus.Queued, settings, null, new JobProgress(0, 0, 0), [], null, null, null, created, null, null, Warnings: [], Revision: 1);
+    }
+
+    /// <summary>Succeeded, Failed or Cancelled: final, nothing changes it but a requeue in Hangfire.</summary>
+    [JsonIgnore]
+    public bool IsFinished => Status is JobStatus.Succeeded or JobStatus.Failed or JobStatus.Cancelled;
 }
 
 /// <summary>202 body of POST /train.</summary>
 public sealed record TrainAccepted(string JobId, JobStatus Status);
 
-/// <summary>Hub event: a few times a second while a job trains.</summary>
-public sealed record BatchProgressEvent(string JobId, int Epoch, int Batch, int Batches, double Loss);
+/// <summary>Hub event: a few times a second while a job trains. <c>Revision</c>: the job's revision it belongs to (see <see cref="JobSnapshot"/>).</summary>
+public sealed record BatchProgressEvent(string JobId, int Epoch, int Batch, int Batches, double Loss, long Revision = 0);
 
-/// <summary>Hub event: after every epoch's test pass.</summary>
-public sealed record EpochCompletedEvent(string JobId, int Epoch, int Epochs, double TrainLoss, double TrainAccuracy, double TestAccuracy, double ExamplesPerSecond, double Seconds);
+/// <summary>Hub event: after every epoch's test pass; <c>Revision</c> is that of the snapshot that added the epoch.</summary>
+public sealed record EpochCompletedEvent(string JobId, int Epoch, int Epochs, double TrainLoss, double TrainAccuracy, double TestAccuracy, double ExamplesPerSecond, double Seconds, long Revision = 0);
 
-/// <summary>Hub event: the job ended.</summary>
-public sealed record JobFinishedEvent(string JobId, JobStatus Status, string? ModelName, int? ModelVersion, string? Error, IReadOnlyList<string>? Warnings = null);
+/// <summary>Hub event: the job ended; <c>Revision</c> is that of the snapshot that recorded the end.</summary>
+public sealed record JobFinishedEvent(string JobId, JobStatus Status, string? ModelName, int? ModelVersion, string? Error, IReadOnlyList<string>? Warnings = null, long Revision = 0);
+
+/// <summary>
+/// A job record that could not be read (a truncated or garbled <c>job.json</c>): listed with the reason, never dropped
+/// silently and never deleted automatically.
+/// </summary>
+public sealed record DamagedJobRecord(string JobId, string Reason);
 
 /// <summary>A recipe preset as GET /train/recipes lists it: the values it gives every field it sets.</summary>
 public sealed record RecipeInfo(

@@ -16,9 +16,11 @@ public interface ITrainingClient
 
 /// <summary>
 /// Live training updates at <c>/hubs/training</c>. Subscribing joins a job's group and immediately
-/// sends its current snapshot, so a late subscriber misses nothing.
+/// sends its current snapshot, so a late subscriber misses nothing. Every snapshot and event carries the job's
+/// revision: events are sent without waiting for slow clients and may arrive out of order (several replicas, Redis),
+/// so a client keeps, per job, only what is at least as new as what it has.
 /// </summary>
-public sealed class TrainingHub(ITrainingJobStore store) : Hub<ITrainingClient>
+public sealed class TrainingHub(ITrainingJobStore store, Microsoft.Extensions.Options.IOptions<TrainingJobOptions> options) : Hub<ITrainingClient>
 {
     public const string AllGroup = "jobs:all";
 
@@ -27,24 +29,42 @@ public sealed class TrainingHub(ITrainingJobStore store) : Hub<ITrainingClient>
     /// <summary>Follow one job; answers with its current snapshot (also sent as JobUpdated).</summary>
     public async Task<JobSnapshot> Subscribe(string jobId)
     {
-        if (store.Get(jobId) is null)
+        if (Find(jobId) is null)
         {
             throw new HubException($"Unknown training job '{jobId}'.");
         }
 
         await Groups.AddToGroupAsync(Context.ConnectionId, JobGroup(jobId));
-        var snapshot = store.Get(jobId)!;
+        var snapshot = Find(jobId)!;
         await Clients.Caller.JobUpdated(snapshot);
         return snapshot;
     }
 
     public Task Unsubscribe(string jobId) => Groups.RemoveFromGroupAsync(Context.ConnectionId, JobGroup(jobId));
 
-    /// <summary>Follow every job; answers with all current snapshots, newest first.</summary>
+    /// <summary>
+    /// Follow every job; answers with the recent snapshots (<c>Training:HubRecentJobs</c>, newest first) and every
+    /// queued or running one, not the whole history: GET /train pages through the rest.
+    /// </summary>
     public async Task<IReadOnlyList<JobSnapshot>> SubscribeAll()
     {
         await Groups.AddToGroupAsync(Context.ConnectionId, AllGroup);
-        return store.List();
+        var recent = options.Value.HubRecentJobs;
+        var active = store.List(new JobQuery(recent, Statuses: [JobStatus.Queued, JobStatus.Running])).Items;
+        var newest = store.List(new JobQuery(recent)).Items;
+        return [.. JobOrder.NewestFirst(newest.UnionBy(active, j => j.JobId))];
+    }
+
+    private JobSnapshot? Find(string jobId)
+    {
+        try
+        {
+            return store.Get(jobId);
+        }
+        catch (DamagedJobException ex)
+        {
+            throw new HubException(ex.Message);
+        }
     }
 
     public Task UnsubscribeAll() => Groups.RemoveFromGroupAsync(Context.ConnectionId, AllGroup);
@@ -63,7 +83,7 @@ public sealed class TrainingNotifier(IHubContext<TrainingHub, ITrainingClient> h
 
     public void JobFinished(JobFinishedEvent finished) => Send(Audience(finished.JobId).JobFinished(finished));
 
-    // Fire and forget: the training thread never waits on a slow client.
+    // Fire and forget: the training thread never waits on a slow client. Order is not guaranteed; the revisions are.
     private void Send(Task task) => task.ContinueWith(
         t => logger.LogWarning(t.Exception, "Could not send a training event"),
         CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted, TaskScheduler.Default);

@@ -3,6 +3,7 @@ using Hangfire;
 using Nin.Api.Datasets;
 using Nin.Api.Infrastructure;
 using Nin.Model.Checkpoints;
+using Nin.Model.Evaluation;
 using Nin.Model.Network;
 using Nin.Model.Runtime;
 using Nin.Model.Training;
@@ -12,20 +13,22 @@ using static TorchSharp.torch;
 namespace Nin.Api.Training;
 
 /// <summary>
-/// The Hangfire job that trains one NiN: one at a time on the <c>training</c> queue, no automatic
-/// retries, an epoch checkpoint after every epoch to resume from after a restart.
+/// The Hangfire job that trains one NiN: one at a time on the <c>training</c> queue, an epoch checkpoint after every
+/// epoch to resume from after a restart. Its record says what Hangfire decided too (<see cref="JobStateReconciler"/>).
 /// </summary>
 [Queue(TrainingJob.Queue)]
-// Retried only when PostgreSQL (the shared job records) was unreachable: the run resumes from its last epoch checkpoint.
-// Anything else ends the job Failed, as before.
-[AutomaticRetry(Attempts = 10, DelaysInSeconds = [5, 10, 20, 30, 60, 60, 60, 60, 60, 60], OnlyOn = [typeof(Npgsql.NpgsqlException)], OnAttemptsExceeded = AttemptsExceededAction.Fail)]
+// Hangfire's own retry-everything default is off: a run is retried only when PostgreSQL (the shared job records) was
+// unreachable, as Training:StorageRetries and StorageRetryDelays say (JobStateReconciler applies them); anything else
+// ends the job Failed at once, with the reason.
+[AutomaticRetry(Attempts = 0, OnAttemptsExceeded = AttemptsExceededAction.Fail)]
 public sealed partial class TrainingJob(
     ITrainingJobStore jobs,
     DatasetCatalog datasets,
     ModelStore models,
+    Models.ModelVersionPublisher publisher,
     TrainingNotifier notifier,
     JobCancellation cancellation,
-    Models.ModelEvaluator evaluator,
+    TrainingMemoryProbe memory,
     Models.VersionQuantizer quantizer,
     Microsoft.Extensions.Options.IOptions<NinOptions> folders,
     ILogger<TrainingJob> logger)
@@ -37,7 +40,7 @@ public sealed partial class TrainingJob(
     {
         using var logScope = logger.BeginScope("JobId:{JobId}", jobId);
         var job = jobs.Get(jobId);
-        if (job is null || job.Status is JobStatus.Cancelled or JobStatus.Succeeded or JobStatus.Failed)
+        if (job is null || job.IsFinished)
         {
             LogSkipped(logger, jobId, job?.Status.ToString() ?? "unknown");
             return;
@@ -47,14 +50,13 @@ public sealed partial class TrainingJob(
         try
         {
             var settings = job.Request;
-            var device = TorchRuntime.ResolveDevice(settings.Device);
 
             // Compare-and-set: only a job that is still queued (or was running when a crash interrupted it) starts;
             // a DELETE that cancelled it since it was read above wins.
             // Running here becomes this process's job: a worker that took longer than the invisibility timeout to renew
             // its hold (paused, cut off) finds it taken over and stops without touching it again (see Owned).
             var running = jobs.Update(jobId, j => j.Status is JobStatus.Queued or JobStatus.Running
-                ? j with { Status = JobStatus.Running, Device = device.ToString(), StartedAt = j.StartedAt ?? DateTimeOffset.UtcNow, Error = null, Worker = WorkerIdentity.Current }
+                ? j with { Status = JobStatus.Running, StartedAt = j.StartedAt ?? DateTimeOffset.UtcNow, Error = null, Worker = WorkerIdentity.Current }
                 : null);
             if (running is null)
             {
@@ -71,45 +73,55 @@ public sealed partial class TrainingJob(
                 return;
             }
 
+            // Admission again, here, where it runs: the device this worker resolves (Torch:Device for "auto") and the memory
+            // free now. What was free when the job was queued may not be now.
+            var device = WorkerDevices.Resolve(settings.Device);
+            Publish(Owned(jobId, j => j with { Device = device.ToString() }));
+            if (WorkerAdmission.AdmitHere(settings, device.ToString(), memory) is { } refused)
+            {
+                throw new JobRefusedException(refused);
+            }
+
             LogStarted(logger, jobId, settings.Dataset, device.ToString(), settings.Epochs, settings.ImageSize);
 
             var data = await datasets.LoadAsync(settings.Dataset, settings.MaxTrainImages, settings.MaxTestImages, cts.Token);
+            EnsureSpace(jobId, settings, data);
+
             // Its own thread: its OpenMP team is the only multi-threaded one besides serving's, and goes away with it.
             var result = await TorchRuntime.RunOnOwnThread($"nin-train-{jobId}", () => Train(jobId, settings, data, device, cts.Token));
-            EnsureOwned(jobId);
-
-            // A model that learned nothing is stored for inspection but never served automatically.
-            var warnings = result.Metadata.Warnings ?? [];
-            var learned = warnings.Count == 0;
-            var stored = models.Add(result.Network, result.Metadata, activate: false, activateIfNoneActive: false);
-            result.Network.Dispose();
-            Owned(jobId, j => j with { ModelName = stored.Name, ModelVersion = stored.Version }); // a resumed run finds it stored
-            PrepareForServing(stored);
-            await quantizer.TryQuantizeAsync(stored, data, cts.Token); // its int8 model, before it can be activated
-            if (learned && (settings.Activate || models.Active is null))
+            ModelVersionInfo stored;
+            try
             {
-                models.Activate(stored.Name, stored.Version);
+                EnsureOwned(jobId);
+                var evaluation = result.TestPass is { } pass
+                    ? new Models.VersionEvaluation(ModelEvaluation.FromPredictions(result.Metadata.ClassNames, pass, settings.Dataset), pass)
+                    : null;
+
+                // Store, ONNX from this network, evaluation from the last test pass, activation rule: ModelVersionPublisher.
+                stored = await StoreVersionAsync(jobId, result, settings.Activate, evaluation, data, cts.Token);
+            }
+            finally
+            {
+                result.Network.Dispose();
             }
 
-            await EvaluateAsync(jobId, stored, data.Test, cts.Token);
-            Finish(jobId, stored, warnings);
+            Finish(jobId, stored, stored.Metadata.Warnings ?? []);
         }
-        catch (JobTakenOverException)
+        catch (JobNotOursException)
         {
-            // Another worker runs it now (from the checkpoint): its record and checkpoint are that worker's. Hangfire's
-            // job is that worker's too: ending normally here would mark it Succeeded under it (and abort that worker),
-            // so this attempt ends as aborted, which changes no state and leaves the queue entry to its new holder.
-            LogTakenOver(logger, jobId, jobs.Get(jobId)?.Worker ?? "-");
-            throw new Hangfire.Server.JobAbortedException();
+            Stopped(jobId);
         }
-        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        catch (OperationCanceledException) when (!cancellation.WasRequested(jobId) && cancellationToken.IsCancellationRequested)
         {
-            // The server is shutting down (or Hangfire aborted this attempt): leave the job queued if it is still this
-            // process's; it resumes from its last epoch checkpoint.
-            var queued = jobs.Update(jobId, j => j.Worker == WorkerIdentity.Current ? j with { Status = JobStatus.Queued, Progress = j.Progress with { Batch = 0 } } : null);
+            // The server is shutting down (or Hangfire took this attempt away: requeued or deleted in /hangfire): leave
+            // the job queued if it is still this process's and running; it resumes from its last epoch checkpoint. A job
+            // deleted in Hangfire is already Cancelled in its record (JobStateReconciler).
+            var queued = jobs.Update(jobId, j => j.Worker == WorkerIdentity.Current && j.Status == JobStatus.Running
+                ? j with { Status = JobStatus.Queued, Progress = j.Progress with { Batch = 0 } }
+                : null);
             if (queued is null)
             {
-                LogTakenOver(logger, jobId, jobs.Get(jobId)?.Worker ?? "-");
+                Stopped(jobId);
             }
             else
             {
@@ -121,42 +133,92 @@ public sealed partial class TrainingJob(
         }
         catch (OperationCanceledException)
         {
-            var cancelled = jobs.Update(jobId, j => j.Status == JobStatus.Running && j.Worker != WorkerIdentity.Current ? null : j with { Status = JobStatus.Cancelled, FinishedAt = DateTimeOffset.UtcNow });
+            var cancelled = jobs.Update(jobId, j => !j.IsFinished && (j.Worker is null || j.Worker == WorkerIdentity.Current)
+                ? j with { Status = JobStatus.Cancelled, FinishedAt = DateTimeOffset.UtcNow }
+                : null);
             if (cancelled is null)
             {
-                LogTakenOver(logger, jobId, jobs.Get(jobId)?.Worker ?? "-");
+                Stopped(jobId);
                 return;
             }
 
             DeleteCheckpoint(jobId);
             Publish(cancelled);
-            notifier.JobFinished(new JobFinishedEvent(jobId, JobStatus.Cancelled, null, null, null));
+            notifier.JobFinished(new JobFinishedEvent(jobId, JobStatus.Cancelled, null, null, null, Revision: cancelled.Revision));
             LogCancelled(logger, jobId);
         }
         catch (Npgsql.NpgsqlException ex)
         {
             // The job records are out of reach: the job is neither failed nor finished. Hangfire retries it (above) and
-            // the run resumes from its checkpoint once PostgreSQL answers.
+            // the run resumes from its checkpoint once PostgreSQL answers; when the retries run out, JobStateReconciler
+            // records the failure Hangfire decides.
             LogStorageLost(logger, jobId, ex.GetBaseException().Message);
             throw;
         }
         catch (Exception ex)
         {
-            var error = ClientErrors.Describe(ex, folders.Value); // no exception text or server paths reach clients
-            var failed = jobs.Update(jobId, j => j.Status == JobStatus.Running && j.Worker != WorkerIdentity.Current ? null : j with { Status = JobStatus.Failed, Error = error, FinishedAt = DateTimeOffset.UtcNow });
+            // No exception text or server paths reach clients; a full disk says what it needed and had.
+            var error = ex is InsufficientStorageException or JobRefusedException ? ex.Message : ClientErrors.Describe(ex, folders.Value);
+            var failed = jobs.Update(jobId, j => j.Worker == WorkerIdentity.Current && !j.IsFinished
+                ? j with { Status = JobStatus.Failed, Error = error, FinishedAt = DateTimeOffset.UtcNow }
+                : null);
             if (failed is null)
             {
-                LogTakenOver(logger, jobId, jobs.Get(jobId)?.Worker ?? "-");
+                Stopped(jobId);
                 return;
             }
 
             Publish(failed);
-            notifier.JobFinished(new JobFinishedEvent(jobId, JobStatus.Failed, null, null, error));
+            notifier.JobFinished(new JobFinishedEvent(jobId, JobStatus.Failed, null, null, error, Revision: failed.Revision));
             LogFailed(logger, ex, jobId, error);
         }
         finally
         {
             cancellation.Unregister(jobId);
+            NativeHeap.Trim(); // hand what libtorch freed during the run back to the system (see NativeHeap)
+        }
+    }
+
+    /// <summary>
+    /// The record no longer names this run: another worker took it over (its record, checkpoint and Hangfire job are that
+    /// worker's), or Hangfire ended it (deleted in /hangfire: Cancelled). Nothing of it is touched but a cancelled job's
+    /// checkpoint; the attempt ends as aborted, which changes no Hangfire state (ending normally would mark it Succeeded
+    /// under its new holder).
+    /// </summary>
+    private void Stopped(string jobId)
+    {
+        var record = jobs.Get(jobId);
+        if (record is { Status: JobStatus.Cancelled })
+        {
+            DeleteCheckpoint(jobId);
+            LogEndedElsewhere(logger, jobId, record.Status.ToString());
+        }
+        else if (record is not null && record.IsFinished)
+        {
+            LogEndedElsewhere(logger, jobId, record.Status.ToString());
+        }
+        else
+        {
+            LogTakenOver(logger, jobId, record?.Worker ?? "-");
+        }
+
+        throw new Hangfire.Server.JobAbortedException();
+    }
+
+    private async Task<ModelVersionInfo> StoreVersionAsync(
+        string jobId, TrainingResult result, bool activate, Models.VersionEvaluation? evaluation, Model.Data.DatasetSplit data, CancellationToken cancellationToken)
+    {
+        try
+        {
+            // A resumed run finds the version recorded right after it is stored, and does not store it twice; its int8
+            // model is made from its own training images before it can be activated.
+            return await publisher.AddAsync(result.Network, result.Metadata, activate, evaluation,
+                stored => Owned(jobId, j => j with { ModelName = stored.Name, ModelVersion = stored.Version }),
+                stored => quantizer.TryQuantizeAsync(stored, data, cancellationToken));
+        }
+        catch (Exception ex) when (DurableFile.IsDiskFull(ex))
+        {
+            throw InsufficientStorageException.From(ex, "the model version", models.Root, RunFootprint.ModelBytes(result.Metadata.Architecture, result.Metadata.InputChannels, result.Metadata.ClassNames.Count, 0));
         }
     }
 
@@ -165,16 +227,24 @@ public sealed partial class TrainingJob(
         DeleteCheckpoint(jobId);
         var done = Owned(jobId, j => j with { Status = JobStatus.Succeeded, ModelName = stored.Name, ModelVersion = stored.Version, FinishedAt = DateTimeOffset.UtcNow, Warnings = warnings });
         Publish(done);
-        notifier.JobFinished(new JobFinishedEvent(jobId, JobStatus.Succeeded, stored.Name, stored.Version, null, warnings));
-        foreach (var warning in warnings)
-        {
-            LogWarning(logger, jobId, warning);
-        }
-
+        notifier.JobFinished(new JobFinishedEvent(jobId, JobStatus.Succeeded, stored.Name, stored.Version, null, warnings, done.Revision));
         LogSucceeded(logger, jobId, stored.Name, stored.Version, stored.Metadata.Metrics?.TestAccuracy ?? 0);
     }
 
-    private (ImageClassifier Network, ModelMetadata Metadata) Train(string jobId, TrainSettings settings, Model.Data.DatasetSplit data, Device device, CancellationToken cancellationToken)
+    /// <summary>
+    /// Before training: room for what the run will write, so it fails now, naming the cause, instead of after its first
+    /// epoch. The epoch checkpoint (weights, optimizer state; two copies while one replaces the other) in the work folder,
+    /// the model version (weights, ONNX file, evaluation) in the models folder.
+    /// </summary>
+    private void EnsureSpace(string jobId, TrainSettings settings, Model.Data.DatasetSplit data)
+    {
+        var channels = data.Train.Channels;
+        var classes = data.Train.ClassNames.Count;
+        DiskSpace.Ensure(jobs.JobDirectory(jobId), RunFootprint.CheckpointBytes(settings.Architecture, channels, classes, settings.Momentum), "the run's epoch checkpoints");
+        DiskSpace.Ensure(models.Root, RunFootprint.ModelBytes(settings.Architecture, channels, classes, data.Test.Count), "the run's model version");
+    }
+
+    private TrainingResult Train(string jobId, TrainSettings settings, Model.Data.DatasetSplit data, Device device, CancellationToken cancellationToken)
     {
         var options = new TrainingOptions
         {
@@ -194,6 +264,7 @@ public sealed partial class TrainingJob(
 
         manual_seed(settings.Seed);
         var network = NetworkArchitectures.Get(settings.Architecture).Create(data.Train.Channels, data.Train.ClassNames.Count);
+        NetworkCreated?.Invoke(jobId, network);
         try
         {
             using var trainer = new Trainer(network, data, options, device);
@@ -202,19 +273,35 @@ public sealed partial class TrainingJob(
             if (resume is not null)
             {
                 LogResuming(logger, jobId, resume.CompletedEpochs);
-                Publish(jobs.Update(jobId, j => j with { ResumedAfterEpoch = resume.CompletedEpochs, Epochs = resume.History }));
+                Publish(Owned(jobId, j => j with { ResumedAfterEpoch = resume.CompletedEpochs, Epochs = resume.History }));
             }
 
             var observer = new Observer(this, notifier, logger, jobId, settings.Epochs);
             var metrics = trainer.Run(observer, cancellationToken, resume, (epoch, optimizer) =>
             {
                 EnsureOwned(jobId); // never overwrite the checkpoint of a worker that took the job over
-                EpochCheckpoint.Save(checkpointDir, epoch, network, optimizer, trainer.History);
+                try
+                {
+                    EpochCheckpoint.Save(checkpointDir, epoch, network, optimizer, trainer.History);
+                }
+                catch (Exception ex) when (DurableFile.IsDiskFull(ex))
+                {
+                    throw InsufficientStorageException.From(ex, $"the epoch {epoch} checkpoint", checkpointDir,
+                        RunFootprint.CheckpointBytes(settings.Architecture, data.Train.Channels, data.Train.ClassNames.Count, settings.Momentum));
+                }
             });
             var described = TrainedModel.Describe(settings.ModelName, data, options, metrics.Epochs, device.ToString());
             var metadata = described with { Recipe = described.Recipe! with { Dataset = settings.Dataset } };
+
+            // The evaluation comes from the last epoch's test pass (the finished weights); only a run resumed after its
+            // last epoch has none and makes one pass now.
+            if (trainer.LastTestPass is null)
+            {
+                trainer.Evaluate(cancellationToken);
+            }
+
             network.to(CPU);
-            return (network, metadata);
+            return new TrainingResult(network, metadata, trainer.LastTestPass);
         }
         catch
         {
@@ -223,63 +310,40 @@ public sealed partial class TrainingJob(
         }
     }
 
+    /// <summary>Raised with every network a run creates (diagnostics: the tests check each is disposed however its run ends).</summary>
+    internal static event Action<string, ImageClassifier>? NetworkCreated;
+
+    private sealed record TrainingResult(ImageClassifier Network, ModelMetadata Metadata, TestPredictions? TestPass);
+
     private sealed class Observer(TrainingJob owner, TrainingNotifier notifier, ILogger logger, string jobId, int epochs) : ITrainingObserver
     {
         public void OnBatch(BatchProgress progress)
         {
-            owner.Owned(jobId, j => j with { Progress = new JobProgress(progress.Epoch, progress.Batch, progress.Batches) }, persist: false);
-            notifier.BatchProgress(new BatchProgressEvent(jobId, progress.Epoch, progress.Batch, progress.Batches, progress.Loss));
+            var snapshot = owner.Owned(jobId, j => j with { Progress = new JobProgress(progress.Epoch, progress.Batch, progress.Batches) }, persist: false);
+            notifier.BatchProgress(new BatchProgressEvent(jobId, progress.Epoch, progress.Batch, progress.Batches, progress.Loss, snapshot.Revision));
         }
 
         public void OnEpoch(EpochMetrics metrics)
         {
-            notifier.JobUpdated(owner.Owned(jobId, j => j with { Epochs = [.. j.Epochs.Where(e => e.Epoch < metrics.Epoch), metrics] }));
-            notifier.EpochCompleted(new EpochCompletedEvent(jobId, metrics.Epoch, epochs, metrics.TrainLoss, metrics.TrainAccuracy, metrics.TestAccuracy, metrics.ExamplesPerSecond, metrics.Seconds));
+            var snapshot = owner.Owned(jobId, j => j with { Epochs = [.. j.Epochs.Where(e => e.Epoch < metrics.Epoch), metrics] });
+            notifier.JobUpdated(snapshot);
+            notifier.EpochCompleted(new EpochCompletedEvent(jobId, metrics.Epoch, epochs, metrics.TrainLoss, metrics.TrainAccuracy, metrics.TestAccuracy, metrics.ExamplesPerSecond, metrics.Seconds, snapshot.Revision));
             LogEpoch(logger, jobId, metrics.Epoch, epochs, metrics.TrainLoss, metrics.TrainAccuracy, metrics.TestAccuracy, metrics.ExamplesPerSecond);
         }
     }
 
-    /// <summary>Applies a change to the job's record while this process runs it; otherwise stops the run (<see cref="JobTakenOverException"/>).</summary>
+    /// <summary>
+    /// Applies a change to the job's record while this process runs it (the record is Running and names this worker);
+    /// otherwise stops the run (<see cref="JobNotOursException"/>).
+    /// </summary>
     private JobSnapshot Owned(string jobId, Func<JobSnapshot, JobSnapshot> change, bool persist = true) =>
-        jobs.Update(jobId, j => j.Worker == WorkerIdentity.Current ? change(j) : null, persist) ?? throw new JobTakenOverException(jobId);
+        jobs.Update(jobId, j => j.Worker == WorkerIdentity.Current && j.Status == JobStatus.Running ? change(j) : null, persist) ?? throw new JobNotOursException(jobId);
 
     private void EnsureOwned(string jobId)
     {
-        if (jobs.Get(jobId)?.Worker != WorkerIdentity.Current)
+        if (jobs.Get(jobId) is not { Status: JobStatus.Running } record || record.Worker != WorkerIdentity.Current)
         {
-            throw new JobTakenOverException(jobId);
-        }
-    }
-
-    /// <summary>
-    /// The confusion matrix and per-class figures of the stored version, from a fresh copy of it on the test split
-    /// already loaded. The model is stored either way: a failed or cancelled evaluation is logged, and can be redone
-    /// by POST /models/{name}/versions/{version}/evaluate.
-    /// </summary>
-    private async Task EvaluateAsync(string jobId, ModelVersionInfo stored, Model.Data.ImageDataset test, CancellationToken cancellationToken)
-    {
-        try
-        {
-            var evaluation = await evaluator.EvaluateAsync(stored, test, cancellationToken);
-            LogEvaluated(logger, jobId, stored.Name, stored.Version, evaluation.Accuracy);
-        }
-        catch (Exception ex) when (ex is not OutOfMemoryException)
-        {
-            LogNotEvaluated(logger, jobId, stored.Name, stored.Version, ex.Message);
-        }
-    }
-
-    // The ONNX file ONNX Runtime serves, written once here before the version can be activated: every API replica then
-    // only opens it when it swaps, instead of each exporting it at the same moment.
-    private void PrepareForServing(ModelVersionInfo stored)
-    {
-        try
-        {
-            Model.Onnx.OnnxCache.Ensure(stored.Directory);
-        }
-        catch (Exception ex) when (ex is not OutOfMemoryException)
-        {
-            LogNotExported(logger, stored.Name, stored.Version, ex.Message);
+            throw new JobNotOursException(jobId);
         }
     }
 
@@ -312,20 +376,11 @@ public sealed partial class TrainingJob(
     [LoggerMessage(Level = LogLevel.Information, Message = "Job {JobId}: stored model {Model} version {Version}, test accuracy {TestAccuracy:F4}")]
     private static partial void LogSucceeded(ILogger logger, string jobId, string model, int version, double testAccuracy);
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "Job {JobId}: evaluated {Model} version {Version}, accuracy {Accuracy:F4}")]
-    private static partial void LogEvaluated(ILogger logger, string jobId, string model, int version, double accuracy);
-
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Job {JobId}: {Model} version {Version} was stored but not evaluated: {Reason}")]
-    private static partial void LogNotEvaluated(ILogger logger, string jobId, string model, int version, string reason);
-
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Model {Model} version {Version}: no ONNX file was prepared ({Reason}); a replica serving it with ONNX Runtime exports it when it loads")]
-    private static partial void LogNotExported(ILogger logger, string model, int version, string reason);
-
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Job {JobId}: {Warning}")]
-    private static partial void LogWarning(ILogger logger, string jobId, string warning);
-
     [LoggerMessage(Level = LogLevel.Warning, Message = "Job {JobId}: taken over by worker {Worker} (this one did not renew its hold within the invisibility timeout); stopping here without touching its record or checkpoint")]
     private static partial void LogTakenOver(ILogger logger, string jobId, string worker);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Job {JobId}: ended elsewhere ({Status} in its record, as Hangfire decided); stopping here")]
+    private static partial void LogEndedElsewhere(ILogger logger, string jobId, string status);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Job {JobId}: its model {Model} version {Version} was stored before an interruption; finishing without training again")]
     private static partial void LogAlreadyStored(ILogger logger, string jobId, string model, int version);

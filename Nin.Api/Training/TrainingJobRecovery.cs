@@ -19,10 +19,12 @@ internal sealed partial class TrainingJobRecovery(
             return Task.CompletedTask;
         }
 
-        foreach (var job in jobs.List().Where(j => j.Status is JobStatus.Queued or JobStatus.Running).OrderBy(j => j.CreatedAt))
+        var unfinished = jobs.Unfinished().ToList();
+        foreach (var job in unfinished.OrderBy(j => j.CreatedAt))
         {
-            jobs.Update(job.JobId, j => j with { Status = JobStatus.Queued });
-            hangfire.Enqueue<TrainingJob>(t => t.RunAsync(job.JobId, CancellationToken.None));
+            jobs.Update(job.JobId, j => j.IsFinished ? null : j with { Status = JobStatus.Queued });
+            var id = hangfire.Enqueue<TrainingJob>(t => t.RunAsync(job.JobId, CancellationToken.None));
+            jobs.Update(job.JobId, j => j with { HangfireJobId = id });
             LogRequeued(logger, job.JobId);
         }
 

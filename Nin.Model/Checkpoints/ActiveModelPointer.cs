@@ -18,12 +18,20 @@ public interface IActiveModelPointer
     event Action<ActiveModel?>? ChangedElsewhere;
 }
 
-/// <summary><c>active.json</c> in the store's folder, replaced atomically on every change.</summary>
+/// <summary>
+/// <c>active.json</c> in the store's folder, replaced durably (fsync, rename, fsync of the folder) on every change, with
+/// each change also appended to <c>.active.history</c>: a pointer that a crash or a disk fault left empty or garbled is
+/// recovered from the last entry of the history whose version still exists, or else reported as damaged.
+/// </summary>
 public sealed class ActiveModelFile(string root) : IActiveModelPointer
 {
     public const string FileName = "active.json";
+    /// <summary>Starts with a dot: never a valid model name, so it cannot collide with a model folder.</summary>
+    public const string HistoryFileName = ".active.history";
 
     public string Path { get; } = System.IO.Path.Combine(root, FileName);
+
+    public string HistoryPath { get; } = System.IO.Path.Combine(root, HistoryFileName);
 
     public event Action<ActiveModel?>? ChangedElsewhere
     {
@@ -31,27 +39,95 @@ public sealed class ActiveModelFile(string root) : IActiveModelPointer
         remove { }
     }
 
-    public ActiveModel? Read()
+    public ActiveModel? Read() => TryRead(out var active, out _) ? active : null;
+
+    /// <summary>
+    /// Reads the pointer: true with <paramref name="active"/> (null when there is none); false when the file exists but
+    /// cannot be read, with the reason in <paramref name="damage"/>.
+    /// </summary>
+    public bool TryRead(out ActiveModel? active, out string? damage)
     {
+        active = null;
+        damage = null;
         if (!File.Exists(Path))
         {
-            return null;
+            return true;
         }
 
         try
         {
-            return JsonSerializer.Deserialize<ActiveModel>(File.ReadAllText(Path), ModelMetadata.JsonOptions);
+            var text = File.ReadAllText(Path);
+            if (text.Length == 0)
+            {
+                damage = $"{FileName} is empty (0 bytes: cut short by a crash or power cut)";
+                return false;
+            }
+
+            active = JsonSerializer.Deserialize<ActiveModel>(text, ModelMetadata.JsonOptions);
+            if (active is null || string.IsNullOrWhiteSpace(active.Name) || active.Version < 1)
+            {
+                active = null;
+                damage = $"{FileName} names no model version";
+                return false;
+            }
+
+            return true;
         }
-        catch (Exception ex) when (ex is JsonException or IOException)
+        catch (JsonException ex)
         {
-            return null;
+            damage = $"{FileName} is not valid JSON: {ex.Message}";
+            return false;
+        }
+        catch (IOException ex)
+        {
+            damage = $"{FileName} cannot be read: {ex.Message}";
+            return false;
         }
     }
 
     public void Write(ActiveModel active)
     {
-        var temp = Path + $".{Guid.NewGuid():N}.tmp";
-        File.WriteAllText(temp, JsonSerializer.Serialize(active, ModelMetadata.JsonOptions));
-        File.Move(temp, Path, overwrite: true);
+        DurableFile.WriteText(Path, JsonSerializer.Serialize(active, ModelMetadata.JsonOptions));
+        AppendHistory(active);
+    }
+
+    /// <summary>The activations recorded in <c>.active.history</c>, newest last; unreadable lines (a torn last append) are skipped.</summary>
+    public IReadOnlyList<ActiveModel> History()
+    {
+        if (!File.Exists(HistoryPath))
+        {
+            return [];
+        }
+
+        var entries = new List<ActiveModel>();
+        foreach (var line in File.ReadLines(HistoryPath))
+        {
+            try
+            {
+                if (JsonSerializer.Deserialize<ActiveModel>(line, ModelMetadata.JsonOptions) is { Version: > 0 } entry && !string.IsNullOrWhiteSpace(entry.Name))
+                {
+                    entries.Add(entry);
+                }
+            }
+            catch (JsonException)
+            {
+            }
+        }
+
+        return entries;
+    }
+
+    private void AppendHistory(ActiveModel active)
+    {
+        try
+        {
+            using var stream = new FileStream(HistoryPath, FileMode.Append, FileAccess.Write, FileShare.Read);
+            stream.Write(System.Text.Encoding.UTF8.GetBytes(JsonSerializer.Serialize(active, ModelMetadata.CompactJsonOptions) + "\n"));
+            stream.Flush(flushToDisk: true);
+        }
+        catch (IOException)
+        {
+            // The pointer itself is written; only its recovery after a later crash would miss this entry.
+        }
     }
 }

@@ -25,6 +25,7 @@ public static class EpochCheckpoint
     /// <summary>Where to resume from, or null when there is no (readable) checkpoint.</summary>
     public static ResumePoint? Read(string dir)
     {
+        AtomicDirectory.Recover(dir);
         var state = Path.Combine(dir, "state.json");
         if (!File.Exists(state))
         {
@@ -36,7 +37,7 @@ public static class EpochCheckpoint
             var s = JsonSerializer.Deserialize<State>(File.ReadAllText(state), ModelMetadata.JsonOptions);
             return s is null ? null : new ResumePoint(s.CompletedEpochs, s.History, Path.Combine(dir, "weights.bin"), Path.Combine(dir, "optimizer.bin"));
         }
-        catch (JsonException)
+        catch (Exception ex) when (ex is JsonException or IOException)
         {
             return null;
         }

@@ -62,6 +62,9 @@ public sealed record ModelMetadata
         Converters = { new JsonStringEnumConverter(JsonNamingPolicy.CamelCase) },
         DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
     };
+
+    /// <summary><see cref="JsonOptions"/> on one line (history files, one entry a line).</summary>
+    public static JsonSerializerOptions CompactJsonOptions { get; } = new(JsonOptions) { WriteIndented = false };
 }
 
 /// <summary>

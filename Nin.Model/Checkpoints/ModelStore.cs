@@ -10,6 +10,9 @@ public sealed record ModelVersionInfo(string Name, int Version, string Directory
 /// <summary>Which version is served.</summary>
 public sealed record ActiveModel(string Name, int Version);
 
+/// <summary>A version folder whose checkpoint cannot be read (a garbled <c>model.json</c>, missing weights), with the reason.</summary>
+public sealed record DamagedVersion(string Name, int Version, string Reason);
+
 /// <summary>
 /// Versions of trained NiNs on disk: <c>{root}/{name}/{version}/</c> checkpoints, and a pointer naming the served one
 /// (<c>active.json</c> by default; a shared record when several processes share the folder). Safe for concurrent use;
@@ -25,9 +28,19 @@ public sealed partial class ModelStore
         Root = Directory.CreateDirectory(root).FullName;
         this.pointer = pointer ?? new ActiveModelFile(Root);
         this.pointer.ChangedElsewhere += active => ActiveChanged?.Invoke(active is not null && IsValidName(active.Name) ? active : null);
+        RecoverActivePointer();
     }
 
     public string Root { get; }
+
+    /// <summary>
+    /// What happened to a damaged <c>active.json</c> at start: recovered from <c>.active.history</c> (which version and
+    /// why), or still damaged (why, and that no version is served until one is activated). Null when it was fine.
+    /// </summary>
+    public string? ActivePointerReport { get; private set; }
+
+    /// <summary>True when <c>active.json</c> is damaged and could not be recovered.</summary>
+    public bool ActivePointerDamaged { get; private set; }
 
     /// <summary>Raised after the active version changes (or is cleared).</summary>
     public event Action<ActiveModel?>? ActiveChanged;
@@ -61,7 +74,7 @@ public sealed partial class ModelStore
         }
     }
 
-    /// <summary>All versions of all models, newest first within a name; unreadable folders are skipped.</summary>
+    /// <summary>All versions of all models, newest first within a name; unreadable folders are listed by <see cref="Damaged"/>.</summary>
     public IReadOnlyList<ModelVersionInfo> List()
     {
         lock (gate)
@@ -88,6 +101,70 @@ public sealed partial class ModelStore
             return result;
         }
     }
+
+    /// <summary>Version folders that exist but cannot be read, with the reason; kept as they are, never deleted automatically.</summary>
+    public IReadOnlyList<DamagedVersion> Damaged()
+    {
+        lock (gate)
+        {
+            var result = new List<DamagedVersion>();
+            foreach (var nameDir in Directory.EnumerateDirectories(Root).Order(StringComparer.Ordinal))
+            {
+                var name = Path.GetFileName(nameDir);
+                if (!IsValidName(name))
+                {
+                    continue;
+                }
+
+                foreach (var version in Versions(nameDir).Order())
+                {
+                    if (Damage(name, version) is { } reason)
+                    {
+                        result.Add(new DamagedVersion(name, version, reason));
+                    }
+                }
+            }
+
+            return result;
+        }
+    }
+
+    /// <summary>Why the version folder cannot be read, or null when it reads (or does not exist).</summary>
+    public string? Damage(string name, int version)
+    {
+        if (!IsValidName(name) || version < 1)
+        {
+            return null;
+        }
+
+        var dir = Path.Combine(Root, name, version.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        if (!Directory.Exists(dir))
+        {
+            return null;
+        }
+
+        try
+        {
+            Checkpoint.ReadMetadata(dir);
+            return null;
+        }
+        catch (CheckpointException ex)
+        {
+            // The reason as people read it: the folder by model and version, not by server path.
+            return ex.Message.Replace($"Checkpoint '{dir}': ", "", StringComparison.Ordinal).Replace(dir + Path.DirectorySeparatorChar, "", StringComparison.Ordinal).Replace(dir, $"{name} v{version}", StringComparison.Ordinal);
+        }
+        catch (IOException ex)
+        {
+            return $"{Checkpoint.MetadataFile} cannot be read: {ex.Message}";
+        }
+    }
+
+    /// <summary>
+    /// Removes what interrupted writes leave in the store (staging folders and temporary files: <c>*.tmp</c>, version
+    /// claims, folders being deleted) last written more than <paramref name="minimumAge"/> ago, and finishes interrupted
+    /// folder swaps. Only the store's own temporary names are touched. Returns the paths removed.
+    /// </summary>
+    public IReadOnlyList<string> SweepTemporary(TimeSpan minimumAge) => TemporaryFiles.Sweep(Root, minimumAge);
 
     public ModelVersionInfo? Find(string name, int version)
     {
@@ -133,8 +210,22 @@ public sealed partial class ModelStore
 
         lock (gate)
         {
-            var nameDir = Directory.CreateDirectory(Path.Combine(Root, metadata.Name)).FullName;
-            var (version, dir, saved) = SaveNextVersion(network, metadata, nameDir);
+            var namePath = Path.Combine(Root, metadata.Name);
+            var newName = !Directory.Exists(namePath);
+            var nameDir = Directory.CreateDirectory(namePath).FullName;
+            int version;
+            string dir;
+            ModelMetadata saved;
+            try
+            {
+                (version, dir, saved) = SaveNextVersion(network, metadata, nameDir);
+            }
+            catch when (newName)
+            {
+                TemporaryFiles.DeleteIfEmpty(nameDir); // a first version that could not be written leaves no empty model behind
+                throw;
+            }
+
             var becomeActive = activate || (activateIfNoneActive && ReadActive() is null);
             if (becomeActive)
             {
@@ -202,18 +293,27 @@ public sealed partial class ModelStore
                 // A staging folder of its own: replicas seeding one shared store at the same moment do not collide.
                 var staging = target + $".import-{Guid.NewGuid():N}.tmp";
                 Directory.CreateDirectory(staging);
-                foreach (var file in Directory.EnumerateFiles(checkpointDir))
-                {
-                    File.Copy(file, Path.Combine(staging, Path.GetFileName(file)), overwrite: true);
-                }
-
                 try
                 {
+                    foreach (var file in Directory.EnumerateFiles(checkpointDir))
+                    {
+                        File.Copy(file, Path.Combine(staging, Path.GetFileName(file)), overwrite: true);
+                    }
+
+                    DurableFile.FlushTree(staging);
                     Directory.Move(staging, target);
+                    DurableFile.FlushDirectory(Path.GetDirectoryName(target)!);
                 }
                 catch (IOException) when (Directory.Exists(target))
                 {
-                    Directory.Delete(staging, recursive: true); // another process imported it first
+                    // another process imported it first
+                }
+                finally
+                {
+                    if (Directory.Exists(staging))
+                    {
+                        Directory.Delete(staging, recursive: true);
+                    }
                 }
             }
 
@@ -283,6 +383,27 @@ public sealed partial class ModelStore
         return DeleteResult.Deleted;
     }
 
+    // A damaged active.json (empty or garbled after a crash): the last activation in .active.history whose version still
+    // reads is written back; without one, the pointer is reported damaged and nothing is picked in its place.
+    private void RecoverActivePointer()
+    {
+        if (pointer is not ActiveModelFile file || file.TryRead(out _, out var damage))
+        {
+            return;
+        }
+
+        var recovered = file.History().LastOrDefault(a => IsValidName(a.Name) && TryRead(a.Name, a.Version, null) is not null);
+        if (recovered is null)
+        {
+            ActivePointerDamaged = true;
+            ActivePointerReport = $"The active-version pointer is damaged ({damage}) and {ActiveModelFile.HistoryFileName} names no version that still exists: no version is served until one is activated.";
+            return;
+        }
+
+        file.Write(recovered);
+        ActivePointerReport = $"The active-version pointer was damaged ({damage}); recovered {recovered.Name} v{recovered.Version}, the last activation recorded in {ActiveModelFile.HistoryFileName}.";
+    }
+
     private ModelVersionInfo? TryRead(string name, int version, ActiveModel? active)
     {
         var dir = Path.Combine(Root, name, version.ToString(System.Globalization.CultureInfo.InvariantCulture));
@@ -309,7 +430,11 @@ public sealed partial class ModelStore
 
     private ActiveModel? ReadActive() => pointer.Read() is { } active && IsValidName(active.Name) ? active : null;
 
-    private void WriteActive(ActiveModel active) => pointer.Write(active);
+    private void WriteActive(ActiveModel active)
+    {
+        pointer.Write(active);
+        ActivePointerDamaged = false;
+    }
 }
 
 public enum DeleteResult

@@ -5,7 +5,8 @@ namespace Nin.Model.Evaluation;
 
 /// <summary>
 /// <c>evaluation.json</c> and <c>predictions.json</c> beside a version's weights. Each file is written to a temporary
-/// name and renamed over the old one; predictions first, so an evaluation on disk always has its predictions.
+/// name, flushed to the disk and renamed over the old one; predictions first, so an evaluation on disk always has its
+/// predictions.
 /// </summary>
 public static class EvaluationFiles
 {
@@ -42,10 +43,5 @@ public static class EvaluationFiles
         }
     }
 
-    private static void Write(string path, string text)
-    {
-        var temp = path + $".{Guid.NewGuid():N}.tmp";
-        File.WriteAllText(temp, text);
-        File.Move(temp, path, overwrite: true);
-    }
+    private static void Write(string path, string text) => DurableFile.WriteText(path, text); // temp, fsync, rename
 }

@@ -25,6 +25,23 @@ public sealed record ModelEvaluation
 
     public DateTimeOffset EvaluatedAt { get; init; } = DateTimeOffset.UtcNow;
 
+    /// <summary>The figures of a test pass's predictions (as a training run's last test pass left them).</summary>
+    public static ModelEvaluation FromPredictions(IReadOnlyList<string> classes, TestPredictions predictions, string? dataset)
+    {
+        if (!predictions.IsConsistent(classes.Count))
+        {
+            throw new ArgumentException("The predictions do not fit the classes.", nameof(predictions));
+        }
+
+        var confusion = new int[classes.Count, classes.Count];
+        for (var i = 0; i < predictions.Labels.Count; i++)
+        {
+            confusion[predictions.Labels[i], predictions.Predicted[i]]++;
+        }
+
+        return FromConfusion(classes, confusion, dataset);
+    }
+
     /// <summary>The figures of a confusion matrix (rows = true class, columns = predicted).</summary>
     public static ModelEvaluation FromConfusion(IReadOnlyList<string> classes, int[,] confusion, string? dataset)
     {

@@ -28,10 +28,7 @@ public static class OnnxCache
         }
 
         var path = Path.Combine(directory, FileName(metadata));
-        var onnx = Build(directory);
-        var temp = Path.Combine(directory, $".{Guid.NewGuid():N}.onnx.tmp");
-        File.WriteAllBytes(temp, onnx);
-        File.Move(temp, path, overwrite: true);
+        DurableFile.Write(path, Build(directory)); // a failed write (a full disk) leaves no temporary behind
         return path;
     }
 

@@ -25,6 +25,7 @@ public sealed class Trainer : IDisposable
     private readonly Tensor trainY;
     private readonly Tensor testX;
     private readonly Tensor testY;
+    private readonly int[] testLabels;
     private readonly TorchSharp.Modules.SGD optimizer;
 
     public Trainer(ImageClassifier network, DatasetSplit data, TrainingOptions options, Device device)
@@ -47,6 +48,7 @@ public sealed class Trainer : IDisposable
         this.device = device;
         (trainX, trainY) = ToDevice(data.Train, device);
         (testX, testY) = ToDevice(data.Test, device);
+        testLabels = [.. data.Test.Labels.Select(b => (int)b)];
         network.to(device);
         if (device.type == DeviceType.CUDA)
         {
@@ -68,6 +70,12 @@ public sealed class Trainer : IDisposable
 
     /// <summary>Images per test batch: at most <see cref="TrainingOptions.EvalBatchSize"/>, and no more memory than a training step.</summary>
     public int EvaluationBatchSize { get; }
+
+    /// <summary>
+    /// What the network said about each test image in the latest test pass (after the last epoch: the finished model's),
+    /// so the run's evaluation needs no second pass over the test split. Null before any pass.
+    /// </summary>
+    public Evaluation.TestPredictions? LastTestPass { get; private set; }
 
     /// <summary>Every finished epoch's figures, earlier runs' included when resumed (<see cref="History"/> as of now).</summary>
     public IReadOnlyList<EpochMetrics> History => history;
@@ -121,7 +129,8 @@ public sealed class Trainer : IDisposable
         var bs = options.BatchSize;
         using var lossSum = zeros(1, dtype: ScalarType.Float64, device: device);
         using var correct = zeros(1, dtype: ScalarType.Int64, device: device);
-        using var order = randperm(TrainCount, generator: shuffle).to(device);
+        using var permutation = randperm(TrainCount, generator: shuffle);
+        using var order = permutation.to(device);
 
         for (var b = 0; b < batches; b++)
         {
@@ -171,12 +180,14 @@ public sealed class Trainer : IDisposable
         return new EpochMetrics(epoch, trainLoss, trainAccuracy, testAccuracy, TrainCount / trainSeconds, seconds);
     }
 
-    /// <summary>Accuracy on the test set in eval mode.</summary>
+    /// <summary>Accuracy on the test set in eval mode; the predictions are kept in <see cref="LastTestPass"/>.</summary>
     public double Evaluate(CancellationToken cancellationToken = default)
     {
         UseConfiguredThreads();
         Network.eval();
         using var inference = inference_mode();
+        var predicted = new int[TestCount];
+        var probability = new float[TestCount];
         long right = 0;
         for (var start = 0; start < TestCount; start += EvaluationBatchSize)
         {
@@ -184,9 +195,17 @@ public sealed class Trainer : IDisposable
             using var scope = NewDisposeScope();
             var n = Math.Min(EvaluationBatchSize, TestCount - start);
             var x = Preprocess.ToNetworkInput(testX.narrow(0, start, n), options.ImageSize);
-            right += Network.forward(x).argmax(1).eq(testY.narrow(0, start, n)).sum().item<long>();
+            var (top, index) = nn.functional.softmax(Network.forward(x), 1).max(1);
+            var classes = index.cpu().data<long>().ToArray();
+            top.cpu().data<float>().ToArray().CopyTo(probability, start);
+            for (var i = 0; i < n; i++)
+            {
+                predicted[start + i] = (int)classes[i];
+                right += classes[i] == testLabels[start + i] ? 1 : 0;
+            }
         }
 
+        LastTestPass = new Evaluation.TestPredictions(testLabels, predicted, probability);
         return (double)right / TestCount;
     }
 
@@ -221,6 +240,7 @@ public sealed class Trainer : IDisposable
     {
         using var x = tensor(data.Pixels, [data.Count, data.Channels, data.Height, data.Width], dtype: ScalarType.Byte);
         using var y = tensor(data.Labels, [data.Count], dtype: ScalarType.Byte);
-        return (x.to(device), y.to_type(ScalarType.Int64).to(device));
+        using var labels = y.to_type(ScalarType.Int64); // disposed here, not left to the GC
+        return (x.to(device), labels.to(device));
     }
 }

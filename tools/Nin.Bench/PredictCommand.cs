@@ -285,7 +285,7 @@ internal static class PredictCommand
         }
     }
 
-    private static (byte[] Png, byte[] Pixels) SamplePng(Args args)
+    internal static (byte[] Png, byte[] Pixels) SamplePng(Args args)
     {
         var data = BuiltInDatasets.Load(args.Get("data", Environment.GetEnvironmentVariable("NIN_DATA_DIR") ?? "data"), BuiltInDatasets.FashionMnist, 1, 1);
         using var bitmap = new SKBitmap(new SKImageInfo(28, 28, SKColorType.Gray8, SKAlphaType.Opaque));
@@ -295,7 +295,7 @@ internal static class PredictCommand
         return (encoded.ToArray(), data.Test.Pixels[..784]);
     }
 
-    internal static Process StartService(Args args, string home, int port, string device, string engine, string precision = "fp32")
+    internal static Process StartService(Args args, string home, int port, string device, string engine, string precision = "fp32", IReadOnlyDictionary<string, string?>? environment = null)
     {
         var api = args.Get("api") ?? FindApi();
         // The benchmark measures throughput: the per-client rate limit would cap it.
@@ -321,6 +321,11 @@ internal static class PredictCommand
             start.Environment["Serving__Int8MarginPoints"] = "100"; // the bench's random-weight networks: speed only, see Int8Bench
         }
         start.Environment["Logging__LogLevel__Default"] = "Warning";
+        foreach (var (key, value) in environment ?? new Dictionary<string, string?>())
+        {
+            start.Environment[key] = value; // null removes it
+        }
+
         var process = Process.Start(start)!;
         process.OutputDataReceived += (_, _) => { };
         process.ErrorDataReceived += (_, e) => { if (e.Data is not null) Console.Error.WriteLine("  service: " + e.Data); };
@@ -377,7 +382,7 @@ internal static class PredictCommand
         throw new TimeoutException("The service did not become ready.");
     }
 
-    private static async Task<string?> PredictAsync(HttpClient http, byte[] png, string model)
+    internal static async Task<string?> PredictAsync(HttpClient http, byte[] png, string model)
     {
         using var content = new ByteArrayContent(png);
         content.Headers.ContentType = new MediaTypeHeaderValue("image/png");
@@ -407,7 +412,7 @@ internal static class PredictCommand
         return values[values.Count / 2];
     }
 
-    private static async Task<(long Requests, double Seconds)> ThroughputAsync(HttpClient http, byte[] png, string model, int clients, double seconds)
+    internal static async Task<(long Requests, double Seconds)> ThroughputAsync(HttpClient http, byte[] png, string model, int clients, double seconds)
     {
         var watch = Stopwatch.StartNew();
         var count = 0;

@@ -10,6 +10,7 @@ return command switch
     "forward" => ForwardCommand.Run(rest),
     "quantize" => QuantizeCommand.Run(rest),
     "hostile" => await HostileCommand.RunAsync(rest),
+    "memory" => await MemoryCommand.RunAsync(rest),
     _ => Usage(),
 };
 
@@ -33,6 +34,9 @@ static int Usage()
                    failed requests and p99; --swap-pause 1 s; 0 skips)
           hostile  /predict with 64 images at the limits per request (40 MP at 20:1 both ways, 40 MP square PNG and JPEG):
                    the service's peak resident memory vs its baseline; --clients (1,4) --rounds (3) --image-size (96) --port
+          memory   resident memory of a long-lived service across training runs (every other one cancelled mid-epoch), one
+                   service per allocator setup, runs interleaved: --variants (glibc,shipped; also arena1, trim) --runs (20)
+                   --images (1280) --image-size (96) --batch (64) --predict-seconds (10) --data DIR --port (5160)
           forward  raw network only, W workers x T threads per batch size: --architecture (nin) --configs (1x2,2x1) --batches
                    (1,2,4,8,16,32) --seconds (3) --image-size (224) --threads; --precision fp32,int8: ONNX Runtime instead of
                    Torch, fp32 and int8 interleaved with their ratio (--data DIR for the calibration images)

@@ -137,8 +137,15 @@ function setConnection(state) {
   node.textContent = state;
 }
 
+// Every snapshot and event carries its job's revision; they can arrive out of order (DELETE's 202 after the hub's
+// Cancelled, events relayed through Redis by another replica). Anything older than what this page has is dropped.
+const revisionOf = (x) => x?.revision ?? 0;
+const isStale = (job, e) => job != null && revisionOf(e) < revisionOf(job);
+
 hub.on("JobUpdated", (snapshot) => upsertJob(snapshot));
 hub.on("BatchProgress", (e) => {
+  const job = jobs.get(e.jobId);
+  if (isStale(job, e)) return;
   const now = Date.now();
   const last = progress.get(e.jobId);
   const sameEpoch = last && last.epoch === e.epoch && e.batch >= last.batch;
@@ -149,13 +156,12 @@ hub.on("BatchProgress", (e) => {
     startAt: sameEpoch ? last.startAt : now,
   });
   recordBatch(e);
-  const job = jobs.get(e.jobId);
-  if (job && job.status === "Queued") job.status = "Running";
   if (e.jobId === selectedJobId) renderLive();
 });
 hub.on("EpochCompleted", (e) => {
   const job = jobs.get(e.jobId);
-  if (!job) return;
+  if (!job || isStale(job, e)) return;
+  job.revision = Math.max(revisionOf(job), revisionOf(e)); // the epoch's own snapshot may still be on its way
   if (!job.epochs.some((m) => m.epoch === e.epoch)) {
     job.epochs = [...job.epochs, { epoch: e.epoch, trainLoss: e.trainLoss, trainAccuracy: e.trainAccuracy, testAccuracy: e.testAccuracy, examplesPerSecond: e.examplesPerSecond, seconds: e.seconds }]
       .sort((a, b) => a.epoch - b.epoch);
@@ -167,7 +173,9 @@ hub.on("EpochCompleted", (e) => {
 });
 hub.on("JobFinished", (e) => {
   const job = jobs.get(e.jobId);
+  if (isStale(job, e)) return;
   if (job) {
+    job.revision = revisionOf(e);
     job.status = e.status;
     job.error = e.error ?? job.error;
     job.modelName = e.modelName ?? job.modelName;
@@ -232,14 +240,7 @@ async function startHub() {
 
 function upsertJob(snapshot, render = true) {
   const known = jobs.get(snapshot.jobId);
-  // Finished is final: an older snapshot arriving late (DELETE's 202 after the hub's Cancelled, or events relayed
-  // by another replica) never brings a finished job back to Queued or Running.
-  if (known && FINISHED.has(known.status) && !FINISHED.has(snapshot.status)) return;
-  // An event can overtake a snapshot: keep epochs we already have.
-  if (known && known.epochs.length > snapshot.epochs.length && !FINISHED.has(snapshot.status)) {
-    snapshot = { ...snapshot, epochs: known.epochs };
-  }
-
+  if (isStale(known, snapshot)) return; // an older revision than the one shown
   jobs.set(snapshot.jobId, snapshot);
   if (!pinned) {
     selectedJobId = pickDefaultJob();
@@ -472,7 +473,8 @@ async function submitTraining(event) {
   button.disabled = true;
   try {
     const result = await api("train", { method: "POST", headers: { "Content-Type": "application/json", Accept: "application/json" }, body: JSON.stringify(readForm()) });
-    if (result.status === 400 && result.body?.errors) {
+    // 400: fields that are wrong; 409: fields no live worker can serve (device, memory), with the reason in the title.
+    if ((result.status === 400 || result.status === 409) && result.body?.errors) {
       let first = null;
       const general = [];
       for (const [field, messages] of Object.entries(result.body.errors)) {
@@ -486,7 +488,7 @@ async function submitTraining(event) {
         }
       }
 
-      $("train-error").textContent = [result.body.title, ...general].filter(Boolean).join(" ");
+      $("train-error").textContent = [result.body.title, ...general, result.status === 409 ? result.body.detail : null].filter(Boolean).join(" ");
       first?.focus();
       return;
     }
