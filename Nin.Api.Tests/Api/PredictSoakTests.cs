@@ -1,5 +1,7 @@
 using System.Diagnostics;
 using System.Net;
+using Microsoft.Extensions.DependencyInjection;
+using Nin.Api.Serving;
 using Nin.Model.Checkpoints;
 using Xunit.Abstractions;
 
@@ -13,8 +15,10 @@ public sealed class SoakCollection
 }
 
 /// <summary>
-/// 10,000 small /predict requests at concurrency 8 against a 67 px model: memory after warm-up must stay flat and
-/// every tensor must be disposed. Its duration is printed, not asserted (no timed tests): about a minute on two cores.
+/// 10,000 small /predict requests at concurrency 8 against a 67 px model, served by TorchSharp (the engine whose
+/// tensors can leak; ONNX Runtime is the CPU default, so the engine is set here): every request answers and every tensor
+/// is disposed (an exact count, not a threshold). Duration and working set are printed, not asserted (no timed or
+/// machine-dependent thresholds in the suite); <c>./nin bench predict</c> and <c>./nin bench memory</c> measure those.
 /// </summary>
 [Collection(SoakCollection.Name)]
 [HostTests]
@@ -25,7 +29,7 @@ public sealed class PredictSoakTests(ITestOutputHelper output)
     private const int Concurrency = 8;
 
     [Fact]
-    public async Task Ten_thousand_predictions_leak_neither_memory_nor_tensors()
+    public async Task Ten_thousand_predictions_on_the_TorchSharp_engine_leave_no_tensor_behind()
     {
         var home = Directory.CreateTempSubdirectory("nin-soak-").FullName;
         try
@@ -37,8 +41,10 @@ public sealed class PredictSoakTests(ITestOutputHelper output)
             {
                 ["Nin:SeedDefaultModel"] = "false",
                 ["RateLimiting:Enabled"] = "false",
+                ["Serving:Engine"] = TorchModelRunner.EngineName,
             }, home);
             using var client = factory.CreateClient();
+            Assert.Equal(TorchModelRunner.EngineName, factory.Services.GetRequiredService<ModelRegistry>().Engine);
             var images = Enumerable.Range(0, 64).Select(i => TestImages.FashionImage(i)).ToArray();
             var failures = 0;
 
@@ -83,7 +89,6 @@ public sealed class PredictSoakTests(ITestOutputHelper output)
             output.WriteLine($"working set after warm-up {memoryBefore / 1048576.0:F1} MB, after {half} requests {memoryHalf / 1048576.0:F1} MB, after {Total} {memoryAfter / 1048576.0:F1} MB, growth {growthMb:F1} MB; managed heap {GC.GetTotalMemory(false) / 1048576.0:F1} MB");
             output.WriteLine($"live tensors after warm-up {tensorsBefore}, after {tensorsAfter}; failures {failures}");
             Assert.Equal(0, failures);
-            Assert.True(growthMb < 50, $"The working set grew {growthMb:F1} MB over {Total - WarmUp} requests.");
             Assert.Equal(tensorsBefore, tensorsAfter);
         }
         finally

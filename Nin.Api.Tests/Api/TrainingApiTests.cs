@@ -6,6 +6,7 @@ using System.Text.Json;
 using Microsoft.AspNetCore.Mvc;
 using Microsoft.AspNetCore.SignalR;
 using Microsoft.AspNetCore.SignalR.Client;
+using Microsoft.Extensions.DependencyInjection;
 using Nin.Api.Models;
 using Nin.Api.Training;
 
@@ -185,8 +186,18 @@ public sealed class TrainingApiTests : IClassFixture<TrainingApiTests.Fixture>
         }
 
         await WaitForAsync(client, blocker, j => j.Status == JobStatus.Cancelled, TimeSpan.FromSeconds(30));
-        await Task.Delay(1000);
+
+        // Hangfire's own entry is deleted, so no worker can take it up; and a job queued after it runs to the end on the
+        // one training worker while the cancelled one never starts (the queue is first in, first out, so had the
+        // cancelled job still been runnable, it would have run first). No sleeping to prove a negative.
         var job = await client.GetFromJsonAsync<JobSnapshot>(new Uri($"/train/{queued}", UriKind.Relative), Json);
+        Assert.NotNull(job!.HangfireJobId);
+        var storage = fixture.Factory.Services.GetRequiredService<Hangfire.JobStorage>();
+        Assert.Equal("Deleted", storage.GetMonitoringApi().JobDetails(job.HangfireJobId)?.History.FirstOrDefault()?.StateName);
+
+        var after = await StartAsync(client, new { epochs = 1, imageSize = 67, maxTrainImages = 32, maxTestImages = 32, modelName = "after" });
+        await WaitForAsync(client, after, j => j.Status is JobStatus.Succeeded or JobStatus.Failed, TimeSpan.FromMinutes(3));
+        job = await client.GetFromJsonAsync<JobSnapshot>(new Uri($"/train/{queued}", UriKind.Relative), Json);
         Assert.Equal(JobStatus.Cancelled, job!.Status);
         Assert.Null(job.StartedAt);
     }

@@ -8,6 +8,7 @@ namespace Nin.Api.Tests.Browser;
 /// (a late snapshot, a batch of a run already cancelled) change nothing, with no rule about which state may follow which.
 /// </summary>
 [Collection(TorchCollection.Name)]
+[BrowserTests]
 public sealed class DashboardRevisionTests(DashboardFixture fixture) : IClassFixture<DashboardFixture>
 {
     // Hands a message to the page's hub handlers as if the server had sent it (the handlers the dashboard registered).

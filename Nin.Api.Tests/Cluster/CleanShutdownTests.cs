@@ -7,6 +7,7 @@ namespace Nin.Api.Tests.Cluster;
 /// deployment is often stopped backing services first.
 /// </summary>
 [Collection(TorchCollection.Name)]
+[ClusterTests]
 public sealed class CleanShutdownTests(ITestOutputHelper output)
 {
     private static async Task<(NinProcess Process, TcpProxy Postgres, TcpProxy Redis, string Home)> StartAsync(ITestOutputHelper output)

@@ -119,6 +119,9 @@ public sealed class ContractSweep(ContractRecording recording, Func<DelegatingHa
         await Send("training: list", keyed, HttpMethod.Get, "/train", null, 200);
         await Send("training: list without a key", anonymous, HttpMethod.Get, "/train", null, 401);
         await Send("training: recipes", keyed, HttpMethod.Get, "/train/recipes", null, 200);
+        await Send("training: damaged records", keyed, HttpMethod.Get, "/train/damaged", null, 200);
+        await Send("training: damaged records without a key", anonymous, HttpMethod.Get, "/train/damaged", null, 401);
+        await Send("training: damaged records with a wrong key", wrongKey, HttpMethod.Get, "/train/damaged", null, 403);
         await Send("training: recipes without a key", anonymous, HttpMethod.Get, "/train/recipes", null, 401);
         await Send("training: a job without a key", anonymous, HttpMethod.Get, "/train/no-such-job", null, 401);
         await Send("training: cancel with a wrong key", wrongKey, HttpMethod.Delete, "/train/no-such-job", null, 403);

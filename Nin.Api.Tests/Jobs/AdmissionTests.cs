@@ -17,6 +17,7 @@ namespace Nin.Api.Tests.Jobs;
 /// that received POST /train; the worker checks again when it starts the job.
 /// </summary>
 [Collection(TorchCollection.Name)]
+[ClusterTests]
 public sealed class AdmissionTests
 {
     private static async Task<JsonElement> ConflictAsync(HttpResponseMessage response)

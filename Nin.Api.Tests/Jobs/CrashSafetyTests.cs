@@ -9,6 +9,7 @@ namespace Nin.Api.Tests.Jobs;
 
 /// <summary>Folder swaps that always leave a complete folder; native networks freed on every way a run can end.</summary>
 [Collection(TorchCollection.Name)]
+[HostTests]
 public sealed class CrashSafetyTests
 {
     [Fact]

@@ -14,6 +14,7 @@ namespace Nin.Api.Tests.Jobs;
 /// deleted), an empty active pointer is recovered from its history or reported, and temporaries are swept at start.
 /// </summary>
 [Collection(TorchCollection.Name)]
+[HostTests]
 public sealed class DamagedFilesTests
 {
     private static NinApiFactory Start(string home) => Factory(home: home);

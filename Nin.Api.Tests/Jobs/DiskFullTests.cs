@@ -15,6 +15,7 @@ namespace Nin.Api.Tests.Jobs;
 /// the free space of each data folder.
 /// </summary>
 [Collection(TorchCollection.Name)]
+[HostTests]
 public sealed class DiskFullTests
 {
     private static NinApiFactory OnTmpfs(Tmpfs disk) => Factory(new() { ["Storage:MinimumFreeBytes"] = "0" }, disk.Path);

@@ -18,6 +18,7 @@ namespace Nin.Api.Tests.Jobs;
 /// is Failed with the reason, and a job Hangfire could not queue leaves no record behind.
 /// </summary>
 [Collection(TorchCollection.Name)]
+[HostTests]
 public sealed class HangfireReconciliationTests
 {
     [Fact]

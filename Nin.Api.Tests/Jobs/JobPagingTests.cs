@@ -12,6 +12,7 @@ namespace Nin.Api.Tests.Jobs;
 
 /// <summary>GET /train pages (limit, cursor, status); the hub answers with a bounded recent set; retention removes finished records, not their models; the gauges count, they do not list.</summary>
 [Collection(TorchCollection.Name)]
+[HostTests]
 public sealed class JobPagingTests
 {
     /// <summary>Records only (no run), oldest first; every third one finished.</summary>

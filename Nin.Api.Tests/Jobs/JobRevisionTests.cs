@@ -13,6 +13,7 @@ namespace Nin.Api.Tests.Jobs;
 /// it has can never show a finished job running again, whatever order events arrive in.
 /// </summary>
 [Collection(TorchCollection.Name)]
+[HostTests]
 public sealed class JobRevisionTests : IDisposable
 {
     private readonly NinApiFactory factory = new(new Dictionary<string, string?> { ["Nin:SeedDefaultModel"] = "false" });

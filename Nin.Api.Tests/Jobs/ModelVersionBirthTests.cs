@@ -17,6 +17,7 @@ namespace Nin.Api.Tests.Jobs;
 /// written, its evaluation beside it when it comes with one, the activation rule; a failed on-demand evaluation says so.
 /// </summary>
 [Collection(TorchCollection.Name)]
+[HostTests]
 public sealed class ModelVersionBirthTests
 {
     private static JsonElement Json(string text) => JsonDocument.Parse(text).RootElement;

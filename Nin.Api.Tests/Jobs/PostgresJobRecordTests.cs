@@ -18,6 +18,7 @@ namespace Nin.Api.Tests.Jobs;
 /// run as queries; a job deleted in Hangfire is Cancelled there too.
 /// </summary>
 [Collection(TorchCollection.Name)]
+[ClusterTests]
 public sealed class PostgresJobRecordTests
 {
     private static NinApiFactory Start(string schema) => new(new Dictionary<string, string?>

@@ -28,7 +28,12 @@ public static class SharedStateExtensions
             return builder;
         }
 
-        builder.Services.AddOptions<SharedStateOptions>().BindConfiguration(SharedStateOptions.SectionName);
+        builder.Services.AddOptions<SharedStateOptions>().BindConfiguration(SharedStateOptions.SectionName)
+            .Validate(o => SharedStateOptions.IsValidSchema(o.Schema), "SharedState:Schema must be a lower-case PostgreSQL identifier (a-z, 0-9, _; at most 48 characters).")
+            .Validate(o => o.ResyncInterval > TimeSpan.Zero && o.ProgressWriteInterval >= TimeSpan.Zero && o.WorkerHeartbeatInterval > TimeSpan.Zero,
+                "SharedState:ResyncInterval and SharedState:WorkerHeartbeatInterval must be positive, SharedState:ProgressWriteInterval not negative.")
+            .Validate(o => o.WorkerTimeout > o.WorkerHeartbeatInterval, "SharedState:WorkerTimeout must be longer than SharedState:WorkerHeartbeatInterval, or live workers would count as gone.")
+            .ValidateOnStart();
         builder.Services.AddSingleton<SharedStateDatabase>();
         builder.Services.AddSingleton<PostgresActiveModel>();
         builder.Services.AddSingleton<IActiveModelPointer>(sp => sp.GetRequiredService<PostgresActiveModel>());

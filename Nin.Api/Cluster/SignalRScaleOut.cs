@@ -25,7 +25,9 @@ public static class SignalRScaleOut
     /// <summary>The hub (JSON with enum names), on the Redis backplane when <c>SignalR:Redis</c> is set.</summary>
     public static IHostApplicationBuilder AddNinSignalR(this IHostApplicationBuilder builder)
     {
-        builder.Services.AddOptions<SignalRScaleOutOptions>().BindConfiguration(SignalRScaleOutOptions.SectionName);
+        builder.Services.AddOptions<SignalRScaleOutOptions>().BindConfiguration(SignalRScaleOutOptions.SectionName)
+            .Validate(o => !string.IsNullOrWhiteSpace(o.ChannelPrefix), "SignalR:ChannelPrefix cannot be empty (it keeps deployments sharing one Redis apart).")
+            .ValidateOnStart();
         var options = builder.Configuration.GetSection(SignalRScaleOutOptions.SectionName).Get<SignalRScaleOutOptions>() ?? new SignalRScaleOutOptions();
         var signalR = builder.Services.AddSignalR()
             .AddJsonProtocol(o => o.PayloadSerializerOptions.Converters.Add(new JsonStringEnumConverter()));

@@ -23,8 +23,14 @@ public static partial class NinServiceExtensions
     {
         builder.Configuration.AddNinEnvironmentDefaults();
         builder.Services.AddSingleton(NinRole.Of(builder));
-        builder.Services.AddOptions<NinOptions>().BindConfiguration(NinOptions.SectionName);
-        builder.Services.AddOptions<TorchOptions>().BindConfiguration(TorchOptions.SectionName);
+        builder.Services.AddOptions<NinOptions>().BindConfiguration(NinOptions.SectionName)
+            .Validate(o => NinRole.Known.Any(r => string.Equals(r.Name, o.Role?.Trim(), StringComparison.OrdinalIgnoreCase)),
+                $"Nin:Role must be one of {string.Join(", ", NinRole.Known.Select(r => r.Name))}.")
+            .ValidateOnStart();
+        builder.Services.AddOptions<TorchOptions>().BindConfiguration(TorchOptions.SectionName)
+            .Validate(o => TorchRuntime.IsDeviceName(o.Device), "Torch:Device must be auto, cpu, cuda or cuda:N.")
+            .Validate(o => o.Threads >= 0, "Torch:Threads cannot be negative (0: libtorch's own choice).")
+            .ValidateOnStart();
         builder.Services.AddHostedService<TorchStartup>();
         builder.Services.AddOptions<Health.StorageOptions>().BindConfiguration(Health.StorageOptions.SectionName)
             .Validate(o => o.MinimumFreeBytes >= 0, "Storage:MinimumFreeBytes cannot be negative.")

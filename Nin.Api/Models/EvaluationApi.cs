@@ -70,7 +70,7 @@ public static class EvaluationApi
             return NotFound(name, version);
         }
 
-        if (info.Metadata.Recipe?.Dataset is not { } dataset || !datasets.Exists(dataset) || !CanLoad(datasets, dataset, options.Value))
+        if (info.Metadata.Recipe?.Dataset is not { } dataset || !datasets.Exists(dataset))
         {
             return TypedResults.Problem(
                 statusCode: StatusCodes.Status409Conflict,
@@ -79,7 +79,7 @@ public static class EvaluationApi
         }
 
         // A built-in set whose files are missing, on a server that does not download them: the job could only fail.
-        if (!options.Value.DownloadDatasets && datasets.List().FirstOrDefault(d => d.Name == dataset) is { Available: false })
+        if (!CanLoad(datasets, dataset, options.Value))
         {
             return TypedResults.Problem(
                 statusCode: StatusCodes.Status409Conflict,

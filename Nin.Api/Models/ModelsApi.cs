@@ -106,7 +106,7 @@ public static class ModelsApi
         {
             await registry.PrepareAsync(name, version, cancellationToken);
         }
-        catch (ModelLoadException ex)
+        catch (ModelLoadException ex) when (!DurableFile.IsDiskFull(ex)) // a full disk is the InsufficientStorageHandler's 507
         {
             var served = store.Active is { } a ? $"{a.Name} version {a.Version} stays active." : "Nothing was active; nothing is.";
             return TypedResults.Problem(statusCode: StatusCodes.Status422UnprocessableEntity, title: "The version cannot be loaded.",

@@ -42,7 +42,12 @@ public static class SecurityExtensions
         // ASPNETCORE_FORWARDEDHEADERS_ENABLED makes ASP.NET Core believe X-Forwarded-For from any sender; its middleware
         // is left with nothing to do, and ForwardedHeaders:KnownProxies/KnownNetworks decide instead (UseNinSecurity).
         builder.Services.PostConfigure<ForwardedHeadersOptions>(o => o.ForwardedHeaders = ForwardedHeaders.None);
-        builder.Services.AddOptions<RateLimitingOptions>().BindConfiguration(RateLimitingOptions.SectionName);
+        builder.Services.AddOptions<RateLimitingOptions>().BindConfiguration(RateLimitingOptions.SectionName)
+            .Validate(o => o.PredictPermitLimit > 0 && o.TrainPermitLimit > 0 && o.ExportPermitLimit > 0,
+                "RateLimiting:PredictPermitLimit, TrainPermitLimit and ExportPermitLimit must be positive (RateLimiting:Enabled=false turns limiting off).")
+            .Validate(o => o.PredictWindowSeconds > 0 && o.TrainWindowSeconds > 0 && o.ExportWindowSeconds > 0,
+                "RateLimiting:PredictWindowSeconds, TrainWindowSeconds and ExportWindowSeconds must be positive.")
+            .ValidateOnStart();
         builder.Services.AddHostedService<OpenServiceWarning>();
         builder.Services.AddSingleton<ApiKeyRing>();
         builder.Services.AddSingleton<VersionAccess>();

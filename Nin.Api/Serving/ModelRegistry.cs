@@ -382,8 +382,9 @@ public sealed partial class ModelRegistry : IDisposable
                     }
                 }
             }
-            else if (task.Exception?.GetBaseException() is { } error)
+            else if (task.Exception?.GetBaseException() is { } error && !DurableFile.IsDiskFull(task.Exception))
             {
+                // (A write refused for want of disk space is not the version's fault: no back-off, the next try loads it.)
                 var previous = failures.GetValueOrDefault(key);
                 var attempts = (previous?.Attempts ?? 0) + 1;
                 var wait = TimeSpan.FromSeconds(Math.Min(Math.Max(1, options.LoadRetryMaxSeconds), Math.Pow(2, attempts - 1)));
