@@ -7,6 +7,7 @@ using Nin.Api.Serving;
 using Nin.Api.Tests.Api;
 using Nin.Api.Training;
 using Nin.Model.Checkpoints;
+using Nin.Model.Interop;
 using ModelMetadata = Nin.Model.Checkpoints.ModelMetadata;
 using Nin.Model.Network;
 using Nin.Model.Onnx;
@@ -194,6 +195,7 @@ public sealed class ThirdArchitectureTests : IDisposable
         var job = await TrainingApiTests.WaitForAsync(client, accepted.JobId, j => j.FinishedAt is not null, TimeSpan.FromMinutes(3));
         Assert.True(job.Status == JobStatus.Succeeded, job.Error);
         Assert.Equal("tiny-nin", job.Request.Architecture);
+        Assert.Single(job.Epochs);
         var trained = (await client.GetFromJsonAsync<ModelVersionResponse>(new Uri($"/models/tiny/versions/{job.ModelVersion}", UriKind.Relative), ModelMetadata.JsonOptions))!;
         Assert.Equal("tiny-nin", trained.Metadata.Architecture);
         var classes = trained.Classes;
@@ -218,7 +220,12 @@ public sealed class ThirdArchitectureTests : IDisposable
         }
 
         // Its weights under its PyTorch keys, imported back as a new version of the same architecture.
+        var schema = new StateDictSchema(TinyNin.Layers(1, 10));
+        var pytorch = await client.GetByteArrayAsync(new Uri($"/models/tiny/versions/{job.ModelVersion}/export?format=pytorch", UriKind.Relative));
+        Assert.Equal(["0.0.weight", "0.0.bias", "0.2.weight", "0.2.bias", "0.4.weight", "0.4.bias", "2.weight", "2.bias"],
+            PyTorchWeights.Read(new MemoryStream(pytorch), schema).Select(t => t.Name));
         var safetensors = await client.GetByteArrayAsync(new Uri($"/models/tiny/versions/{job.ModelVersion}/export?format=safetensors", UriKind.Relative));
+        Assert.Equal(schema.TensorCount, Safetensors.Read(safetensors, schema).Count);
         using var form = ModelTransferApiTests.ImportForm(safetensors, "tiny.safetensors", System.Text.Json.JsonSerializer.Serialize(classes), ImageSize, extra: [("architecture", "tiny-nin")]);
         using var imported = await client.PostAsync(new Uri("/models/tiny/versions", UriKind.Relative), form);
         Assert.True(imported.StatusCode == HttpStatusCode.Created, await imported.Content.ReadAsStringAsync());
