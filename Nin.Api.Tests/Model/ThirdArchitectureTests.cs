@@ -121,6 +121,10 @@ public sealed class ArchitectureRegistryTests
             Assert.Throws<InvalidOperationException>(() => NetworkArchitectures.Register(new NetworkArchitecture(
                 NetworkArchitectures.NinName, "again", (c, k) => new NinNetwork(c, k), NinLayers.D2l, 1024)));
             Assert.Throws<ArgumentOutOfRangeException>(() => tiny.EnsureImageSize(65));
+
+            // A builder that makes some other network (here a NiN) would be recorded and exported as that one: refused.
+            var pretender = new NetworkArchitecture("pretender", "builds a NiN", (c, k) => new NinNetwork(c, k), TinyNin.Layers, 64);
+            Assert.Contains("'nin'", Assert.Throws<InvalidOperationException>(() => pretender.Create(1, 10)).Message, StringComparison.Ordinal);
         }
 
         Assert.Equal(before, NetworkArchitectures.Names);

@@ -75,8 +75,22 @@ public sealed class NetworkArchitecture
     /// </summary>
     public bool PyTorchWeights { get; }
 
-    /// <summary>A freshly initialised network (seed Torch first for reproducible weights).</summary>
-    public ImageClassifier Create(int inputChannels, int classes) => create(inputChannels, classes);
+    /// <summary>
+    /// A freshly initialised network (seed Torch first for reproducible weights). One that names another architecture, or
+    /// other channels or classes, is refused: checkpoints and exports would describe it as that other network.
+    /// </summary>
+    public ImageClassifier Create(int inputChannels, int classes)
+    {
+        var network = create(inputChannels, classes);
+        if (!string.Equals(network.Architecture, Name, StringComparison.Ordinal) || network.InputChannels != inputChannels || network.Classes != classes)
+        {
+            var made = $"'{network.Architecture}' ({network.InputChannels} channels, {network.Classes} classes)";
+            network.Dispose();
+            throw new InvalidOperationException($"The '{Name}' architecture built a {made} network for {inputChannels} channels and {classes} classes.");
+        }
+
+        return network;
+    }
 
     /// <summary>The layers in forward order, with each convolution's parameter names and shapes.</summary>
     public IReadOnlyList<NinLayer> Layers(int inputChannels, int classes) => layers(inputChannels, classes);
