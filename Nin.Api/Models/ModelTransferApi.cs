@@ -71,8 +71,8 @@ public static class ModelTransferApi
                 multipart/form-data: `weights` (a `.pt`/`.pth` file written by `torch.save(net.state_dict())` for d2l's
                 `nn.Sequential` NiN, keys `0.0.weight` … `7.4.bias`, or a `.safetensors` file with those keys; this service's own
                 names `block1.0.weight` … are accepted too), `classes` (a JSON array of names), `imageSize` (default 224),
-                `channels` (1 or 3, default 1), `architecture` (default `nin`; one whose weights are a PyTorch state_dict, not `nin-bn`), `nativeSize` (the side images are converted to
-                before scaling, default 28 for 1 channel, else `imageSize`), `foreground` (`light-on-dark` | `dark-on-light` |
+                `channels` (1 or 3, default 1), `architecture` (default `nin`; one whose weights are a PyTorch state_dict, not
+                `nin-bn`), `nativeSize` (the side images are converted to before scaling, default 28 for 1 channel, else `imageSize`), `foreground` (`light-on-dark` | `dark-on-light` |
                 `none`; default `light-on-dark` for 1 channel, else `none`) and `activate` (default false).
                 201 with the new version. 400 names the first key that is missing, unexpected or mis-shaped.
                 """)
@@ -145,7 +145,9 @@ public static class ModelTransferApi
         if (kind != "onnx" && NetworkArchitectures.Find(info.Metadata.Architecture) is not { PyTorchWeights: true })
         {
             return TypedResults.Problem(statusCode: StatusCodes.Status400BadRequest, title: "No PyTorch form for this architecture.",
-                detail: $"{name} version {version} is a '{info.Metadata.Architecture}' network, which d2l's PyTorch code has no module for; export it with format=onnx.");
+                detail: NetworkArchitectures.Find(info.Metadata.Architecture) is null
+                    ? $"{name} version {version} is a '{info.Metadata.Architecture}' network, an architecture this build does not know."
+                    : $"{name} version {version} is a '{info.Metadata.Architecture}' network, which has no PyTorch module whose state_dict could hold its weights (d2l's has none for it); export it with format=onnx.");
         }
 
         var artefact = await artefacts.GetAsync(info, kind, cancellationToken);
