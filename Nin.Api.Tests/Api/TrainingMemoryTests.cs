@@ -86,9 +86,9 @@ public sealed class TrainingMemoryTests : IDisposable
     [InlineData(1, 67)]
     public void The_test_pass_needs_no_more_memory_than_a_training_step(int batchSize, int imageSize)
     {
-        var eval = TrainingMemory.EvaluationBatchSize(batchSize, imageSize);
+        var eval = TrainingMemory.EvaluationBatchSize(NetworkArchitectures.Nin, batchSize, imageSize);
         Assert.InRange(eval, 1, 256);
-        Assert.True(TrainingMemory.EstimateEvaluationBytes(eval, imageSize) <= Math.Max(TrainingMemory.EstimateBytes(batchSize, imageSize), TrainingMemory.EstimateEvaluationBytes(1, imageSize)));
+        Assert.True(TrainingMemory.EstimateEvaluationBytes(NetworkArchitectures.Nin, eval, imageSize) <= Math.Max(TrainingMemory.EstimateBytes(NetworkArchitectures.Nin, batchSize, imageSize), TrainingMemory.EstimateEvaluationBytes(NetworkArchitectures.Nin, 1, imageSize)));
     }
 
     [Fact]
@@ -98,8 +98,8 @@ public sealed class TrainingMemoryTests : IDisposable
         var data = BuiltInDatasets.Load(TestPaths.Datasets, BuiltInDatasets.FashionMnist, 1, 128);
         using var network = new NinNetwork(1, 10);
         using var trainer = new Trainer(network, data, new TrainingOptions { BatchSize = 1, ImageSize = 512, Epochs = 1 }, CPU);
-        Assert.Equal(TrainingMemory.EvaluationBatchSize(1, 512), trainer.EvaluationBatchSize);
+        Assert.Equal(TrainingMemory.EvaluationBatchSize(NetworkArchitectures.Nin, 1, 512), trainer.EvaluationBatchSize);
         Assert.True(trainer.EvaluationBatchSize <= 3, $"{trainer.EvaluationBatchSize}");
-        Assert.True(TrainingMemory.EstimateEvaluationBytes(trainer.EvaluationBatchSize, 512) <= TrainingMemory.EstimateBytes(1, 512));
+        Assert.True(TrainingMemory.EstimateEvaluationBytes(NetworkArchitectures.Nin, trainer.EvaluationBatchSize, 512) <= TrainingMemory.EstimateBytes(NetworkArchitectures.Nin, 1, 512));
     }
 }

@@ -2,6 +2,7 @@ using Nin.Api.Datasets;
 using Nin.Model.Checkpoints;
 using Nin.Model.Data;
 using Nin.Model.Evaluation;
+using Nin.Model.Network;
 using Nin.Model.Runtime;
 using Nin.Model.Training;
 
@@ -34,7 +35,7 @@ public sealed class ModelEvaluator(ModelStore models, DatasetCatalog datasets)
             var (network, metadata) = Checkpoint.Load(info.Directory, device, expectedClasses: test.ClassNames.Count);
             using (network)
             {
-                var batch = TrainingMemory.EvaluationBatchSize(metadata.Recipe?.BatchSize is > 0 and var b ? b : 128, metadata.ImageSize);
+                var batch = TrainingMemory.EvaluationBatchSize(NetworkArchitectures.Get(network.Architecture), metadata.Recipe?.BatchSize is > 0 and var b ? b : 128, metadata.ImageSize);
                 var (evaluation, predictions) = Evaluator.Run(network, test, metadata.ImageSize, batch, device, cancellationToken);
                 evaluation = evaluation with { Classes = metadata.ClassNames, Dataset = metadata.Recipe?.Dataset ?? test.Name };
                 EvaluationFiles.Save(info.Directory, evaluation, predictions);

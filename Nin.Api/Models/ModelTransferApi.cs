@@ -49,8 +49,9 @@ public static class ModelTransferApi
                 `precision=int8` (ONNX only): the version's static int8 model (QDQ, same input and output), as made when it was
                 quantized (at the end of training, or by POST .../quantize; its accuracy against fp32 is at GET .../quantization);
                 409 when it has none. `precision=fp32` is the default.
-                `format=safetensors` and `format=pytorch` (a `torch.save` zip) hold the weights under d2l's key names
-                (`0.0.weight` … `7.4.bias`), so d2l's `net.load_state_dict(torch.load(path))` takes them.
+                `format=safetensors` and `format=pytorch` (a `torch.save` zip) hold the weights under the architecture's PyTorch key
+                names (d2l's `0.0.weight` … `7.4.bias` for `nin`), so d2l's `net.load_state_dict(torch.load(path))` takes them;
+                an architecture without a PyTorch module (`nin-bn`) exports as ONNX only (400).
                 The active version is open; with API keys in force any other version needs a key with the `predict` scope (401).
                 Each form is made once per version and cached (ETag; If-None-Match answers 304); a GET writes nothing.
                 Rate-limited per client (`RateLimiting:ExportPermitLimit`, 429).
@@ -70,8 +71,8 @@ public static class ModelTransferApi
                 multipart/form-data: `weights` (a `.pt`/`.pth` file written by `torch.save(net.state_dict())` for d2l's
                 `nn.Sequential` NiN, keys `0.0.weight` … `7.4.bias`, or a `.safetensors` file with those keys; this service's own
                 names `block1.0.weight` … are accepted too), `classes` (a JSON array of names), `imageSize` (default 224),
-                `channels` (1 or 3, default 1), `architecture` (default `nin`), `nativeSize` (the side images are converted to
-                before scaling, default 28 for 1 channel, else `imageSize`), `foreground` (`light-on-dark` | `dark-on-light` |
+                `channels` (1 or 3, default 1), `architecture` (default `nin`; one whose weights are a PyTorch state_dict, not
+                `nin-bn`), `nativeSize` (the side images are converted to before scaling, default 28 for 1 channel, else `imageSize`), `foreground` (`light-on-dark` | `dark-on-light` |
                 `none`; default `light-on-dark` for 1 channel, else `none`) and `activate` (default false).
                 201 with the new version. 400 names the first key that is missing, unexpected or mis-shaped.
                 """)
@@ -141,10 +142,12 @@ public static class ModelTransferApi
                 return TypedResults.Problem(statusCode: StatusCodes.Status400BadRequest, title: "Unknown precision.", detail: $"precision must be fp32 or int8; got '{precision}'.");
         }
 
-        if (kind != "onnx" && NetworkArchitectures.Find(info.Metadata.Architecture) != NetworkArchitectures.Nin)
+        if (kind != "onnx" && NetworkArchitectures.Find(info.Metadata.Architecture) is not { PyTorchWeights: true })
         {
             return TypedResults.Problem(statusCode: StatusCodes.Status400BadRequest, title: "No PyTorch form for this architecture.",
-                detail: $"{name} version {version} is a '{info.Metadata.Architecture}' network, which d2l's PyTorch code has no module for; export it with format=onnx.");
+                detail: NetworkArchitectures.Find(info.Metadata.Architecture) is null
+                    ? $"{name} version {version} is a '{info.Metadata.Architecture}' network, an architecture this build does not know."
+                    : $"{name} version {version} is a '{info.Metadata.Architecture}' network, which has no PyTorch module whose state_dict could hold its weights (d2l's has none for it); export it with format=onnx.");
         }
 
         var artefact = await artefacts.GetAsync(info, kind, cancellationToken);
@@ -194,10 +197,10 @@ public static class ModelTransferApi
         }
 
         var s = settings!;
-        var schema = new StateDictSchema(NinLayers.D2l(s.Channels, s.Classes.Count));
+        var schema = new StateDictSchema(s.Architecture.Layers(s.Channels, s.Classes.Count));
         if (schema.Elements * sizeof(float) > MaxWeightsBytes)
         {
-            return BadRequest("Too many classes.", $"A NiN with {s.Classes.Count:N0} classes has {schema.Elements:N0} parameters; at most {MaxWeightsBytes / sizeof(float):N0} are imported.");
+            return BadRequest("Too many classes.", $"A '{s.Architecture.Name}' network with {s.Classes.Count:N0} classes has {schema.Elements:N0} parameters; at most {MaxWeightsBytes / sizeof(float):N0} are imported.");
         }
 
         string format;
@@ -231,7 +234,7 @@ public static class ModelTransferApi
         };
 
         ModelVersionInfo stored;
-        using (var network = new NinNetwork(s.Channels, s.Classes.Count))
+        using (var network = s.Architecture.Create(s.Channels, s.Classes.Count))
         {
             NinWeights.Write(network, weights);
             stored = await publisher.AddAsync(network, metadata, s.Activate); // the same steps as a trained version (ONNX, activation rule)
@@ -244,7 +247,7 @@ public static class ModelTransferApi
         TypedResults.Problem(statusCode: StatusCodes.Status400BadRequest, title: title, detail: detail);
 
     /// <summary>The import's fields, checked.</summary>
-    internal sealed record ImportSettings(IReadOnlyList<string> Classes, int ImageSize, int Channels, int NativeSize, string Foreground, bool Activate)
+    internal sealed record ImportSettings(NetworkArchitecture Architecture, IReadOnlyList<string> Classes, int ImageSize, int Channels, int NativeSize, string Foreground, bool Activate)
     {
         public static (ImportSettings? Settings, string? Error) Parse(IFormCollection form)
         {
@@ -270,10 +273,16 @@ public static class ModelTransferApi
                 return (null, "'classes' must be a JSON array of at least two distinct, non-empty names.");
             }
 
-            var architecture = Field("architecture") ?? "nin";
-            if (NetworkArchitectures.Find(architecture) != NetworkArchitectures.Nin)
+            var name = Field("architecture") ?? NetworkArchitectures.NinName;
+            var architecture = NetworkArchitectures.Find(name);
+            if (architecture is null)
             {
-                return (null, $"architecture '{architecture}' cannot be imported: PyTorch weights come from d2l's 'nin' (nn.Sequential); 'nin-bn' is this project's own design.");
+                return (null, $"Unknown architecture '{name}'. Known: {string.Join(", ", NetworkArchitectures.Names)}.");
+            }
+
+            if (!architecture.PyTorchWeights)
+            {
+                return (null, $"architecture '{architecture.Name}' cannot be imported: it has no PyTorch module whose state_dict the weights could come from (those that do: {string.Join(", ", Importable)}).");
             }
 
             if (!TryInt(Field("channels"), 1, out var channels) || channels is not (1 or 3))
@@ -281,14 +290,15 @@ public static class ModelTransferApi
                 return (null, "'channels' must be 1 or 3.");
             }
 
-            if (!TryInt(Field("imageSize"), 224, out var imageSize) || imageSize < NinGeometry.MinimumImageSize || imageSize > NinGeometry.MaximumImageSize)
+            if (!TryInt(Field("imageSize"), Math.Clamp(224, architecture.MinInputSize, architecture.MaxInputSize), out var imageSize)
+                || imageSize < architecture.MinInputSize || imageSize > architecture.MaxInputSize)
             {
-                return (null, $"'imageSize' must be an integer from {NinGeometry.MinimumImageSize} to {NinGeometry.MaximumImageSize}.");
+                return (null, $"'imageSize' must be an integer from {architecture.MinInputSize} to {architecture.MaxInputSize} (the '{architecture.Name}' network's input sizes).");
             }
 
-            if (!TryInt(Field("nativeSize"), channels == 1 ? 28 : imageSize, out var nativeSize) || nativeSize < 1 || nativeSize > NinGeometry.MaximumImageSize)
+            if (!TryInt(Field("nativeSize"), channels == 1 ? 28 : imageSize, out var nativeSize) || nativeSize < 1 || nativeSize > architecture.MaxInputSize)
             {
-                return (null, $"'nativeSize' must be an integer from 1 to {NinGeometry.MaximumImageSize}.");
+                return (null, $"'nativeSize' must be an integer from 1 to {architecture.MaxInputSize}.");
             }
 
             var foreground = Field("foreground") ?? (channels == 1 ? "light-on-dark" : "none");
@@ -303,8 +313,11 @@ public static class ModelTransferApi
                 return (null, $"'activate' must be true or false; got '{activateText}'.");
             }
 
-            return (new ImportSettings(classes, imageSize, channels, nativeSize, foreground, activate), null);
+            return (new ImportSettings(architecture, classes, imageSize, channels, nativeSize, foreground, activate), null);
         }
+
+        /// <summary>The architectures whose weights can be imported (<see cref="NetworkArchitecture.PyTorchWeights"/>).</summary>
+        public static IEnumerable<string> Importable => NetworkArchitectures.All.Where(a => a.PyTorchWeights).Select(a => a.Name);
 
         private static bool TryInt(string? text, int fallback, out int value)
         {

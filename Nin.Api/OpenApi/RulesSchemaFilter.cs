@@ -59,10 +59,11 @@ internal sealed class RulesSchemaFilter : ISchemaFilter
         schema.Required = new HashSet<string> { "weights", "classes" };
         Describe(p, "weights", "The weights file: `.pt`/`.pth` (`torch.save(net.state_dict())` of d2l's NiN) or `.safetensors`, at most 256 MiB.");
         Describe(p, "classes", "A JSON array of at least two distinct, non-empty class names, in the order of the network's outputs.");
-        Range(p, "imageSize", NinGeometry.MinimumImageSize, NinGeometry.MaximumImageSize);
-        Range(p, "nativeSize", 1, NinGeometry.MaximumImageSize);
+        var importable = NetworkArchitectures.All.Where(a => a.PyTorchWeights).ToArray();
+        Range(p, "imageSize", importable.Min(a => a.MinInputSize), importable.Max(a => a.MaxInputSize));
+        Range(p, "nativeSize", 1, importable.Max(a => a.MaxInputSize));
         Enum(p, "channels", [1, 3]);
-        Enum(p, "architecture", [NetworkArchitectures.NinName]);
+        Enum(p, "architecture", importable.Select(a => a.Name));
         Enum(p, "foreground", [Foregrounds.LightOnDark, Foregrounds.DarkOnLight, Foregrounds.None]);
     }
 

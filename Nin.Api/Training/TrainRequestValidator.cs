@@ -46,8 +46,8 @@ public sealed class TrainRequestValidator(DatasetCatalog datasets)
         var architecture = NetworkArchitectures.Find(request.Architecture ?? preset.Architecture);
         if (architecture is null)
         {
+            // Refused, and no other architecture's limits stand in for it: the image size is checked against a known one only.
             Error("architecture", $"Unknown architecture '{request.Architecture}'. Known: {string.Join(", ", NetworkArchitectures.Names)}.");
-            architecture = NetworkArchitectures.Nin;
         }
 
         var schedule = LearningRateSchedules.Parse(request.Schedule ?? LearningRateSchedules.Name(preset.Schedule));
@@ -77,10 +77,10 @@ public sealed class TrainRequestValidator(DatasetCatalog datasets)
         }
 
         // Uploaded sets are stored at 8–64 px: the network's smallest input is the natural default there.
-        var imageSize = request.ImageSize ?? (uploaded ? architecture.MinInputSize : 224);
-        if (imageSize < architecture.MinInputSize || imageSize > architecture.MaxInputSize)
+        var imageSize = request.ImageSize ?? (uploaded ? architecture?.MinInputSize ?? 0 : 224);
+        if (architecture is not null && (imageSize < architecture.MinInputSize || imageSize > architecture.MaxInputSize))
         {
-            Error("imageSize", $"imageSize must be between {architecture.MinInputSize} (the smallest input that survives the {architecture.Name} network's three max-pools) and {architecture.MaxInputSize}; got {imageSize}.");
+            Error("imageSize", $"imageSize must be between {architecture.MinInputSize} (the smallest input that survives the {architecture.Name} network's max-pools) and {architecture.MaxInputSize}; got {imageSize}.");
         }
 
         // "auto": the worker's own Torch:Device. Whether a worker has the device is admission's question.
@@ -137,7 +137,7 @@ public sealed class TrainRequestValidator(DatasetCatalog datasets)
 
         return (new TrainSettings(dataset, epochs, batchSize, lr, momentum, weightDecay, imageSize, request.Seed ?? 0, device, modelName,
             request.MaxTrainImages, request.MaxTestImages, request.Activate ?? false,
-            preset.Name, architecture.Name, LearningRateSchedules.Name(schedule!.Value), shift, flip, labelSmoothing), errors);
+            preset.Name, architecture!.Name, LearningRateSchedules.Name(schedule!.Value), shift, flip, labelSmoothing), errors);
     }
 }
 

@@ -29,7 +29,7 @@ public sealed class WorkerAdmission(IWorkerDirectory workers)
         }
 
         var architecture = NetworkArchitectures.Get(settings.Architecture);
-        var need = TrainingMemory.EstimateBytes(settings.BatchSize, settings.ImageSize, architecture);
+        var need = TrainingMemory.EstimateBytes(architecture, settings.BatchSize, settings.ImageSize);
         var knowing = live.Where(w => w.Architectures.Contains(settings.Architecture) && w.Recipes.Contains(settings.Recipe)).ToList();
         if (knowing.Count == 0)
         {
@@ -66,7 +66,7 @@ public sealed class WorkerAdmission(IWorkerDirectory workers)
             return $"This worker does not know architecture '{settings.Architecture}'.";
         }
 
-        var need = TrainingMemory.EstimateBytes(settings.BatchSize, settings.ImageSize, architecture);
+        var need = TrainingMemory.EstimateBytes(architecture, settings.BatchSize, settings.ImageSize);
         return memory.AvailableBytes(device) is { } free && need > free * MemoryHeadroom
             ? $"batchSize {settings.BatchSize} at imageSize {settings.ImageSize} needs about {need / (1 << 20):N0} MiB for activations and gradients, more than this worker has free for training now; use a smaller batchSize or imageSize."
             : null;

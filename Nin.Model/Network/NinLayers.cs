@@ -25,16 +25,16 @@ public sealed record FlattenLayer : NinLayer;
 /// <summary>
 /// The layer sequence of an architecture, in the order a forward pass runs it, with the parameter names
 /// PyTorch (d2l) and this project give each convolution. The ONNX exporter and the PyTorch weight
-/// import/export read it, so another architecture plugs in by describing its layers here.
+/// import/export read an architecture's description (<see cref="NetworkArchitecture.Layers"/>); the NiN's two are built here.
 /// </summary>
 public static class NinLayers
 {
-    /// <summary>The layers of a registered architecture (<see cref="NetworkArchitectures"/>).</summary>
-    public static IReadOnlyList<NinLayer> For(string architecture, int inputChannels, int classes)
-    {
-        var known = NetworkArchitectures.Get(architecture);
-        return known == NetworkArchitectures.NinBn ? BatchNormed(inputChannels, classes) : D2l(inputChannels, classes);
-    }
+    /// <summary>
+    /// The layers of a registered architecture (<see cref="NetworkArchitecture.Layers"/>); an unknown name is refused
+    /// (<see cref="NetworkArchitectures.Get"/> throws), never read as NiN.
+    /// </summary>
+    public static IReadOnlyList<NinLayer> For(string architecture, int inputChannels, int classes) =>
+        NetworkArchitectures.Get(architecture).Layers(inputChannels, classes);
 
     /// <summary>d2l's NiN: <c>nn.Sequential(nin_block(..), MaxPool2d(3, 2), .., Dropout(0.5), nin_block(384, classes, 3, 1, 1), AdaptiveAvgPool2d((1, 1)), Flatten())</c>.</summary>
     public static IReadOnlyList<NinLayer> D2l(int inputChannels, int classes) => Build(inputChannels, classes, batchNorm: false);
@@ -73,6 +73,65 @@ public static class NinLayers
         layers.Add(new GlobalAveragePoolLayer());
         layers.Add(new FlattenLayer());
         return layers;
+    }
+
+    /// <summary>The feature-map side after <paramref name="layers"/> for a square input of <paramref name="side"/> px; 0 when it vanishes.</summary>
+    public static long OutputSide(IEnumerable<NinLayer> layers, long side)
+    {
+        static long Slide(long n, long k, long s, long p) => n + (2 * p) < k ? 0 : ((n + (2 * p) - k) / s) + 1;
+        var n = side;
+        foreach (var layer in layers)
+        {
+            n = layer switch
+            {
+                ConvLayer c => Slide(n, c.Kernel, c.Stride, c.Padding),
+                MaxPoolLayer m => Slide(n, m.Kernel, m.Stride, 0),
+                GlobalAveragePoolLayer => Math.Min(n, 1),
+                _ => n,
+            };
+        }
+
+        return n;
+    }
+
+    /// <summary>Trainable parameters of a layer description: each convolution's weight and bias, or weight and its BatchNorm's weight and bias.</summary>
+    public static long ParameterCount(IEnumerable<NinLayer> layers) =>
+        layers.OfType<ConvLayer>().Sum(c => (c.OutChannels * c.InChannels * c.Kernel * c.Kernel) + (c.BatchNormKey is null ? c.OutChannels : 2 * c.OutChannels));
+
+    /// <summary>
+    /// A rough upper bound of the bytes one training image needs at <paramref name="side"/> px, from a layer description:
+    /// the input and every stage's output kept for the backward pass (a convolution with BatchNorm keeps two), their
+    /// gradients and working space (floats of 4 bytes, ×3). Architectures without their own figure use it.
+    /// </summary>
+    public static long TrainingBytesPerImage(IEnumerable<NinLayer> layers, int side, int inputChannels)
+    {
+        long Slide(long n, long k, long s, long p) => n + (2 * p) < k ? 0 : ((n + (2 * p) - k) / s) + 1;
+        long n = side, channels = inputChannels;
+        var floats = channels * n * n;
+        foreach (var layer in layers)
+        {
+            switch (layer)
+            {
+                case ConvLayer c:
+                    n = Slide(n, c.Kernel, c.Stride, c.Padding);
+                    channels = c.OutChannels;
+                    floats += channels * n * n * (c.BatchNormKey is null ? 1 : 2);
+                    break;
+                case MaxPoolLayer m:
+                    n = Slide(n, m.Kernel, m.Stride, 0);
+                    floats += channels * n * n;
+                    break;
+                case GlobalAveragePoolLayer:
+                    n = Math.Min(n, 1);
+                    floats += channels;
+                    break;
+                case ReluLayer or DropoutLayer:
+                    floats += channels * n * n;
+                    break;
+            }
+        }
+
+        return floats * 4 * 3;
     }
 
     /// <summary>The parameters in order (as exported: BatchNorm folded, so every convolution has a bias): (key, own key, shape).</summary>

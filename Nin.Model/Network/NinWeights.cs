@@ -27,7 +27,7 @@ public static class NinWeights
             ? t.detach().cpu().to_type(ScalarType.Float64)
             : throw new InvalidOperationException($"The network has no parameter '{key}'.");
 
-        foreach (var conv in NinLayers.For(network.Architecture, network.InputChannels, network.Classes).OfType<ConvLayer>())
+        foreach (var conv in NetworkArchitectures.Get(network.Architecture).Layers(network.InputChannels, network.Classes).OfType<ConvLayer>())
         {
             long[] shape = [conv.OutChannels, conv.InChannels, conv.Kernel, conv.Kernel];
             var weight = Get($"{conv.OwnKey}.weight");
@@ -55,19 +55,29 @@ public static class NinWeights
         return result;
     }
 
-    /// <summary>Copies parameters named as d2l names them into a <c>nin</c> network (same shapes, checked).</summary>
+    /// <summary>
+    /// Copies parameters named by the architecture's layer keys (d2l's for <c>nin</c>) into a network whose architecture
+    /// exchanges its weights with PyTorch (<see cref="NetworkArchitecture.PyTorchWeights"/>; same shapes, checked).
+    /// </summary>
     public static void Write(ImageClassifier network, IReadOnlyList<NamedTensor> weights)
     {
-        if (NetworkArchitectures.Find(network.Architecture) != NetworkArchitectures.Nin)
+        var architecture = NetworkArchitectures.Get(network.Architecture);
+        if (!architecture.PyTorchWeights)
         {
-            throw new ArgumentException($"Only '{NetworkArchitectures.NinName}' networks take d2l's weights; this is '{network.Architecture}'.", nameof(network));
+            throw new ArgumentException($"'{architecture.Name}' networks take no PyTorch weights (only {string.Join(", ", NetworkArchitectures.All.Where(a => a.PyTorchWeights).Select(a => $"'{a.Name}'"))} do).", nameof(network));
+        }
+
+        var layers = architecture.Layers(network.InputChannels, network.Classes);
+        if (layers.OfType<ConvLayer>().Any(c => c.BatchNormKey is not null))
+        {
+            throw new ArgumentException($"'{architecture.Name}' has BatchNorm layers, which exported weights hold folded; they cannot be written back.", nameof(network));
         }
 
         var own = network.state_dict();
         var byKey = weights.ToDictionary(w => w.Name, StringComparer.Ordinal);
         using var scope = NewDisposeScope();
         using var grad = no_grad();
-        foreach (var (key, ownKey, shape) in NinLayers.Parameters(NinLayers.D2l(network.InputChannels, network.Classes)))
+        foreach (var (key, ownKey, shape) in NinLayers.Parameters(layers))
         {
             var w = byKey[key];
             if (!w.Shape.SequenceEqual(shape))

@@ -10,7 +10,7 @@ namespace Nin.Model.Onnx;
 /// Writes a NiN as an ONNX model (IR 8, opset 17) with the classes generated from ONNX's own <c>onnx.proto</c>: input
 /// <c>input</c> float32 [N, C, S, S] (preprocessed: pixels scaled to [0, 1] at the model's image size, N dynamic),
 /// output <c>probabilities</c> float32 [N, K] (softmax), and <c>metadata_props</c> carrying the class names, the
-/// preprocessing and the recipe as JSON. The graph follows the architecture's layer description (<see cref="NinLayers"/>);
+/// preprocessing and the recipe as JSON. The graph follows the architecture's layer description (<see cref="NetworkArchitecture.Layers"/>);
 /// dropout, an identity when serving, is left out. <see cref="Int8Quantizer"/> rewrites the file for int8.
 /// </summary>
 public static class OnnxExporter
@@ -20,9 +20,12 @@ public static class OnnxExporter
     public const int Opset = 17;
     public const long IrVersion = 8;
 
-    /// <summary>A network of any registered architecture; BatchNorm (<c>nin-bn</c>) is folded into the convolutions.</summary>
+    /// <summary>
+    /// A network of any registered architecture, by its own layer description; BatchNorm (<c>nin-bn</c>) is folded into the
+    /// convolutions. An architecture that is not registered is refused (<see cref="ArgumentException"/>).
+    /// </summary>
     public static byte[] Export(ImageClassifier network, ModelMetadata metadata) =>
-        Export(NinLayers.For(network.Architecture, network.InputChannels, network.Classes), NinWeights.Read(network), metadata);
+        Export(NetworkArchitectures.Get(network.Architecture).Layers(network.InputChannels, network.Classes), NinWeights.Read(network), metadata);
 
     public static byte[] Export(IReadOnlyList<NinLayer> layers, IReadOnlyList<NamedTensor> weights, ModelMetadata metadata) =>
         Build(layers, weights, metadata).ToByteArray();
@@ -99,7 +102,7 @@ public static class OnnxExporter
             ProducerVersion = typeof(OnnxExporter).Assembly.GetName().Version?.ToString() ?? "",
             Domain = "nin.model",
             ModelVersion = metadata.Version,
-            DocString = $"Network in Network (d2l) '{metadata.Name}' version {metadata.Version}: input float32 [N, {metadata.InputChannels}, {s}, {s}] scaled to [0, 1]; output softmax probabilities [N, {metadata.ClassNames.Count}].",
+            DocString = $"'{metadata.Architecture}' network '{metadata.Name}' version {metadata.Version}: input float32 [N, {metadata.InputChannels}, {s}, {s}] scaled to [0, 1]; output softmax probabilities [N, {metadata.ClassNames.Count}].",
             Graph = graph,
         };
         model.OpsetImport.Add(new OperatorSetIdProto { Domain = "", Version = Opset });

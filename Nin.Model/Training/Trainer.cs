@@ -30,7 +30,8 @@ public sealed class Trainer : IDisposable
 
     public Trainer(ImageClassifier network, DatasetSplit data, TrainingOptions options, Device device)
     {
-        NetworkArchitectures.Get(network.Architecture).EnsureImageSize(options.ImageSize);
+        var architecture = NetworkArchitectures.Get(network.Architecture);
+        architecture.EnsureImageSize(options.ImageSize);
         ArgumentOutOfRangeException.ThrowIfLessThan(options.BatchSize, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(options.Epochs, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(options.Shift, 0);
@@ -44,7 +45,7 @@ public sealed class Trainer : IDisposable
 
         Network = network;
         this.options = options;
-        EvaluationBatchSize = TrainingMemory.EvaluationBatchSize(options.BatchSize, options.ImageSize, options.EvalBatchSize);
+        EvaluationBatchSize = TrainingMemory.EvaluationBatchSize(architecture, options.BatchSize, options.ImageSize, options.EvalBatchSize);
         this.device = device;
         (trainX, trainY) = ToDevice(data.Train, device);
         (testX, testY) = ToDevice(data.Test, device);

@@ -9,22 +9,25 @@ namespace Nin.Model.Training;
 /// </summary>
 public static class TrainingMemory
 {
-    /// <summary>A rough upper bound of one training step: the architecture's own per-image figure (feature maps kept for the backward pass, their gradients and working space) times the batch.</summary>
-    public static long EstimateBytes(int batchSize, int imageSize, NetworkArchitecture? architecture = null, int inputChannels = 1, int classes = 10) =>
-        batchSize * (architecture ?? NetworkArchitectures.Nin).BytesPerImage(imageSize, inputChannels, classes);
+    /// <summary>A rough upper bound of one training step: the architecture's own per-image figure (feature maps kept for the backward pass, their gradients and working space) times the batch. The architecture is required: its memory model is its own, and no other network's figure stands in for it.</summary>
+    public static long EstimateBytes(NetworkArchitecture architecture, int batchSize, int imageSize, int inputChannels = 1, int classes = 10)
+    {
+        ArgumentNullException.ThrowIfNull(architecture);
+        return batchSize * architecture.BytesPerImage(imageSize, inputChannels, classes);
+    }
 
     /// <summary>A forward pass in inference mode: every feature map counted once (most are freed as the pass goes), a third of a step's figure.</summary>
-    public static long EstimateEvaluationBytes(int batchSize, int imageSize, NetworkArchitecture? architecture = null, int inputChannels = 1, int classes = 10) =>
-        EstimateBytes(batchSize, imageSize, architecture, inputChannels, classes) / 3;
+    public static long EstimateEvaluationBytes(NetworkArchitecture architecture, int batchSize, int imageSize, int inputChannels = 1, int classes = 10) =>
+        EstimateBytes(architecture, batchSize, imageSize, inputChannels, classes) / 3;
 
     /// <summary>
     /// The largest test batch (at most <paramref name="limit"/>) whose forward pass needs no more than a training step of
     /// <paramref name="trainBatchSize"/> images: the check that admitted the run then covers the test pass too.
     /// </summary>
-    public static int EvaluationBatchSize(int trainBatchSize, int imageSize, int limit = 256)
+    public static int EvaluationBatchSize(NetworkArchitecture architecture, int trainBatchSize, int imageSize, int limit = 256)
     {
-        var budget = EstimateBytes(Math.Max(1, trainBatchSize), imageSize);
-        var perImage = EstimateEvaluationBytes(1, imageSize);
+        var budget = EstimateBytes(architecture, Math.Max(1, trainBatchSize), imageSize);
+        var perImage = Math.Max(1, EstimateEvaluationBytes(architecture, 1, imageSize));
         return (int)Math.Clamp(budget / perImage, 1, Math.Max(1, limit));
     }
 
