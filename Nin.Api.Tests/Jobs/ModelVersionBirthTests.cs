@@ -77,6 +77,41 @@ public sealed class ModelVersionBirthTests
     }
 
     [Fact]
+    public void A_seeded_folder_an_operator_chose_is_served_even_with_warnings()
+    {
+        // A KServe storageUri or the shipped folder is the version the operator wants served: a "did not learn" warning
+        // is logged, but the pod must not stay unready (before: /v2/health/ready answered 503 for ever).
+        using var factory = new NinApiFactory(new Dictionary<string, string?> { ["Nin:SeedDefaultModel"] = "false" });
+        var folder = Directory.CreateTempSubdirectory("nin-seed-").FullName;
+        try
+        {
+            using (var network = new NinNetwork(1, 10))
+            {
+                Checkpoint.Save(network, new ModelMetadata
+                {
+                    Name = "chosen",
+                    Version = 1,
+                    ClassNames = Nin.Model.Data.BuiltInDatasets.FashionMnist.ClassNames,
+                    InputChannels = 1,
+                    ImageSize = 67,
+                    Preprocessing = new PreprocessingInfo { Channels = 1 },
+                    Warnings = ["did not learn: test accuracy 0.100 is at chance."],
+                }, folder);
+            }
+
+            var store = factory.Services.GetRequiredService<ModelStore>();
+            Assert.Null(store.Active);
+            var info = factory.Services.GetRequiredService<Nin.Api.Models.ModelVersionPublisher>().Seed(folder);
+            Assert.True(info.Active, "the chosen folder is served although it has warnings");
+            Assert.Equal(new ActiveModel("chosen", 1), store.Active);
+        }
+        finally
+        {
+            Directory.Delete(folder, recursive: true);
+        }
+    }
+
+    [Fact]
     public async Task Evaluate_is_409_when_the_dataset_files_are_missing()
     {
         var empty = Directory.CreateTempSubdirectory("nin-no-data-").FullName;

@@ -14,7 +14,8 @@ public sealed record VersionEvaluation(ModelEvaluation Evaluation, TestPredictio
 /// (2) the ONNX file ONNX Runtime serves is written from the network in memory (no read back from disk), so replicas
 /// only open it when they swap; (3) its evaluation, when it comes with one (training's last test pass, the shipped
 /// model's file), is stored beside it; (4) its warnings are logged; (5) the activation rule: a version with warnings
-/// (it learned nothing) is never activated automatically; otherwise it is when asked, or when nothing is served yet.
+/// (it learned nothing) is never activated automatically, unless it is a seeded folder an operator chose to serve (the
+/// shipped model, a KServe storageUri); otherwise it is when asked, or when nothing is served yet.
 /// Steps 2–3 failing leaves a stored, usable version (logged; ONNX is then exported on first load, the evaluation can
 /// be redone with POST .../evaluate). Between 2 and 3, a version whose training images are at hand gets its int8 model
 /// (the caller's <c>prepare</c> step: <see cref="VersionQuantizer"/>), the shipped one is given its int8 file back from
@@ -58,7 +59,7 @@ public sealed partial class ModelVersionPublisher(ModelStore store, ILogger<Mode
             }
         });
         RestoreInt8(info);
-        return Complete(info, activate: false, evaluation: null);
+        return Complete(info, activate: false, evaluation: null, chosen: true);
     }
 
     // The shipped model travels with its int8 record (calibrated ranges and measured accuracy), not the int8 file: the
@@ -81,7 +82,9 @@ public sealed partial class ModelVersionPublisher(ModelStore store, ILogger<Mode
     [LoggerMessage(Level = LogLevel.Warning, Message = "Model {Model} version {Version} serves fp32 only: {Reason}")]
     private static partial void LogInt8NotRestored(ILogger logger, string model, int version, string reason);
 
-    private ModelVersionInfo Complete(ModelVersionInfo info, bool activate, VersionEvaluation? evaluation)
+    // chosen: an operator picked this very checkpoint to serve (the shipped folder, a KServe storageUri), so its
+    // warnings are logged but do not keep it from being served when nothing else is.
+    private ModelVersionInfo Complete(ModelVersionInfo info, bool activate, VersionEvaluation? evaluation, bool chosen = false)
     {
         if (evaluation is not null)
         {
@@ -98,10 +101,17 @@ public sealed partial class ModelVersionPublisher(ModelStore store, ILogger<Mode
         var warnings = info.Metadata.Warnings ?? [];
         foreach (var warning in warnings)
         {
-            LogWarning(logger, info.Name, info.Version, warning);
+            if (chosen)
+            {
+                LogChosenWarning(logger, info.Name, info.Version, warning);
+            }
+            else
+            {
+                LogWarning(logger, info.Name, info.Version, warning);
+            }
         }
 
-        if (warnings.Count == 0 && (activate || store.Active is null) && store.Activate(info.Name, info.Version))
+        if ((warnings.Count == 0 || chosen) && (activate || store.Active is null) && store.Activate(info.Name, info.Version))
         {
             LogActivated(logger, info.Name, info.Version, activate ? "asked for" : "nothing was served");
             return store.Find(info.Name, info.Version) ?? info with { Active = true };
@@ -135,6 +145,9 @@ public sealed partial class ModelVersionPublisher(ModelStore store, ILogger<Mode
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Model {Model} version {Version} was stored but its evaluation was not: {Reason}")]
     private static partial void LogNotEvaluated(ILogger logger, string model, int version, string reason);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Model {Model} version {Version}: {Warning} It was seeded from a chosen folder, so it is served anyway.")]
+    private static partial void LogChosenWarning(ILogger logger, string model, int version, string warning);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Model {Model} version {Version}: {Warning} It is stored but not activated automatically.")]
     private static partial void LogWarning(ILogger logger, string model, int version, string warning);
