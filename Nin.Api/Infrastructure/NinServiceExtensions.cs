@@ -114,8 +114,12 @@ public static partial class NinServiceExtensions
                 o.Queues = [TrainingJob.Queue];
                 o.WorkerCount = 1; // one device: a second job waits its turn
                 o.ServerName = $"nin-{role.Name}-{Environment.MachineName}-{Environment.ProcessId}";
-                o.ShutdownTimeout = TimeSpan.FromSeconds(30);
+                o.ShutdownTimeout = TimeSpan.FromSeconds(30); // a running job stops within a batch and keeps its checkpoint
             });
+            // Hangfire gives up on a process that did not stop after ShutdownTimeout plus its last-chance second; the host
+            // must wait longer than that, or its own timeout cancels Hangfire's stop and shutdown ends in an exception (seen
+            // after a PostgreSQL outage). Deployments give a worker 60 s (compose stop_grace_period, k8s grace period).
+            builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(45));
         }
 
         builder.Services.AddAntiforgery(); // Hangfire's dashboard validates its token on POSTs when this is registered
