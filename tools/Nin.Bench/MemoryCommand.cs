@@ -70,18 +70,22 @@ internal static class MemoryCommand
 
             Console.WriteLine($"{"run",4} {"outcome",-10} " + string.Join(" ", services.Select(s => $"{s.Variant + " RSS MB",16}")));
             Console.WriteLine($"{0,4} {"start",-10} " + string.Join(" ", services.Select(s => $"{s.Rss[0] / 1048576.0,16:F0}")));
+            var progress = new ProgressLine("memory: training runs", (long)runs * services.Count, "runs");
             for (var run = 1; run <= runs; run++)
             {
                 var cancel = run % 2 == 0;
                 foreach (var service in services)
                 {
+                    progress.Report((long)(run - 1) * services.Count + services.IndexOf(service), $"run {run}/{runs} on {service.Variant}");
                     await TrainAsync(service, run, cancel, images, imageSize, batch);
                     await Task.Delay(1000); // let the run's thread end and the trim happen
                     service.Rss.Add(Rss(service.Process));
                 }
 
-                Console.WriteLine($"{run,4} {(cancel ? "cancelled" : "finished"),-10} " + string.Join(" ", services.Select(s => $"{s.Rss[^1] / 1048576.0,16:F0}")));
+                progress.WriteLine($"{run,4} {(cancel ? "cancelled" : "finished"),-10} " + string.Join(" ", services.Select(s => $"{s.Rss[^1] / 1048576.0,16:F0}")));
             }
+
+            progress.Dispose();
 
             foreach (var service in services)
             {

@@ -110,10 +110,12 @@ internal static class PredictCommand
             var results = new Dictionary<(int Size, string Engine, string Precision), Measures>();
             var rawResults = sizes.ToDictionary(s => s, _ => (TorchSingle: new List<double>(), TorchBatched: new List<double>(),
                 OnnxSingle: precisions.ToDictionary(p => p, _ => new List<double>()), OnnxBatched: precisions.ToDictionary(p => p, _ => new List<double>())));
+            var progress = new ProgressLine("predict: interleaved rounds", (long)rounds * sizes.Length, "measures");
             for (var round = 0; round < rounds; round++)
             {
                 foreach (var size in sizes)
                 {
+                    progress.Report((long)round * sizes.Length + Array.IndexOf(sizes, size), $"round {round + 1}/{rounds}, {size} px");
                     var r = rawResults[size];
                     r.TorchBatched.AddRange(rawTorch[size].Time(batch, slice));
                     r.TorchSingle.AddRange(rawTorch[size].Time(1, slice));
@@ -130,6 +132,8 @@ internal static class PredictCommand
                     }
                 }
             }
+
+            progress.Dispose(); // clears the live line before the figures
 
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{rounds} interleaved rounds of {slice:F1} s per measure"));
             foreach (var size in sizes)

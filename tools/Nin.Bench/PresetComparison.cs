@@ -47,6 +47,7 @@ internal static class PresetComparison
 
         Console.WriteLine($"presets: {what}, {data.Train.Count} train / {data.Test.Count} test images at {imageSize} px, device {device}, {info.Threads} threads");
         var rows = new List<(string Preset, int Seed, double Accuracy, double Loss, double Seconds, int Warnings)>();
+        var run = 0;
         foreach (var preset in presets)
         {
             foreach (var seed in seeds)
@@ -61,7 +62,8 @@ internal static class PresetComparison
                 manual_seed(seed);
                 using var network = NetworkArchitectures.Get(preset.Architecture).Create(data.Train.Channels, data.Train.ClassNames.Count);
                 using var trainer = new Trainer(network, data, options, device);
-                var observer = new Quiet();
+                run++;
+                using var observer = new RunProgress($"{preset.Name} seed {seed}, run {run}/{presets.Length * seeds.Length}", options.Epochs, data.Train.Count, options.BatchSize);
                 var watch = Stopwatch.StartNew();
                 string outcome;
                 double accuracy = double.NaN, loss = double.NaN;
@@ -81,6 +83,7 @@ internal static class PresetComparison
                 }
 
                 rows.Add((preset.Name, seed, accuracy, loss, watch.Elapsed.TotalSeconds, warnings));
+                observer.Dispose(); // clears the live line before the figures
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                     $"  {preset.Name,-7} seed {seed}: test accuracy {accuracy:F4}, train loss {loss:F4}, {options.Epochs} epochs, batch {options.BatchSize}, {watch.Elapsed.TotalSeconds:F0} s: {outcome}"));
             }
@@ -98,14 +101,18 @@ internal static class PresetComparison
         return 0;
     }
 
-    private sealed class Quiet : ITrainingObserver
+    // One run's live line: epoch, batch, images/s and time left (it printed nothing for 21 minutes before).
+    private sealed class RunProgress(string phase, int epochs, int trainImages, int batchSize) : ITrainingObserver, IDisposable
     {
-        public void OnBatch(BatchProgress progress)
-        {
-        }
+        private readonly ProgressLine progress = new(phase, (long)epochs * trainImages, "images");
 
-        public void OnEpoch(EpochMetrics metrics)
-        {
-        }
+        public void OnBatch(BatchProgress p) => progress.Report(
+            Math.Min((long)epochs * trainImages, ((long)(p.Epoch - 1) * p.Batches + p.Batch) * batchSize),
+            string.Create(CultureInfo.InvariantCulture, $"epoch {p.Epoch}/{epochs} batch {p.Batch}/{p.Batches} loss {p.Loss:F4}"));
+
+        public void OnEpoch(EpochMetrics metrics) => progress.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"    epoch {metrics.Epoch}: loss {metrics.TrainLoss:F4} test acc {metrics.TestAccuracy:F4} {metrics.ExamplesPerSecond:F1} img/s"));
+
+        public void Dispose() => progress.Dispose();
     }
 }

@@ -55,7 +55,7 @@ internal static class TrainCommand
         using var network = NetworkArchitectures.Get(args.Get("architecture", NetworkArchitectures.NinName)).Create(1, dataset.ClassNames.Count);
         using var trainer = new Trainer(network, data, options, device);
         var watch = Stopwatch.StartNew();
-        var observer = new ConsoleObserver(resume?.History ?? []);
+        using var observer = new ConsoleObserver(resume?.History ?? [], options.Epochs, data.Train.Count, options.BatchSize, $"train {dataset.Name}");
         var outDir = args.Get("out");
 
         // With --out, the checkpoint is written after every epoch: the lr is constant, so the model after
@@ -155,25 +155,35 @@ internal static class TrainCommand
         Console.WriteLine($"saved {saved.Name} v{saved.Version} after epoch {options.Epochs} to {Path.GetFullPath(outDir)}");
     }
 
-    private sealed class ConsoleObserver(IEnumerable<EpochMetrics> earlier) : ITrainingObserver
+    private sealed class ConsoleObserver(IEnumerable<EpochMetrics> earlier, int epochs, int trainImages, int batchSize, string phase) : ITrainingObserver, IDisposable
     {
         public List<EpochMetrics> Epochs { get; } = [.. earlier];
 
-        private DateTime last = DateTime.MinValue;
+        private readonly int firstEpoch = earlier.Count() + 1;
+        private ProgressLine? progress;
 
         public void OnBatch(BatchProgress p)
         {
-            if (DateTime.UtcNow - last > TimeSpan.FromSeconds(30))
-            {
-                last = DateTime.UtcNow;
-                Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  epoch {p.Epoch} batch {p.Batch}/{p.Batches} loss {p.Loss:F4}"));
-            }
+            var total = (long)Math.Max(0, epochs - firstEpoch + 1) * trainImages;
+            progress ??= new ProgressLine(phase, total, "images");
+            var done = Math.Min(total, ((long)(p.Epoch - firstEpoch) * p.Batches + p.Batch) * batchSize);
+            progress.Report(done, string.Create(CultureInfo.InvariantCulture, $"epoch {p.Epoch}/{epochs} batch {p.Batch}/{p.Batches} loss {p.Loss:F4}"));
         }
 
         public void OnEpoch(EpochMetrics m)
         {
             Epochs.Add(m);
-            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"epoch {m.Epoch}: loss {m.TrainLoss:F4} train acc {m.TrainAccuracy:F4} test acc {m.TestAccuracy:F4} {m.ExamplesPerSecond:F1} img/s {m.Seconds:F0} s"));
+            var line = string.Create(CultureInfo.InvariantCulture, $"epoch {m.Epoch}: loss {m.TrainLoss:F4} train acc {m.TrainAccuracy:F4} test acc {m.TestAccuracy:F4} {m.ExamplesPerSecond:F1} img/s {m.Seconds:F0} s");
+            if (progress is null)
+            {
+                Console.WriteLine(line);
+            }
+            else
+            {
+                progress.WriteLine(line);
+            }
         }
+
+        public void Dispose() => progress?.Dispose();
     }
 }
