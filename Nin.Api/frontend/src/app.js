@@ -8,6 +8,12 @@ import { createUploadView } from "./upload.js";
 import { Chart, LineController, LineElement, PointElement, LinearScale, CategoryScale, Legend, Tooltip } from "chart.js";
 
 Chart.register(LineController, LineElement, PointElement, LinearScale, CategoryScale, Legend, Tooltip);
+// Axis text and grid from the page's colours, so the charts read in the dark scheme too.
+{
+  const css = getComputedStyle(document.documentElement);
+  Chart.defaults.color = css.getPropertyValue("--muted").trim() || Chart.defaults.color;
+  Chart.defaults.borderColor = css.getPropertyValue("--line").trim() || Chart.defaults.borderColor;
+}
 
 const $ = (id) => document.getElementById(id);
 const FIELDS = ["dataset", "recipe", "architecture", "epochs", "batchSize", "learningRate", "schedule", "momentum", "weightDecay", "shift", "flip", "labelSmoothing",
@@ -543,7 +549,7 @@ async function loadModels() {
 
   list.replaceChildren(...models.map((m) => el("div", { className: "model" },
     el("h3", { textContent: m.name }),
-    el("div", { className: "scroll" }, el("table", { className: "versions", dataset: { model: m.name } },
+    el("div", { className: "scroll", tabIndex: 0, role: "region", "aria-label": `Versions of ${m.name}` }, el("table", { className: "versions", dataset: { model: m.name } },
       el("thead", {}, el("tr", {},
         el("th", { scope: "col", textContent: "Version" }),
         el("th", { scope: "col", textContent: "Test accuracy" }),
