@@ -32,7 +32,7 @@ build_frontend_on_host() {
     ((USE_ROOT)) || return 0
     [[ -f $REPO/Nin.Api/frontend/package.json ]] || return 0
     command -v npm >/dev/null 2>&1 || { say "warning: npm not found on the host; the dashboard bundle cannot be built"; return 0; }
-    "$DOTNET_EXE" msbuild "$REPO/Nin.Api/Nin.Api.csproj" -t:NinFrontendBuild -nologo -v:quiet >&2 ||
+    "$DOTNET_EXE" msbuild "$REPO/Nin.Api/Nin.Api.csproj" -t:NinFrontendBuild -nologo -v:minimal >&2 ||
         die "building the dashboard's front end (npm) failed"
 }
 
