@@ -84,6 +84,24 @@ public sealed class DashboardFixture : IAsyncLifetime
         return (page, errors);
     }
 
+    /// <summary>
+    /// Fills training-form fields as a user would: a field under the closed "Advanced" part is reached by opening it
+    /// (a click on its summary) first.
+    /// </summary>
+    public static async Task FillTrainingFormAsync(IPage page, IReadOnlyDictionary<string, string> fields)
+    {
+        foreach (var (name, value) in fields)
+        {
+            var field = page.Locator($"#f-{name}");
+            if (await field.EvaluateAsync<bool>("f => !!f.closest('details:not([open])')"))
+            {
+                await page.Locator("#train-advanced > summary").ClickAsync();
+            }
+
+            await field.FillAsync(value);
+        }
+    }
+
     public static Task ScreenshotAsync(IPage page, string name) =>
         page.ScreenshotAsync(new PageScreenshotOptions { Path = Path.Combine(Screenshots, name + ".png"), FullPage = true });
 

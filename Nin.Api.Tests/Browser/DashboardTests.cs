@@ -20,13 +20,7 @@ public sealed partial class DashboardTests(DashboardFixture fixture) : IClassFix
     private static async Task WaitConnectedAsync(IPage page) =>
         await Expect(page.Locator("#conn-state")).ToHaveTextAsync("connected", new() { Timeout = 60_000 });
 
-    private static async Task FillAsync(IPage page, IReadOnlyDictionary<string, string> fields)
-    {
-        foreach (var (name, value) in fields)
-        {
-            await page.Locator($"#f-{name}").FillAsync(value);
-        }
-    }
+    private static Task FillAsync(IPage page, IReadOnlyDictionary<string, string> fields) => DashboardFixture.FillTrainingFormAsync(page, fields);
 
     private static async Task<string> StartFromFormAsync(IPage page, IReadOnlyDictionary<string, string> fields)
     {
@@ -185,13 +179,53 @@ public sealed partial class DashboardTests(DashboardFixture fixture) : IClassFix
     }
 
     [Fact]
+    public async Task A_newcomer_sees_the_served_model_and_can_classify_a_picture_without_scrolling()
+    {
+        var file = Path.Combine(Path.GetTempPath(), $"nin-fm-{Guid.NewGuid():N}.png");
+        await File.WriteAllBytesAsync(file, TestImages.FashionImage(1));
+        try
+        {
+            foreach (var (width, height) in new[] { (1280, 800), (390, 844) })
+            {
+                var (page, errors) = await fixture.OpenAsync(width: width, height: height);
+                await Expect(page.Locator("#ov-model")).ToHaveTextAsync("alpha v1", new() { Timeout = 60_000 });
+                await Expect(page.Locator("#ov-engine")).ToHaveTextAsync(new Regex("^(torch|onnxruntime) · "), new() { Timeout = 60_000 });
+                await Expect(page.Locator("#ov-runs")).Not.ToHaveTextAsync("–", new() { Timeout = 60_000 });
+
+                // No scrolling: the served model and the try-it form are inside the first screen.
+                foreach (var id in new[] { "#ov-model", "#drop-zone", "#try-submit" })
+                {
+                    var box = await page.Locator(id).BoundingBoxAsync();
+                    Assert.True(box is not null && box.Y + box.Height <= height, $"{id} is below the first screen at {width}x{height} (bottom {box?.Y + box?.Height:F0}px)");
+                }
+
+                Assert.Equal(0, await page.EvaluateAsync<int>("() => window.scrollY"));
+                await page.Locator("#try-file").SetInputFilesAsync(file);
+                await page.Locator("#try-submit").ClickAsync();
+                await Expect(page.Locator("#try-model")).ToHaveTextAsync("alpha v1", new() { Timeout = 60_000 });
+                await Expect(page.Locator("#try-labels li").First).ToBeVisibleAsync();
+                await DashboardFixture.ScreenshotAsync(page, $"overview-{width}");
+                await page.ScreenshotAsync(new PageScreenshotOptions { Path = Path.Combine(DashboardFixture.Screenshots, $"overview-{width}-first-screen.png") }); // README's picture
+                Assert.True(errors.Count == 0, string.Join(Environment.NewLine, errors));
+            }
+        }
+        finally
+        {
+            File.Delete(file);
+        }
+    }
+
+    [Fact]
     public async Task Invalid_input_shows_the_api_message_next_to_the_field()
     {
         var (page, errors) = await fixture.OpenAsync();
+        await Expect(page.Locator("#train-advanced")).Not.ToHaveAttributeAsync("open", ""); // preset-first: Advanced starts closed
         await FillAsync(page, new Dictionary<string, string> { ["imageSize"] = "10", ["epochs"] = "0" });
+        await page.Locator("#train-advanced > summary").ClickAsync(); // closed again: the message must still be seen
         await page.Locator("#train-submit").ClickAsync();
 
         await Expect(page.Locator("#err-imageSize")).ToContainTextAsync("imageSize must be between 67", new() { Timeout = 30_000 });
+        await Expect(page.Locator("#err-imageSize")).ToBeVisibleAsync(); // Advanced opened by the message about its field
         await Expect(page.Locator("#f-imageSize")).ToHaveAttributeAsync("aria-invalid", "true");
         await Expect(page.Locator("#err-epochs")).ToContainTextAsync("epochs must be between 1");
         await Expect(page.Locator("#err-batchSize")).ToBeEmptyAsync();

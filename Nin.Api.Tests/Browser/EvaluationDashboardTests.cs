@@ -37,10 +37,7 @@ public sealed partial class EvaluationDashboardTests(DashboardFixture fixture) :
         await Expect(page.Locator("#f-dataset")).ToHaveValueAsync(id);
         await Expect(page.Locator("#f-recipe")).ToHaveValueAsync("robust");
         await DashboardFixture.ScreenshotAsync(page, "upload-summary");
-        foreach (var (name, value) in new Dictionary<string, string> { ["epochs"] = "2", ["batchSize"] = "16", ["device"] = "cpu", ["modelName"] = "uploaded-shapes" })
-        {
-            await page.Locator($"#f-{name}").FillAsync(value);
-        }
+        await DashboardFixture.FillTrainingFormAsync(page, new Dictionary<string, string> { ["epochs"] = "2", ["batchSize"] = "16", ["device"] = "cpu", ["modelName"] = "uploaded-shapes" });
 
         await page.Locator("#train-submit").ClickAsync();
         await Expect(page.Locator("#train-result")).ToHaveTextAsync(QueuedJob(), new() { Timeout = 60_000 });
@@ -72,14 +69,11 @@ public sealed partial class EvaluationDashboardTests(DashboardFixture fixture) :
     {
         var (page, errors) = await fixture.OpenAsync();
         await Expect(page.Locator("#conn-state")).ToHaveTextAsync("connected", new() { Timeout = 60_000 });
-        foreach (var (name, value) in new Dictionary<string, string>
+        await DashboardFixture.FillTrainingFormAsync(page, new Dictionary<string, string>
         {
             ["epochs"] = "3", ["batchSize"] = "16", ["imageSize"] = "67", ["device"] = "cpu",
             ["modelName"] = "eta-run", ["maxTrainImages"] = "1600", ["maxTestImages"] = "32",
-        })
-        {
-            await page.Locator($"#f-{name}").FillAsync(value);
-        }
+        });
 
         await page.Locator("#train-submit").ClickAsync();
         await Expect(page.Locator("#train-result")).ToHaveTextAsync(QueuedJob(), new() { Timeout = 60_000 });
@@ -158,10 +152,7 @@ public sealed partial class EvaluationDashboardTests(DashboardFixture fixture) :
             ["epochs"] = "1", ["batchSize"] = "32", ["imageSize"] = "67", ["device"] = "cpu",
             ["modelName"] = "eval-run", ["maxTrainImages"] = "256", ["maxTestImages"] = "60",
         };
-        foreach (var (name, value) in fields)
-        {
-            await page.Locator($"#f-{name}").FillAsync(value);
-        }
+        await DashboardFixture.FillTrainingFormAsync(page, fields);
 
         await page.Locator("#train-submit").ClickAsync();
         await Expect(page.Locator("#train-result")).ToHaveTextAsync(QueuedJob(), new() { Timeout = 60_000 });

@@ -128,12 +128,15 @@ public sealed class JobPagingTests
         var models = factory.Services.GetRequiredService<ModelStore>();
         ServingFixture.AddRandom(models, "kept", seed: 3);
 
+        // Finished just now (kept) until its file is seen on disk; only then aged past the retention, so the sweep,
+        // which runs every 200 ms, cannot remove it before the test has looked.
         var old = store.Create(Settings("kept"));
-        store.Update(old.JobId, j => j with { Status = JobStatus.Succeeded, FinishedAt = DateTimeOffset.UtcNow.AddHours(-2), ModelName = "kept", ModelVersion = 1 });
+        store.Update(old.JobId, j => j with { Status = JobStatus.Succeeded, FinishedAt = DateTimeOffset.UtcNow, ModelName = "kept", ModelVersion = 1 });
         var recent = store.Create(Settings("recent"));
         store.Update(recent.JobId, j => j with { Status = JobStatus.Failed, FinishedAt = DateTimeOffset.UtcNow, Error = "x" });
         var queued = store.Create(Settings("queued"));
         Assert.True(File.Exists(Path.Combine(store.JobDirectory(old.JobId), FileTrainingJobStore.FileName)));
+        store.Update(old.JobId, j => j with { FinishedAt = DateTimeOffset.UtcNow.AddHours(-2) });
 
         await WaitUntilAsync(() => store.Get(old.JobId) is null, TimeSpan.FromSeconds(15), "the old finished record removed");
         using (var gone = await client.GetAsync(new Uri($"/train/{old.JobId}", UriKind.Relative)))

@@ -296,9 +296,33 @@ async function cancelJob(jobId, button) {
   if (result.body?.jobId) upsertJob(result.body);
 }
 
+// ---------- overview: what is served and what is training, first thing on the page ----------
+
+function renderOverviewModel(active, models) {
+  const version = active && models.find((m) => m.name === active.name)?.versions.find((v) => v.version === active.version);
+  $("ov-model").textContent = active ? `${active.name} v${active.version}` : "none";
+  $("ov-accuracy").textContent = version?.testAccuracy != null ? pct(version.testAccuracy) : "–";
+}
+
+async function loadServing() {
+  const result = await api("health/live").catch(() => null);
+  if (!result?.ok) return;
+  const { engine, precision, device } = result.body;
+  $("ov-engine").textContent = [engine, precision, device].filter(Boolean).join(" · ");
+}
+
+function renderOverviewRuns(list) {
+  const count = (status) => list.filter((j) => j.status === status).length;
+  const running = count("Running");
+  const queued = count("Queued");
+  const parts = [`${running} running`, `${queued} queued`, `${list.length - running - queued} finished`];
+  $("ov-runs").textContent = list.length === 0 ? "none yet" : parts.join(", ");
+}
+
 function renderJobs() {
   const tbody = $("jobs-table").querySelector("tbody");
   const list = sortedJobs();
+  renderOverviewRuns(list);
   $("jobs-empty").hidden = list.length > 0;
   tbody.replaceChildren(...list.map((job) => {
     const active = !FINISHED.has(job.status);
@@ -488,6 +512,9 @@ async function submitTraining(event) {
         if (key) {
           $(`err-${key}`).textContent = messages.join(" ");
           $(`f-${key}`).setAttribute("aria-invalid", "true");
+          // A message about a field under "Advanced" opens it: the message stands beside the field it concerns.
+          const advanced = $(`f-${key}`).closest("details");
+          if (advanced) advanced.open = true;
           first ??= $(`f-${key}`);
         } else {
           general.push(...messages);
@@ -541,9 +568,11 @@ async function loadModels() {
   $("models-error").textContent = "";
   const { active, models } = result.body;
   $("models-active").textContent = active ? `${active.name} v${active.version}` : "none";
+  renderOverviewModel(active, models);
+  loadServing(); // engine and precision can change with the served version
   const list = $("models-list");
   if (models.length === 0) {
-    list.replaceChildren(el("p", { textContent: "No models yet: train one above." }));
+    list.replaceChildren(el("p", { textContent: "No models yet: start a training run." }));
     return;
   }
 
