@@ -230,6 +230,29 @@ public sealed partial class OpenApiTests(OpenApiTests.Fixture fixture) : IClassF
     }
 
     [Fact]
+    public async Task The_job_list_documents_the_runs_table_and_its_format_parameter()
+    {
+        var doc = await fixture.DocumentAsync();
+        var list = doc["paths"]!.AsObject().First(p => p.Key.TrimEnd('/') == "/train").Value!["get"]!;
+        var format = list["parameters"]!.AsArray().Single(p => (string?)p!["name"] == "format")!;
+        Assert.Equal("query", (string?)format["in"]);
+        Assert.Equal(["json", "csv"], format["schema"]!["enum"]!.AsArray().Select(v => (string?)v));
+        Assert.False(string.IsNullOrEmpty((string?)format["description"]));
+
+        var ok = list["responses"]!["200"]!["content"]!.AsObject();
+        Assert.Equal("array", (string?)ok["application/json"]!["schema"]!["type"]);
+        var csv = ok["text/csv"]!;
+        Assert.Equal("string", (string?)csv["schema"]!["type"]);
+        var example = (string?)csv["example"] ?? "";
+        Assert.StartsWith("job_id,status,model_name,model_version,", example, StringComparison.Ordinal);
+        var lines = example.Split("\r\n");
+        Assert.Equal(3, lines.Length); // header, one run, and the CRLF that ends it
+        Assert.Equal(lines[0].Split(',').Length, lines[1].Split(',').Length);
+        Assert.Contains("400", list["responses"]!.AsObject().Select(r => r.Key));
+        Assert.Contains("text/csv", (string?)list["description"], StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task The_description_documents_the_training_hub()
     {
         var doc = await fixture.DocumentAsync();

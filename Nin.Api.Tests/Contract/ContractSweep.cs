@@ -118,6 +118,9 @@ public sealed class ContractSweep(ContractRecording recording, Func<DelegatingHa
         var jobId = (string?)started?["jobId"];
         await Send("training: list", keyed, HttpMethod.Get, "/train", null, 200);
         await Send("training: list without a key", anonymous, HttpMethod.Get, "/train", null, 401);
+        await Send("training: runs table", keyed, HttpMethod.Get, "/train?format=csv", null, 200);
+        await Send("training: a page of the runs table", keyed, HttpMethod.Get, "/train?format=csv&limit=1&status=Queued,Running,Succeeded", null, 200);
+        await Send("training: list in an unknown format", keyed, HttpMethod.Get, "/train?format=xlsx", null, 400);
         await Send("training: recipes", keyed, HttpMethod.Get, "/train/recipes", null, 200);
         await Send("training: damaged records", keyed, HttpMethod.Get, "/train/damaged", null, 200);
         await Send("training: damaged records without a key", anonymous, HttpMethod.Get, "/train/damaged", null, 401);

@@ -59,6 +59,10 @@ internal sealed class NinOperationFilter : IOperationFilter
         }
 
         DescribeRawResponses(operation, context);
+        if (operation.OperationId == "ListTrainingJobs")
+        {
+            DescribeRunsTable(operation);
+        }
 
         if (operation.OperationId == "StartTraining"
             && operation.RequestBody?.Content?.TryGetValue("application/json", out var train) == true && train is OpenApiMediaType trainMedia)
@@ -94,6 +98,29 @@ internal sealed class NinOperationFilter : IOperationFilter
         }
     }
 
+    /// <summary>GET /train's other answer: the runs table (<see cref="Training.RunsCsv"/>), with an example made by the same code.</summary>
+    private static void DescribeRunsTable(OpenApiOperation operation)
+    {
+        if (operation.Responses?.TryGetValue("200", out var found) != true || found is not OpenApiResponse ok)
+        {
+            return;
+        }
+
+        var settings = new Training.TrainSettings("fashion-mnist", 2, 64, 0.1, 0.9, 0.0001, 96, 0, "auto", "fm-quick", 2000, 500, false, "robust", "nin-bn", "one-cycle", 0.1, true);
+        var created = new DateTimeOffset(2026, 11, 29, 12, 0, 0, TimeSpan.Zero);
+        var example = new Training.JobSnapshot(
+            "3f2a9c1b7d4e", Training.JobStatus.Succeeded, settings, "cpu", new Training.JobProgress(2, 32, 32),
+            [new EpochMetrics(1, 1.2034, 0.5625, 0.701, 410.5, 4.87), new EpochMetrics(2, 0.7311, 0.7395, 0.766, 415.2, 4.82)],
+            "fm-quick", 3, null, created, created.AddSeconds(2), created.AddSeconds(14.5), Warnings: [], Worker: "api-0:1:3c9e", Revision: 7);
+        ok.Description = "The jobs (JSON), or the runs table (`format=csv`).";
+        ok.Content ??= new Dictionary<string, IOpenApiMediaType>();
+        ok.Content[Training.RunsCsv.MediaType] = new OpenApiMediaType
+        {
+            Schema = new OpenApiSchema { Type = JsonSchemaType.String, Description = "RFC 4180 CSV, UTF-8, CRLF line ends; columns: " + string.Join(", ", Training.RunsCsv.Header) + "." },
+            Example = JsonValue.Create(Training.RunsCsv.Table([example])),
+        };
+    }
+
     private static void EnsureBadRequest(OpenApiOperation operation, OperationFilterContext context, string description)
     {
         if (!operation.Responses!.ContainsKey("400"))
@@ -122,6 +149,11 @@ internal sealed class NinOperationFilter : IOperationFilter
                 schema.Enum = [.. ModelTransferApi.ExportFormats.Select(f => (JsonNode)JsonValue.Create(f))];
                 schema.Default = JsonValue.Create(ModelTransferApi.ExportFormats[0]);
                 parameter.Description ??= "`onnx` (default), `safetensors` or `pytorch` (`pt` and `pth` are the same as `pytorch`).";
+                break;
+            case "format" when operationId == "ListTrainingJobs":
+                schema.Enum = [.. Training.RunsCsv.Formats.Select(f => (JsonNode)JsonValue.Create(f))];
+                schema.Default = JsonValue.Create(Training.RunsCsv.Formats[0]);
+                parameter.Description ??= "`json` (the default; without `format`, `Accept: text/csv` picks `csv`) or `csv`: the runs table, every matching run unless `limit` or `cursor` is given.";
                 break;
             case "limit" when operationId == "GetTestSamples":
                 schema.Minimum = "1";

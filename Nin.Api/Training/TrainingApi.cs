@@ -32,7 +32,7 @@ public static class TrainingApi
         group.MapGet("/", ListJobs)
             .WithName("ListTrainingJobs")
             .WithSummary("List training jobs, newest first, a page at a time")
-            .WithDescription("Job snapshots (status, settings, progress, per-epoch metrics, `revision`), newest first: at most `limit` (1–500, default 50), only those with `status` when given (comma-separated, e.g. `Queued,Running`). When more follow, the answer carries the next page's cursor in `Link: <…>; rel=\"next\"` and `Nin-Next-Cursor`; pass it as `cursor`. Finished jobs are removed after `Training:FinishedJobRetention` (their models stay). Records that cannot be read are listed by GET /train/damaged.")
+            .WithDescription("Job snapshots (status, settings, progress, per-epoch metrics, `revision`), newest first: at most `limit` (1–500, default 50), only those with `status` when given (comma-separated, e.g. `Queued,Running`). When more follow, the answer carries the next page's cursor in `Link: <…>; rel=\"next\"` and `Nin-Next-Cursor`; pass it as `cursor`. Finished jobs are removed after `Training:FinishedJobRetention` (their models stay). Records that cannot be read are listed by GET /train/damaged. `format=csv` (or, without `format`, `Accept: text/csv` ranked above `application/json`) answers the runs table instead, a download `nin-runs.csv` (`text/csv; charset=utf-8`, RFC 4180, header row always): one row per run with its settings, final and best metrics, times (ISO 8601 UTC), device, worker, warnings and error; a text field starting with `=`, `+`, `-`, `@`, tab or CR gets a leading `'` so spreadsheets do not run it. Without `limit` and `cursor` the table holds every matching run, streamed (read 500 records at a time); with either it is the page the JSON answer would be, with the same next-page headers. An unknown `format` is 400.")
             .ProducesProblem(StatusCodes.Status400BadRequest);
 
         group.MapGet("/damaged", ListDamagedJobs)
@@ -101,9 +101,17 @@ public static class TrainingApi
             r.LearningRate, LearningRateSchedules.Name(r.Schedule), r.Momentum, r.WeightDecay, r.Shift, r.Flip, r.LabelSmoothing))],
         [.. NetworkArchitectures.All.Select(a => new ArchitectureInfo(a.Name, a.Description, a.MinInputSize, a.ParameterCount(1, 10)))]));
 
-    public static Results<Ok<IReadOnlyList<JobSnapshot>>, ProblemHttpResult> ListJobs(
-        ITrainingJobStore jobs, HttpContext context, int? limit = null, string? cursor = null, string? status = null)
+    public static Results<Ok<IReadOnlyList<JobSnapshot>>, RunsCsvResult, ProblemHttpResult> ListJobs(
+        ITrainingJobStore jobs, HttpContext context, int? limit = null, string? cursor = null, string? status = null, string? format = null)
     {
+        // `format` wins; without it, `Accept: text/csv` asks for the table too. Either way the answer depends on Accept.
+        context.Response.Headers.Append("Vary", "Accept");
+        if (format is not null && !RunsCsv.Formats.Contains(format))
+        {
+            return BadQuery($"Unknown format '{format}'. Known: {string.Join(", ", RunsCsv.Formats)}.");
+        }
+
+        var csv = format == "csv" || (format is null && RunsCsv.AcceptsCsv(context.Request));
         if (limit is < 1 or > JobQuery.MaxLimit)
         {
             return BadQuery($"limit must be between 1 and {JobQuery.MaxLimit}; got {limit}.");
@@ -126,13 +134,26 @@ public static class TrainingApi
             statuses.Add(parsed);
         }
 
+        // The runs table without limit or cursor is every matching run (an export of "all runs"), read a page of
+        // MaxLimit records at a time while it streams; with either, it is the one page JSON would be.
+        if (csv && limit is null && after is null)
+        {
+            var all = new JobQuery(JobQuery.MaxLimit, null, statuses);
+            return new RunsCsvResult(jobs.List(all), next => jobs.List(all with { After = next }));
+        }
+
         var size = limit ?? JobQuery.DefaultLimit;
         var page = jobs.List(new JobQuery(size, after, statuses));
-        if (page.NextCursor is { } next)
+        if (page.NextCursor is { } nextCursor)
         {
-            var query = $"?limit={size}&cursor={Uri.EscapeDataString(next)}" + (status is { Length: > 0 } ? $"&status={Uri.EscapeDataString(status)}" : "");
-            context.Response.Headers["Nin-Next-Cursor"] = next;
+            var query = $"?limit={size}&cursor={Uri.EscapeDataString(nextCursor)}" + (status is { Length: > 0 } ? $"&status={Uri.EscapeDataString(status)}" : "") + (csv ? "&format=csv" : "");
+            context.Response.Headers["Nin-Next-Cursor"] = nextCursor;
             context.Response.Headers.Link = $"<{context.Request.PathBase}{context.Request.Path}{query}>; rel=\"next\"";
+        }
+
+        if (csv)
+        {
+            return new RunsCsvResult(page, null);
         }
 
         return TypedResults.Ok(page.Items);
