@@ -1,6 +1,7 @@
 using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
+using Microsoft.Extensions.DependencyInjection;
 using Nin.Api.Models;
 using Nin.Api.Training;
 using Nin.Model.Evaluation;
@@ -128,6 +129,41 @@ public sealed class CompareApiTests
         }
 
         await ExpectProblemAsync(client, "/models/Not_Valid/compare?a=1&b=1", HttpStatusCode.BadRequest);
+    }
+
+    [Fact]
+    public async Task A_page_of_thumbnails_reads_the_test_split_once_and_each_is_its_test_image()
+    {
+        using var factory = new NinApiFactory();
+        using var client = factory.CreateClient();
+        var thumbnails = factory.Services.GetRequiredService<TestSampleThumbnails>();
+        int[] indices = [.. Enumerable.Range(0, 40).Select(i => i * 250)];
+
+        // As a comparison page asks: all at once.
+        var answers = await Task.WhenAll(indices.Select(async i =>
+        {
+            using var response = await client.GetAsync(Relative($"/models/fashion-mnist/versions/1/samples/{i}"));
+            return (Index: i, response.StatusCode, response.Content.Headers.ContentType?.MediaType, response.Headers.CacheControl?.Private, Png: await response.Content.ReadAsByteArrayAsync());
+        }));
+        Assert.All(answers, a => Assert.Equal((HttpStatusCode.OK, "image/png", true), (a.StatusCode, a.MediaType, a.Private)));
+        Assert.Equal(1, thumbnails.SplitReads);
+        foreach (var answer in answers.Where((_, k) => k % 8 == 0))
+        {
+            using var decoded = SKBitmap.Decode(answer.Png);
+            using var expected = SKBitmap.Decode(TestImages.FashionImage(answer.Index));
+            Assert.Equal((28, 28), (decoded.Width, decoded.Height));
+            Assert.Equal(expected.GetPixel(14, 14).Red, decoded.GetPixel(14, 14).Red);
+            Assert.Equal(expected.GetPixel(7, 21).Red, decoded.GetPixel(7, 21).Red);
+        }
+
+        using (var again = await client.GetAsync(Relative("/models/fashion-mnist/versions/1/samples/250")))
+        {
+            Assert.Equal(answers[1].Png, await again.Content.ReadAsByteArrayAsync());
+        }
+
+        Assert.Equal(1, thumbnails.SplitReads);
+        await ExpectProblemAsync(client, "/models/fashion-mnist/versions/1/samples/10000", HttpStatusCode.NotFound);
+        await ExpectProblemAsync(client, "/models/fashion-mnist/versions/1/samples/-1", HttpStatusCode.NotFound);
     }
 
     private static async Task<JsonElement> ExpectProblemAsync(HttpClient client, string url, HttpStatusCode expected)
