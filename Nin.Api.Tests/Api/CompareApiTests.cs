@@ -119,6 +119,10 @@ public sealed class CompareApiTests
         var unevaluated = await ExpectProblemAsync(client, $"/models/cmp/compare?a={a}&b={other}", HttpStatusCode.Conflict);
         Assert.Contains($"POST /models/cmp/versions/{other}/evaluate", unevaluated.GetProperty("detail").GetString(), StringComparison.Ordinal);
         Assert.Equal("none", unevaluated.GetProperty("evaluation").GetString());
+        var otherFolder = Path.Combine(factory.Home, "models", "cmp", other.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        await File.WriteAllTextAsync(Path.Combine(otherFolder, Nin.Model.Checkpoints.Checkpoint.MetadataFile), "{ not json");
+        var damaged = await ExpectProblemAsync(client, $"/models/cmp/compare?a={other}&b={a}", HttpStatusCode.Conflict);
+        Assert.Equal("The model version is damaged.", damaged.GetProperty("title").GetString());
 
         // Unknown versions and models: 404; a bad query: 400.
         await ExpectProblemAsync(client, $"/models/cmp/compare?a={a}&b=99", HttpStatusCode.NotFound);
