@@ -37,6 +37,7 @@ if (role.ServesApi)
     app.MapModelsApi();
     app.MapModelTransferApi();
     app.MapEvaluationApi();
+    app.MapCompareApi();
     app.MapQuantizationApi();
     app.MapPredictApi();
     app.MapKServeApi();

@@ -214,6 +214,31 @@ public sealed partial class OpenApiTests(OpenApiTests.Fixture fixture) : IClassF
     }
 
     [Fact]
+    public async Task The_comparison_documents_its_query_its_answer_and_why_it_refuses()
+    {
+        var doc = await fixture.DocumentAsync();
+        var paths = doc["paths"]!.AsObject();
+        var compare = paths["/models/{name}/compare"]!["get"]!;
+        var responses = compare["responses"]!.AsObject();
+        Assert.Equal(["200", "400", "404", "409", "500"], responses.Select(r => r.Key).Order());
+        var example = responses["200"]!["content"]!["application/json"]!["example"]!;
+        Assert.Equal("/models/fashion-mnist/versions/2/samples/17", (string?)example["fixed"]!["items"]![0]!["image"]);
+        Assert.Equal(2, responses["409"]!["content"]!["application/problem+json"]!["examples"]!.AsObject().Count);
+        Assert.Equal(2, responses["400"]!["content"]!["application/problem+json"]!["examples"]!.AsObject().Count);
+        Assert.NotNull(responses["404"]!["content"]!["application/problem+json"]!["examples"]);
+
+        var parameters = compare["parameters"]!.AsArray().ToDictionary(p => (string)p!["name"]!, p => p!);
+        Assert.True((bool?)parameters["a"]["required"]);
+        Assert.True((bool?)parameters["b"]["required"]);
+        Assert.Equal("500", parameters["limit"]["schema"]!["maximum"]!.ToString());
+        Assert.Contains("0–500", (string?)parameters["limit"]["description"], StringComparison.Ordinal);
+
+        var image = paths["/models/{name}/versions/{version}/samples/{index}"]!["get"]!;
+        Assert.Equal("binary", (string?)image["responses"]!["200"]!["content"]!["image/png"]!["schema"]!["format"]);
+        Assert.Equal(["200", "400", "401", "404", "409", "500"], image["responses"]!.AsObject().Select(r => r.Key).Order());
+    }
+
+    [Fact]
     public async Task Train_has_an_example_and_its_validation_problem()
     {
         var doc = await fixture.DocumentAsync();

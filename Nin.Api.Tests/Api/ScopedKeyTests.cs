@@ -163,7 +163,9 @@ public sealed class ScopedKeyTests(ScopedKeyFixture fixture) : IClassFixture<Sco
         Assert.Equal(ApiScope.Admin, Declared("/models/{name}/versions/{version:int}/activate", "POST")?.Scope);
         Assert.Equal(ApiScope.Admin, Declared("/models/{name}/versions", "POST")?.Scope);
         Assert.Equal(new RequiredScopeMetadata(ApiScope.Predict, NonActiveVersions: true), Declared("/models/{name}/versions/{version:int}/export", "GET"));
+        Assert.Equal(new RequiredScopeMetadata(ApiScope.Predict, NonActiveVersions: true), Declared("/models/{name}/versions/{version:int}/samples/{index:int}", "GET"));
         Assert.Null(Declared("/models/", "GET"));
+        Assert.Null(Declared("/models/{name}/compare", "GET")); // read like the other GET /models routes
         Assert.Equal(new RequiredScopeMetadata(ApiScope.Predict, WhenPredictProtected: true), ApiScopes.For(endpoints.Single(e => e.RoutePattern.RawText == "/predict")));
     }
 

@@ -178,6 +178,18 @@ public sealed class ContractSweep(ContractRecording recording, Func<DelegatingHa
         await Send("models: samples of a non-active version without a key", anonymous, HttpMethod.Get, "/models/contract-trained/versions/1/samples?limit=2", null, 401);
         await Send("models: samples limit out of range", anonymous, HttpMethod.Get, "/models/contract-trained/versions/1/samples?limit=0", null, 400);
         await Send("models: samples unknown", keyed, HttpMethod.Get, "/models/fashion-mnist/versions/99/samples", null, 404);
+        await Send("models: sample image", keyed, HttpMethod.Get, "/models/contract-trained/versions/1/samples/0", null, 200);
+        await Send("models: sample image of a non-active version without a key", anonymous, HttpMethod.Get, "/models/contract-trained/versions/1/samples/0", null, 401);
+        await Send("models: sample image beyond the test split", keyed, HttpMethod.Get, "/models/contract-trained/versions/1/samples/4", null, 404);
+        await Send("models: sample image without a dataset", keyed, HttpMethod.Get, "/models/contract-import/versions/1/samples/0", null, 409);
+        await Send("models: sample image of a name outside the rule", keyed, HttpMethod.Get, "/models/Not_Valid/versions/1/samples/0", null, 400);
+
+        await Send("models: compare", anonymous, HttpMethod.Get, "/models/contract-trained/compare?a=1&b=1&limit=5", null, 200);
+        await Send("models: compare with the shipped evaluation", anonymous, HttpMethod.Get, "/models/fashion-mnist/compare?a=1&b=1&limit=0", null, 200);
+        await Send("models: compare without b", anonymous, HttpMethod.Get, "/models/contract-trained/compare?a=1", null, 400);
+        await Send("models: compare limit out of range", anonymous, HttpMethod.Get, "/models/contract-trained/compare?a=1&b=1&limit=501", null, 400);
+        await Send("models: compare unknown", anonymous, HttpMethod.Get, "/models/fashion-mnist/compare?a=1&b=99", null, 404);
+        await Send("models: compare a version without an evaluation", anonymous, HttpMethod.Get, "/models/contract-import/compare?a=1&b=1", null, 409);
 
         await Send("models: quantization", anonymous, HttpMethod.Get, "/models/contract-trained/versions/1/quantization", null, 200);
         await Send("models: not quantized", anonymous, HttpMethod.Get, "/models/contract-import/versions/1/quantization", null, 404);

@@ -27,6 +27,7 @@ public static class EvaluationApi
     {
         services.AddSingleton<ModelEvaluator>();
         services.AddSingleton<TestSampleGallery>();
+        services.AddSingleton<TestSampleThumbnails>();
         services.AddTransient<EvaluationJob>();
         return services;
     }
@@ -57,6 +58,15 @@ public static class EvaluationApi
             .ProducesProblem(StatusCodes.Status409Conflict)
             .ProducesProblem(StatusCodes.Status429TooManyRequests)
             .ProducesProblem(StatusCodes.Status404NotFound);
+
+        group.MapGet("/samples/{index:int}", GetTestSampleImage)
+            .WithName("GetTestSampleImage")
+            .WithSummary("One test image of a version's split, as PNG")
+            .WithDescription("Test image `index` (0-based, in the test split's order: the `index` of GET .../samples and of GET /models/{name}/compare) of the split the version was trained and evaluated on, as a PNG at the dataset's native size; the thumbnails a comparison links to. 404 for an unknown version or an index outside its test split; 409 when its dataset, or the dataset's files, are not on this server (a GET downloads nothing). The active version is open; with API keys in force any other needs a key with the `predict` scope (401). Images are cached (`Cache-Control: private`), and the split read for one is kept a minute for the others.")
+            .Produces(StatusCodes.Status200OK, contentType: "image/png")
+            .ProducesProblem(StatusCodes.Status401Unauthorized)
+            .ProducesProblem(StatusCodes.Status404NotFound)
+            .ProducesProblem(StatusCodes.Status409Conflict);
 
         return app;
     }
@@ -175,6 +185,46 @@ public static class EvaluationApi
 
         var items = shown.Items.Take(onlyWrong ? Math.Min(limit, shown.Misclassified) : limit).ToArray();
         return TypedResults.Ok(new TestSamplesResponse(name, version, shown.TestImages, shown.Misclassified, items));
+    }
+
+    public static async Task<Results<FileContentHttpResult, ProblemHttpResult>> GetTestSampleImage(
+        string name, int version, int index, HttpContext context, ModelStore store, VersionAccess access, Datasets.DatasetCatalog datasets, TestSampleThumbnails thumbnails, CancellationToken cancellationToken)
+    {
+        if (!access.MayServe(context, name, version))
+        {
+            return TypedResults.Problem(statusCode: StatusCodes.Status401Unauthorized, title: VersionAccess.DeniedTitle, detail: VersionAccess.DeniedDetail);
+        }
+
+        if (store.Find(name, version) is not { } info)
+        {
+            return NotFound(name, version);
+        }
+
+        // Whatever the server may download for a job, a GET reads only what is here.
+        if (info.Metadata.Recipe?.Dataset is { } dataset && datasets.Find(dataset) is { } builtIn && !datasets.Describe(builtIn).Available)
+        {
+            return TypedResults.Problem(statusCode: StatusCodes.Status409Conflict, title: "The version's dataset files are missing.",
+                detail: $"{name} version {version} was trained on '{dataset}', whose files are not in the data folder.");
+        }
+
+        byte[]? png;
+        try
+        {
+            png = await thumbnails.GetAsync(info, index, cancellationToken);
+        }
+        catch (EvaluationUnavailableException ex)
+        {
+            return TypedResults.Problem(statusCode: StatusCodes.Status409Conflict, title: "The version's dataset is not here.", detail: ex.Message);
+        }
+
+        if (png is null)
+        {
+            return TypedResults.Problem(statusCode: StatusCodes.Status404NotFound, title: "No such test image.",
+                detail: $"{name} version {version}'s test split has no image {index} (indices start at 0).");
+        }
+
+        context.Response.Headers.CacheControl = "private, max-age=3600";
+        return TypedResults.File(png, "image/png");
     }
 
     /// <summary>An upload is here or not; a built-in's files are here, or the job may download them (Nin:DownloadDatasets).</summary>

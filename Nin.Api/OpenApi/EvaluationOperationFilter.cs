@@ -4,13 +4,40 @@ using Swashbuckle.AspNetCore.SwaggerGen;
 
 namespace Nin.Api.OpenApi;
 
-/// <summary>Examples and query parameter text for the evaluation routes (<c>Nin.Api.Models.EvaluationApi</c>).</summary>
+/// <summary>Examples and parameter text for the evaluation routes (<c>Nin.Api.Models.EvaluationApi</c>) and the comparison (<c>Nin.Api.Models.CompareApi</c>).</summary>
 internal sealed class EvaluationOperationFilter : IOperationFilter
 {
-    private static readonly Dictionary<string, string> QueryDescriptions = new(StringComparer.Ordinal)
+    private static readonly Dictionary<(string Operation, string Parameter), string> ParameterDescriptions = new()
     {
-        ["onlyWrong"] = "Only misclassified test images (default false: mistakes first, then the rest).",
-        ["limit"] = "How many images to return, 1–200 (default 24).",
+        [("GetTestSamples", "onlyWrong")] = "Only misclassified test images (default false: mistakes first, then the rest).",
+        [("GetTestSamples", "limit")] = "How many images to return, 1–200 (default 24).",
+        [("GetTestSampleImage", "index")] = "The test image's 0-based index in the version's test split (the `index` of .../samples and of a comparison).",
+        [("CompareModelVersions", "a")] = "The baseline version.",
+        [("CompareModelVersions", "b")] = "The candidate version (may equal `a`). Every change is b − a; thumbnails link to its test images.",
+        [("CompareModelVersions", "limit")] = "How many `fixed` and how many `broken` images to list, 0–500 (default 50); `total` always counts them all.",
+    };
+
+    /// <summary>Error examples of the comparison, by status: its 409s tell what keeps two versions apart.</summary>
+    private static readonly Dictionary<string, (string Summary, string Json)[]> CompareProblems = new(StringComparer.Ordinal)
+    {
+        ["400"] =
+        [
+            ("b missing", """{ "title": "The request could not be read.", "status": 400, "detail": "'b' is required." }"""),
+            ("limit out of range", """{ "title": "Invalid limit.", "status": 400, "detail": "limit must be between 0 and 500." }"""),
+        ],
+        ["404"] =
+        [
+            ("unknown version", """{ "title": "Unknown model version.", "status": 404, "detail": "There is no model 'fashion-mnist' version 9." }"""),
+        ],
+        ["409"] =
+        [
+            ("not evaluated", """
+                { "title": "A version has no evaluation.", "status": 409, "detail": "fashion-mnist version 2 has no evaluation yet: POST /models/fashion-mnist/versions/2/evaluate makes one (a job; nothing is evaluated by a GET).", "version": 2, "evaluation": "none", "evaluate": "/models/fashion-mnist/versions/2/evaluate" }
+                """),
+            ("another test split", """
+                { "title": "The versions were not evaluated on the same test split.", "status": 409, "detail": "fashion-mnist versions 1 and 2 cannot be compared image by image: Version 1 was evaluated on 10000 test images and version 2 on 500.", "differs": "testImages" }
+                """),
+        ],
     };
 
     public void Apply(OpenApiOperation operation, OperationFilterContext context)
@@ -35,6 +62,25 @@ internal sealed class EvaluationOperationFilter : IOperationFilter
                   "evaluatedAt": "2026-11-29T12:00:00+00:00"
                 }
                 """),
+            "CompareModelVersions" => ("200", """
+                {
+                  "name": "fashion-mnist",
+                  "a": { "version": 1, "active": true, "dataset": "fashion-mnist", "testImages": 3000, "accuracy": 0.9433, "evaluatedAt": "2026-11-29T12:00:00+00:00", "confusion": [[912, 3, 85], [4, 990, 6], [70, 2, 928]] },
+                  "b": { "version": 2, "active": false, "dataset": "fashion-mnist", "testImages": 3000, "accuracy": 0.9467, "evaluatedAt": "2026-12-02T09:30:00+00:00", "confusion": [[930, 2, 68], [3, 992, 5], [79, 3, 918]] },
+                  "accuracyDelta": 0.0033,
+                  "classes": ["T-shirt/top", "Trouser", "Pullover"],
+                  "perClass": [
+                    { "name": "T-shirt/top", "support": 1000, "recallA": 0.912, "recallB": 0.93, "recallDelta": 0.018, "precisionA": 0.9249, "precisionB": 0.919, "precisionDelta": -0.0059 },
+                    { "name": "Trouser", "support": 1000, "recallA": 0.99, "recallB": 0.992, "recallDelta": 0.002, "precisionA": 0.995, "precisionB": 0.995, "precisionDelta": 0 },
+                    { "name": "Pullover", "support": 1000, "recallA": 0.928, "recallB": 0.918, "recallDelta": -0.01, "precisionA": 0.9107, "precisionB": 0.9263, "precisionDelta": 0.0156 }
+                  ],
+                  "fixed": { "total": 41, "items": [ { "index": 17, "trueLabel": "T-shirt/top", "predictedA": "Pullover", "predictedB": "T-shirt/top", "image": "/models/fashion-mnist/versions/2/samples/17" } ] },
+                  "broken": { "total": 31, "items": [ { "index": 230, "trueLabel": "Pullover", "predictedA": "Pullover", "predictedB": "T-shirt/top", "image": "/models/fashion-mnist/versions/2/samples/230" } ] },
+                  "changedWrong": 6,
+                  "limit": 1
+                }
+                """),
+            "GetTestSampleImage" => ("200", null),
             "GetTestSamples" => ("200", """
                 {
                   "name": "fashion-mnist", "version": 1, "testImages": 10000, "misclassified": 1045,
@@ -53,15 +99,26 @@ internal sealed class EvaluationOperationFilter : IOperationFilter
 
         foreach (var parameter in (operation.Parameters ?? []).OfType<OpenApiParameter>())
         {
-            if (string.IsNullOrEmpty(parameter.Description) && QueryDescriptions.TryGetValue(parameter.Name ?? "", out var text))
+            if (string.IsNullOrEmpty(parameter.Description) && ParameterDescriptions.TryGetValue((operation.OperationId!, parameter.Name ?? ""), out var text))
             {
                 parameter.Description = text;
             }
         }
 
-        if (operation.Responses?.TryGetValue(status, out var response) == true && response.Content?.TryGetValue("application/json", out var json) == true && json is OpenApiMediaType media)
+        if (example is not null && operation.Responses?.TryGetValue(status, out var response) == true && response.Content?.TryGetValue("application/json", out var json) == true && json is OpenApiMediaType media)
         {
-            media.Example = JsonNode.Parse(example!);
+            media.Example = JsonNode.Parse(example);
+        }
+
+        if (operation.OperationId == "CompareModelVersions")
+        {
+            foreach (var (code, problems) in CompareProblems)
+            {
+                if (operation.Responses?.TryGetValue(code, out var error) == true && error.Content?.TryGetValue(ErrorResponses.ProblemJson, out var problemJson) == true && problemJson is OpenApiMediaType problemMedia)
+                {
+                    problemMedia.Examples = problems.ToDictionary(p => p.Summary.Replace(' ', '-'), p => (IOpenApiExample)new OpenApiExample { Summary = p.Summary, Value = JsonNode.Parse(p.Json) });
+                }
+            }
         }
     }
 }

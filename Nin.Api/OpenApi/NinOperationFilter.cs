@@ -160,6 +160,18 @@ internal sealed class NinOperationFilter : IOperationFilter
                 schema.Maximum = EvaluationApi.MaxSamples.ToString(System.Globalization.CultureInfo.InvariantCulture);
                 schema.Default = JsonValue.Create(EvaluationApi.DefaultSamples);
                 break;
+            case "limit" when operationId == "CompareModelVersions":
+                schema.Minimum = "0";
+                schema.Maximum = CompareApi.MaxItems.ToString(System.Globalization.CultureInfo.InvariantCulture);
+                schema.Default = JsonValue.Create(CompareApi.DefaultItems);
+                break;
+            case "a" or "b" when operationId == "CompareModelVersions":
+                schema.Minimum = "1";
+                parameter.Required = true;
+                break;
+            case "index" when operationId == "GetTestSampleImage":
+                schema.Minimum = "0";
+                break;
         }
     }
 }

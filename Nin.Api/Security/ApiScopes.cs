@@ -5,7 +5,7 @@ namespace Nin.Api.Security;
 /// <summary>What a key may do. <c>admin</c> includes the others.</summary>
 public enum ApiScope
 {
-    /// <summary>Inference on any version: <c>/predict</c> and KServe <c>infer</c> when <c>Security:ProtectPredict</c> is on; non-active versions, their export and samples when keys are configured.</summary>
+    /// <summary>Inference on any version: <c>/predict</c> and KServe <c>infer</c> when <c>Security:ProtectPredict</c> is on; non-active versions, their export, samples and sample images when keys are configured.</summary>
     Predict,
 
     /// <summary>Training: <c>/train</c> (all verbs), the training hub, dataset uploads and deletions, evaluations.</summary>
@@ -115,8 +115,16 @@ public static class ApiScopes
             .MaxBy(r => r.Scope);
     }
 
-    /// <summary><c>/models/{name}/versions/{version}/export</c> and <c>…/samples</c>: a version's weights and test images.</summary>
-    private static bool IsVersionArtefact(PathString path) => LastSegmentIs(path, "export") || LastSegmentIs(path, "samples");
+    /// <summary><c>/models/{name}/versions/{version}/export</c>, <c>…/samples</c> and <c>…/samples/{index}</c>: a version's weights and test images.</summary>
+    private static bool IsVersionArtefact(PathString path) => LastSegmentIs(path, "export") || LastSegmentIs(path, "samples") || IsSampleImage(path);
+
+    /// <summary><c>/models/{name}/versions/{version}/samples/{index}</c>: one test image.</summary>
+    private static bool IsSampleImage(PathString path)
+    {
+        var segments = (path.Value ?? "").Split('/', StringSplitOptions.RemoveEmptyEntries);
+        return segments.Length == 6 && string.Equals(segments[2], "versions", StringComparison.OrdinalIgnoreCase)
+            && string.Equals(segments[4], "samples", StringComparison.OrdinalIgnoreCase);
+    }
 
     private static bool LastSegmentIs(PathString path, string segment)
     {
