@@ -5,6 +5,7 @@ import { createEvaluationView } from "./evaluation.js";
 import { recordBatch, timeLeft, createBatchChart } from "./batches.js";
 import { createCompareView } from "./compare.js";
 import { createUploadView } from "./upload.js";
+import { createVersionCompareView } from "./versions.js";
 import { Chart, LineController, LineElement, PointElement, LinearScale, CategoryScale, Legend, Tooltip } from "chart.js";
 
 Chart.register(LineController, LineElement, PointElement, LinearScale, CategoryScale, Legend, Tooltip);
@@ -600,7 +601,8 @@ async function loadModels() {
           : el("button", { type: "button", className: "secondary", textContent: "Activate", "aria-label": `Activate ${m.name} version ${v.version}`, onclick: (ev) => activate(m.name, v.version, ev.currentTarget) })),
         el("td", { className: "actions" },
           el("button", { type: "button", className: "secondary evaluation", textContent: "Evaluation", "aria-label": `Evaluation of ${m.name} version ${v.version}`, onclick: () => evaluationView.show(m.name, v.version) }),
-          v.active ? null : el("button", { type: "button", className: "danger delete", textContent: "Delete", "aria-label": `Delete ${m.name} version ${v.version}`, onclick: (ev) => deleteVersion(m.name, v.version, ev.currentTarget) }))))))))));
+          v.active ? null : el("button", { type: "button", className: "danger delete", textContent: "Delete", "aria-label": `Delete ${m.name} version ${v.version}`, onclick: (ev) => deleteVersion(m.name, v.version, ev.currentTarget) }))))))),
+    versionCompare.form(m))));
 }
 
 // The version's int8 model as measured when it was quantized: its accuracy against fp32 on the same test split, and
@@ -733,6 +735,7 @@ wireDropZone();
 renderAll();
 const recipes = createRecipes({ $, api });
 const evaluationView = createEvaluationView({ $, api, el, pct, problemText });
+const versionCompare = createVersionCompareView({ $, api, el, pct, problemText, apiKey });
 createUploadView({
   $, el, apiKey, askForKey, problemText,
   onUploaded: async (dataset) => {
