@@ -271,6 +271,50 @@ function sortedJobs() {
   return [...jobs.values()].sort((a, b) => Date.parse(b.createdAt) - Date.parse(a.createdAt));
 }
 
+// The runs table as the user asked to see it: a text filter over status, dataset, recipe, architecture, model and job
+// id, and a sort (newest first by default; best or final test accuracy, duration, learning rate).
+const bestAccuracy = (job) => job.epochs.reduce((best, e) => Math.max(best, e.testAccuracy ?? -1), -1);
+const finalAccuracy = (job) => (job.epochs.length > 0 ? job.epochs[job.epochs.length - 1].testAccuracy ?? -1 : -1);
+const SORTS = {
+  newest: (a, b) => Date.parse(b.createdAt) - Date.parse(a.createdAt),
+  best: (a, b) => bestAccuracy(b) - bestAccuracy(a),
+  final: (a, b) => finalAccuracy(b) - finalAccuracy(a),
+  duration: (a, b) => (jobDuration(b) ?? -1) - (jobDuration(a) ?? -1),
+  learningRate: (a, b) => (b.request.learningRate ?? 0) - (a.request.learningRate ?? 0),
+};
+
+function visibleJobs() {
+  const words = $("jobs-filter").value.trim().toLowerCase().split(/\s+/).filter(Boolean);
+  const text = (j) => [j.jobId, j.status, j.request.dataset, j.request.recipe ?? "d2l", j.request.architecture, j.modelName ?? j.request.modelName, j.worker]
+    .filter(Boolean).join(" ").toLowerCase();
+  const sort = SORTS[$("jobs-sort").value] ?? SORTS.newest;
+  return [...jobs.values()].filter((j) => words.every((w) => text(j).includes(w))).sort((a, b) => sort(a, b) || SORTS.newest(a, b));
+}
+
+// The whole runs table as CSV (GET /train?format=csv), fetched with the key when one is set and saved as a file.
+async function downloadRuns(button) {
+  button.disabled = true;
+  try {
+    const headers = { Accept: "text/csv" };
+    const key = apiKey();
+    if (key) headers["X-Api-Key"] = key;
+    const response = await fetch("train?format=csv", { headers });
+    if (!response.ok) {
+      $("jobs-error").textContent = `The runs table could not be downloaded (${response.status}).`;
+      return;
+    }
+
+    const url = URL.createObjectURL(await response.blob());
+    const link = el("a", { href: url, download: "nin-runs.csv" });
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10_000);
+  } finally {
+    button.disabled = false;
+  }
+}
+
 function pickDefaultJob() {
   const list = sortedJobs();
   const running = list.find((j) => j.status === "Running");
@@ -322,9 +366,10 @@ function renderOverviewRuns(list) {
 
 function renderJobs() {
   const tbody = $("jobs-table").querySelector("tbody");
-  const list = sortedJobs();
-  renderOverviewRuns(list);
-  $("jobs-empty").hidden = list.length > 0;
+  renderOverviewRuns(sortedJobs());
+  const list = visibleJobs();
+  $("jobs-empty").hidden = jobs.size > 0;
+  $("jobs-none-match").hidden = jobs.size === 0 || list.length > 0;
   tbody.replaceChildren(...list.map((job) => {
     const active = !FINISHED.has(job.status);
     const model = job.modelName && job.modelVersion ? `${job.modelName} v${job.modelVersion}` : "–";
@@ -334,6 +379,7 @@ function renderJobs() {
         (job.warnings ?? []).length > 0 ? el("span", { className: "warning-mark", textContent: " did not learn", title: job.warnings.join("\n") }) : null),
       el("td", { textContent: `${job.request.dataset} (${job.request.recipe ?? "d2l"})` }),
       el("td", { textContent: `${job.epochs.length}/${job.request.epochs}` }),
+      el("td", { className: "best", textContent: bestAccuracy(job) >= 0 ? pct(bestAccuracy(job)) : "–" }),
       el("td", { className: "duration", textContent: duration(jobDuration(job)) }),
       el("td", { textContent: model }),
       el("td", {}, active
@@ -745,6 +791,9 @@ createUploadView({
     $("train").scrollIntoView({ block: "start" });
   },
 });
+$("jobs-filter").addEventListener("input", () => renderJobs());
+$("jobs-sort").addEventListener("change", () => renderJobs());
+$("jobs-csv").addEventListener("click", (ev) => downloadRuns(ev.currentTarget));
 loadDatasets().then(() => recipes.load());
 loadModels();
 loadJobs();
