@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using Microsoft.Extensions.Options;
+using Nin.Api.Infrastructure;
 using Nin.Model.Checkpoints;
 using Nin.Model.Interop;
 using Nin.Model.Network;
@@ -29,11 +30,8 @@ public sealed class ExportOptions
 public sealed class ModelArtefacts(IOptions<ExportOptions> options) : IDisposable
 {
     private readonly ConcurrentDictionary<string, Lazy<Task<byte[]>>> building = new();
-    private readonly Dictionary<string, (byte[] Bytes, long Used)> cache = [];
-    private readonly Lock gate = new();
+    private readonly ByteCache cache = new(() => options.Value.CacheBytes);
     private readonly SemaphoreSlim builders = new(Math.Max(1, options.Value.ConcurrentBuilds));
-    private long cached;
-    private long clock;
     private long builds;
 
     /// <summary>The file name and the artefact: a path on disk, or bytes.</summary>
@@ -63,13 +61,9 @@ public sealed class ModelArtefacts(IOptions<ExportOptions> options) : IDisposabl
         }
 
         var key = $"{info.Directory}|{metadata.WeightsSha256}|{format}";
-        lock (gate)
+        if (cache.TryGet(key, out var hit))
         {
-            if (cache.TryGetValue(key, out var hit))
-            {
-                cache[key] = (hit.Bytes, ++clock);
-                return new Artefact(stem + extension, null, hit.Bytes, etag);
-            }
+            return new Artefact(stem + extension, null, hit, etag);
         }
 
         var lazy = building.GetOrAdd(key, k => new Lazy<Task<byte[]>>(() => BuildAndKeepAsync(k, info, format)));
@@ -129,25 +123,5 @@ public sealed class ModelArtefacts(IOptions<ExportOptions> options) : IDisposabl
         }
     }
 
-    private void Keep(string key, byte[] bytes)
-    {
-        var limit = options.Value.CacheBytes;
-        lock (gate)
-        {
-            if (cache.ContainsKey(key) || bytes.Length > limit)
-            {
-                return;
-            }
-
-            while (cached + bytes.Length > limit && cache.Count > 0)
-            {
-                var oldest = cache.MinBy(e => e.Value.Used);
-                cache.Remove(oldest.Key);
-                cached -= oldest.Value.Bytes.Length;
-            }
-
-            cache[key] = (bytes, ++clock);
-            cached += bytes.Length;
-        }
-    }
+    private void Keep(string key, byte[] bytes) => cache.Add(key, bytes);
 }

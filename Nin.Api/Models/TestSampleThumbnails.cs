@@ -1,3 +1,4 @@
+using Nin.Api.Infrastructure;
 using Nin.Model.Checkpoints;
 using Nin.Model.Data;
 using Nin.Model.Evaluation;
@@ -18,9 +19,8 @@ public sealed class TestSampleThumbnails(ModelEvaluator evaluator) : IDisposable
 
     private readonly SemaphoreSlim reading = new(1, 1);
     private readonly Lock gate = new();
-    private readonly Dictionary<string, (byte[] Png, long Used)> cache = [];
+    private readonly ByteCache pngs = new(MaxCachedBytes);
     private (string Key, ImageDataset Test, long Stamp)? split;
-    private long cached;
     private long clock;
     private long reads;
 
@@ -110,38 +110,7 @@ public sealed class TestSampleThumbnails(ModelEvaluator evaluator) : IDisposable
         return test;
     }
 
-    private byte[]? Cached(string key)
-    {
-        lock (gate)
-        {
-            if (!cache.TryGetValue(key, out var hit))
-            {
-                return null;
-            }
+    private byte[]? Cached(string key) => pngs.TryGet(key, out var png) ? png : null;
 
-            cache[key] = (hit.Png, ++clock);
-            return hit.Png;
-        }
-    }
-
-    private void Keep(string key, byte[] png)
-    {
-        lock (gate)
-        {
-            if (cache.ContainsKey(key))
-            {
-                return;
-            }
-
-            while (cached + png.Length > MaxCachedBytes && cache.Count > 0)
-            {
-                var oldest = cache.MinBy(e => e.Value.Used);
-                cache.Remove(oldest.Key);
-                cached -= oldest.Value.Png.Length;
-            }
-
-            cache[key] = (png, ++clock);
-            cached += png.Length;
-        }
-    }
+    private void Keep(string key, byte[] png) => pngs.Add(key, png);
 }
