@@ -79,7 +79,7 @@ public sealed class ModelArtefacts(IOptions<ExportOptions> options) : IDisposabl
         try
         {
             var bytes = await BuildAsync(info, format);
-            Keep(key, bytes);
+            cache.Add(key, bytes);
             return bytes;
         }
         finally
@@ -122,6 +122,4 @@ public sealed class ModelArtefacts(IOptions<ExportOptions> options) : IDisposabl
             return NinWeights.Read(network);
         }
     }
-
-    private void Keep(string key, byte[] bytes) => cache.Add(key, bytes);
 }

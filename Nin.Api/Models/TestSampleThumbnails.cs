@@ -42,7 +42,7 @@ public sealed class TestSampleThumbnails(ModelEvaluator evaluator) : IDisposable
 
         var dataset = recipe?.Dataset ?? "";
         var key = $"{dataset}|{index}";
-        if (Cached(key) is { } hit)
+        if (pngs.TryGet(key, out var hit))
         {
             return hit;
         }
@@ -50,7 +50,7 @@ public sealed class TestSampleThumbnails(ModelEvaluator evaluator) : IDisposable
         await reading.WaitAsync(cancellationToken);
         try
         {
-            if (Cached(key) is { } rendered)
+            if (pngs.TryGet(key, out var rendered))
             {
                 return rendered; // a request before this one read the split and drew it
             }
@@ -62,7 +62,7 @@ public sealed class TestSampleThumbnails(ModelEvaluator evaluator) : IDisposable
             }
 
             var png = TestSampleImages.Png(test, index);
-            Keep(key, png);
+            pngs.Add(key, png);
             return png;
         }
         finally
@@ -109,8 +109,4 @@ public sealed class TestSampleThumbnails(ModelEvaluator evaluator) : IDisposable
             TaskScheduler.Default);
         return test;
     }
-
-    private byte[]? Cached(string key) => pngs.TryGet(key, out var png) ? png : null;
-
-    private void Keep(string key, byte[] png) => pngs.Add(key, png);
 }

@@ -97,10 +97,15 @@ function keyAfterRejection(sentKey, status) {
   return askForKey(status);
 }
 
-async function api(path, init = {}, retried = false) {
-  const headers = { Accept: "application/json", ...(init.headers || {}) };
+// The request headers with the key, when one is set: for api() and for the fetches that want bytes, not JSON.
+function withKey(headers = {}) {
   const key = apiKey();
-  if (key) headers["X-Api-Key"] = key;
+  return key ? { ...headers, "X-Api-Key": key } : headers;
+}
+
+async function api(path, init = {}, retried = false) {
+  const key = apiKey();
+  const headers = withKey({ Accept: "application/json", ...(init.headers || {}) });
   const response = await fetch(path, { ...init, headers });
   if ((response.status === 401 || response.status === 403) && !retried && (await keyAfterRejection(key, response.status))) {
     return api(path, init, true);
@@ -267,8 +272,10 @@ function refreshModelsSoon() {
   }, 0);
 }
 
+const newestFirst = (a, b) => Date.parse(b.createdAt) - Date.parse(a.createdAt);
+
 function sortedJobs() {
-  return [...jobs.values()].sort((a, b) => Date.parse(b.createdAt) - Date.parse(a.createdAt));
+  return [...jobs.values()].sort(newestFirst);
 }
 
 // The runs table as the user asked to see it: a text filter over status, dataset, recipe, architecture, model and job
@@ -276,7 +283,7 @@ function sortedJobs() {
 const bestAccuracy = (job) => job.epochs.reduce((best, e) => Math.max(best, e.testAccuracy ?? -1), -1);
 const finalAccuracy = (job) => (job.epochs.length > 0 ? job.epochs[job.epochs.length - 1].testAccuracy ?? -1 : -1);
 const SORTS = {
-  newest: (a, b) => Date.parse(b.createdAt) - Date.parse(a.createdAt),
+  newest: newestFirst,
   best: (a, b) => bestAccuracy(b) - bestAccuracy(a),
   final: (a, b) => finalAccuracy(b) - finalAccuracy(a),
   duration: (a, b) => (jobDuration(b) ?? -1) - (jobDuration(a) ?? -1),
@@ -288,17 +295,14 @@ function visibleJobs() {
   const text = (j) => [j.jobId, j.status, j.request.dataset, j.request.recipe ?? "d2l", j.request.architecture, j.modelName ?? j.request.modelName, j.worker]
     .filter(Boolean).join(" ").toLowerCase();
   const sort = SORTS[$("jobs-sort").value] ?? SORTS.newest;
-  return [...jobs.values()].filter((j) => words.every((w) => text(j).includes(w))).sort((a, b) => sort(a, b) || SORTS.newest(a, b));
+  return [...jobs.values()].filter((j) => words.every((w) => text(j).includes(w))).sort((a, b) => sort(a, b) || newestFirst(a, b));
 }
 
 // The whole runs table as CSV (GET /train?format=csv), fetched with the key when one is set and saved as a file.
 async function downloadRuns(button) {
   button.disabled = true;
   try {
-    const headers = { Accept: "text/csv" };
-    const key = apiKey();
-    if (key) headers["X-Api-Key"] = key;
-    const response = await fetch("train?format=csv", { headers });
+    const response = await fetch("train?format=csv", { headers: withKey({ Accept: "text/csv" }) });
     if (!response.ok) {
       $("jobs-error").textContent = `The runs table could not be downloaded (${response.status}).`;
       return;
@@ -366,20 +370,21 @@ function renderOverviewRuns(list) {
 
 function renderJobs() {
   const tbody = $("jobs-table").querySelector("tbody");
-  renderOverviewRuns(sortedJobs());
+  renderOverviewRuns([...jobs.values()]);
   const list = visibleJobs();
   $("jobs-empty").hidden = jobs.size > 0;
   $("jobs-none-match").hidden = jobs.size === 0 || list.length > 0;
   tbody.replaceChildren(...list.map((job) => {
     const active = !FINISHED.has(job.status);
     const model = job.modelName && job.modelVersion ? `${job.modelName} v${job.modelVersion}` : "–";
+    const best = bestAccuracy(job);
     const row = el("tr", { dataset: { jobId: job.jobId, status: job.status } },
       el("td", {}, el("button", { type: "button", className: "secondary", textContent: job.jobId.slice(0, 8), title: `Show job ${job.jobId}`, "aria-label": `Show job ${job.jobId}`, onclick: () => selectJob(job.jobId) })),
       el("td", {}, el("span", { className: "status", textContent: job.status, dataset: { status: job.status }, ...(job.worker ? { title: `run by worker ${job.worker}` } : {}) }),
         (job.warnings ?? []).length > 0 ? el("span", { className: "warning-mark", textContent: " did not learn", title: job.warnings.join("\n") }) : null),
       el("td", { textContent: `${job.request.dataset} (${job.request.recipe ?? "d2l"})` }),
       el("td", { textContent: `${job.epochs.length}/${job.request.epochs}` }),
-      el("td", { className: "best", textContent: bestAccuracy(job) >= 0 ? pct(bestAccuracy(job)) : "–" }),
+      el("td", { className: "best", textContent: best >= 0 ? pct(best) : "–" }),
       el("td", { className: "duration", textContent: duration(jobDuration(job)) }),
       el("td", { textContent: model }),
       el("td", {}, active
@@ -781,7 +786,7 @@ wireDropZone();
 renderAll();
 const recipes = createRecipes({ $, api });
 const evaluationView = createEvaluationView({ $, api, el, pct, problemText });
-const versionCompare = createVersionCompareView({ $, api, el, pct, problemText, apiKey });
+const versionCompare = createVersionCompareView({ $, api, el, pct, problemText, withKey });
 createUploadView({
   $, el, apiKey, askForKey, problemText,
   onUploaded: async (dataset) => {

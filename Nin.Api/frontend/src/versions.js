@@ -2,7 +2,7 @@
 // then the test images b fixed and the ones it broke, as thumbnails). Thumbnails are fetched with the key when one is
 // set (an <img src> cannot send it) and shown from blob URLs, which the page's policy allows.
 
-export function createVersionCompareView({ $, api, el, pct, problemText, apiKey }) {
+export function createVersionCompareView({ $, api, el, pct, problemText, withKey }) {
   let urls = [];
 
   const signed = (x, digits = 1) => `${x > 0 ? "+" : x < 0 ? "−" : "±"}${Math.abs(x * 100).toFixed(digits)}`;
@@ -12,12 +12,9 @@ export function createVersionCompareView({ $, api, el, pct, problemText, apiKey 
     urls = [];
   }
 
-  async function thumbnail(sample) {
+  function thumbnail(sample) {
     const img = el("img", { alt: `Test image ${sample.index}: ${sample.trueLabel}`, width: 56, height: 56, loading: "lazy" });
-    const headers = {};
-    const key = apiKey();
-    if (key) headers["X-Api-Key"] = key;
-    fetch(sample.image.replace(/^\//, ""), { headers }).then(async (r) => {
+    fetch(sample.image.replace(/^\//, ""), { headers: withKey() }).then(async (r) => {
       if (!r.ok) return;
       const url = URL.createObjectURL(await r.blob());
       urls.push(url);
@@ -26,15 +23,15 @@ export function createVersionCompareView({ $, api, el, pct, problemText, apiKey 
     return img;
   }
 
-  async function gallery(kind, title, changed, a, b) {
-    const items = await Promise.all(changed.items.map(async (s) => el("figure", { className: `sample ${kind === "fixed" ? "right" : "wrong"}`, dataset: { index: String(s.index) } },
-      await thumbnail(s),
+  function gallery(kind, title, changed, a, b) {
+    const items = changed.items.map((s) => el("figure", { className: `sample ${kind === "fixed" ? "right" : "wrong"}`, dataset: { index: String(s.index) } },
+      thumbnail(s),
       el("figcaption", {},
         el("span", { className: "label", textContent: s.trueLabel }),
         el("br"),
         el("span", { textContent: `v${a}: ${s.predictedA}` }),
         el("br"),
-        el("span", { className: "pred", textContent: `v${b}: ${s.predictedB}` })))));
+        el("span", { className: "pred", textContent: `v${b}: ${s.predictedB}` }))));
     const more = changed.total > changed.items.length ? ` (the first ${changed.items.length})` : "";
     return el("div", { className: "changed", id: `vc-${kind}` },
       el("h3", { textContent: `${title}: ${changed.total}${more}` }),
@@ -74,8 +71,8 @@ export function createVersionCompareView({ $, api, el, pct, problemText, apiKey 
       `${body.fixed.total} fixed, ${body.broken.total} broken, ${body.changedWrong} wrong in both with another label.`;
     $("vc-body").replaceChildren(
       perClass(body),
-      await gallery("fixed", `Fixed by v${b} (v${a} was wrong)`, body.fixed, a, b),
-      await gallery("broken", `Broken by v${b} (v${a} was right)`, body.broken, a, b));
+      gallery("fixed", `Fixed by v${b} (v${a} was wrong)`, body.fixed, a, b),
+      gallery("broken", `Broken by v${b} (v${a} was right)`, body.broken, a, b));
     panel.scrollIntoView({ block: "start" });
   }
 
