@@ -33,6 +33,13 @@ public sealed class EnginesFixture : IDisposable
 
     public string Models => Path.Combine(home, "models");
 
+    /// <summary>Another service over the same store, with more settings.</summary>
+    public NinApiFactory CreateWith(IReadOnlyDictionary<string, string?> more)
+    {
+        var settings = new Dictionary<string, string?>(more) { ["Nin:SeedDefaultModel"] = "false", ["RateLimiting:Enabled"] = "false" };
+        return new NinApiFactory(settings, home);
+    }
+
     private NinApiFactory Create(string? engine)
     {
         var settings = new Dictionary<string, string?> { ["Nin:SeedDefaultModel"] = "false", ["RateLimiting:Enabled"] = "false" };
@@ -140,6 +147,41 @@ public sealed class ServingEngineTests(EnginesFixture fixture) : IClassFixture<E
         });
         Assert.True(engine.Stats.LargestBatch > 1, $"{engineName}: no forward pass served more than one request");
         Assert.True(engine.Stats.LargestBatch <= engine.MaxBatchSize);
+    }
+
+    [Fact]
+    public async Task A_lone_request_on_an_idle_onnx_runtime_engine_runs_on_its_own_thread_and_torch_keeps_its_workers()
+    {
+        using var ort = fixture.Auto.CreateClient();
+        using var torch = fixture.Torch.CreateClient();
+        var ortEngine = fixture.Auto.Services.GetRequiredService<InferenceEngine>();
+        var torchEngine = fixture.Torch.Services.GetRequiredService<InferenceEngine>();
+        var expected = (await PredictAsync(torch, "?topK=10&invert=false", 5)).Predictions[0].Top.OrderBy(t => t.Index).Select(t => t.Probability).ToArray();
+        long ortBefore = ortEngine.Stats.InlinePasses, torchBefore = torchEngine.Stats.InlinePasses;
+
+        // One request at a time: each finds the engine idle. (Other tests of this class may run passes meanwhile, so
+        // not every one need run inline; most do.)
+        for (var i = 0; i < 6; i++)
+        {
+            var got = (await PredictAsync(ort, "?topK=10&invert=false", 5)).Predictions[0].Top.OrderBy(t => t.Index).Select(t => t.Probability).ToArray();
+            Assert.True(expected.Zip(got, (x, y) => Math.Abs(x - y)).Max() <= 1e-5);
+            _ = await PredictAsync(torch, "?topK=10&invert=false", 5);
+        }
+
+        Assert.True(ortEngine.Stats.InlinePasses - ortBefore >= 3, $"only {ortEngine.Stats.InlinePasses - ortBefore} of 6 lone ONNX Runtime passes ran inline");
+        Assert.Equal(torchBefore, torchEngine.Stats.InlinePasses); // libtorch's passes stay on the workers' own threads
+
+        // Switched off, a lone request goes through worker 0 as before.
+        using var off = fixture.CreateWith(new Dictionary<string, string?> { ["Serving:Engine"] = "onnxruntime", ["Serving:IdlePassesInline"] = "false" });
+        using var offClient = off.CreateClient();
+        var offEngine = off.Services.GetRequiredService<InferenceEngine>();
+        for (var i = 0; i < 3; i++)
+        {
+            _ = await PredictAsync(offClient, "?topK=10&invert=false", 5);
+        }
+
+        Assert.Equal(0, offEngine.Stats.InlinePasses);
+        Assert.True(offEngine.Stats.ForwardPasses >= 3);
     }
 
     [Theory]

@@ -17,4 +17,10 @@ public interface IModelRunner : IDisposable
     /// floats). <paramref name="threads"/> is how many CPU threads this pass may use.
     /// </summary>
     float[] Run(IReadOnlyList<InferenceInput> inputs, int threads);
+
+    /// <summary>
+    /// Whether a pass may run on any thread, such as the request's own, at no cost in threads: true where the engine
+    /// keeps its own thread pool (ONNX Runtime), false where each calling thread gets its own (libtorch's OpenMP teams).
+    /// </summary>
+    bool RunsOnAnyThread => false;
 }

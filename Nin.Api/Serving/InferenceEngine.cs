@@ -22,6 +22,7 @@ public sealed class ServingStats
     private long largestBatch;
     private long failedPasses;
     private long cancelledImages;
+    private long inlinePasses;
     private readonly long[] batchSizes = new long[1025];
 
     public long ForwardPasses => Interlocked.Read(ref forwardPasses);
@@ -35,6 +36,11 @@ public sealed class ServingStats
 
     /// <summary>Queued images skipped because their request was cancelled or timed out before their pass.</summary>
     public long CancelledImages => Interlocked.Read(ref cancelledImages);
+
+    /// <summary>Passes of a lone image run on its request's thread because the engine was idle (<see cref="ServingOptions.IdlePassesInline"/>).</summary>
+    public long InlinePasses => Interlocked.Read(ref inlinePasses);
+
+    internal void RecordInline() => Interlocked.Increment(ref inlinePasses);
 
     internal void RecordFailure() => Interlocked.Increment(ref failedPasses);
 
@@ -115,6 +121,11 @@ public sealed partial class InferenceEngine : IAsyncDisposable
     {
         var now = Stopwatch.GetTimestamp();
         var parent = Activity.Current?.Context ?? default;
+        if (inputs.Count == 1 && TryRunInline(model, inputs[0], parent, cancellationToken) is { } inline)
+        {
+            return inline;
+        }
+
         var items = new WorkItem[inputs.Count];
         for (var i = 0; i < items.Length; i++)
         {
@@ -133,6 +144,39 @@ public sealed partial class InferenceEngine : IAsyncDisposable
         }
 
         return items.Length == 1 ? One(items[0].Done.Task, cancellationToken) : Task.WhenAll(items.Select(i => i.Done.Task)).WaitAsync(cancellationToken);
+    }
+
+    /// <summary>
+    /// A lone image while the engine is idle: its pass runs here, on the request's thread, with all threads (as worker 0
+    /// would run it), sparing the hand-over to worker 0 and the wake-up of a pool thread for the answer. Null when the
+    /// engine is busy, something is queued, the runner needs the workers' own threads, or a batching delay is set.
+    /// Counted as busy meanwhile, so a worker that starts a pass now leaves this one its threads.
+    /// </summary>
+    private Task<InferenceResult[]>? TryRunInline(LoadedModel model, InferenceInput input, ActivityContext parent, CancellationToken cancellationToken)
+    {
+        if (!options.IdlePassesInline || options.MaxBatchDelayMilliseconds > 0 || !model.Runner.RunsOnAnyThread || Volatile.Read(ref stopping)
+            || cancellationToken.IsCancellationRequested || queue.Reader.Count > 0 || Volatile.Read(ref primaryBusy) == 1
+            || Interlocked.CompareExchange(ref busy, 1, 0) != 0)
+        {
+            return null;
+        }
+
+        try
+        {
+            var threads = options.ThreadsPerPass > 0 ? options.ThreadsPerPass : torchThreads;
+            var item = new WorkItem(model, input, Stopwatch.GetTimestamp(), null!, cancellationToken, parent);
+            var (probabilities, forward) = Pass(model, [item], threads);
+            Stats.RecordInline();
+            return Task.FromResult<InferenceResult[]>([new InferenceResult(probabilities, 1, 0, forward.TotalMilliseconds)]);
+        }
+        catch (Exception ex)
+        {
+            return Task.FromException<InferenceResult[]>(ex);
+        }
+        finally
+        {
+            Interlocked.Decrement(ref busy);
+        }
     }
 
     private static async Task<InferenceResult[]> One(Task<InferenceResult> result, CancellationToken cancellationToken) =>
@@ -324,9 +368,36 @@ public sealed partial class InferenceEngine : IAsyncDisposable
     private void Forward(LoadedModel model, WorkItem[] items, int threads)
     {
         float[] probabilities;
+        TimeSpan forward;
         var classes = model.Metadata.ClassNames.Count;
+        var started = Stopwatch.GetTimestamp();
+        try
+        {
+            (probabilities, forward) = Pass(model, items, threads);
+        }
+        catch (Exception ex)
+        {
+            foreach (var item in items)
+            {
+                item.Done.TrySetException(ex);
+            }
+
+            return;
+        }
+
+        for (var i = 0; i < items.Length; i++)
+        {
+            var queued = Stopwatch.GetElapsedTime(items[i].Queued, started);
+            items[i].Done.TrySetResult(new InferenceResult(probabilities.AsSpan(i * classes, classes).ToArray(), items.Length, queued.TotalMilliseconds, forward.TotalMilliseconds));
+        }
+    }
+
+    /// <summary>One forward pass over the items, counted, timed and traced; a failure is logged, counted and thrown.</summary>
+    private (float[] Probabilities, TimeSpan Forward) Pass(LoadedModel model, WorkItem[] items, int threads)
+    {
         using var span = ServingMetrics.Source.HasListeners() ? StartForwardSpan(model, items, threads) : null;
         var started = Stopwatch.GetTimestamp();
+        float[] probabilities;
         try
         {
             var inputs = new InferenceInput[items.Length];
@@ -342,12 +413,7 @@ public sealed partial class InferenceEngine : IAsyncDisposable
             span?.SetStatus(ActivityStatusCode.Error, ex.Message);
             LogForwardFailed(logger, ex, model.Name, model.Version, items.Length);
             Stats.RecordFailure();
-            foreach (var item in items)
-            {
-                item.Done.TrySetException(ex);
-            }
-
-            return;
+            throw;
         }
 
         var forward = Stopwatch.GetElapsedTime(started);
@@ -356,11 +422,8 @@ public sealed partial class InferenceEngine : IAsyncDisposable
         {
             model.ObserveImageMilliseconds(forward.TotalMilliseconds / items.Length); // what a pass costs under load: admission's estimate
         }
-        for (var i = 0; i < items.Length; i++)
-        {
-            var queued = Stopwatch.GetElapsedTime(items[i].Queued, started);
-            items[i].Done.TrySetResult(new InferenceResult(probabilities.AsSpan(i * classes, classes).ToArray(), items.Length, queued.TotalMilliseconds, forward.TotalMilliseconds));
-        }
+
+        return (probabilities, forward);
     }
 
     /// <summary>A span for one forward pass, linked to the request span of each image in it.</summary>

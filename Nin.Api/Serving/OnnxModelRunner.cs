@@ -55,6 +55,9 @@ public sealed class OnnxModelRunner : IModelRunner
 
     public string Device { get; }
 
+    /// <summary>ONNX Runtime runs a pass on its own intra-op threads; the caller's thread only joins them.</summary>
+    public bool RunsOnAnyThread => true;
+
     public float[] Run(IReadOnlyList<InferenceInput> inputs, int threads)
     {
         var c = metadata.InputChannels;
