@@ -72,6 +72,10 @@ internal sealed class PredictOperationFilter(Microsoft.Extensions.Options.IOptio
                 new OpenApiSchema { Type = JsonSchemaType.Integer, Format = "int32", Minimum = "1" }),
             ["invert"] = ("`auto` (default) inverts images with a light border, so dark-on-light photos match Fashion-MNIST's light-on-dark; `true`/`false` force it.",
                 new OpenApiSchema { Type = JsonSchemaType.String, Enum = [JsonValue.Create("auto"), JsonValue.Create("true"), JsonValue.Create("false")], Default = JsonValue.Create("auto") }),
+            ["explain"] = ("`cam`: add a class activation map to each prediction (`explanation`: CAM from the class maps where they are at least 7×7, else Grad-CAM at the deepest stage that is; one more forward and one backward pass). Absent (default): none.",
+                new OpenApiSchema { Type = JsonSchemaType.String, Enum = [JsonValue.Create("cam")] }),
+            ["explainClass"] = ("With `explain=cam`: the class the maps explain, by index or name (case-insensitive); default each image's predicted class.",
+                new OpenApiSchema { Type = JsonSchemaType.String, MaxLength = 200 }),
         };
         operation.Parameters ??= [];
         foreach (var (name, (text, schema)) in descriptions)

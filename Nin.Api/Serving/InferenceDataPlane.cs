@@ -41,10 +41,17 @@ public sealed class InferenceCall
 
     /// <summary>Time the adapter spent reading the body, in milliseconds.</summary>
     public double ReadMilliseconds { get; init; }
+
+    /// <summary>Class activation maps wanted (<c>explain=cam</c>): one per image, after the forward pass.</summary>
+    public bool Explain { get; set; }
+
+    /// <summary>The class the maps explain, by index or name; null: each image's predicted class.</summary>
+    public string? ExplainClass { get; set; }
 }
 
 /// <summary>What the data plane answered: the version that served, one result per image, and where the time went.</summary>
-public sealed record InferenceOutcome(string Model, int Version, string Device, string Engine, ModelMetadata Metadata, InferenceResult[] Results, bool[] Inverted, StageTimes Times);
+/// <remarks><see cref="Explanations"/>: one class activation map per image when the call asked for them, else null.</remarks>
+public sealed record InferenceOutcome(string Model, int Version, string Device, string Engine, ModelMetadata Metadata, InferenceResult[] Results, bool[] Inverted, StageTimes Times, Explanation[]? Explanations = null);
 
 /// <summary>
 /// The protocol-neutral inference data plane (the shape of KServe's <c>dataplane.py</c>): /predict, the KServe v2 REST
@@ -55,7 +62,7 @@ public sealed record InferenceOutcome(string Model, int Version, string Device, 
 /// batcher, metrics and tracing.
 /// </summary>
 public sealed class InferenceDataPlane(
-    ModelRegistry registry, InferenceEngine engine, AdmissionControl admission, ServingMetrics metrics, IOptions<ServingOptions> options)
+    ModelRegistry registry, InferenceEngine engine, AdmissionControl admission, ServingMetrics metrics, ModelExplainer explainer, IOptions<ServingOptions> options)
 {
     private readonly ServingOptions limits = options.Value;
 
@@ -90,6 +97,7 @@ public sealed class InferenceDataPlane(
             span?.SetTag("nin.model", model.Name);
             span?.SetTag("nin.version", model.Version);
             var count = Count(call, model.Metadata);
+            var explainClass = call.Explain ? ExplainedClass(call.ExplainClass, model.Metadata) : null;
             using var ticket = admission.TryAdmit(count, model.ImageMilliseconds, out var retryAfter);
             if (ticket is null)
             {
@@ -116,9 +124,21 @@ public sealed class InferenceDataPlane(
                 batch = Math.Max(batch, r.BatchSize);
             }
 
-            var times = new StageTimes(call.ReadMilliseconds, decodeMs, queueMs, forwardMs, Stopwatch.GetElapsedTime(call.Started).TotalMilliseconds, batch);
+            Explanation[]? explanations = null;
+            double explainMs = 0;
+            if (call.Explain)
+            {
+                stage = "explain";
+                token.ThrowIfCancellationRequested();
+                var explainStarted = Stopwatch.GetTimestamp();
+                var classes = results.Select(r => explainClass ?? Predicted(r.Probabilities)).ToArray();
+                explanations = await explainer.ExplainAsync(model, inputs, classes, token);
+                explainMs = Stopwatch.GetElapsedTime(explainStarted).TotalMilliseconds;
+            }
+
+            var times = new StageTimes(call.ReadMilliseconds, decodeMs, queueMs, forwardMs, Stopwatch.GetElapsedTime(call.Started).TotalMilliseconds, batch, explainMs);
             metrics.RecordSuccess(call.Protocol, model, results.Length, times);
-            return new InferenceOutcome(model.Name, model.Version, model.Device, model.Engine, model.Metadata, results, inverted, times);
+            return new InferenceOutcome(model.Name, model.Version, model.Device, model.Engine, model.Metadata, results, inverted, times, explanations);
         }
         catch (OperationCanceledException) when (deadline?.IsCancellationRequested == true && !aborted.IsCancellationRequested)
         {
@@ -174,6 +194,7 @@ public sealed class InferenceDataPlane(
             "read" => "before the request was read",
             "model" => "while its model was loading",
             "decode" => "while its images were decoded",
+            "explain" => "while its class activation maps were computed",
             _ => "before its forward pass ended",
         });
     }
@@ -273,6 +294,40 @@ public sealed class InferenceDataPlane(
         }
 
         return (inputs, inverted);
+    }
+
+    /// <summary>The class asked for by index or name (case-insensitive); a 400 naming the classes otherwise.</summary>
+    internal static int? ExplainedClass(string? asked, ModelMetadata meta)
+    {
+        var names = meta.ClassNames;
+        if (string.IsNullOrWhiteSpace(asked))
+        {
+            return null;
+        }
+
+        if (int.TryParse(asked, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var index) && index < names.Count)
+        {
+            return index;
+        }
+
+        var byName = names.Select((n, i) => (n, i)).FirstOrDefault(p => string.Equals(p.n, asked.Trim(), StringComparison.OrdinalIgnoreCase));
+        return byName.n is not null
+            ? byName.i
+            : throw InferenceErrors.BadRequest($"explainClass '{asked}' is neither a class index (0–{names.Count - 1}) nor a class of this model ({string.Join(", ", names)}).");
+    }
+
+    private static int Predicted(float[] probabilities)
+    {
+        var best = 0;
+        for (var i = 1; i < probabilities.Length; i++)
+        {
+            if (probabilities[i] > probabilities[best])
+            {
+                best = i;
+            }
+        }
+
+        return best;
     }
 
     private static string Name(EncodedImage image, int index) => image.Name is { } f ? $"'{f}'" : $"#{index + 1}";

@@ -74,6 +74,9 @@ public static class KServeApi
                     datatype is a 400. Outputs: `probabilities` (FP32 [N, classes]) and `label` (BYTES [N]); `outputs` in the request
                     picks which, in order. Classification extension: `parameters: { "classification": k }` (or `class_count`) on an
                     output returns BYTES [N, k] of `"probability:index:label"`, most probable first.
+                    Class activation maps: `parameters: { "explain": "cam" }` on the request (and `"explain_class"`: an index or a
+                    class name; default each input's predicted class) adds the output `cam`, FP32 [N, H, W] in 0–1, whose
+                    parameters name the `method` (`cam` or `grad-cam`), the `layer` and the explained `classes` (as /predict's `explain=cam`).
                     Binary tensor data extension: with the `Inference-Header-Content-Length` header, the body is that many bytes
                     of JSON followed by the tensors whose `parameters.binary_data_size` is set (FP32 little-endian; BYTES as a
                     4-byte little-endian length and the bytes, per element); `binary_data: true` on an output, or
@@ -269,6 +272,7 @@ public static class KServeApi
             var requested = OpenInference.Requested(request.Outputs?.Select(RequestedOutput).ToArray(), Flag(request.Parameters, KServeBinary.BinaryDataOutput, null) ?? false);
             var timeout = InferenceDeadlines.Earliest(headerTimeout, InferenceDeadlines.FromParameters(request.Parameters));
             var call = OpenInference.Call("v2", name, v, input, plane.Limits, VersionAccess.IsKeyed(http.HttpContext), timeout, started, Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+            (call.Explain, call.ExplainClass) = OpenInference.ExplainParameters(request.Parameters);
             var outcome = await plane.InferAsync(call, cancellationToken);
 
             var tensors = new List<V2OutputTensor>();
@@ -285,6 +289,19 @@ public static class KServeApi
                 {
                     tensors.Add(new V2OutputTensor(output.Name, output.Shape, output.Datatype, (object?)output.Floats ?? output.Strings));
                 }
+            }
+
+            if (OpenInference.CamOutput(outcome) is { } cam)
+            {
+                var binary = Flag(request.Parameters, KServeBinary.BinaryDataOutput, null) ?? false;
+                var bytes = binary ? KServeBinary.FromFloats(cam.Values) : null;
+                if (bytes is not null)
+                {
+                    binaries.Add(bytes);
+                    cam.Parameters[KServeBinary.BinaryDataSize] = bytes.Length;
+                }
+
+                tensors.Add(new V2OutputTensor(OpenInference.CamOutputName, cam.Shape, "FP32", bytes is null ? cam.Values : null, cam.Parameters));
             }
 
             var response = new V2InferResponse(name, outcome.Version.ToString(CultureInfo.InvariantCulture), request.Id, tensors);

@@ -169,6 +169,67 @@ public static class OpenInference
         return tensors;
     }
 
+    /// <summary>The output that carries class activation maps when a request asks for them (<c>parameters: { "explain": "cam" }</c>).</summary>
+    public const string CamOutputName = "cam";
+
+    /// <summary>
+    /// <c>explain</c> (<c>"cam"</c> or absent) and <c>explain_class</c> (a class index or name) from a request's parameters;
+    /// anything else is a 400.
+    /// </summary>
+    public static (bool Explain, string? Class) ExplainParameters(IReadOnlyDictionary<string, System.Text.Json.JsonElement>? parameters)
+    {
+        string? explain = null, cls = null;
+        if (parameters?.TryGetValue("explain", out var e) == true)
+        {
+            explain = e.ValueKind == System.Text.Json.JsonValueKind.String && string.Equals(e.GetString(), "cam", StringComparison.OrdinalIgnoreCase)
+                ? "cam"
+                : throw InferenceErrors.BadRequest($"The 'explain' parameter must be \"cam\"; got {e.GetRawText()}.");
+        }
+
+        if (parameters?.TryGetValue("explain_class", out var c) == true)
+        {
+            cls = c.ValueKind switch
+            {
+                System.Text.Json.JsonValueKind.String => c.GetString(),
+                System.Text.Json.JsonValueKind.Number when c.TryGetInt32(out var i) && i >= 0 => i.ToString(CultureInfo.InvariantCulture),
+                _ => throw InferenceErrors.BadRequest($"The 'explain_class' parameter must be a class index or name; got {c.GetRawText()}."),
+            };
+            if (explain is null)
+            {
+                throw InferenceErrors.BadRequest("The 'explain_class' parameter needs \"explain\": \"cam\".");
+            }
+        }
+
+        return (explain is not null, cls);
+    }
+
+    /// <summary>
+    /// The maps of an outcome that has them as one FP32 tensor [N, H, W] (values 0–1), with the method, stage and
+    /// explained classes as the output's parameters; null when none were asked for.
+    /// </summary>
+    public static (long[] Shape, float[] Values, Dictionary<string, object> Parameters)? CamOutput(InferenceOutcome outcome)
+    {
+        if (outcome.Explanations is not { Length: > 0 } maps)
+        {
+            return null;
+        }
+
+        int h = maps[0].Height, w = maps[0].Width;
+        var values = new float[maps.Length * h * w];
+        for (var i = 0; i < maps.Length; i++)
+        {
+            maps[i].Values.CopyTo(values, i * h * w);
+        }
+
+        var parameters = new Dictionary<string, object>
+        {
+            ["method"] = maps[0].Method,
+            ["layer"] = maps[0].Layer,
+            ["classes"] = string.Join(",", maps.Select(m => m.Index.ToString(CultureInfo.InvariantCulture))),
+        };
+        return ([maps.Length, h, w], values, parameters);
+    }
+
     private static int ArgMax(float[] values)
     {
         var best = 0;

@@ -10,8 +10,8 @@ namespace Nin.Api.Serving;
 /// <summary>One label with its probability.</summary>
 public sealed record LabelScore(string Label, int Index, double Probability);
 
-/// <summary>The classification of one uploaded image.</summary>
-public sealed record Prediction(string? File, string Label, int Index, double Probability, IReadOnlyList<LabelScore> Top, bool Inverted);
+/// <summary>The classification of one uploaded image; <see cref="Explanation"/> only with <c>explain=cam</c>.</summary>
+public sealed record Prediction(string? File, string Label, int Index, double Probability, IReadOnlyList<LabelScore> Top, bool Inverted, Explanation? Explanation = null);
 
 /// <summary>Which model answered.</summary>
 public sealed record ModelRef(string Name, int Version);
@@ -40,7 +40,10 @@ public static class PredictApi
                 503 with `Retry-After` at once when the inference queue is full (`Serving:MaxQueueMilliseconds`) or the version cannot be loaded on this replica now,
                 504 when the deadline passed: `X-Request-Timeout-Ms` (milliseconds) sets one per request, and work for a request past it is dropped before decoding and before its forward pass.
                 A key that is sent must be valid (403 otherwise).
-                The `Server-Timing` response header says where the time went: `read`, `decode`, `queue`, `forward` (with its batch size), `infer` (queue and forward) and `total`.
+                `explain=cam` adds to each prediction a class activation map (`explanation`): where in the image the evidence for the predicted class
+                (or for `explainClass`, an index or a class name) lies, as numbers (`values`, `height`×`width`, 0–1) and as a PNG of the network's input with the map drawn over it (`overlayPng`, base64).
+                CAM reads the class's own map where NiN's last feature map is at least 7×7; otherwise Grad-CAM at the deepest stage that is (`method`, `layer`). Off by default; it costs one more forward and one backward pass per request (docs/serving.md).
+                The `Server-Timing` response header says where the time went: `read`, `decode`, `queue`, `forward` (with its batch size), `infer` (queue and forward), `explain` (when asked) and `total`.
                 """)
             .Produces<PredictResponse>()
             .ProducesProblem(StatusCodes.Status400BadRequest)
@@ -73,6 +76,8 @@ public static class PredictApi
         string? model,
         int? version,
         string? invert,
+        string? explain,
+        string? explainClass,
         CancellationToken cancellationToken)
     {
         var started = Stopwatch.GetTimestamp();
@@ -84,6 +89,16 @@ public static class PredictApi
         if (!TryParseInvert(invert, out var invertMode))
         {
             return Problem(StatusCodes.Status400BadRequest, "Invalid invert.", $"invert must be auto, true or false; got '{invert}'.");
+        }
+
+        if (explain is not null && !string.Equals(explain.Trim(), "cam", StringComparison.OrdinalIgnoreCase))
+        {
+            return Problem(StatusCodes.Status400BadRequest, "Invalid explain.", $"explain must be cam (class activation maps) or absent; got '{explain}'.");
+        }
+
+        if (explainClass is not null && explain is null)
+        {
+            return Problem(StatusCodes.Status400BadRequest, "Invalid explainClass.", "explainClass needs explain=cam.");
         }
 
         if (version is < 1)
@@ -118,6 +133,8 @@ public static class PredictApi
                 Timeout = timeout,
                 Started = started,
                 ReadMilliseconds = Stopwatch.GetElapsedTime(started).TotalMilliseconds,
+                Explain = explain is not null,
+                ExplainClass = explainClass,
             }, cancellationToken);
 
             var classes = outcome.Metadata.ClassNames;
@@ -126,13 +143,13 @@ public static class PredictApi
             for (var i = 0; i < predictions.Length; i++)
             {
                 var top = Top(outcome.Results[i].Probabilities, classes, k);
-                predictions[i] = new Prediction(images![i].Name, top[0].Label, top[0].Index, top[0].Probability, top, outcome.Inverted[i]);
+                predictions[i] = new Prediction(images![i].Name, top[0].Label, top[0].Index, top[0].Probability, top, outcome.Inverted[i], outcome.Explanations?[i]);
             }
 
             // Where the time went, for browser dev tools and the benchmark (W3C Server-Timing).
             var t = outcome.Times;
             context.Response.Headers["Server-Timing"] = string.Create(CultureInfo.InvariantCulture,
-                $"read;dur={t.ReadMs:F2}, decode;dur={t.DecodeMs:F2}, queue;dur={t.QueueMs:F2}, forward;dur={t.ForwardMs:F2};desc=\"batch {t.BatchSize}\", infer;dur={t.QueueMs + t.ForwardMs:F2}, total;dur={t.TotalMs:F2}");
+                $"read;dur={t.ReadMs:F2}, decode;dur={t.DecodeMs:F2}, queue;dur={t.QueueMs:F2}, forward;dur={t.ForwardMs:F2};desc=\"batch {t.BatchSize}\", infer;dur={t.QueueMs + t.ForwardMs:F2}, {(outcome.Explanations is null ? "" : $"explain;dur={t.ExplainMs:F2}, ")}total;dur={t.TotalMs:F2}");
             return TypedResults.Ok(new PredictResponse(new ModelRef(outcome.Model, outcome.Version), outcome.Device, outcome.Engine, Stopwatch.GetElapsedTime(started).TotalMilliseconds, predictions));
         }
         catch (InferenceException ex)

@@ -5,7 +5,7 @@ using System.Diagnostics.Metrics;
 namespace Nin.Api.Serving;
 
 /// <summary>Where one request's time went, in milliseconds, and the size of the forward pass that served it.</summary>
-public readonly record struct StageTimes(double ReadMs, double DecodeMs, double QueueMs, double ForwardMs, double TotalMs, int BatchSize);
+public readonly record struct StageTimes(double ReadMs, double DecodeMs, double QueueMs, double ForwardMs, double TotalMs, int BatchSize, double ExplainMs = 0);
 
 /// <summary>
 /// The data plane's instruments (meter <c>Nin.Serving</c>, exported at /metrics) and its per-version counters for

@@ -47,10 +47,22 @@ public sealed class TorchModelRunner : IModelRunner
     public float[] Run(IReadOnlyList<InferenceInput> inputs, int threads)
     {
         TorchRuntime.UseThreads(threads);
-        var c = metadata.InputChannels;
         using var scope = NewDisposeScope();
         using var mode = inference_mode();
-        Tensor input;
+        var input = InputTensor(inputs, metadata, device);
+        if (precision != ScalarType.Float32)
+        {
+            input = input.to(precision);
+        }
+
+        var probabilities = nn.functional.softmax(network.forward(input).to(ScalarType.Float32), 1).cpu();
+        return probabilities.data<float>().ToArray();
+    }
+
+    /// <summary>The network's input [N, C, S, S] (fp32, 0–1) for the batcher's inputs: preprocessed bytes or the caller's floats.</summary>
+    public static Tensor InputTensor(IReadOnlyList<InferenceInput> inputs, ModelMetadata metadata, Device device)
+    {
+        var c = metadata.InputChannels;
         if (inputs[0].Floats is not null)
         {
             var size = metadata.ImageSize;
@@ -60,27 +72,17 @@ public sealed class TorchModelRunner : IModelRunner
                 inputs[i].Floats!.Value.Span.CopyTo(flat.AsSpan(i * c * size * size, c * size * size));
             }
 
-            input = tensor(flat, [inputs.Count, c, size, size]).to(device);
+            return tensor(flat, [inputs.Count, c, size, size]).to(device);
         }
-        else
+
+        int h = metadata.Preprocessing.NativeHeight, w = metadata.Preprocessing.NativeWidth;
+        var bytes = new byte[inputs.Count * c * h * w];
+        for (var i = 0; i < inputs.Count; i++)
         {
-            int h = metadata.Preprocessing.NativeHeight, w = metadata.Preprocessing.NativeWidth;
-            var flat = new byte[inputs.Count * c * h * w];
-            for (var i = 0; i < inputs.Count; i++)
-            {
-                inputs[i].Bytes!.CopyTo(flat, i * c * h * w);
-            }
-
-            input = Preprocess.ToNetworkInput(tensor(flat, [inputs.Count, c, h, w], dtype: ScalarType.Byte).to(device), metadata.ImageSize);
+            inputs[i].Bytes!.CopyTo(bytes, i * c * h * w);
         }
 
-        if (precision != ScalarType.Float32)
-        {
-            input = input.to(precision);
-        }
-
-        var probabilities = nn.functional.softmax(network.forward(input).to(ScalarType.Float32), 1).cpu();
-        return probabilities.data<float>().ToArray();
+        return Preprocess.ToNetworkInput(tensor(bytes, [inputs.Count, c, h, w], dtype: ScalarType.Byte).to(device), metadata.ImageSize);
     }
 
     public void Dispose() => network.Dispose();

@@ -23,4 +23,20 @@ public abstract class ImageClassifier : nn.Module<Tensor, Tensor>
     public int InputChannels { get; }
 
     public int Classes { get; }
+
+    /// <summary>
+    /// The network's stages in order, each image tensor in and out, their outputs chained to the class scores: what
+    /// class activation maps (<see cref="Explain.ClassActivationMaps"/>) look inside. By default the children of the
+    /// network's one <c>Sequential</c>; empty (no maps) for a network built otherwise that does not say.
+    /// </summary>
+    public virtual IReadOnlyList<(string Name, nn.Module<Tensor, Tensor> Stage)> Stages
+    {
+        get
+        {
+            var children = named_children().ToList();
+            return children.Count == 1 && children[0].module is TorchSharp.Modules.Sequential sequential
+                ? [.. sequential.named_children().Select(c => (c.name, (nn.Module<Tensor, Tensor>)c.module))]
+                : [];
+        }
+    }
 }
