@@ -88,6 +88,18 @@ public sealed class DashboardViewsTests(DashboardFixture fixture) : IClassFixtur
         await page.Keyboard.PressAsync("Shift+Tab");
         Assert.Equal("nav", await page.EvaluateAsync<string>("() => document.activeElement.closest('nav')?.tagName.toLowerCase() ?? ''"));
 
+        // The served model on the overview links to its versions (#/models/alpha): marked, focused, and so after a reload.
+        await DashboardFixture.GoToAsync(page, "#/");
+        await page.Locator("#ov-model a").ClickAsync();
+        await AssertShownAsync(page, "models", "#models");
+        Assert.EndsWith("#/models/alpha", page.Url, StringComparison.Ordinal);
+        await Expect(page.Locator(".model[data-model='alpha']")).ToHaveAttributeAsync("aria-current", "true");
+        Assert.Equal("alpha", await page.EvaluateAsync<string>("() => document.activeElement.closest('.model')?.dataset.model ?? ''"));
+        await page.ReloadAsync();
+        await AssertShownAsync(page, "models", "#models");
+        await Expect(page.Locator(".model[data-model='alpha']")).ToHaveAttributeAsync("aria-current", "true", new() { Timeout = 30_000 });
+        Assert.Equal("Models alpha · Nin", await page.TitleAsync());
+
         // An old single-page anchor lands on its view; an unknown run says so.
         var (legacy, _) = await fixture.OpenAsync("/#upload");
         await AssertShownAsync(legacy, "datasets", "#datasets");

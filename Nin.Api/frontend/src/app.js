@@ -357,7 +357,7 @@ async function cancelJob(jobId, button, errorId = "jobs-error") {
 
 function renderOverviewModel(active, models) {
   const version = active && models.find((m) => m.name === active.name)?.versions.find((v) => v.version === active.version);
-  $("ov-model").textContent = active ? `${active.name} v${active.version}` : "none";
+  $("ov-model").replaceChildren(active ? modelLink(active.name, `${active.name} v${active.version}`) : "none");
   $("ov-accuracy").textContent = version?.testAccuracy != null ? pct(version.testAccuracy) : "–";
 }
 
@@ -385,7 +385,7 @@ function renderJobs() {
   $("jobs-none-match").hidden = jobs.size === 0 || list.length > 0;
   tbody.replaceChildren(...list.map((job) => {
     const active = !FINISHED.has(job.status);
-    const model = job.modelName && job.modelVersion ? `${job.modelName} v${job.modelVersion}` : "–";
+    const model = job.modelName && job.modelVersion ? modelLink(job.modelName, `${job.modelName} v${job.modelVersion}`) : "–";
     const best = bestAccuracy(job);
     const row = el("tr", { dataset: { jobId: job.jobId, status: job.status } },
       el("td", {}, runLink(job.jobId)),
@@ -395,7 +395,7 @@ function renderJobs() {
       el("td", { textContent: `${job.epochs.length}/${job.request.epochs}` }),
       el("td", { className: "best", textContent: best >= 0 ? pct(best) : "–" }),
       el("td", { className: "duration", textContent: duration(jobDuration(job)) }),
-      el("td", { textContent: model }),
+      el("td", {}, model),
       el("td", {}, active
         ? el("button", { type: "button", className: "danger cancel", textContent: "Cancel", "aria-label": `Cancel job ${job.jobId}`, onclick: (ev) => cancelJob(job.jobId, ev.currentTarget) })
         : null),
@@ -694,6 +694,21 @@ async function deleteDataset(id, button) {
 
 // ---------- models ----------
 
+const modelLink = (name, text) => el("a", { href: `#/models/${encodeURIComponent(name)}`, textContent: text });
+
+// #/models/{name}: the model's versions marked and scrolled to, its heading the place focus moves to. A deep link
+// opened before the models arrived is scrolled to once they have.
+let modelPending = null;
+function showModel(name) {
+  for (const block of document.querySelectorAll(".model[aria-current]")) block.removeAttribute("aria-current");
+  const block = name ? [...document.querySelectorAll(".model")].find((b) => b.dataset.model === name) : null;
+  modelPending = name && !block ? name : null;
+  if (!block) return null;
+  block.setAttribute("aria-current", "true");
+  block.scrollIntoView({ block: "start" });
+  return block.querySelector("h3");
+}
+
 async function loadModels() {
   const result = await api("models").catch(() => null);
   if (!result?.ok) {
@@ -712,8 +727,8 @@ async function loadModels() {
     return;
   }
 
-  list.replaceChildren(...models.map((m) => el("div", { className: "model" },
-    el("h3", { textContent: m.name }),
+  list.replaceChildren(...models.map((m) => el("div", { className: "model", dataset: { model: m.name } },
+    el("h3", { textContent: m.name, tabIndex: -1 }),
     el("div", { className: "scroll", tabIndex: 0, role: "region", "aria-label": `Versions of ${m.name}` }, el("table", { className: "versions", dataset: { model: m.name } },
       el("thead", {}, el("tr", {},
         el("th", { scope: "col", textContent: "Version" }),
@@ -738,6 +753,11 @@ async function loadModels() {
           el("button", { type: "button", className: "secondary evaluation", textContent: "Evaluation", "aria-label": `Evaluation of ${m.name} version ${v.version}`, onclick: () => evaluationView.show(m.name, v.version) }),
           v.active ? null : el("button", { type: "button", className: "danger delete", textContent: "Delete", "aria-label": `Delete ${m.name} version ${v.version}`, onclick: (ev) => deleteVersion(m.name, v.version, ev.currentTarget) }))))))),
     versionCompare.form(m))));
+  const route = router.current;
+  if (route?.view === "models" && route.param) {
+    if (modelPending === route.param) showModel(route.param);
+    else list.querySelector(`.model[data-model="${CSS.escape(route.param)}"]`)?.setAttribute("aria-current", "true");
+  }
 }
 
 // The version's int8 model as measured when it was quantized: its accuracy against fp32 on the same test split, and
@@ -871,6 +891,7 @@ const recentRuns = createRecentRuns({ $, el, jobs, batchPoints, pct, newestFirst
 const router = createRouter({
   onRoute: (route) => {
     if (route.view === "run") showRun(route.param);
+    return route.view === "models" ? showModel(route.param) : null;
   },
 });
 renderAll();

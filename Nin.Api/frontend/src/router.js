@@ -8,6 +8,7 @@
 //   #/runs           the runs table and compare
 //   #/runs/{jobId}   one run: live curves, per-batch loss, time left, events, cancel
 //   #/models         models: versions, evaluation, compare, activate, delete
+//   #/models/{name}  the same, that model's versions scrolled to
 //   #/datasets       datasets: list, upload, delete
 
 const VIEWS = {
@@ -32,10 +33,12 @@ export function parseRoute(hash) {
   const [first, second] = parts;
   if (!first) return { view: "overview", param: null, path: "/" };
   if (first === "runs" && second) return { view: "run", param: second, path: `/runs/${second}` };
+  if (first === "models" && second) return { view: "models", param: second, path: `/models/${second}` };
   if (first in VIEWS && first !== "overview" && first !== "run") return { view: first, param: null, path: `/${first}` };
   return { view: "overview", param: null, path: "/" };
 }
 
+/** onRoute(route) runs on every route and may return the element focus should move to instead of the heading. */
 export function createRouter({ onRoute }) {
   let current = null;
 
@@ -51,10 +54,13 @@ export function createRouter({ onRoute }) {
       else link.removeAttribute("aria-current");
     }
 
-    document.title = `${view.title}${route.param ? ` ${route.param.slice(0, 8)}` : ""} · Nin`;
+    const param = route.view === "run" ? route.param.slice(0, 8) : route.param; // a job id's first 8, as shown
+    document.title = `${view.title}${param ? ` ${param}` : ""} · Nin`;
     document.body.dataset.route = route.path;
-    onRoute(route);
-    if (moveFocus) {
+    const target = onRoute(route); // a place within the view (a model's versions), or null for its top
+    if (target) {
+      target.focus({ preventScroll: true });
+    } else if (moveFocus) {
       // A screen reader hears where it landed; keyboard users continue from the view's top.
       window.scrollTo(0, 0);
       document.getElementById(view.heading)?.focus({ preventScroll: true });
