@@ -211,7 +211,7 @@ public sealed partial class DashboardTests(DashboardFixture fixture) : IClassFix
                 await Expect(page.Locator("#try-model")).ToHaveTextAsync("alpha v1", new() { Timeout = 60_000 });
                 await Expect(page.Locator("#try-labels li").First).ToBeVisibleAsync();
                 await DashboardFixture.ScreenshotAsync(page, $"overview-{width}");
-                await page.ScreenshotAsync(new PageScreenshotOptions { Path = Path.Combine(DashboardFixture.Screenshots, $"overview-{width}-first-screen.png") }); // README's picture
+                await page.ScreenshotAsync(new PageScreenshotOptions { Path = Path.Combine(DashboardFixture.Screenshots, $"overview-{width}-first-screen.png") });
                 Assert.True(errors.Count == 0, string.Join(Environment.NewLine, errors));
             }
         }

@@ -2,7 +2,10 @@ using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
 using System.Text.RegularExpressions;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Playwright;
+using Nin.Api.Training;
+using Nin.Model.Checkpoints;
 using static Microsoft.Playwright.Assertions;
 
 namespace Nin.Api.Tests.Browser;
@@ -114,6 +117,20 @@ public sealed class DashboardViewsTests(DashboardFixture fixture) : IClassFixtur
     [Fact]
     public async Task A_real_run_is_followed_from_the_overview_sparkline_to_its_run_view_through_a_reload_to_its_cancellation()
     {
+        // Two finished runs from before (in the job store, with their epochs), listed after the running one.
+        var store = fixture.Factory.Services.GetRequiredService<ITrainingJobStore>();
+        foreach (var (model, accuracies) in new[] { ("views-done-a", new[] { 0.42, 0.61, 0.70, 0.74 }), ("views-done-b", new[] { 0.55, 0.72, 0.78, 0.81, 0.83 }) })
+        {
+            var done = store.Create(new TrainSettings("fashion-mnist", accuracies.Length, 32, 0.05, 0, 0, 67, 0, "cpu", model, 64, 32, false, Recipe: "d2l"));
+            store.Update(done.JobId, j => j with
+            {
+                Status = JobStatus.Succeeded,
+                StartedAt = DateTimeOffset.UtcNow.AddMinutes(-10),
+                FinishedAt = DateTimeOffset.UtcNow.AddMinutes(-5),
+                Epochs = [.. accuracies.Select((a, i) => new EpochMetrics(i + 1, 2.0 / (i + 1.5), a - 0.03, a, 150, 30))],
+            });
+        }
+
         using var http = new HttpClient { BaseAddress = fixture.BaseAddress };
         using var posted = await http.PostAsJsonAsync(new Uri("/train", UriKind.Relative), new
         {
@@ -132,6 +149,14 @@ public sealed class DashboardViewsTests(DashboardFixture fixture) : IClassFixtur
             await Expect(recent.Locator("svg.spark polyline.loss")).ToHaveCountAsync(1, new() { Timeout = 120_000 });
             var before = await recent.Locator("svg.spark polyline.loss").GetAttributeAsync("points");
             await Expect(recent.Locator("svg.spark polyline.loss")).Not.ToHaveAttributeAsync("points", before!, new() { Timeout = 60_000 }); // live
+            await Expect(page.Locator("#recent-runs li").First).ToHaveAttributeAsync("data-job-id", jobId); // running first
+            await Expect(page.Locator("#recent-runs li[data-status='Succeeded'] svg.spark polyline.acc")).ToHaveCountAsync(2);
+
+            // The README's picture: the overview while a run trains, with a picture classified.
+            await page.Locator("#try-file").SetInputFilesAsync(new FilePayload { Name = "fashion-0.png", MimeType = "image/png", Buffer = TestImages.FashionImage(0) });
+            await page.Locator("#try-submit").ClickAsync();
+            await Expect(page.Locator("#try-labels li").First).ToBeVisibleAsync(new() { Timeout = 60_000 });
+            await page.EvaluateAsync("() => document.activeElement?.blur()");
             await DashboardFixture.ScreenshotAsync(page, "overview-running");
 
             // Its link opens the Run view: live per-batch curve, time left, events.
