@@ -73,6 +73,7 @@ public sealed partial class EvaluationDashboardTests(DashboardFixture fixture) :
         await DashboardFixture.GoToAsync(page, "#/datasets");
         await datasetRow.Locator("button.delete").ClickAsync();
         await Expect(datasetRow).ToHaveCountAsync(0, new() { Timeout = 30_000 });
+        await Expect(page.Locator("#upload-summary")).ToBeHiddenAsync();
         await Expect(page.Locator($"#f-dataset option[value='{id}']")).ToHaveCountAsync(0);
         await Expect(page.Locator("#datasets-error")).ToBeEmptyAsync();
         Assert.True(errors.Count == 0, string.Join(Environment.NewLine, errors));

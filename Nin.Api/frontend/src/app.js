@@ -689,6 +689,11 @@ async function deleteDataset(id, button) {
     return;
   }
 
+  if ($("upload-id")?.textContent === id) {
+    $("upload-summary").hidden = true; // the summary of what was just deleted goes with it
+    $("upload-next").hidden = true;
+  }
+
   await loadDatasets();
 }
 
