@@ -85,11 +85,27 @@ public sealed class DashboardFixture : IAsyncLifetime
     }
 
     /// <summary>
-    /// Fills training-form fields as a user would: a field under the closed "Advanced" part is reached by opening it
-    /// (a click on its summary) first.
+    /// Goes to one of the dashboard's views as a link would ("#/", "#/models", "#/runs/{jobId}": the hash changes, a
+    /// history entry is made) and waits until the router shows it.
+    /// </summary>
+    public static async Task GoToAsync(IPage page, string hash)
+    {
+        var path = hash.TrimStart('#');
+        await page.EvaluateAsync("h => { location.hash = h; }", hash);
+        await page.WaitForFunctionAsync("p => document.body.dataset.route === p", path.Length == 0 ? "/" : path);
+    }
+
+    /// <summary>
+    /// Fills training-form fields as a user would: on the Train view (gone to first when another view is shown), a
+    /// field under the closed "Advanced" part is reached by opening it (a click on its summary) first.
     /// </summary>
     public static async Task FillTrainingFormAsync(IPage page, IReadOnlyDictionary<string, string> fields)
     {
+        if (!await page.Locator("#train").IsVisibleAsync())
+        {
+            await GoToAsync(page, "#/train");
+        }
+
         foreach (var (name, value) in fields)
         {
             var field = page.Locator($"#f-{name}");

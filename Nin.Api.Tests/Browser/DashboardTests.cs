@@ -44,6 +44,8 @@ public sealed partial class DashboardTests(DashboardFixture fixture) : IClassFix
         await Expect(page.Locator("#f-dataset option[value='mnist']")).ToHaveCountAsync(1);
         await Expect(page.Locator("#f-dataset")).ToHaveValueAsync("fashion-mnist");
         await Expect(page.Locator("#models-active")).ToHaveTextAsync("alpha v1");
+        await DashboardFixture.GoToAsync(page, "#/train");
+        await Expect(page.Locator("#f-epochs")).ToBeVisibleAsync();
         await DashboardFixture.ScreenshotAsync(page, "dashboard");
 
         // Readable on a phone: nothing wider than the screen but the tables' own scroll boxes.
@@ -70,6 +72,8 @@ public sealed partial class DashboardTests(DashboardFixture fixture) : IClassFix
             ["epochs"] = "2", ["batchSize"] = "32", ["imageSize"] = "67", ["device"] = "cpu",
             ["modelName"] = "browser-run", ["maxTrainImages"] = "128", ["maxTestImages"] = "32",
         });
+        await Expect(page).ToHaveURLAsync(new Regex($"#/runs/{jobId}$")); // queued: its Run view opens
+        await Expect(page.Locator("#live-id")).ToBeVisibleAsync();
         await Expect(page.Locator("#live-id")).ToHaveTextAsync(jobId);
         await Expect(page.Locator($"#jobs-table tr[data-job-id='{jobId}']")).ToHaveCountAsync(1);
 
@@ -78,6 +82,7 @@ public sealed partial class DashboardTests(DashboardFixture fixture) : IClassFix
         await DashboardFixture.ScreenshotAsync(page, "training-epoch-1");
         await page.ReloadAsync();
         await WaitConnectedAsync(page);
+        await Expect(page.Locator("#live-id")).ToBeVisibleAsync(); // the deep link #/runs/{jobId} survives the reload
         await Expect(page.Locator("#live-id")).ToHaveTextAsync(jobId);
         await Expect(page.Locator("#loss-figure")).ToHaveAttributeAsync("data-points", new Regex("^[12]$"), new() { Timeout = 30_000 });
 
@@ -140,6 +145,7 @@ public sealed partial class DashboardTests(DashboardFixture fixture) : IClassFix
             ["epochs"] = "200", ["batchSize"] = "32", ["imageSize"] = "67", ["device"] = "cpu",
             ["modelName"] = "browser-cancel", ["maxTrainImages"] = "256", ["maxTestImages"] = "32",
         });
+        await DashboardFixture.GoToAsync(page, "#/runs");
         var row = page.Locator($"#jobs-table tr[data-job-id='{jobId}']");
         await Expect(row.Locator(".status")).ToHaveTextAsync(new Regex("^(Queued|Running)$"));
         await row.Locator("button.cancel").ClickAsync();
@@ -205,7 +211,7 @@ public sealed partial class DashboardTests(DashboardFixture fixture) : IClassFix
                 await Expect(page.Locator("#try-model")).ToHaveTextAsync("alpha v1", new() { Timeout = 60_000 });
                 await Expect(page.Locator("#try-labels li").First).ToBeVisibleAsync();
                 await DashboardFixture.ScreenshotAsync(page, $"overview-{width}");
-                await page.ScreenshotAsync(new PageScreenshotOptions { Path = Path.Combine(DashboardFixture.Screenshots, $"overview-{width}-first-screen.png") }); // README's picture
+                await page.ScreenshotAsync(new PageScreenshotOptions { Path = Path.Combine(DashboardFixture.Screenshots, $"overview-{width}-first-screen.png") });
                 Assert.True(errors.Count == 0, string.Join(Environment.NewLine, errors));
             }
         }
@@ -218,7 +224,7 @@ public sealed partial class DashboardTests(DashboardFixture fixture) : IClassFix
     [Fact]
     public async Task Invalid_input_shows_the_api_message_next_to_the_field()
     {
-        var (page, errors) = await fixture.OpenAsync();
+        var (page, errors) = await fixture.OpenAsync("/#/train");
         await Expect(page.Locator("#train-advanced")).Not.ToHaveAttributeAsync("open", ""); // preset-first: Advanced starts closed
         await FillAsync(page, new Dictionary<string, string> { ["imageSize"] = "10", ["epochs"] = "0" });
         await page.Locator("#train-advanced > summary").ClickAsync(); // closed again: the message must still be seen
@@ -253,7 +259,7 @@ public sealed partial class DashboardTests(DashboardFixture fixture) : IClassFix
     [Fact]
     public async Task The_form_offers_the_presets_fills_the_fields_each_sets_and_a_job_that_learned_nothing_shows_its_warning()
     {
-        var (page, errors) = await fixture.OpenAsync();
+        var (page, errors) = await fixture.OpenAsync("/#/train");
         await WaitConnectedAsync(page);
         await Expect(page.Locator("#f-recipe")).ToHaveValueAsync("d2l");
         await Expect(page.Locator("#recipe-sets")).ToContainTextAsync("d2l");
@@ -284,10 +290,12 @@ public sealed partial class DashboardTests(DashboardFixture fixture) : IClassFix
         });
         Assert.Equal(HttpStatusCode.Accepted, posted.StatusCode);
         var jobId = JsonDocument.Parse(await posted.Content.ReadAsStringAsync()).RootElement.GetProperty("jobId").GetString();
+        await DashboardFixture.GoToAsync(page, "#/runs");
         var row = page.Locator($"#jobs-table tr[data-job-id='{jobId}']");
         await Expect(row.Locator(".status")).ToHaveTextAsync("Succeeded", Long);
         await Expect(row.Locator(".warning-mark")).ToHaveTextAsync("did not learn");
-        await row.Locator("button").First.ClickAsync();
+        await row.Locator("a.run-link").ClickAsync();
+        await Expect(page).ToHaveURLAsync(new Regex($"#/runs/{jobId}$"));
         await Expect(page.Locator("#live-warnings")).ToBeVisibleAsync();
         await Expect(page.Locator("#live-warnings")).ToContainTextAsync("did not learn");
         await Expect(page.Locator("#live-warnings")).ToContainTextAsync("not activated");

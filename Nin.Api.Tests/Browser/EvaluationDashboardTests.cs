@@ -16,7 +16,8 @@ public sealed partial class EvaluationDashboardTests(DashboardFixture fixture) :
     [Fact]
     public async Task Upload_then_train_from_the_form_then_curves_confusion_matrix_and_gallery()
     {
-        var (page, errors) = await fixture.OpenAsync();
+        var (page, errors) = await fixture.OpenAsync("/#/datasets");
+        page.Dialog += async (_, dialog) => await dialog.AcceptAsync();
         await Expect(page.Locator("#conn-state")).ToHaveTextAsync("connected", new() { Timeout = 60_000 });
 
         // Three shape classes of 12 pictures each, and a file that is not an image.
@@ -33,10 +34,18 @@ public sealed partial class EvaluationDashboardTests(DashboardFixture fixture) :
         var id = await page.Locator("#upload-id").InnerTextAsync();
         Assert.StartsWith("u-", id, StringComparison.Ordinal);
 
-        // The training form now has the upload chosen, with its preset (robust).
+        // The datasets table lists it (deletable, unlike the built-in ones); the training form has it chosen, with its
+        // preset (robust), one link away.
+        var datasetRow = page.Locator($"#datasets-table tr[data-dataset='{id}']");
+        await Expect(datasetRow.Locator("td").First).ToHaveTextAsync("shapes in the browser");
+        await Expect(datasetRow.Locator("button.delete")).ToHaveCountAsync(1);
+        await Expect(page.Locator("#datasets-table tr[data-dataset='fashion-mnist'] button.delete")).ToHaveCountAsync(0);
         await Expect(page.Locator("#f-dataset")).ToHaveValueAsync(id);
         await Expect(page.Locator("#f-recipe")).ToHaveValueAsync("robust");
         await DashboardFixture.ScreenshotAsync(page, "upload-summary");
+        await page.Locator("#upload-train").ClickAsync();
+        await Expect(page.Locator("#f-dataset")).ToBeVisibleAsync();
+        await Expect(page.Locator("#f-dataset")).ToHaveValueAsync(id);
         await DashboardFixture.FillTrainingFormAsync(page, new Dictionary<string, string> { ["epochs"] = "2", ["batchSize"] = "16", ["device"] = "cpu", ["modelName"] = "uploaded-shapes" });
 
         await page.Locator("#train-submit").ClickAsync();
@@ -46,6 +55,7 @@ public sealed partial class EvaluationDashboardTests(DashboardFixture fixture) :
         await Expect(page.Locator("#acc-figure")).ToHaveAttributeAsync("data-points", "2");
         Assert.True(int.Parse(await page.Locator("#batch-figure").GetAttributeAsync("data-points") ?? "0", System.Globalization.CultureInfo.InvariantCulture) >= 2);
 
+        await DashboardFixture.GoToAsync(page, "#/models");
         var row = page.Locator("#models-list table[data-model='uploaded-shapes'] tbody tr");
         await Expect(row).ToHaveCountAsync(1, new() { Timeout = 30_000 });
         await row.Locator("button.evaluation").ClickAsync();
@@ -58,6 +68,14 @@ public sealed partial class EvaluationDashboardTests(DashboardFixture fixture) :
         var loaded = await page.EvaluateAsync<bool>("() => [...document.querySelectorAll('#eval-gallery img')].every(i => i.complete && i.naturalWidth === 28)");
         Assert.True(loaded);
         await DashboardFixture.ScreenshotAsync(page, "upload-train-evaluation");
+
+        // The run has finished: the upload can be deleted from the Datasets view, and leaves the training form too.
+        await DashboardFixture.GoToAsync(page, "#/datasets");
+        await datasetRow.Locator("button.delete").ClickAsync();
+        await Expect(datasetRow).ToHaveCountAsync(0, new() { Timeout = 30_000 });
+        await Expect(page.Locator("#upload-summary")).ToBeHiddenAsync();
+        await Expect(page.Locator($"#f-dataset option[value='{id}']")).ToHaveCountAsync(0);
+        await Expect(page.Locator("#datasets-error")).ToBeEmptyAsync();
         Assert.True(errors.Count == 0, string.Join(Environment.NewLine, errors));
     }
 
@@ -91,9 +109,14 @@ public sealed partial class EvaluationDashboardTests(DashboardFixture fixture) :
         }
 
         await DashboardFixture.ScreenshotAsync(page, "training-time-left");
-        using var http = new HttpClient { BaseAddress = fixture.BaseAddress };
-        using var cancel = await http.DeleteAsync(new Uri($"/train/{jobId}", UriKind.Relative));
+
+        // Cancelled from its Run view.
+        await Expect(page.Locator("#live-cancel")).ToHaveAttributeAsync("aria-label", $"Cancel job {jobId}");
+        await page.Locator("#live-cancel").ClickAsync();
         await Expect(page.Locator("#live-status")).ToHaveTextAsync("Cancelled", new() { Timeout = 60_000 });
+        await Expect(page.Locator("#live-cancel")).ToBeHiddenAsync();
+        await Expect(page.Locator("#live-cancel-error")).ToBeEmptyAsync();
+        await Expect(page.Locator("#live-events li").Last).ToContainTextAsync("Cancelled");
         Assert.True(errors.Count == 0, string.Join(Environment.NewLine, errors));
     }
 
@@ -118,7 +141,7 @@ public sealed partial class EvaluationDashboardTests(DashboardFixture fixture) :
             await Api.TrainingApiTests.WaitForAsync(http, id, j => j.Status == Nin.Api.Training.JobStatus.Succeeded, TimeSpan.FromMinutes(4));
         }
 
-        var (page, errors) = await fixture.OpenAsync();
+        var (page, errors) = await fixture.OpenAsync("/#/runs");
         await Expect(page.Locator("#conn-state")).ToHaveTextAsync("connected", new() { Timeout = 60_000 });
         await Expect(page.Locator("#compare")).ToBeHiddenAsync();
         await page.Locator($"#jobs-table tr[data-job-id='{ids[0]}'] input.compare").CheckAsync();
@@ -170,6 +193,7 @@ public sealed partial class EvaluationDashboardTests(DashboardFixture fixture) :
         await DashboardFixture.ScreenshotAsync(page, "training-batch-curve");
 
         // The version the run stored (not served: alpha is) has its evaluation, computed when training ended.
+        await DashboardFixture.GoToAsync(page, "#/models");
         var row = page.Locator("#models-list table[data-model='eval-run'] tbody tr");
         await Expect(row).ToHaveCountAsync(1, new() { Timeout = 30_000 });
         await row.Locator("button.evaluation").ClickAsync();

@@ -34,7 +34,7 @@ public sealed class RunsTableDashboardTests(DashboardFixture fixture) : IClassFi
         var best = Finished("runs-best", "robust", 0.70, 0.90, 0.85); // best 0.90, final 0.85
         var mid = Finished("runs-mid", "robust", 0.60, 0.88); // best and final 0.88
 
-        var (page, errors) = await fixture.OpenAsync();
+        var (page, errors) = await fixture.OpenAsync("/#/runs");
         var rows = page.Locator("#jobs-table tbody tr");
         await Expect(rows).ToHaveCountAsync(3, new() { Timeout = 60_000 });
 

@@ -54,7 +54,7 @@ public sealed class VersionCompareDashboardTests(DashboardFixture fixture) : ICl
         var brokenCount = Enumerable.Range(0, TestImages).Count(i => v1[i] == labels[i] && v2[i] != labels[i]);
         Assert.True(fixedCount > 0 && brokenCount > 0);
 
-        var (page, errors) = await fixture.OpenAsync();
+        var (page, errors) = await fixture.OpenAsync("/#/models");
         var form = page.Locator("form.version-compare-form[data-model='beta']");
         await Expect(form).ToBeVisibleAsync(new() { Timeout = 60_000 });
         await form.Locator("select").Nth(0).SelectOptionAsync("1");

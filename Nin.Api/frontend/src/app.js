@@ -1,8 +1,10 @@
-// The Nin dashboard: one page over the public API and the training hub, no framework.
+// The Nin dashboard: one page of views (router.js) over the public API and the training hub, no framework.
 import { HubConnectionBuilder, HubConnectionState, LogLevel } from "@microsoft/signalr";
 import { createRecipes } from "./recipes.js";
 import { createEvaluationView } from "./evaluation.js";
-import { recordBatch, timeLeft, createBatchChart } from "./batches.js";
+import { recordBatch, timeLeft, createBatchChart, batchPoints } from "./batches.js";
+import { createRouter } from "./router.js";
+import { createRecentRuns } from "./recent.js";
 import { createCompareView } from "./compare.js";
 import { createUploadView } from "./upload.js";
 import { createVersionCompareView } from "./versions.js";
@@ -168,6 +170,7 @@ hub.on("BatchProgress", (e) => {
     startAt: sameEpoch ? last.startAt : now,
   });
   recordBatch(e);
+  recentRuns.renderSoon();
   if (e.jobId === selectedJobId) renderLive();
 });
 hub.on("EpochCompleted", (e) => {
@@ -325,19 +328,24 @@ function pickDefaultJob() {
   return (running ?? list[0])?.jobId ?? null;
 }
 
-function selectJob(jobId) {
+// The Run view (#/runs/{jobId}) shows that job; one this page has not heard of yet (a deep link opened before the
+// hub's snapshots, or a job only another replica knows) is fetched.
+async function showRun(jobId) {
   selectedJobId = jobId;
   pinned = true;
   renderAll();
-  $("live").scrollIntoView({ behavior: "smooth", block: "start" });
+  if (jobs.has(jobId)) return;
+  const result = await api(`train/${encodeURIComponent(jobId)}`).catch(() => null);
+  if (result?.ok) upsertJob(result.body);
+  else if (selectedJobId === jobId && !jobs.has(jobId)) $("live-empty").textContent = `There is no run ${jobId}.`;
 }
 
-async function cancelJob(jobId, button) {
+async function cancelJob(jobId, button, errorId = "jobs-error") {
   button.disabled = true;
-  $("jobs-error").textContent = "";
+  $(errorId).textContent = "";
   const result = await api(`train/${encodeURIComponent(jobId)}`, { method: "DELETE" });
   if (!result.ok) {
-    $("jobs-error").textContent = problemText(result);
+    $(errorId).textContent = problemText(result);
     button.disabled = false;
     return;
   }
@@ -349,7 +357,7 @@ async function cancelJob(jobId, button) {
 
 function renderOverviewModel(active, models) {
   const version = active && models.find((m) => m.name === active.name)?.versions.find((v) => v.version === active.version);
-  $("ov-model").textContent = active ? `${active.name} v${active.version}` : "none";
+  $("ov-model").replaceChildren(active ? modelLink(active.name, `${active.name} v${active.version}`) : "none");
   $("ov-accuracy").textContent = version?.testAccuracy != null ? pct(version.testAccuracy) : "–";
 }
 
@@ -371,22 +379,23 @@ function renderOverviewRuns(list) {
 function renderJobs() {
   const tbody = $("jobs-table").querySelector("tbody");
   renderOverviewRuns([...jobs.values()]);
+  recentRuns.render();
   const list = visibleJobs();
   $("jobs-empty").hidden = jobs.size > 0;
   $("jobs-none-match").hidden = jobs.size === 0 || list.length > 0;
   tbody.replaceChildren(...list.map((job) => {
     const active = !FINISHED.has(job.status);
-    const model = job.modelName && job.modelVersion ? `${job.modelName} v${job.modelVersion}` : "–";
+    const model = job.modelName && job.modelVersion ? modelLink(job.modelName, `${job.modelName} v${job.modelVersion}`) : "–";
     const best = bestAccuracy(job);
     const row = el("tr", { dataset: { jobId: job.jobId, status: job.status } },
-      el("td", {}, el("button", { type: "button", className: "secondary", textContent: job.jobId.slice(0, 8), title: `Show job ${job.jobId}`, "aria-label": `Show job ${job.jobId}`, onclick: () => selectJob(job.jobId) })),
+      el("td", {}, runLink(job.jobId)),
       el("td", {}, el("span", { className: "status", textContent: job.status, dataset: { status: job.status }, ...(job.worker ? { title: `run by worker ${job.worker}` } : {}) }),
         (job.warnings ?? []).length > 0 ? el("span", { className: "warning-mark", textContent: " did not learn", title: job.warnings.join("\n") }) : null),
       el("td", { textContent: `${job.request.dataset} (${job.request.recipe ?? "d2l"})` }),
       el("td", { textContent: `${job.epochs.length}/${job.request.epochs}` }),
       el("td", { className: "best", textContent: best >= 0 ? pct(best) : "–" }),
       el("td", { className: "duration", textContent: duration(jobDuration(job)) }),
-      el("td", { textContent: model }),
+      el("td", {}, model),
       el("td", {}, active
         ? el("button", { type: "button", className: "danger cancel", textContent: "Cancel", "aria-label": `Cancel job ${job.jobId}`, onclick: (ev) => cancelJob(job.jobId, ev.currentTarget) })
         : null),
@@ -394,6 +403,13 @@ function renderJobs() {
     if (job.jobId === selectedJobId) row.setAttribute("aria-current", "true");
     return row;
   }));
+}
+
+// A link to a run's view showing its id's first 8 characters; the rest is there for screen readers, so the link's
+// name is the whole id and still starts with what is seen.
+function runLink(jobId) {
+  return el("a", { className: "run-link", href: `#/runs/${encodeURIComponent(jobId)}`, title: `Show run ${jobId}` },
+    jobId.slice(0, 8), el("span", { className: "sr-only", textContent: jobId.slice(8) }));
 }
 
 // ---------- live view and charts ----------
@@ -454,15 +470,45 @@ function renderCharts(job) {
     el("td", { textContent: num(e.seconds, 1) }))));
 }
 
+// What happened to the run, in order: queued, started, each epoch, the end (with its error or warnings).
+let eventsShown = "";
+function renderEvents(job) {
+  const key = `${job.jobId} ${job.status} ${job.epochs.length} ${job.startedAt} ${job.finishedAt}`;
+  if (key === eventsShown) return;
+  eventsShown = key;
+  const at = (iso) => (iso ? new Date(iso).toLocaleTimeString() : "");
+  const item = (time, text) => el("li", {}, time ? el("time", { dateTime: time, textContent: at(time) }) : null, ` ${text}`);
+  $("live-events").replaceChildren(...[
+    item(job.createdAt, `Queued: ${job.request.dataset} (${job.request.recipe ?? "d2l"}), ${job.request.epochs} epochs`),
+    job.startedAt ? item(job.startedAt, `Started${job.device ? ` on ${job.device}` : ""}${job.worker ? ` (worker ${job.worker})` : ""}`) : null,
+    ...job.epochs.map((e) => item(null, `Epoch ${e.epoch}: train loss ${num(e.trainLoss, 4)}, test accuracy ${pct(e.testAccuracy)}, ${num(e.seconds, 1)} s`)),
+    FINISHED.has(job.status) ? item(job.finishedAt, `${job.status}${job.modelName && job.modelVersion ? `: ${job.modelName} v${job.modelVersion}` : ""}${job.error ? `: ${job.error}` : ""}`) : null,
+    ...(job.warnings ?? []).map((w) => item(null, `Warning: ${w}`)),
+  ].filter(Boolean));
+}
+
 function renderLive() {
   const job = selectedJobId ? jobs.get(selectedJobId) : null;
   $("live-empty").hidden = !!job;
   $("live-job").hidden = !job;
+  $("live-title").textContent = selectedJobId ? selectedJobId.slice(0, 8) : "";
   renderCharts(job);
-  if (!job) return;
+  if (!job) {
+    $("live-empty").textContent = selectedJobId ? `Loading run ${selectedJobId}…` : "No training job yet.";
+    return;
+  }
 
   $("live-job").dataset.jobId = job.jobId;
   $("live-id").textContent = job.jobId;
+  const cancel = $("live-cancel");
+  cancel.hidden = FINISHED.has(job.status);
+  if (cancel.dataset.jobId !== job.jobId) {
+    cancel.dataset.jobId = job.jobId;
+    cancel.disabled = false;
+    $("live-cancel-error").textContent = "";
+    cancel.setAttribute("aria-label", `Cancel job ${job.jobId}`);
+  }
+  renderEvents(job);
   const status = $("live-status");
   status.textContent = job.status;
   status.dataset.status = job.status;
@@ -586,6 +632,7 @@ async function submitTraining(event) {
     $("train-result").textContent = `Queued job ${result.body.jobId}.`;
     selectedJobId = result.body.jobId;
     pinned = true;
+    router.go(`/runs/${encodeURIComponent(result.body.jobId)}`); // its live view
     // The hub may already have sent the snapshot; make sure we have it and follow it even if not subscribed to all.
     const snap = await api(`train/${encodeURIComponent(result.body.jobId)}`);
     if (snap.ok) upsertJob(snap.body);
@@ -601,14 +648,71 @@ async function submitTraining(event) {
 
 async function loadDatasets() {
   const result = await api("datasets").catch(() => null);
-  if (!result?.ok) return;
+  if (!result?.ok) {
+    $("datasets-error").textContent = result ? problemText(result) : "Could not reach the service.";
+    return;
+  }
+
+  $("datasets-error").textContent = "";
+  renderDatasets(result.body);
   const select = $("f-dataset");
   const current = select.value || "fashion-mnist";
   select.replaceChildren(...result.body.map((d) => el("option", { value: d.name, title: d.title ?? d.name, textContent: `${d.name}${d.available ? "" : " (download on first use)"}` })));
   select.value = result.body.some((d) => d.name === current) ? current : result.body[0]?.name ?? "";
 }
 
+// The Datasets view's table: built-in and uploaded datasets; an upload can be deleted (409 while a run uses it).
+function renderDatasets(list) {
+  $("datasets-table").querySelector("tbody").replaceChildren(...list.map((d) => {
+    const uploaded = d.location?.startsWith("uploads/");
+    return el("tr", { dataset: { dataset: d.name } },
+      el("th", { scope: "row", textContent: d.name }),
+      el("td", { textContent: d.title ?? d.name }),
+      el("td", { textContent: String(d.classes?.length ?? "–"), title: (d.classes ?? []).join(", ") }),
+      el("td", { textContent: d.train == null ? "–" : String(d.train) }),
+      el("td", { textContent: d.test == null ? "–" : String(d.test) }),
+      el("td", { textContent: `${d.width}×${d.height} ${d.channels === 1 ? "grey" : "RGB"}${d.available ? "" : " (download on first use)"}` }),
+      el("td", {}, uploaded
+        ? el("button", { type: "button", className: "danger delete", textContent: "Delete", "aria-label": `Delete dataset ${d.name}`, onclick: (ev) => deleteDataset(d.name, ev.currentTarget) })
+        : null));
+  }));
+}
+
+async function deleteDataset(id, button) {
+  if (!window.confirm(`Delete the uploaded dataset ${id}? Its images are removed; trained models keep working.`)) return;
+  button.disabled = true;
+  $("datasets-error").textContent = "";
+  const result = await api(`datasets/${encodeURIComponent(id)}`, { method: "DELETE" });
+  if (!result.ok) {
+    $("datasets-error").textContent = problemText(result);
+    button.disabled = false;
+    return;
+  }
+
+  if ($("upload-id")?.textContent === id) {
+    $("upload-summary").hidden = true; // the summary of what was just deleted goes with it
+    $("upload-next").hidden = true;
+  }
+
+  await loadDatasets();
+}
+
 // ---------- models ----------
+
+const modelLink = (name, text) => el("a", { href: `#/models/${encodeURIComponent(name)}`, textContent: text });
+
+// #/models/{name}: the model's versions marked and scrolled to, its heading the place focus moves to. A deep link
+// opened before the models arrived is scrolled to once they have.
+let modelPending = null;
+function showModel(name) {
+  for (const block of document.querySelectorAll(".model[aria-current]")) block.removeAttribute("aria-current");
+  const block = name ? [...document.querySelectorAll(".model")].find((b) => b.dataset.model === name) : null;
+  modelPending = name && !block ? name : null;
+  if (!block) return null;
+  block.setAttribute("aria-current", "true");
+  block.scrollIntoView({ block: "start" });
+  return block.querySelector("h3");
+}
 
 async function loadModels() {
   const result = await api("models").catch(() => null);
@@ -628,8 +732,8 @@ async function loadModels() {
     return;
   }
 
-  list.replaceChildren(...models.map((m) => el("div", { className: "model" },
-    el("h3", { textContent: m.name }),
+  list.replaceChildren(...models.map((m) => el("div", { className: "model", dataset: { model: m.name } },
+    el("h3", { textContent: m.name, tabIndex: -1 }),
     el("div", { className: "scroll", tabIndex: 0, role: "region", "aria-label": `Versions of ${m.name}` }, el("table", { className: "versions", dataset: { model: m.name } },
       el("thead", {}, el("tr", {},
         el("th", { scope: "col", textContent: "Version" }),
@@ -654,6 +758,11 @@ async function loadModels() {
           el("button", { type: "button", className: "secondary evaluation", textContent: "Evaluation", "aria-label": `Evaluation of ${m.name} version ${v.version}`, onclick: () => evaluationView.show(m.name, v.version) }),
           v.active ? null : el("button", { type: "button", className: "danger delete", textContent: "Delete", "aria-label": `Delete ${m.name} version ${v.version}`, onclick: (ev) => deleteVersion(m.name, v.version, ev.currentTarget) }))))))),
     versionCompare.form(m))));
+  const route = router.current;
+  if (route?.view === "models" && route.param) {
+    if (modelPending === route.param) showModel(route.param);
+    else list.querySelector(`.model[data-model="${CSS.escape(route.param)}"]`)?.setAttribute("aria-current", "true");
+  }
 }
 
 // The version's int8 model as measured when it was quantized: its accuracy against fp32 on the same test split, and
@@ -783,6 +892,13 @@ async function loadJobs() {
 $("train-form").addEventListener("submit", submitTraining);
 $("try-form").addEventListener("submit", classify);
 wireDropZone();
+const recentRuns = createRecentRuns({ $, el, jobs, batchPoints, pct, newestFirst, runLink });
+const router = createRouter({
+  onRoute: (route) => {
+    if (route.view === "run") showRun(route.param);
+    return route.view === "models" ? showModel(route.param) : null;
+  },
+});
 renderAll();
 const recipes = createRecipes({ $, api });
 const evaluationView = createEvaluationView({ $, api, el, pct, problemText });
@@ -793,9 +909,10 @@ createUploadView({
     await loadDatasets();
     $("f-dataset").value = dataset.id;
     $("f-dataset").dispatchEvent(new Event("change")); // its recipe preset (robust for uploads)
-    $("train").scrollIntoView({ block: "start" });
+    $("upload-next").hidden = false; // the summary stays in view; "Train on it" opens the form
   },
 });
+$("live-cancel").addEventListener("click", (ev) => cancelJob(ev.currentTarget.dataset.jobId, ev.currentTarget, "live-cancel-error"));
 $("jobs-filter").addEventListener("input", () => renderJobs());
 $("jobs-sort").addEventListener("change", () => renderJobs());
 $("jobs-csv").addEventListener("click", (ev) => downloadRuns(ev.currentTarget));
@@ -803,5 +920,6 @@ loadDatasets().then(() => recipes.load());
 loadModels();
 loadJobs();
 startHub();
+router.start();
 
-window.ninDashboard = { hub, jobs, lossChart, accChart, batchChart: batchChart.chart, compareView, evaluationView };
+window.ninDashboard = { hub, jobs, lossChart, accChart, batchChart: batchChart.chart, compareView, evaluationView, router };

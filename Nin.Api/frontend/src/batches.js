@@ -17,6 +17,9 @@ export function recordBatch(e) {
   if (points.length > MAX_POINTS) points.splice(0, points.length - MAX_POINTS);
 }
 
+/** The per-batch loss points recorded for a job (x in epochs), oldest first; empty when none arrived. */
+export const batchPoints = (jobId) => series.get(jobId) ?? [];
+
 /**
  * Seconds left in the current epoch and in the job, from the batches seen this epoch (p: the last BatchProgress
  * with startBatch/startAt/at) and the finished epochs' durations; null while there is too little to go on.

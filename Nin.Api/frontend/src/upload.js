@@ -65,6 +65,7 @@ export function createUploadView({ $, el, apiKey, askForKey, problemText, onUplo
     form.append("channels", $("upload-channels").value);
     const button = $("upload-submit");
     button.disabled = true;
+    $("upload-next").hidden = true;
     $("upload-progress").value = 0;
     $("upload-progress").hidden = false;
     try {
