@@ -185,6 +185,39 @@ public sealed partial class DashboardTests(DashboardFixture fixture) : IClassFix
     }
 
     [Fact]
+    public async Task Try_it_shows_where_the_model_looked_when_asked()
+    {
+        var file = Path.Combine(Path.GetTempPath(), $"nin-fm-{Guid.NewGuid():N}.png");
+        await File.WriteAllBytesAsync(file, TestImages.FashionImage(2));
+        try
+        {
+            var (page, errors) = await fixture.OpenAsync();
+            await page.Locator("#try-file").SetInputFilesAsync(file);
+            await page.Locator("#try-explain").CheckAsync();
+            await page.Locator("#try-submit").ClickAsync();
+
+            await Expect(page.Locator("#try-cam")).ToBeVisibleAsync(new() { Timeout = 60_000 });
+            var top = await page.Locator("#try-labels li .label").First.InnerTextAsync();
+            await Expect(page.Locator("#try-cam-caption")).ToContainTextAsync($"Evidence for {top}");
+            await Expect(page.Locator("#try-cam-caption")).ToContainTextAsync(new Regex(@"(Grad-CAM|CAM) at block\d, \d+×\d+"));
+            // The overlay is a real picture (the model's input size), decoded by the browser.
+            var width = await page.Locator("#try-cam-img").EvaluateAsync<int>("img => img.decode().then(() => img.naturalWidth)");
+            Assert.True(width >= 16, $"overlay natural width {width}");
+            await DashboardFixture.ScreenshotAsync(page, "try-it-cam");
+
+            // Unchecked again, the next answer has no map.
+            await page.Locator("#try-explain").UncheckAsync();
+            await page.Locator("#try-submit").ClickAsync();
+            await Expect(page.Locator("#try-cam")).ToBeHiddenAsync(new() { Timeout = 60_000 });
+            Assert.True(errors.Count == 0, string.Join(Environment.NewLine, errors));
+        }
+        finally
+        {
+            File.Delete(file);
+        }
+    }
+
+    [Fact]
     public async Task A_newcomer_sees_the_served_model_and_can_classify_a_picture_without_scrolling()
     {
         var file = Path.Combine(Path.GetTempPath(), $"nin-fm-{Guid.NewGuid():N}.png");

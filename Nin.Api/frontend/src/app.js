@@ -837,7 +837,8 @@ async function classify(event) {
     const form = new FormData();
     form.append("images", chosenFile, chosenFile.name);
     const topK = Number($("try-topk").value) || 5;
-    const result = await api(`predict?topK=${encodeURIComponent(topK)}`, { method: "POST", body: form });
+    const explain = $("try-explain").checked ? "&explain=cam" : "";
+    const result = await api(`predict?topK=${encodeURIComponent(topK)}${explain}`, { method: "POST", body: form });
     if (!result.ok) {
       $("try-error").textContent = problemText(result);
       $("try-result").hidden = true;
@@ -852,12 +853,23 @@ async function classify(event) {
       el("span", { className: "label", textContent: t.label }),
       el("span", { className: "bar", role: "presentation" }, el("span", { style: `width: ${(t.probability * 100).toFixed(1)}%` })),
       el("span", { className: "p", textContent: pct(t.probability) }))));
+    showExplanation(predictions[0].explanation);
     $("try-result").hidden = false;
   } catch (err) {
     $("try-error").textContent = `Could not reach the service: ${err.message}`;
   } finally {
     button.disabled = false;
   }
+}
+
+// The class activation map (explain=cam): the network's input with the evidence for the class drawn over it.
+function showExplanation(e) {
+  const figure = $("try-cam");
+  figure.hidden = !e;
+  if (!e) return;
+  $("try-cam-img").src = `data:image/png;base64,${e.overlayPng}`;
+  $("try-cam-img").alt = `Where the evidence for ${e.label} lies: warm colours mark the strongest evidence`;
+  $("try-cam-caption").textContent = `Evidence for ${e.label} (${e.method === "cam" ? "CAM" : "Grad-CAM"} at ${e.layer}, ${e.width}×${e.height})`;
 }
 
 function wireDropZone() {
