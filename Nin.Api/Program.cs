@@ -38,6 +38,7 @@ if (role.ServesApi)
     app.MapModelTransferApi();
     app.MapEvaluationApi();
     app.MapCompareApi();
+    app.MapTrafficApi();
     app.MapQuantizationApi();
     app.MapPredictApi();
     app.MapKServeApi();

@@ -191,6 +191,19 @@ public sealed class ContractSweep(ContractRecording recording, Func<DelegatingHa
         await Send("models: compare unknown", anonymous, HttpMethod.Get, "/models/fashion-mnist/compare?a=1&b=99", null, 404);
         await Send("models: compare a version without an evaluation", anonymous, HttpMethod.Get, "/models/contract-import/compare?a=1&b=1", null, 409);
 
+        await Send("models: traffic without a split", anonymous, HttpMethod.Get, "/models/fashion-mnist/traffic", null, 200);
+        await Send("models: traffic of an unknown model", anonymous, HttpMethod.Get, "/models/nope/traffic", null, 404);
+        await Send("models: traffic of a name outside the rule", anonymous, HttpMethod.Get, "/models/Not_Valid/traffic", null, 400);
+        await Send("models: split without a key", anonymous, HttpMethod.Put, "/models/contract-import/traffic", Json("{\"routes\":[{\"version\":1,\"weight\":1}]}"), 401);
+        await Send("models: split with a wrong key", wrongKey, HttpMethod.Put, "/models/contract-import/traffic", Json("{\"routes\":[{\"version\":1,\"weight\":1}]}"), 403);
+        await Send("models: split", keyed, HttpMethod.Put, "/models/contract-import/traffic", Json("{\"routes\":[{\"version\":1,\"weight\":1}]}"), 200);
+        await Send("models: split with a weight of 0", keyed, HttpMethod.Put, "/models/contract-import/traffic", Json("{\"routes\":[{\"version\":1,\"weight\":0}]}"), 400);
+        await Send("models: split to an unknown version", keyed, HttpMethod.Put, "/models/contract-import/traffic", Json("{\"routes\":[{\"version\":9,\"weight\":1}]}"), 404);
+        await Send("models: split as a form", keyed, HttpMethod.Put, "/models/contract-import/traffic", Form(("routes", "1")), 415);
+        await Send("models: end a split without a key", anonymous, HttpMethod.Delete, "/models/contract-import/traffic", null, 401);
+        await Send("models: end a split", keyed, HttpMethod.Delete, "/models/contract-import/traffic", null, 204);
+        await Send("models: end a split of an unknown model", keyed, HttpMethod.Delete, "/models/nope/traffic", null, 404);
+
         await Send("models: quantization", anonymous, HttpMethod.Get, "/models/contract-trained/versions/1/quantization", null, 200);
         await Send("models: not quantized", anonymous, HttpMethod.Get, "/models/contract-import/versions/1/quantization", null, 404);
         await Send("models: quantization of a name outside the rule", anonymous, HttpMethod.Get, "/models/Not_Valid/versions/1/quantization", null, 400);

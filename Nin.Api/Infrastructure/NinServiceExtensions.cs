@@ -165,6 +165,7 @@ public static partial class NinServiceExtensions
         builder.Services.AddSingleton<AdmissionControl>();
         builder.Services.AddSingleton<InferenceAccess>();
         builder.Services.AddSingleton<ModelExplainer>();
+        builder.Services.AddSingleton<TrafficRouter>();
         builder.Services.AddSingleton<InferenceDataPlane>();
         // Ahead of the default writer: errors under /v2 are { "error": "..." } whoever writes them.
         builder.Services.Insert(0, ServiceDescriptor.Singleton<IProblemDetailsWriter, V2ErrorWriter>());

@@ -47,6 +47,9 @@ public sealed class InferenceCall
 
     /// <summary>The class the maps explain, by index or name; null: each image's predicted class.</summary>
     public string? ExplainClass { get; set; }
+
+    /// <summary>The client's key for a traffic split (<c>X-Traffic-Key</c>): the same key, the same version; null: a random draw.</summary>
+    public string? TrafficKey { get; set; }
 }
 
 /// <summary>What the data plane answered: the version that served, one result per image, and where the time went.</summary>
@@ -62,7 +65,7 @@ public sealed record InferenceOutcome(string Model, int Version, string Device, 
 /// batcher, metrics and tracing.
 /// </summary>
 public sealed class InferenceDataPlane(
-    ModelRegistry registry, InferenceEngine engine, AdmissionControl admission, ServingMetrics metrics, ModelExplainer explainer, IOptions<ServingOptions> options)
+    ModelRegistry registry, InferenceEngine engine, AdmissionControl admission, ServingMetrics metrics, ModelExplainer explainer, TrafficRouter traffic, ModelStore store, IOptions<ServingOptions> options)
 {
     private readonly ServingOptions limits = options.Value;
 
@@ -138,6 +141,11 @@ public sealed class InferenceDataPlane(
 
             var times = new StageTimes(call.ReadMilliseconds, decodeMs, queueMs, forwardMs, Stopwatch.GetElapsedTime(call.Started).TotalMilliseconds, batch, explainMs);
             metrics.RecordSuccess(call.Protocol, model, results.Length, times);
+            if (call.Version is null)
+            {
+                traffic.Mirror(model, inputs, results); // a shadow version gets a copy; its answer is only counted
+            }
+
             return new InferenceOutcome(model.Name, model.Version, model.Device, model.Engine, model.Metadata, results, inverted, times, explanations);
         }
         catch (OperationCanceledException) when (deadline?.IsCancellationRequested == true && !aborted.IsCancellationRequested)
@@ -205,7 +213,15 @@ public sealed class InferenceDataPlane(
         LoadedModel? model;
         try
         {
-            model = await registry.AcquireAsync(call.Model, call.Version, token, boundedLoads: !call.Keyed);
+            // A request that names no version follows its model's traffic split, if it has one; a routed version that has
+            // gone meanwhile (deleted) leaves the request to the model's own active or newest version.
+            model = null;
+            if (call.Version is null && (call.Model ?? store.Active?.Name) is { } routedName && traffic.Route(routedName, call.TrafficKey) is { } routed)
+            {
+                model = await registry.AcquireAsync(routedName, routed, token, boundedLoads: false);
+            }
+
+            model ??= await registry.AcquireAsync(call.Model, call.Version, token, boundedLoads: !call.Keyed);
         }
         catch (VersionLoadLimitException ex)
         {

@@ -273,6 +273,7 @@ public static class KServeApi
             var timeout = InferenceDeadlines.Earliest(headerTimeout, InferenceDeadlines.FromParameters(request.Parameters));
             var call = OpenInference.Call("v2", name, v, input, plane.Limits, VersionAccess.IsKeyed(http.HttpContext), timeout, started, Stopwatch.GetElapsedTime(started).TotalMilliseconds);
             (call.Explain, call.ExplainClass) = OpenInference.ExplainParameters(request.Parameters);
+            call.TrafficKey = http.Headers[TrafficRouter.KeyHeader].FirstOrDefault();
             var outcome = await plane.InferAsync(call, cancellationToken);
 
             var tensors = new List<V2OutputTensor>();

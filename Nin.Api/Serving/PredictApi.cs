@@ -135,6 +135,7 @@ public static class PredictApi
                 ReadMilliseconds = Stopwatch.GetElapsedTime(started).TotalMilliseconds,
                 Explain = explain is not null,
                 ExplainClass = explainClass,
+                TrafficKey = context.Request.Headers[TrafficRouter.KeyHeader].FirstOrDefault(),
             }, cancellationToken);
 
             var classes = outcome.Metadata.ClassNames;
