@@ -8,6 +8,7 @@ import { createRecentRuns } from "./recent.js";
 import { createCompareView } from "./compare.js";
 import { createUploadView } from "./upload.js";
 import { createVersionCompareView } from "./versions.js";
+import { createTrafficView } from "./traffic.js";
 import { Chart, LineController, LineElement, PointElement, LinearScale, CategoryScale, Legend, Tooltip } from "chart.js";
 
 Chart.register(LineController, LineElement, PointElement, LinearScale, CategoryScale, Legend, Tooltip);
@@ -757,7 +758,8 @@ async function loadModels() {
         el("td", { className: "actions" },
           el("button", { type: "button", className: "secondary evaluation", textContent: "Evaluation", "aria-label": `Evaluation of ${m.name} version ${v.version}`, onclick: () => evaluationView.show(m.name, v.version) }),
           v.active ? null : el("button", { type: "button", className: "danger delete", textContent: "Delete", "aria-label": `Delete ${m.name} version ${v.version}`, onclick: (ev) => deleteVersion(m.name, v.version, ev.currentTarget) }))))))),
-    versionCompare.form(m))));
+    versionCompare.form(m),
+    trafficView.panel(m))));
   const route = router.current;
   if (route?.view === "models" && route.param) {
     if (modelPending === route.param) showModel(route.param);
@@ -915,6 +917,7 @@ renderAll();
 const recipes = createRecipes({ $, api });
 const evaluationView = createEvaluationView({ $, api, el, pct, problemText });
 const versionCompare = createVersionCompareView({ $, api, el, pct, problemText, withKey });
+const trafficView = createTrafficView({ api, el, pct, problemText, onChanged: () => loadModels() });
 createUploadView({
   $, el, apiKey, askForKey, problemText,
   onUploaded: async (dataset) => {
