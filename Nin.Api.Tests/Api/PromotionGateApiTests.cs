@@ -30,8 +30,11 @@ public sealed class PromotionGateApiTests
 
     private static Uri Relative(string path) => new(path, UriKind.Relative);
 
-    /// <summary>A random-weight version of <paramref name="name"/> whose stored evaluation is right on the images <paramref name="right"/> picks.</summary>
-    private static ModelVersionInfo AddEvaluated(ModelStore store, string name, Func<int, bool> right, IReadOnlyList<string>? warnings = null)
+    /// <summary>
+    /// A random-weight version of <paramref name="name"/> whose stored evaluation, on the first <paramref name="images"/>
+    /// test images, is right on the images <paramref name="right"/> picks.
+    /// </summary>
+    private static ModelVersionInfo AddEvaluated(ModelStore store, string name, Func<int, bool> right, IReadOnlyList<string>? warnings = null, int images = Split)
     {
         ModelVersionInfo info;
         using (var network = new NinNetwork(1, 10))
@@ -42,13 +45,14 @@ public sealed class PromotionGateApiTests
                 ClassNames = BuiltInDatasets.FashionMnist.ClassNames,
                 ImageSize = 67,
                 Preprocessing = new PreprocessingInfo(),
-                Recipe = new TrainingRecipe { Dataset = "fashion-mnist", TestImages = Split },
+                Recipe = new TrainingRecipe { Dataset = "fashion-mnist", TestImages = images },
                 Warnings = warnings,
             }, activate: false, activateIfNoneActive: false);
         }
 
-        int[] predicted = [.. Labels.Select((l, i) => right(i) ? l : (l + 1) % 10)];
-        var predictions = new TestPredictions(Labels, predicted, [.. predicted.Select(_ => 0.9f)]);
+        int[] labels = [.. Labels.Take(images)];
+        int[] predicted = [.. labels.Select((l, i) => right(i) ? l : (l + 1) % 10)];
+        var predictions = new TestPredictions(labels, predicted, [.. predicted.Select(_ => 0.9f)]);
         EvaluationFiles.Save(info.Directory, ModelEvaluation.FromPredictions(BuiltInDatasets.FashionMnist.ClassNames, predictions, "fashion-mnist"), predictions);
         return info;
     }
@@ -143,6 +147,47 @@ public sealed class PromotionGateApiTests
         Assert.Contains(PromotionGate.Accuracy, Codes(await ActivateAsync(client, "gate", 3, HttpStatusCode.Conflict)));
         await ActivateAsync(client, "gate", 3, HttpStatusCode.OK, force: true);
         Assert.Contains(PromotionGate.Accuracy, Assert.Single(ForcedActivations.Read(store.Find("gate", 3)!.Directory)).Overridden.Select(r => r.Code));
+    }
+
+    [Fact]
+    public async Task Versions_of_another_split_are_compared_on_the_candidates_another_task_is_not_compared_and_unevaluated_weights_are_refused()
+    {
+        using var factory = Factory(new() { ["RateLimiting:Enabled"] = "false" });
+        using var client = factory.CreateClient();
+        var store = factory.Services.GetRequiredService<ModelStore>();
+        AddEvaluated(store, "gate", i => i % 8 != 0);                            // v1: evaluated on 48 images
+        AddEvaluated(store, "gate", _ => true, images: Split / 2);               // v2: on the first 24, right on all
+        ServingFixture.AddRandom(store, "gate", seed: 3);                        // v3: random weights, no recipe, no evaluation
+        using (var network = new NinNetwork(1, 3))
+        {
+            string[] pets = ["cat", "dog", "bird"];
+            var info = store.Add(network, new ModelMetadata { Name = "pets", ClassNames = pets, ImageSize = 67, Preprocessing = new PreprocessingInfo(), Recipe = new TrainingRecipe { Dataset = "u-pets", TestImages = 6 } },
+                activate: false, activateIfNoneActive: false);
+            var predictions = new TestPredictions([0, 0, 1, 1, 2, 2], [0, 0, 1, 1, 2, 1], [.. Enumerable.Repeat(0.9f, 6)]);
+            EvaluationFiles.Save(info.Directory, ModelEvaluation.FromPredictions(pets, predictions, "u-pets"), predictions);
+        }
+
+        store.Activate("gate", 1);
+
+        // Another number of test images: v1 is measured on v2's 24 images (its classes matched by name), and the answer says so.
+        var measured = (await ActivateAsync(client, "gate", 2, HttpStatusCode.OK)).GetProperty("promotion");
+        Assert.Equal(PromotionGate.CandidateSplit, measured.GetProperty("comparedOn").GetString());
+        Assert.Contains("measured on the candidate's test split ('fashion-mnist', 24 images)", measured.GetProperty("note").GetString(), StringComparison.Ordinal);
+        Assert.Equal((24, 24), (measured.GetProperty("active").GetProperty("testImages").GetInt32(), measured.GetProperty("candidate").GetProperty("testImages").GetInt32()));
+        Assert.Equal(1.0, measured.GetProperty("candidate").GetProperty("accuracy").GetDouble());
+        Assert.Equal(10, measured.GetProperty("perClass").GetArrayLength());
+        Assert.Equal(Split, EvaluationFiles.ReadEvaluation(store.Find("gate", 1)!.Directory)!.TestImages); // v1's own evaluation is untouched
+
+        // Weights with no recorded dataset cannot be evaluated: refused, saying so.
+        var unevaluated = await ActivateAsync(client, "gate", 3, HttpStatusCode.Conflict);
+        Assert.Equal([PromotionGate.NotEvaluated], Codes(unevaluated));
+        Assert.Contains("cannot be evaluated here", unevaluated.GetProperty("reasons")[0].GetProperty("detail").GetString(), StringComparison.Ordinal);
+
+        // Another class set: nothing to compare, so it passes and the answer says why.
+        var other = (await ActivateAsync(client, "pets", 1, HttpStatusCode.OK)).GetProperty("promotion");
+        Assert.Equal(PromotionGate.NoComparison, other.GetProperty("comparedOn").GetString());
+        Assert.Contains("classifies other classes", other.GetProperty("note").GetString(), StringComparison.Ordinal);
+        Assert.Equal(new ActiveModel("pets", 1), store.Active);
     }
 
     [Fact]

@@ -59,6 +59,10 @@ public sealed class PromotionGateTests
         var better = PromotionGate.Decide(Candidate(Evaluation(9, 9, 9), "did not learn: at chance."), Active(Evaluation(5, 5, 5)), Rules);
         Assert.False(better.Allowed);
         Assert.Equal([PromotionGate.DidNotLearn], better.Reasons.Select(r => r.Code));
+
+        // Not evaluated or not compared for it: that reason alone is given.
+        Assert.Equal([PromotionGate.DidNotLearn], PromotionGate.Decide(Candidate(null, "did not learn."), Active(Evaluation(5, 5, 5)), Rules).Reasons.Select(r => r.Code));
+        Assert.Equal([PromotionGate.DidNotLearn], PromotionGate.Decide(Candidate(Evaluation(1, 1, 1), "did not learn."), Active(null, "not measured"), Rules).Reasons.Select(r => r.Code));
     }
 
     [Fact]

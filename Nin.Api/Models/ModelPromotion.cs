@@ -29,8 +29,8 @@ public sealed class PromotionOptions
     public bool EvaluateMissing { get; set; } = true;
 
     /// <summary>
-    /// Longest an inline evaluation may take, in seconds, each; beyond it the activation is refused (409) and says to
-    /// evaluate first. Below <c>Security:RequestTimeoutSeconds</c> (60) so the answer comes before the request times out.
+    /// Longest the inline evaluations of one decision may take together, in seconds; beyond it the activation is refused
+    /// (409) and says to evaluate first. Below <c>Security:RequestTimeoutSeconds</c> (60) so the answer comes before the request times out.
     /// Default 30.
     /// </summary>
     public int EvaluationTimeoutSeconds { get; set; } = 30;
@@ -51,7 +51,7 @@ public sealed partial class ModelPromotion(ModelStore store, ModelEvaluator eval
 
     /// <summary>
     /// The gate's decision for making <paramref name="candidate"/> the served version. <paramref name="evaluateMissing"/>
-    /// (and <see cref="PromotionOptions.EvaluateMissing"/>): make missing evaluations inline, each bounded by
+    /// (and <see cref="PromotionOptions.EvaluateMissing"/>): make missing evaluations inline, together bounded by
     /// <see cref="PromotionOptions.EvaluationTimeoutSeconds"/>; otherwise only what is stored counts.
     /// </summary>
     public async Task<PromotionDecision> DecideAsync(ModelVersionInfo candidate, bool evaluateMissing, CancellationToken cancellationToken)
@@ -59,6 +59,10 @@ public sealed partial class ModelPromotion(ModelStore store, ModelEvaluator eval
         var o = options.Value;
         var rules = o.Rules();
         var evaluate = evaluateMissing && o.EvaluateMissing;
+
+        // One deadline for whatever is evaluated inline (the candidate, then the active version), so the answer comes in time.
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        deadline.CancelAfter(TimeSpan.FromSeconds(o.EvaluationTimeoutSeconds));
         var active = store.Active is { } pointer ? store.Find(pointer.Name, pointer.Version) : null;
         var learned = candidate.Metadata.Warnings is not { Count: > 0 };
         if (active is null || (active.Name == candidate.Name && active.Version == candidate.Version))
@@ -69,7 +73,7 @@ public sealed partial class ModelPromotion(ModelStore store, ModelEvaluator eval
 
         // The candidate on its own split: stored, else made now (and stored, as POST .../evaluate would). A run that did
         // not learn is refused whatever it scores, so it is not evaluated for that.
-        var (own, notEvaluated) = Read(candidate) is { } stored ? (stored, null) : await EvaluateCandidateAsync(candidate, evaluate && learned, cancellationToken);
+        var (own, notEvaluated) = Read(candidate) is { } stored ? (stored, null) : await EvaluateCandidateAsync(candidate, evaluate && learned, deadline, cancellationToken);
         var side = own is null ? null : Side(candidate, own.Value.Evaluation, own.Value.Predictions);
         var candidateEntry = new PromotionCandidate(candidate.Name, candidate.Version, candidate.Metadata.Warnings, null, notEvaluated);
         if (side is null)
@@ -99,13 +103,14 @@ public sealed partial class ModelPromotion(ModelStore store, ModelEvaluator eval
                 new PromotionIncumbent(active.Name, active.Version, null, $"Not compared: {other}", OtherTask: true), rules);
         }
 
-        if (!evaluate)
+        if (!evaluate || !learned)
         {
+            var notMade = learned ? "evaluations are not made here (Promotion:EvaluateMissing is off, or the activation was forced)" : "it is not measured for a candidate that did not learn";
             return PromotionGate.Decide(candidateEntry with { Evaluation = ownFigures },
-                new PromotionIncumbent(active.Name, active.Version, null, $"Not compared: {why}, and evaluations are not made here (Promotion:EvaluateMissing is off, or the activation was forced)."), rules);
+                new PromotionIncumbent(active.Name, active.Version, null, $"Not compared: {why}, and {notMade}."), rules);
         }
 
-        var (measured, failure) = await MeasureActiveAsync(active, candidate, side, cancellationToken);
+        var (measured, failure) = await MeasureActiveAsync(active, candidate, side, deadline, cancellationToken);
         if (measured is null)
         {
             return PromotionGate.Decide(candidateEntry with { Evaluation = ownFigures },
@@ -143,7 +148,8 @@ public sealed partial class ModelPromotion(ModelStore store, ModelEvaluator eval
             : null;
     }
 
-    private async Task<((ModelEvaluation Evaluation, TestPredictions Predictions)? Result, string? Why)> EvaluateCandidateAsync(ModelVersionInfo candidate, bool evaluate, CancellationToken cancellationToken)
+    private async Task<((ModelEvaluation Evaluation, TestPredictions Predictions)? Result, string? Why)> EvaluateCandidateAsync(
+        ModelVersionInfo candidate, bool evaluate, CancellationTokenSource timeout, CancellationToken cancellationToken)
     {
         var post = $"POST /models/{candidate.Name}/versions/{candidate.Version}/evaluate, then activate it again";
         if (!evaluate)
@@ -152,8 +158,6 @@ public sealed partial class ModelPromotion(ModelStore store, ModelEvaluator eval
         }
 
         var seconds = options.Value.EvaluationTimeoutSeconds;
-        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        timeout.CancelAfter(TimeSpan.FromSeconds(seconds));
         try
         {
             var test = await evaluator.LoadTestSetAsync(candidate.Metadata, timeout.Token);
@@ -163,7 +167,7 @@ public sealed partial class ModelPromotion(ModelStore store, ModelEvaluator eval
         }
         catch (OperationCanceledException) when (timeout.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
         {
-            return (null, $"{candidate.Name} version {candidate.Version} has no evaluation, and making one took longer than {seconds} s (Promotion:EvaluationTimeoutSeconds): {post}.");
+            return (null, $"{candidate.Name} version {candidate.Version} has no evaluation, and making one took longer than the gate's {seconds} s (Promotion:EvaluationTimeoutSeconds): {post}.");
         }
         catch (Exception ex) when (ex is EvaluationUnavailableException or CheckpointException or ArgumentException or IOException)
         {
@@ -175,7 +179,8 @@ public sealed partial class ModelPromotion(ModelStore store, ModelEvaluator eval
     /// <paramref name="active"/> run over the candidate's test split (its dataset, as many images as the candidate's
     /// predictions), its predicted classes mapped to the candidate's by name; or why it could not be.
     /// </summary>
-    private async Task<(ComparedVersion? Side, string? Why)> MeasureActiveAsync(ModelVersionInfo active, ModelVersionInfo candidate, ComparedVersion split, CancellationToken cancellationToken)
+    private async Task<(ComparedVersion? Side, string? Why)> MeasureActiveAsync(
+        ModelVersionInfo active, ModelVersionInfo candidate, ComparedVersion split, CancellationTokenSource timeout, CancellationToken cancellationToken)
     {
         if (split.Dataset is null)
         {
@@ -183,8 +188,6 @@ public sealed partial class ModelPromotion(ModelStore store, ModelEvaluator eval
         }
 
         var seconds = options.Value.EvaluationTimeoutSeconds;
-        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        timeout.CancelAfter(TimeSpan.FromSeconds(seconds));
         try
         {
             var recipe = candidate.Metadata.Recipe ?? new TrainingRecipe { Dataset = split.Dataset };
@@ -203,7 +206,7 @@ public sealed partial class ModelPromotion(ModelStore store, ModelEvaluator eval
         }
         catch (OperationCanceledException) when (timeout.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
         {
-            return (null, $"it took longer than {seconds} s (Promotion:EvaluationTimeoutSeconds); evaluate both versions on one split first (POST .../evaluate).");
+            return (null, $"it took longer than the gate's {seconds} s (Promotion:EvaluationTimeoutSeconds, with the candidate's own evaluation if that was made too); evaluate both versions on one split first (POST .../evaluate).");
         }
         catch (Exception ex) when (ex is EvaluationUnavailableException or CheckpointException or ArgumentException or IOException)
         {

@@ -49,7 +49,8 @@ public sealed record PromotionDecision(
 /// finds, makes and measures them. The rules, in order:
 /// <list type="bullet">
 /// <item>the active version itself: allowed (activating it again changes nothing);</item>
-/// <item>a candidate flagged as not having learned (its warnings): refused (<c>did-not-learn</c>), even when nothing is served;</item>
+/// <item>a candidate flagged as not having learned (its warnings): refused (<c>did-not-learn</c>), even when nothing is served; the
+/// two reasons below that say a figure is missing are then left out (such a candidate is not evaluated for the gate);</item>
 /// <item>nothing served: allowed (the first activation), whatever else is known;</item>
 /// <item>a candidate without an evaluation: refused (<c>not-evaluated</c>), there is nothing to judge it by;</item>
 /// <item>an active version of another task (other classes or channels): allowed, not compared, and said so;</item>
@@ -96,16 +97,21 @@ public static class PromotionGate
             return new(reasons.Count == 0, reasons, NoComparison, "Nothing is served: there is no version to compare with.", candidateFigures, null, null, []);
         }
 
+        // A candidate refused as not having learned is not evaluated or measured for the gate: that reason alone stands.
         if (candidate.Evaluation is null)
         {
-            reasons.Add(new(NotEvaluated, candidate.NotEvaluated ?? $"{candidate.Name} version {candidate.Version} has no evaluation to judge it by."));
+            if (reasons.Count == 0)
+            {
+                reasons.Add(new(NotEvaluated, candidate.NotEvaluated ?? $"{candidate.Name} version {candidate.Version} has no evaluation to judge it by."));
+            }
+
             return Decision(reasons, NoComparison, note, candidateFigures, null, null, []);
         }
 
         if (active.Evaluation is null)
         {
             var why = active.NotCompared ?? $"{active.Name} version {active.Version} has no evaluation on the candidate's test split.";
-            if (!active.OtherTask)
+            if (!active.OtherTask && reasons.Count == 0)
             {
                 reasons.Add(new(NotCompared, why));
             }
