@@ -191,6 +191,25 @@ public sealed class PromotionGateApiTests
     }
 
     [Fact]
+    public async Task The_OpenAPI_document_describes_force_and_the_gates_409()
+    {
+        using var factory = Factory();
+        using var client = factory.CreateClient();
+        using var document = JsonDocument.Parse(await client.GetStringAsync(Relative("/swagger/v1/swagger.json")));
+        var activate = document.RootElement.GetProperty("paths").GetProperty("/models/{name}/versions/{version}/activate").GetProperty("post");
+
+        var force = activate.GetProperty("parameters").EnumerateArray().Single(p => p.GetProperty("name").GetString() == "force");
+        Assert.Equal("query", force.GetProperty("in").GetString());
+        Assert.Contains("admin", force.GetProperty("description").GetString(), StringComparison.Ordinal);
+        Assert.Contains("promotion gate", activate.GetProperty("description").GetString(), StringComparison.Ordinal);
+        var conflict = activate.GetProperty("responses").GetProperty("409").GetProperty("content").GetProperty("application/problem+json");
+        var examples = conflict.GetProperty("examples").EnumerateObject().Select(e => e.Value.GetProperty("value")).ToArray();
+        Assert.Contains(examples, e => e.GetProperty("reasons")[0].GetProperty("code").GetString() == PromotionGate.Accuracy);
+        Assert.Contains(examples, e => e.GetProperty("reasons")[0].GetProperty("code").GetString() == PromotionGate.DidNotLearn);
+        Assert.True(activate.GetProperty("responses").TryGetProperty("403", out _));
+    }
+
+    [Fact]
     public async Task With_the_gate_off_any_version_is_activated_as_before()
     {
         using var factory = Factory(new() { ["RateLimiting:Enabled"] = "false", ["Promotion:Enabled"] = "false" });
