@@ -183,6 +183,18 @@ public sealed class PromotionGateApiTests
         Assert.Equal([PromotionGate.NotEvaluated], Codes(unevaluated));
         Assert.Contains("cannot be evaluated here", unevaluated.GetProperty("reasons")[0].GetProperty("detail").GetString(), StringComparison.Ordinal);
 
+        // An import asked to activate: the same gate; stored, not activated, the answer saying why.
+        using (var form = ModelTransferApiTests.ImportForm(PyTorchFixture.Weights, "nin.pt", extra: ("activate", "true")))
+        using (var imported = await client.PostAsync(Relative("/models/gate/versions"), form))
+        {
+            var body = await imported.Content.ReadAsStringAsync();
+            Assert.True(imported.StatusCode == HttpStatusCode.Created, body);
+            var version = JsonDocument.Parse(body).RootElement;
+            Assert.False(version.GetProperty("active").GetBoolean());
+            Assert.Equal([PromotionGate.NotEvaluated], Codes(version.GetProperty("promotion")));
+            Assert.Equal(new ActiveModel("gate", 2), store.Active);
+        }
+
         // Another class set: nothing to compare, so it passes and the answer says why.
         var other = (await ActivateAsync(client, "pets", 1, HttpStatusCode.OK)).GetProperty("promotion");
         Assert.Equal(PromotionGate.NoComparison, other.GetProperty("comparedOn").GetString());
