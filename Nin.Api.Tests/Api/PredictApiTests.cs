@@ -286,14 +286,14 @@ public sealed class PredictApiTests(ServingFixture fixture) : IClassFixture<Serv
         for (var i = 0; i < 6; i++)
         {
             await Task.Delay(150);
-            using var activate = await client.PostAsync(new Uri($"/models/alpha/versions/{(i % 2) + 1}/activate", UriKind.Relative), null);
+            using var activate = await client.PostAsync(new Uri($"/models/alpha/versions/{(i % 2) + 1}/activate?force=true", UriKind.Relative), null);
             Assert.Equal(HttpStatusCode.OK, activate.StatusCode);
         }
 
         await Task.Delay(300);
         await stop.CancelAsync();
         await Task.WhenAll(load);
-        using var restore = await client.PostAsync(new Uri("/models/alpha/versions/1/activate", UriKind.Relative), null);
+        using var restore = await client.PostAsync(new Uri("/models/alpha/versions/1/activate?force=true", UriKind.Relative), null);
 
         Assert.Empty(failures);
         Assert.Contains(1, versions);

@@ -85,7 +85,7 @@ public sealed class SafeActivationTests : IDisposable
 
         foreach (var (version, cause) in new[] { (2, "SHA-256"), (3, "weights") })
         {
-            using var refused = await admin.PostAsync(new Uri($"/models/alpha/versions/{version}/activate", UriKind.Relative), null);
+            using var refused = await admin.PostAsync(new Uri($"/models/alpha/versions/{version}/activate?force=true", UriKind.Relative), null);
             var problem = await refused.Content.ReadFromJsonAsync<JsonElement>();
             Assert.True(refused.StatusCode == HttpStatusCode.UnprocessableEntity, $"{refused.StatusCode}: {problem}");
             var detail = problem.GetProperty("detail").GetString()!;
@@ -98,7 +98,7 @@ public sealed class SafeActivationTests : IDisposable
         // Healthy swaps under the same load: each answers once the version serves.
         foreach (var version in new[] { 4, 5, 1 })
         {
-            using var activated = await admin.PostAsync(new Uri($"/models/alpha/versions/{version}/activate", UriKind.Relative), null);
+            using var activated = await admin.PostAsync(new Uri($"/models/alpha/versions/{version}/activate?force=true", UriKind.Relative), null);
             Assert.True(activated.StatusCode == HttpStatusCode.OK, await activated.Content.ReadAsStringAsync());
             Assert.Equal(version, (await PredictAsync(admin)).Version);
             await Task.Delay(200);

@@ -218,7 +218,7 @@ public sealed class ServingEngineTests(EnginesFixture fixture) : IClassFixture<E
             for (var i = 0; i < 4; i++)
             {
                 await Task.Delay(200);
-                using var activate = await client.PostAsync(new Uri($"/models/alpha/versions/{(i % 2) + 1}/activate", UriKind.Relative), null);
+                using var activate = await client.PostAsync(new Uri($"/models/alpha/versions/{(i % 2) + 1}/activate?force=true", UriKind.Relative), null);
                 Assert.Equal(HttpStatusCode.OK, activate.StatusCode);
             }
 
@@ -228,7 +228,7 @@ public sealed class ServingEngineTests(EnginesFixture fixture) : IClassFixture<E
         {
             await stop.CancelAsync();
             await Task.WhenAll(load);
-            using var restore = await client.PostAsync(new Uri("/models/fashion-mnist/versions/1/activate", UriKind.Relative), null);
+            using var restore = await client.PostAsync(new Uri("/models/fashion-mnist/versions/1/activate?force=true", UriKind.Relative), null);
         }
 
         Assert.Empty(failures);

@@ -65,14 +65,14 @@ public sealed class ReplicaActivationTests(ITestOutputHelper output)
             // 1. The damaged v2, activated on either replica: refused with its cause; v1 stays active everywhere.
             foreach (var replica in new[] { a, b })
             {
-                using var refused = await replica.Client.PostAsync(new Uri("/models/alpha/versions/2/activate", UriKind.Relative), null);
+                using var refused = await replica.Client.PostAsync(new Uri("/models/alpha/versions/2/activate?force=true", UriKind.Relative), null);
                 var problem = await refused.Content.ReadAsStringAsync();
                 Assert.True(refused.StatusCode == HttpStatusCode.UnprocessableEntity, $"{replica.Name}: {refused.StatusCode} {problem}\n{replica.Describe()}");
                 Assert.Contains("SHA-256", problem, StringComparison.Ordinal);
             }
 
             // 2. v3 activated on A (ONNX Runtime loads its export): A serves it; B cannot load it and keeps serving v1.
-            using (var activated = await a.Client.PostAsync(new Uri("/models/alpha/versions/3/activate", UriKind.Relative), null))
+            using (var activated = await a.Client.PostAsync(new Uri("/models/alpha/versions/3/activate?force=true", UriKind.Relative), null))
             {
                 Assert.True(activated.StatusCode == HttpStatusCode.OK, $"{await activated.Content.ReadAsStringAsync()}\n{a.Describe()}");
             }

@@ -106,7 +106,7 @@ public sealed class ScaleOutTests(ITestOutputHelper output)
 
             // 2. Activated on B: A serves it within a second (PostgreSQL NOTIFY, then A loads it while "base" keeps serving).
             Assert.Equal(("base", 1), await ServedAsync(a));
-            using (var activate = await b.Client.PostAsync(new Uri("/models/scaled/versions/1/activate", UriKind.Relative), null))
+            using (var activate = await b.Client.PostAsync(new Uri("/models/scaled/versions/1/activate?force=true", UriKind.Relative), null))
             {
                 Assert.Equal(HttpStatusCode.OK, activate.StatusCode);
             }

@@ -157,8 +157,10 @@ public sealed class ContractSweep(ContractRecording recording, Func<DelegatingHa
         await Send("models: import", keyed, HttpMethod.Post, "/models/contract-import/versions", ModelTransferApiTests.ImportForm(PyTorchFixture.Weights, "nin.pt"), 201);
 
         await Send("models: activate without a key", anonymous, HttpMethod.Post, "/models/contract-import/versions/1/activate", null, 401);
-        await Send("models: activate", keyed, HttpMethod.Post, "/models/contract-import/versions/1/activate", null, 200);
-        await Send("models: activate the default again", keyed, HttpMethod.Post, "/models/fashion-mnist/versions/1/activate", null, 200);
+        await Send("models: activate the active version (passes the promotion gate)", keyed, HttpMethod.Post, "/models/fashion-mnist/versions/1/activate", null, 200);
+        await Send("models: activate refused by the promotion gate (imported weights: no evaluation)", keyed, HttpMethod.Post, "/models/contract-import/versions/1/activate", null, 409);
+        await Send("models: activate, forced past the gate", keyed, HttpMethod.Post, "/models/contract-import/versions/1/activate?force=true", null, 200);
+        await Send("models: activate the default again, forced", keyed, HttpMethod.Post, "/models/fashion-mnist/versions/1/activate?force=true", null, 200);
         await Send("models: activate unknown", keyed, HttpMethod.Post, "/models/fashion-mnist/versions/99/activate", null, 404);
 
         await Send("models: export ONNX", anonymous, HttpMethod.Get, "/models/fashion-mnist/versions/1/export?format=onnx", null, 200);

@@ -107,7 +107,7 @@ public sealed class DamagedFilesTests
                 var store = first.Services.GetRequiredService<ModelStore>();
                 ServingFixture.AddRandom(store, "p", seed: 1);
                 ServingFixture.AddRandom(store, "p", seed: 2);
-                using var activate = await client.PostAsync(new Uri("/models/p/versions/2/activate", UriKind.Relative), null);
+                using var activate = await client.PostAsync(new Uri("/models/p/versions/2/activate?force=true", UriKind.Relative), null);
                 Assert.Equal(HttpStatusCode.OK, activate.StatusCode);
             }
 

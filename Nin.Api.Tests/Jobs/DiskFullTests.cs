@@ -55,7 +55,7 @@ public sealed class DiskFullTests
         Assert.Empty((await client.GetFromJsonAsync<JobSnapshot[]>(new Uri("/train", UriKind.Relative), TrainingApiTests.Json))!);
 
         // Activation: the pointer cannot be replaced; the served version stays.
-        using (var activate = await client.PostAsync(new Uri("/models/r/versions/2/activate", UriKind.Relative), null))
+        using (var activate = await client.PostAsync(new Uri("/models/r/versions/2/activate?force=true", UriKind.Relative), null))
         {
             await SecurityApiTests.AssertProblem(activate, HttpStatusCode.InsufficientStorage);
         }

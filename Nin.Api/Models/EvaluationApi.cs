@@ -26,6 +26,11 @@ public static class EvaluationApi
     public static IServiceCollection AddNinEvaluation(this IServiceCollection services)
     {
         services.AddSingleton<ModelEvaluator>();
+        services.AddSingleton<ModelPromotion>();
+        services.AddOptions<PromotionOptions>().BindConfiguration(PromotionOptions.SectionName)
+            .Validate(o => o.MaxAccuracyDrop >= 0 && o.RecallFloor is >= 0 and <= 1 && o.EvaluationTimeoutSeconds >= 1,
+                "Promotion:MaxAccuracyDrop cannot be negative, Promotion:RecallFloor must be between 0 and 1 and Promotion:EvaluationTimeoutSeconds at least 1.")
+            .ValidateOnStart();
         services.AddSingleton<TestSampleGallery>();
         services.AddSingleton<TestSampleThumbnails>();
         services.AddTransient<EvaluationJob>();

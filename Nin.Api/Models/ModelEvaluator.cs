@@ -27,8 +27,21 @@ public sealed class ModelEvaluator(ModelStore models, DatasetCatalog datasets)
         return await EvaluateAsync(info, test, cancellationToken);
     }
 
-    /// <summary>Evaluates <paramref name="info"/> on <paramref name="test"/> (already loaded, as at the end of training).</summary>
-    public Task<ModelEvaluation> EvaluateAsync(ModelVersionInfo info, ImageDataset test, CancellationToken cancellationToken) =>
+    /// <summary>Evaluates <paramref name="info"/> on <paramref name="test"/> (already loaded, as at the end of training) and stores the result beside it.</summary>
+    public async Task<ModelEvaluation> EvaluateAsync(ModelVersionInfo info, ImageDataset test, CancellationToken cancellationToken)
+    {
+        var (evaluation, predictions) = await MeasureAsync(info, test, cancellationToken);
+        evaluation = evaluation with { Classes = info.Metadata.ClassNames, Dataset = info.Metadata.Recipe?.Dataset ?? test.Name };
+        EvaluationFiles.Save(info.Directory, evaluation, predictions);
+        return evaluation;
+    }
+
+    /// <summary>
+    /// Runs <paramref name="info"/> over <paramref name="test"/> and returns what it predicted, storing nothing (the
+    /// promotion gate measures the active version on a candidate's split this way). The predictions are the version's
+    /// own class indices; the split's labels are the test set's.
+    /// </summary>
+    public Task<(ModelEvaluation Evaluation, TestPredictions Predictions)> MeasureAsync(ModelVersionInfo info, ImageDataset test, CancellationToken cancellationToken) =>
         TorchRuntime.RunOnOwnThread($"nin-evaluate-{info.Name}-{info.Version}", () =>
         {
             var device = Training.WorkerDevices.Resolve("auto"); // this process's Torch:Device
@@ -36,10 +49,7 @@ public sealed class ModelEvaluator(ModelStore models, DatasetCatalog datasets)
             using (network)
             {
                 var batch = TrainingMemory.EvaluationBatchSize(NetworkArchitectures.Get(network.Architecture), metadata.Recipe?.BatchSize is > 0 and var b ? b : 128, metadata.ImageSize);
-                var (evaluation, predictions) = Evaluator.Run(network, test, metadata.ImageSize, batch, device, cancellationToken);
-                evaluation = evaluation with { Classes = metadata.ClassNames, Dataset = metadata.Recipe?.Dataset ?? test.Name };
-                EvaluationFiles.Save(info.Directory, evaluation, predictions);
-                return evaluation;
+                return Evaluator.Run(network, test, metadata.ImageSize, batch, device, cancellationToken);
             }
         });
 

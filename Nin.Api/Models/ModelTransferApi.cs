@@ -73,7 +73,9 @@ public static class ModelTransferApi
                 names `block1.0.weight` … are accepted too), `classes` (a JSON array of names), `imageSize` (default 224),
                 `channels` (1 or 3, default 1), `architecture` (default `nin`; one whose weights are a PyTorch state_dict, not
                 `nin-bn`), `nativeSize` (the side images are converted to before scaling, default 28 for 1 channel, else `imageSize`), `foreground` (`light-on-dark` | `dark-on-light` |
-                `none`; default `light-on-dark` for 1 channel, else `none`) and `activate` (default false).
+                `none`; default `light-on-dark` for 1 channel, else `none`) and `activate` (default false; while another version is
+                served, imported weights pass the promotion gate first: they have no recorded dataset to be evaluated on, so they
+                are stored but not activated, and `promotion` says why; activate them with POST .../activate?force=true).
                 201 with the new version. 400 names the first key that is missing, unexpected or mis-shaped.
                 """)
             .Accepts<ImportForm>("multipart/form-data")
@@ -234,13 +236,16 @@ public static class ModelTransferApi
         };
 
         ModelVersionInfo stored;
+        Nin.Model.Evaluation.PromotionDecision? promotion = null;
         using (var network = s.Architecture.Create(s.Channels, s.Classes.Count))
         {
             NinWeights.Write(network, weights);
-            stored = await publisher.AddAsync(network, metadata, s.Activate); // the same steps as a trained version (ONNX, activation rule)
+
+            // The same steps as a trained version (ONNX, activation rule, promotion gate); a refused one is stored, not activated.
+            stored = await publisher.AddAsync(network, metadata, s.Activate, gated: d => promotion = d, cancellationToken: cancellationToken);
         }
 
-        return TypedResults.Created($"/models/{name}/versions/{stored.Version}", ModelVersionResponse.From(stored));
+        return TypedResults.Created($"/models/{name}/versions/{stored.Version}", ModelVersionResponse.From(stored, promotion: promotion));
     }
 
     private static ProblemHttpResult BadRequest(string title, string detail) =>

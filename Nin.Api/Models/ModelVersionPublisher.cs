@@ -15,22 +15,26 @@ public sealed record VersionEvaluation(ModelEvaluation Evaluation, TestPredictio
 /// only open it when they swap; (3) its evaluation, when it comes with one (training's last test pass, the shipped
 /// model's file), is stored beside it; (4) its warnings are logged; (5) the activation rule: a version with warnings
 /// (it learned nothing) is never activated automatically, unless it is a seeded folder an operator chose to serve (the
-/// shipped model, a KServe storageUri); otherwise it is when asked, or when nothing is served yet.
+/// shipped model, a KServe storageUri); otherwise it is when asked, or when nothing is served yet. When asked while
+/// another version is served, the promotion gate (<see cref="ModelPromotion"/>) decides first: a refused version stays
+/// stored and not activated, and the caller is told why (a training job records it as a warning; it does not fail).
 /// Steps 2–3 failing leaves a stored, usable version (logged; ONNX is then exported on first load, the evaluation can
 /// be redone with POST .../evaluate). Between 2 and 3, a version whose training images are at hand gets its int8 model
 /// (the caller's <c>prepare</c> step: <see cref="VersionQuantizer"/>), the shipped one is given its int8 file back from
 /// its record; either failing leaves a version that serves fp32.
 /// </summary>
-public sealed partial class ModelVersionPublisher(ModelStore store, ILogger<ModelVersionPublisher> logger)
+public sealed partial class ModelVersionPublisher(ModelStore store, ModelPromotion promotion, ILogger<ModelVersionPublisher> logger)
 {
     /// <summary>
     /// Stores <paramref name="network"/> as the next version of <paramref name="metadata"/>'s name and takes it through
     /// the steps above. <paramref name="stored"/> runs right after step 1 (a training job records the version there, so a
-    /// resumed run does not store it twice). The caller keeps owning (and disposes) the network.
+    /// resumed run does not store it twice). The caller keeps owning (and disposes) the network. <paramref name="gated"/>
+    /// gets the promotion gate's decision when <paramref name="activate"/> asked for one that the gate judged.
     /// </summary>
     public async Task<ModelVersionInfo> AddAsync(
         ImageClassifier network, ModelMetadata metadata, bool activate, VersionEvaluation? evaluation = null,
-        Action<ModelVersionInfo>? stored = null, Func<ModelVersionInfo, Task>? prepare = null)
+        Action<ModelVersionInfo>? stored = null, Func<ModelVersionInfo, Task>? prepare = null,
+        Action<PromotionDecision>? gated = null, CancellationToken cancellationToken = default)
     {
         var info = store.Add(network, metadata, activate: false, activateIfNoneActive: false);
         stored?.Invoke(info);
@@ -40,7 +44,19 @@ public sealed partial class ModelVersionPublisher(ModelStore store, ILogger<Mode
             await prepare(info); // before activation, so the first load serves what was prepared
         }
 
-        return Complete(info, activate, evaluation);
+        SaveEvaluation(info, evaluation);
+        if (activate && info.Metadata.Warnings is not { Count: > 0 } && promotion.Options.Enabled && store.Active is not null)
+        {
+            var decision = await promotion.DecideAsync(info, evaluateMissing: true, cancellationToken);
+            gated?.Invoke(decision);
+            if (!decision.Allowed)
+            {
+                LogRefused(logger, info.Name, info.Version, string.Join(" ", decision.Reasons.Select(r => r.Detail)));
+                return info;
+            }
+        }
+
+        return Complete(info, activate, evaluation: null);
     }
 
     /// <summary>
@@ -86,18 +102,36 @@ public sealed partial class ModelVersionPublisher(ModelStore store, ILogger<Mode
     // warnings are logged but do not keep it from being served when nothing else is.
     private ModelVersionInfo Complete(ModelVersionInfo info, bool activate, VersionEvaluation? evaluation, bool chosen = false)
     {
-        if (evaluation is not null)
+        SaveEvaluation(info, evaluation);
+        var warnings = LogWarnings(info, chosen);
+        if ((warnings.Count == 0 || chosen) && (activate || store.Active is null) && store.Activate(info.Name, info.Version))
         {
-            try
-            {
-                EvaluationFiles.Save(info.Directory, evaluation.Evaluation with { Classes = info.Metadata.ClassNames }, evaluation.Predictions);
-            }
-            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
-            {
-                LogNotEvaluated(logger, info.Name, info.Version, ex.Message);
-            }
+            LogActivated(logger, info.Name, info.Version, activate ? "asked for" : "nothing was served");
+            return store.Find(info.Name, info.Version) ?? info with { Active = true };
         }
 
+        return info;
+    }
+
+    private void SaveEvaluation(ModelVersionInfo info, VersionEvaluation? evaluation)
+    {
+        if (evaluation is null)
+        {
+            return;
+        }
+
+        try
+        {
+            EvaluationFiles.Save(info.Directory, evaluation.Evaluation with { Classes = info.Metadata.ClassNames }, evaluation.Predictions);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            LogNotEvaluated(logger, info.Name, info.Version, ex.Message);
+        }
+    }
+
+    private IReadOnlyList<string> LogWarnings(ModelVersionInfo info, bool chosen)
+    {
         var warnings = info.Metadata.Warnings ?? [];
         foreach (var warning in warnings)
         {
@@ -111,13 +145,7 @@ public sealed partial class ModelVersionPublisher(ModelStore store, ILogger<Mode
             }
         }
 
-        if ((warnings.Count == 0 || chosen) && (activate || store.Active is null) && store.Activate(info.Name, info.Version))
-        {
-            LogActivated(logger, info.Name, info.Version, activate ? "asked for" : "nothing was served");
-            return store.Find(info.Name, info.Version) ?? info with { Active = true };
-        }
-
-        return info;
+        return warnings;
     }
 
     // The ONNX file ONNX Runtime serves, written once here before the version can be activated: every API replica then
@@ -151,6 +179,9 @@ public sealed partial class ModelVersionPublisher(ModelStore store, ILogger<Mode
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Model {Model} version {Version}: {Warning} It is stored but not activated automatically.")]
     private static partial void LogWarning(ILogger logger, string model, int version, string warning);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Model {Model} version {Version} is stored but not activated: the promotion gate refused it. {Reasons}")]
+    private static partial void LogRefused(ILogger logger, string model, int version, string reasons);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Model {Model} version {Version} is now served ({Why})")]
     private static partial void LogActivated(ILogger logger, string model, int version, string why);

@@ -1,12 +1,19 @@
 using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.AspNetCore.Mvc;
 using Microsoft.Extensions.Options;
 using Nin.Api.Serving;
 using Nin.Model.Checkpoints;
+using Nin.Model.Evaluation;
 using Nin.Api.Security;
 
 namespace Nin.Api.Models;
 
-/// <summary>A model version as the API lists it.</summary>
+/// <summary>
+/// A model version as the API lists it. <c>ForcedActivations</c>: the times it was activated past the promotion gate
+/// (<c>?force=true</c>: when, by which key, the reasons overridden); empty when never. <c>Promotion</c>: only in the
+/// answer to an activation (or an import or training job that asked for one), the gate's decision: what it was compared
+/// with and on which split (<c>comparedOn</c>, <c>note</c>), both figures and the per-class changes.
+/// </summary>
 public sealed record ModelVersionResponse(
     string Name,
     int Version,
@@ -18,16 +25,19 @@ public sealed record ModelVersionResponse(
     IReadOnlyList<string> Classes,
     double? TestAccuracy,
     ModelMetadata Metadata,
-    Int8Summary? Int8 = null)
+    Int8Summary? Int8 = null,
+    IReadOnlyList<ForcedActivation>? ForcedActivations = null,
+    PromotionDecision? Promotion = null)
 {
     /// <summary>
     /// The version as the API shows it; with <paramref name="int8MarginPoints"/> (<c>Serving:Int8MarginPoints</c>) its int8
     /// summary, whose verdict that margin decides (a new import has none to show).
     /// </summary>
-    public static ModelVersionResponse From(ModelVersionInfo v, double? int8MarginPoints = null) => new(
+    public static ModelVersionResponse From(ModelVersionInfo v, double? int8MarginPoints = null, PromotionDecision? promotion = null) => new(
         v.Name, v.Version, v.Active, v.Metadata.CreatedAt, v.Metadata.Recipe?.Dataset, v.Metadata.ImageSize,
         v.Metadata.InputChannels, v.Metadata.ClassNames, v.Metadata.Metrics?.TestAccuracy, v.Metadata,
-        int8MarginPoints is { } margin ? Int8Summary.Of(v, margin) : null);
+        int8MarginPoints is { } margin ? Int8Summary.Of(v, margin) : null,
+        Nin.Model.Evaluation.ForcedActivations.Read(v.Directory), promotion);
 }
 
 /// <summary>A model name and its versions, newest first.</summary>
@@ -66,8 +76,24 @@ public static class ModelsApi
                 stays active and keeps serving. Requests in flight finish on the old version; new ones use this one. No restart.
                 Other replicas (PostgreSQL) load it in the background while their old version serves; one that cannot load it keeps
                 serving the old one, reports it in /health/ready (degraded, with the cause) and retries with back-off.
+
+                First the promotion gate (docs/models.md, `Promotion:*`) compares the version with the active one on the same test
+                split, from their evaluations (a missing one is made first, for at most `Promotion:EvaluationTimeoutSeconds`; when
+                the two were evaluated on different splits, the active version is measured on this version's split and `comparedOn`
+                says `candidate-split`). 409 when the version was flagged as not having learned (`did-not-learn`), when its accuracy
+                is more than `Promotion:MaxAccuracyDrop` points below the active version's (`accuracy`), when fewer of its classes
+                reach a recall of `Promotion:RecallFloor` (`recall-floor`), or when it has no evaluation (`not-evaluated`) or the
+                active version could not be measured on its split (`not-compared`): the problem lists the `reasons` and gives
+                `candidate` and `active` (accuracy, classes above the floor), `accuracyDelta` and `perClass` (recall and precision,
+                a = active, b = this version). The first activation (nothing served) and the active version itself always pass;
+                so does a version whose classes differ from the active one's (not compared, said so in `note`).
+                `force=true` activates it anyway and records that on the version (`forcedActivations`: when, by which key, the
+                reasons overridden); with API keys in force it needs the `admin` scope (403). The answer's `promotion` is the
+                gate's decision.
                 """)
+            .ProducesProblem(StatusCodes.Status403Forbidden)
             .ProducesProblem(StatusCodes.Status404NotFound)
+            .ProducesProblem(StatusCodes.Status409Conflict)
             .ProducesProblem(StatusCodes.Status422UnprocessableEntity);
 
         group.MapDelete("/{name}/versions/{version:int}", DeleteModelVersion)
@@ -94,12 +120,41 @@ public static class ModelsApi
         : store.Damage(name, version) is { } damage ? TypedResults.Problem(statusCode: StatusCodes.Status409Conflict, title: "The model version is damaged.", detail: $"{name} version {version} cannot be read: {damage} It is kept as it is.")
         : NotFound(name, version);
 
-    /// <summary>Safe activation: load and warm the version here first; move the pointer only if it serves.</summary>
-    public static async Task<Results<Ok<ModelVersionResponse>, ProblemHttpResult>> ActivateModelVersion(string name, int version, ModelStore store, ModelRegistry registry, IOptions<ServingOptions> serving, CancellationToken cancellationToken)
+    /// <summary>
+    /// Safe activation: the promotion gate first (<see cref="ModelPromotion"/>; <paramref name="force"/> overrides it and is
+    /// recorded), then load and warm the version here; move the pointer only if it serves.
+    /// </summary>
+    public static async Task<Results<Ok<ModelVersionResponse>, ProblemHttpResult>> ActivateModelVersion(
+        string name, int version, HttpContext context, ModelStore store, ModelRegistry registry, ModelPromotion promotion, ApiKeyRing keys,
+        IOptions<ServingOptions> serving, CancellationToken cancellationToken, bool force = false)
     {
-        if (store.Find(name, version) is null)
+        if (store.Find(name, version) is not { } candidate)
         {
             return NotFound(name, version);
+        }
+
+        // The scope rule already asks admin for every POST under /models; this holds force to it whatever that rule becomes.
+        if (force && keys.Any && !ApiKeyMiddleware.HasScope(context, ApiScope.Admin))
+        {
+            return TypedResults.Problem(new ProblemDetails
+            {
+                Status = StatusCodes.Status403Forbidden,
+                Title = "Forcing an activation needs the admin scope.",
+                Detail = $"force=true overrides the promotion gate; send a key with the 'admin' scope, or activate {name} version {version} without force.",
+                Extensions = { ["requiredScope"] = ApiScopes.Name(ApiScope.Admin) },
+            });
+        }
+
+        var replaced = store.Active;
+        PromotionDecision? decision = null;
+        if (promotion.Options.Enabled)
+        {
+            // Forced: the decision is recorded, not waited for; nothing is evaluated for it.
+            decision = await promotion.DecideAsync(candidate, evaluateMissing: !force, cancellationToken);
+            if (!decision.Allowed && !force)
+            {
+                return Refused(name, version, decision);
+            }
         }
 
         try
@@ -113,7 +168,42 @@ public static class ModelsApi
                 detail: $"{name} version {version} was not activated: {ex.Cause} {served}");
         }
 
-        return store.Activate(name, version) ? TypedResults.Ok(ModelVersionResponse.From(store.Find(name, version)!, serving.Value.Int8MarginPoints)) : NotFound(name, version);
+        if (!store.Activate(name, version))
+        {
+            return NotFound(name, version);
+        }
+
+        if (force && !(replaced?.Name == name && replaced.Version == version))
+        {
+            var by = ApiKeyMiddleware.KeyOf(context)?.Name ?? "anonymous";
+            ForcedActivations.Append(candidate.Directory, new ForcedActivation(
+                DateTimeOffset.UtcNow, by, replaced is null ? null : $"{replaced.Name} version {replaced.Version}", decision?.Reasons ?? []));
+        }
+
+        return TypedResults.Ok(ModelVersionResponse.From(store.Find(name, version)!, serving.Value.Int8MarginPoints, decision));
+    }
+
+    /// <summary>The gate's 409: the reasons, both figures, the per-class changes, and how to override it.</summary>
+    public static ProblemHttpResult Refused(string name, int version, PromotionDecision decision)
+    {
+        var active = decision.Active is { } a ? $"{a.Name} version {a.Version}" : "the active version";
+        return TypedResults.Problem(new ProblemDetails
+        {
+            Status = StatusCodes.Status409Conflict,
+            Title = "The promotion gate refused the version.",
+            Detail = $"{name} version {version} was not activated; {active} stays served. {string.Join(" ", decision.Reasons.Select(r => r.Detail))} POST /models/{name}/versions/{version}/activate?force=true (admin scope) activates it anyway.",
+            Extensions =
+            {
+                ["reasons"] = decision.Reasons,
+                ["candidate"] = decision.Candidate,
+                ["active"] = decision.Active,
+                ["accuracyDelta"] = decision.AccuracyDelta,
+                ["perClass"] = decision.PerClass,
+                ["comparedOn"] = decision.ComparedOn,
+                ["note"] = decision.Note,
+                ["force"] = $"/models/{name}/versions/{version}/activate?force=true",
+            },
+        });
     }
 
     public static Results<NoContent, ProblemHttpResult> DeleteModelVersion(string name, int version, ModelStore store) =>

@@ -4,7 +4,10 @@ using Swashbuckle.AspNetCore.SwaggerGen;
 
 namespace Nin.Api.OpenApi;
 
-/// <summary>Examples and parameter text for the evaluation routes (<c>Nin.Api.Models.EvaluationApi</c>) and the comparison (<c>Nin.Api.Models.CompareApi</c>).</summary>
+/// <summary>
+/// Examples and parameter text for the evaluation routes (<c>Nin.Api.Models.EvaluationApi</c>), the comparison
+/// (<c>Nin.Api.Models.CompareApi</c>) and the promotion gate's side of activation (<c>force</c>, its 409).
+/// </summary>
 internal sealed class EvaluationOperationFilter : IOperationFilter
 {
     private static readonly Dictionary<(string Operation, string Parameter), string> ParameterDescriptions = new()
@@ -15,6 +18,50 @@ internal sealed class EvaluationOperationFilter : IOperationFilter
         [("CompareModelVersions", "a")] = "The baseline version.",
         [("CompareModelVersions", "b")] = "The candidate version (may equal `a`). Every change is b − a; thumbnails link to its test images.",
         [("CompareModelVersions", "limit")] = "How many `fixed` and how many `broken` images to list, 0–500 (default 50); `total` always counts them all.",
+        [("ActivateModelVersion", "force")] = "Activate even if the promotion gate refuses the version (default false); needs the `admin` scope when API keys are in force, and is recorded on the version (`forcedActivations`).",
+    };
+
+    /// <summary>The promotion gate's refusal, as POST .../activate answers it.</summary>
+    private static readonly Dictionary<string, (string Summary, string Json)[]> ActivateProblems = new(StringComparer.Ordinal)
+    {
+        ["409"] =
+        [
+            ("worse than the active version", """
+                {
+                  "title": "The promotion gate refused the version.", "status": 409,
+                  "detail": "fashion-mnist version 2 was not activated; fashion-mnist version 1 stays served. Its accuracy 84.20 % is 5.35 points below the active version's 89.55 % on the same 3000 test images; at most 1 points are allowed. POST /models/fashion-mnist/versions/2/activate?force=true (admin scope) activates it anyway.",
+                  "reasons": [ { "code": "accuracy", "detail": "Its accuracy 84.20 % is 5.35 points below the active version's 89.55 % on the same 3000 test images; at most 1 points are allowed." } ],
+                  "candidate": { "name": "fashion-mnist", "version": 2, "accuracy": 0.842, "classesAboveFloor": 3, "testImages": 3000 },
+                  "active": { "name": "fashion-mnist", "version": 1, "accuracy": 0.8955, "classesAboveFloor": 3, "testImages": 3000 },
+                  "accuracyDelta": -0.0535,
+                  "perClass": [
+                    { "name": "T-shirt/top", "support": 1000, "recallA": 0.912, "recallB": 0.85, "recallDelta": -0.062, "precisionA": 0.9249, "precisionB": 0.88, "precisionDelta": -0.0449 }
+                  ],
+                  "comparedOn": "same-split", "note": null,
+                  "force": "/models/fashion-mnist/versions/2/activate?force=true"
+                }
+                """),
+            ("did not learn", """
+                {
+                  "title": "The promotion gate refused the version.", "status": 409,
+                  "detail": "stuck version 3 was not activated; fashion-mnist version 1 stays served. stuck version 3 was flagged when it was trained: did not learn: test accuracy 0.100 is at chance (1/10 = 0.100); try the robust recipe or a lower learning rate. … POST /models/stuck/versions/3/activate?force=true (admin scope) activates it anyway.",
+                  "reasons": [
+                    { "code": "did-not-learn", "detail": "stuck version 3 was flagged when it was trained: did not learn: test accuracy 0.100 is at chance (1/10 = 0.100); try the robust recipe or a lower learning rate." },
+                    { "code": "accuracy", "detail": "Its accuracy 10.00 % is 79.60 points below the active version's 89.60 % on the same 500 test images; at most 1 points are allowed." },
+                    { "code": "recall-floor", "detail": "1 of its classes have a recall of at least 0.5, against 10 of the active version's; below it now: 'Trouser' 0.96 → 0.00, …" }
+                  ],
+                  "candidate": { "name": "stuck", "version": 3, "accuracy": 0.1, "classesAboveFloor": 1, "testImages": 500 },
+                  "active": { "name": "fashion-mnist", "version": 1, "accuracy": 0.896, "classesAboveFloor": 10, "testImages": 500 },
+                  "accuracyDelta": -0.796,
+                  "perClass": [
+                    { "name": "T-shirt/top", "support": 50, "recallA": 0.86, "recallB": 1, "recallDelta": 0.14, "precisionA": 0.8431, "precisionB": 0.1, "precisionDelta": -0.7431 }
+                  ],
+                  "comparedOn": "candidate-split",
+                  "note": "The versions were evaluated on different test splits (Version 1 was evaluated on 10000 test images and version 3 on 500.): fashion-mnist version 1 was measured on the candidate's test split ('fashion-mnist', 500 images) for this comparison.",
+                  "force": "/models/stuck/versions/3/activate?force=true"
+                }
+                """),
+        ],
     };
 
     /// <summary>Error examples of the comparison, by status: its 409s tell what keeps two versions apart.</summary>
@@ -81,6 +128,7 @@ internal sealed class EvaluationOperationFilter : IOperationFilter
                 }
                 """),
             "GetTestSampleImage" => ("200", null),
+            "ActivateModelVersion" => ("200", null),
             "GetTestSamples" => ("200", """
                 {
                   "name": "fashion-mnist", "version": 1, "testImages": 10000, "misclassified": 1045,
@@ -110,9 +158,15 @@ internal sealed class EvaluationOperationFilter : IOperationFilter
             media.Example = JsonNode.Parse(example);
         }
 
-        if (operation.OperationId == "CompareModelVersions")
+        var problemExamples = operation.OperationId switch
         {
-            foreach (var (code, problems) in CompareProblems)
+            "CompareModelVersions" => CompareProblems,
+            "ActivateModelVersion" => ActivateProblems,
+            _ => null,
+        };
+        if (problemExamples is not null)
+        {
+            foreach (var (code, problems) in problemExamples)
             {
                 if (operation.Responses?.TryGetValue(code, out var error) == true && error.Content?.TryGetValue(ErrorResponses.ProblemJson, out var problemJson) == true && problemJson is OpenApiMediaType problemMedia)
                 {

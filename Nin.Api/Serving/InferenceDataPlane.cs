@@ -134,7 +134,7 @@ public sealed class InferenceDataPlane(
                 stage = "explain";
                 token.ThrowIfCancellationRequested();
                 var explainStarted = Stopwatch.GetTimestamp();
-                var classes = results.Select(r => explainClass ?? Predicted(r.Probabilities)).ToArray();
+                var classes = results.Select(r => explainClass ?? OpenInference.ArgMax(r.Probabilities)).ToArray();
                 explanations = await explainer.ExplainAsync(model, inputs, classes, token);
                 explainMs = Stopwatch.GetElapsedTime(explainStarted).TotalMilliseconds;
             }
@@ -330,20 +330,6 @@ public sealed class InferenceDataPlane(
         return byName.n is not null
             ? byName.i
             : throw InferenceErrors.BadRequest($"explainClass '{asked}' is neither a class index (0–{names.Count - 1}) nor a class of this model ({string.Join(", ", names)}).");
-    }
-
-    private static int Predicted(float[] probabilities)
-    {
-        var best = 0;
-        for (var i = 1; i < probabilities.Length; i++)
-        {
-            if (probabilities[i] > probabilities[best])
-            {
-                best = i;
-            }
-        }
-
-        return best;
     }
 
     private static string Name(EncodedImage image, int index) => image.Name is { } f ? $"'{f}'" : $"#{index + 1}";

@@ -230,7 +230,8 @@ public static class OpenInference
         return ([maps.Length, h, w], values, parameters);
     }
 
-    private static int ArgMax(float[] values)
+    /// <summary>The index of the largest value (the first of equals): an image's predicted class.</summary>
+    internal static int ArgMax(float[] values)
     {
         var best = 0;
         for (var i = 1; i < values.Length; i++)

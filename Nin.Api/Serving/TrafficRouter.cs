@@ -178,7 +178,7 @@ public sealed class TrafficRouter
                 var results = await engine.InferAsync(shadow, inputs, CancellationToken.None);
                 for (var i = 0; i < results.Length; i++)
                 {
-                    int a = ArgMax(answered[i].Probabilities), b = ArgMax(results[i].Probabilities);
+                    int a = OpenInference.ArgMax(answered[i].Probabilities), b = OpenInference.ArgMax(results[i].Probabilities);
                     stats.Record(a, a == b);
                     shadowImages.Add(1, new KeyValuePair<string, object?>("model", served.Name), new KeyValuePair<string, object?>("version", shadow.VersionText),
                         new KeyValuePair<string, object?>("agreement", a == b ? "agree" : "disagree"));
@@ -195,19 +195,5 @@ public sealed class TrafficRouter
                 shadowSlots.Release();
             }
         });
-    }
-
-    private static int ArgMax(float[] values)
-    {
-        var best = 0;
-        for (var i = 1; i < values.Length; i++)
-        {
-            if (values[i] > values[best])
-            {
-                best = i;
-            }
-        }
-
-        return best;
     }
 }

@@ -105,7 +105,8 @@ public sealed record JobProgress(int Epoch, int Batch, int Batches);
 /// <summary>
 /// Everything known about a training job; what GET /train/{jobId} and the hub's JobUpdated carry.
 /// <c>ResumedAfterEpoch</c> is set when a restart interrupted the job and it continued from that epoch's checkpoint.
-/// <c>Warnings</c> says when the run did not learn (then its model is not activated automatically).
+/// <c>Warnings</c> says when the run did not learn (then its model is not activated automatically), and when the
+/// promotion gate kept its model from being activated as asked (<c>not activated: …</c>, with the gate's reasons).
 /// <c>Worker</c> names the process (host:pid:id) that runs or ran the job; with several workers it changes when
 /// another one took the job over after its worker died.
 /// <c>Revision</c> grows by one with every change of the record (status, epochs, model; not batch progress): of two

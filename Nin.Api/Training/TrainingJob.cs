@@ -90,6 +90,7 @@ public sealed partial class TrainingJob(
             // Its own thread: its OpenMP team is the only multi-threaded one besides serving's, and goes away with it.
             var result = await TorchRuntime.RunOnOwnThread($"nin-train-{jobId}", () => Train(jobId, settings, data, device, cts.Token));
             ModelVersionInfo stored;
+            PromotionDecision? notPromoted = null;
             try
             {
                 EnsureOwned(jobId);
@@ -97,15 +98,23 @@ public sealed partial class TrainingJob(
                     ? new Models.VersionEvaluation(ModelEvaluation.FromPredictions(result.Metadata.ClassNames, pass, settings.Dataset), pass)
                     : null;
 
-                // Store, ONNX from this network, evaluation from the last test pass, activation rule: ModelVersionPublisher.
-                stored = await StoreVersionAsync(jobId, result, settings.Activate, evaluation, data, cts.Token);
+                // Store, ONNX from this network, evaluation from the last test pass, activation rule and promotion gate:
+                // ModelVersionPublisher. A version the gate refuses stays stored; the job still succeeds, saying why.
+                stored = await StoreVersionAsync(jobId, result, settings.Activate, evaluation, data, d => notPromoted = d.Allowed ? null : d, cts.Token);
             }
             finally
             {
                 result.Network.Dispose();
             }
 
-            Finish(jobId, stored, stored.Metadata.Warnings ?? []);
+            IReadOnlyList<string> warnings = stored.Metadata.Warnings ?? [];
+            if (notPromoted is not null)
+            {
+                warnings = [.. warnings, NotPromoted(stored, notPromoted)];
+                LogNotPromoted(logger, jobId, stored.Name, stored.Version);
+            }
+
+            Finish(jobId, stored, warnings);
         }
         catch (JobNotOursException)
         {
@@ -205,8 +214,14 @@ public sealed partial class TrainingJob(
         throw new Hangfire.Server.JobAbortedException();
     }
 
+    /// <summary>The job's warning for a version the promotion gate kept from being activated: the gate's reasons and how to override them.</summary>
+    public static string NotPromoted(ModelVersionInfo stored, PromotionDecision decision) =>
+        $"not activated: the promotion gate refused {stored.Name} version {stored.Version} ({string.Join(", ", decision.Reasons.Select(r => r.Code))}). "
+        + $"{string.Join(" ", decision.Reasons.Select(r => r.Detail))} It is stored; POST /models/{stored.Name}/versions/{stored.Version}/activate?force=true (admin scope) activates it anyway.";
+
     private async Task<ModelVersionInfo> StoreVersionAsync(
-        string jobId, TrainingResult result, bool activate, Models.VersionEvaluation? evaluation, Model.Data.DatasetSplit data, CancellationToken cancellationToken)
+        string jobId, TrainingResult result, bool activate, Models.VersionEvaluation? evaluation, Model.Data.DatasetSplit data,
+        Action<PromotionDecision> gated, CancellationToken cancellationToken)
     {
         try
         {
@@ -214,7 +229,8 @@ public sealed partial class TrainingJob(
             // model is made from its own training images before it can be activated.
             return await publisher.AddAsync(result.Network, result.Metadata, activate, evaluation,
                 stored => Owned(jobId, j => j with { ModelName = stored.Name, ModelVersion = stored.Version }),
-                stored => quantizer.TryQuantizeAsync(stored, data, cancellationToken));
+                stored => quantizer.TryQuantizeAsync(stored, data, cancellationToken),
+                gated, cancellationToken);
         }
         catch (Exception ex) when (DurableFile.IsDiskFull(ex))
         {
@@ -387,6 +403,9 @@ public sealed partial class TrainingJob(
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Job {JobId}: PostgreSQL unreachable ({Reason}); Hangfire retries it and it resumes from its last checkpoint")]
     private static partial void LogStorageLost(ILogger logger, string jobId, string reason);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Job {JobId}: model {Model} version {Version} is stored but not activated: the promotion gate refused it (see the job's warnings)")]
+    private static partial void LogNotPromoted(ILogger logger, string jobId, string model, int version);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Job {JobId}: cancelled")]
     private static partial void LogCancelled(ILogger logger, string jobId);

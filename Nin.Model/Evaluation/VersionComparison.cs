@@ -76,8 +76,7 @@ public sealed record VersionComparison(
         var classes = a.Classes;
         var evaluationA = ModelEvaluation.FromPredictions(classes, a.Predictions, a.Dataset);
         var evaluationB = ModelEvaluation.FromPredictions(classes, b.Predictions, b.Dataset ?? a.Dataset);
-        var perClass = evaluationA.PerClass.Zip(evaluationB.PerClass, (x, y) => new ClassDelta(
-            x.Name, x.Support, x.Recall, y.Recall, y.Recall - x.Recall, x.Precision, y.Precision, y.Precision - x.Precision)).ToArray();
+        var perClass = ClassDeltas(evaluationA, evaluationB);
 
         var labels = a.Predictions.Labels;
         var (pa, pb) = (a.Predictions.Predicted, b.Predictions.Predicted);
@@ -102,6 +101,15 @@ public sealed record VersionComparison(
         }
 
         return new VersionComparison(classes, evaluationA, evaluationB, evaluationB.Accuracy - evaluationA.Accuracy, perClass, fixedImages, broken, changedWrong);
+    }
+
+    /// <summary>Each class's recall and precision in <paramref name="a"/> and <paramref name="b"/> (evaluations of one test split, the same classes in the same order) and the change (b − a).</summary>
+    public static IReadOnlyList<ClassDelta> ClassDeltas(ModelEvaluation a, ModelEvaluation b)
+    {
+        ArgumentNullException.ThrowIfNull(a);
+        ArgumentNullException.ThrowIfNull(b);
+        return [.. a.PerClass.Zip(b.PerClass, (x, y) => new ClassDelta(
+            x.Name, x.Support, x.Recall, y.Recall, y.Recall - x.Recall, x.Precision, y.Precision, y.Precision - x.Precision))];
     }
 
     private static string ClassesDetail(ComparedVersion a, ComparedVersion b)

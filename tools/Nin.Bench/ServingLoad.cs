@@ -47,7 +47,8 @@ internal static class ServingLoad
         {
             var version = versions[(i + 1) % versions.Length];
             var watch = Stopwatch.StartNew();
-            using var response = await http.PostAsync(new Uri($"/models/{model}/versions/{version}/activate", UriKind.Relative), null);
+            // Forced: the versions swapped are random weights, which the promotion gate would refuse; the swap is what is measured.
+            using var response = await http.PostAsync(new Uri($"/models/{model}/versions/{version}/activate?force=true", UriKind.Relative), null);
             activations.Add(watch.Elapsed.TotalMilliseconds);
             if (!response.IsSuccessStatusCode)
             {

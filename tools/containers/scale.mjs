@@ -15,7 +15,8 @@
 //                                   prints the snapshot as JSON
 //   cancel JOB_ID                   DELETE /train/{id}: 202 (cancellation requested) or 200
 //   activate NAME VERSION DATASET_DIR SECONDS REPLICA_URL...
-//                                   POST /models/{name}/versions/{version}/activate (through BASE_URL), then POST
+//                                   POST /models/{name}/versions/{version}/activate?force=true (through BASE_URL; forced:
+//                                   the smoke version learned nothing, which the promotion gate would refuse), then POST
 //                                   /predict to every replica at once until each answers with that version; prints
 //                                   how long after the activation's answer each one did
 //   resumed JOB_ID SAVED_JSON       the job Succeeded after resuming from the checkpoint of the K epochs the saved
@@ -135,7 +136,7 @@ async function cancel(jobId) {
 
 async function activate(name, version, datasetDir, limit, ...replicas) {
     const pngs = testPngs(datasetDir, 4);
-    const r = await fetch(`${base}/models/${name}/versions/${version}/activate`, { method: 'POST', headers });
+    const r = await fetch(`${base}/models/${name}/versions/${version}/activate?force=true`, { method: 'POST', headers });
     const t0 = Date.now();
     const body = await r.json().catch(() => ({}));
     if (r.status !== 200) fail(`activate ${name} v${version} answered ${r.status}: ${JSON.stringify(body)}`);

@@ -9,6 +9,7 @@ import { createCompareView } from "./compare.js";
 import { createUploadView } from "./upload.js";
 import { createVersionCompareView } from "./versions.js";
 import { createTrafficView } from "./traffic.js";
+import { createGateView } from "./gate.js";
 import { Chart, LineController, LineElement, PointElement, LinearScale, CategoryScale, Legend, Tooltip } from "chart.js";
 
 Chart.register(LineController, LineElement, PointElement, LinearScale, CategoryScale, Legend, Tooltip);
@@ -795,15 +796,24 @@ async function deleteVersion(name, version, button) {
   await loadModels();
 }
 
-async function activate(name, version, button) {
+const gateView = createGateView({ $, el, pct });
+
+// force: past the promotion gate ("Activate anyway" after its 409, which shows the reasons and figures).
+async function activate(name, version, button, force = false) {
   button.disabled = true;
-  const result = await api(`models/${encodeURIComponent(name)}/versions/${version}/activate`, { method: "POST" });
+  $("models-error").textContent = "";
+  const result = await api(`models/${encodeURIComponent(name)}/versions/${version}/activate${force ? "?force=true" : ""}`, { method: "POST" });
   if (!result.ok) {
-    $("models-error").textContent = problemText(result);
+    if (result.status === 409 && Array.isArray(result.body?.reasons)) {
+      gateView.show(name, version, result.body, (again) => activate(name, version, again, true));
+    } else {
+      $("models-error").textContent = problemText(result);
+    }
     button.disabled = false;
     return;
   }
 
+  gateView.hide();
   await loadModels();
 }
 
