@@ -47,7 +47,7 @@ public sealed class PromotionGateDashboardTests(DashboardFixture fixture) : ICla
         }
 
         store.Activate("gatex", 1);
-        var (page, errors) = await fixture.OpenAsync();
+        var (page, errors) = await fixture.OpenAsync("/#/models");
         var activate = page.Locator("button[aria-label='Activate gatex version 2']");
         await Expect(activate).ToBeVisibleAsync(new() { Timeout = 60_000 });
         await activate.ClickAsync();

@@ -62,6 +62,21 @@ public sealed class TrafficDashboardTests(DashboardFixture fixture) : IClassFixt
         await section.Locator("button", new() { HasText = "Roll back" }).ClickAsync();
         await Expect(section.Locator("p.hint").First).ToContainTextAsync("No split", new() { Timeout = 30_000 });
         Assert.False(File.Exists(TrafficSplit.PathFor(store.Root, "gamma")));
+
+        // The served model's split shows on the overview.
+        using (var put = await http.PutAsJsonAsync(new Uri("/models/alpha/traffic", UriKind.Relative), new { routes = new[] { new { version = 1, weight = 1 } } }))
+        {
+            Assert.True(put.IsSuccessStatusCode, await put.Content.ReadAsStringAsync());
+        }
+
+        await page.GotoAsync(new Uri(fixture.BaseAddress, "/#/").ToString());
+        await page.ReloadAsync(); // a new visit: the page reads the models and the split afresh
+        await Expect(page.Locator("#ov-traffic")).ToHaveTextAsync(new System.Text.RegularExpressions.Regex("^split: v1 100"), new() { Timeout = 30_000 });
+        using (var end = await http.DeleteAsync(new Uri("/models/alpha/traffic", UriKind.Relative)))
+        {
+            Assert.True(end.IsSuccessStatusCode);
+        }
+
         Assert.True(errors.Count == 0, string.Join(Environment.NewLine, errors));
     }
 }

@@ -361,6 +361,21 @@ function renderOverviewModel(active, models) {
   const version = active && models.find((m) => m.name === active.name)?.versions.find((v) => v.version === active.version);
   $("ov-model").replaceChildren(active ? modelLink(active.name, `${active.name} v${active.version}`) : "none");
   $("ov-accuracy").textContent = version?.testAccuracy != null ? pct(version.testAccuracy) : "–";
+  servedModel = active;
+  renderOverviewTraffic(active);
+}
+
+let servedModel = null;
+
+// The served model's traffic split, when it has one: under the served model, each version's share and the shadow.
+async function renderOverviewTraffic(active) {
+  const note = $("ov-traffic");
+  const result = active ? await api(`models/${encodeURIComponent(active.name)}/traffic`).catch(() => null) : null;
+  const body = result?.ok ? result.body : null;
+  const parts = (body?.routes ?? []).map((r) => `v${r.version} ${pct(r.share)}`);
+  if (body?.shadow) parts.push(`shadow v${body.shadow.version}${body.shadow.rate == null ? "" : ` (agrees ${pct(body.shadow.rate)})`}`);
+  note.textContent = parts.length ? `split: ${parts.join(" · ")}` : "";
+  note.hidden = parts.length === 0;
 }
 
 async function loadServing() {
@@ -927,7 +942,7 @@ renderAll();
 const recipes = createRecipes({ $, api });
 const evaluationView = createEvaluationView({ $, api, el, pct, problemText });
 const versionCompare = createVersionCompareView({ $, api, el, pct, problemText, withKey });
-const trafficView = createTrafficView({ api, el, pct, problemText, onChanged: () => loadModels() });
+const trafficView = createTrafficView({ api, el, pct, problemText, onChanged: () => loadModels(), onSplit: () => renderOverviewTraffic(servedModel) });
 createUploadView({
   $, el, apiKey, askForKey, problemText,
   onUploaded: async (dataset) => {

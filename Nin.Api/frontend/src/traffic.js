@@ -4,7 +4,7 @@
 // version and/or shadows one; Promote activates the canary (through the promotion rules) and ends the split; Roll back
 // ends it.
 
-export function createTrafficView({ api, el, pct, problemText, onChanged }) {
+export function createTrafficView({ api, el, pct, problemText, onChanged, onSplit }) {
   const timers = new Map();
 
   function describe(body, status) {
@@ -74,6 +74,7 @@ export function createTrafficView({ api, el, pct, problemText, onChanged }) {
       }
 
       await refresh();
+      onSplit?.();
       return true;
     }
 
