@@ -25,7 +25,7 @@ const FIELDS = ["dataset", "recipe", "architecture", "epochs", "batchSize", "lea
   "imageSize", "device", "modelName", "maxTrainImages", "maxTestImages"];
 const NUMBERS = new Set(["epochs", "batchSize", "learningRate", "momentum", "weightDecay", "shift", "labelSmoothing", "imageSize", "maxTrainImages", "maxTestImages"]);
 const BOOLEANS = new Set(["flip"]);
-const FINISHED = new Set(["Succeeded", "Failed", "Cancelled"]);
+const FINISHED = new Set(["Succeeded", "Failed", "Cancelled", "Stopped"]);
 
 /** jobId → JobSnapshot, as the API and the hub send them. */
 const jobs = new Map();
