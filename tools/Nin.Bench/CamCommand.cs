@@ -20,7 +20,10 @@ namespace Nin.Bench;
 /// uniform map would put there); the share of images with more than half the mass there; the share whose peak is on the
 /// object. Then the same images letterboxed (28 px content centred in a black canvas, 56×56 by default) and sent through
 /// the service's own decoding (padded, resized to the native 28×28, then to the network's input): the share of the
-/// mass on the content square against the padding.
+/// mass on the content square against the padding; and the same canvases straight to the network at the object's own
+/// scale (a 192 px input for 56×56 at 96 px), which the service does not do, to tell padding from a smaller object.
+/// Each figure twice: with the map stretched over the image as the overlay draws it, and with each cell placed at the
+/// centre of its receptive field (the layers' strides and paddings).
 /// </summary>
 internal static class CamCommand
 {
@@ -60,30 +63,29 @@ internal static class CamCommand
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"cam bench: {metadata.Name} v{metadata.Version} ({metadata.Architecture}) from {directory}, {imageSize} px: {(plan.Method == ClassActivationMaps.Cam ? "CAM" : "Grad-CAM")} at {plan.Layer} ({plan.Width}×{plan.Height}); {count} {dataset.Name} test images, predicted class; {info.Threads} threads"));
 
-        var geometry = Geometry.Of(NinLayers.For(metadata.Architecture, metadata.InputChannels, metadata.ClassNames.Count), plan.Layer);
-        var projections = new List<(string Name, Func<ActivationMap, float[]> Project)>
-        {
-            ("map stretched over the image, as the overlay draws it", m => HeatmapOverlay.Resize(m.Values, m.Width, m.Height, Side, Side)),
-        };
-        if (geometry is { } g)
-        {
-            projections.Add((string.Create(CultureInfo.InvariantCulture, $"each cell at its receptive field's centre ({g.Stride:0.##} px apart from {g.Offset:0.##} px in the {imageSize} px input)"), m => g.Project(m, imageSize)));
-        }
-
+        // The letterboxed canvas also straight to the network at the object's own scale (canvas/28 × the input size), as
+        // the service would not (it resizes an upload to 28×28 first), to tell padding from a smaller object.
+        var keptSize = imageSize * canvas / Side;
+        var keptPlan = ClassActivationMaps.Plan(network, keptSize)!;
+        var layers = NinLayers.For(metadata.Architecture, metadata.InputChannels, metadata.ClassNames.Count);
+        var projections = Projections(layers, plan, imageSize);
+        var keptProjections = Projections(layers, keptPlan, keptSize);
         var plain = projections.Select(_ => new List<Measure>(count)).ToArray();
         var boxed = projections.Select(_ => new List<Measure>(count)).ToArray();
+        var kept = keptProjections.Select(_ => new List<Measure>(count)).ToArray();
         var content = ContentSquare(canvas);
-        using (var progress = new ProgressLine("cam", 2L * count, "images"))
+        using (var progress = new ProgressLine("cam", 3L * count, "images"))
         {
             for (var start = 0; start < count; start += batch)
             {
                 var n = Math.Min(batch, count - start);
                 var originals = Enumerable.Range(start, n).Select(i => test.Pixels.AsSpan(i * Side * Side, Side * Side).ToArray()).ToArray();
                 var labels = Enumerable.Range(start, n).Select(i => (int)test.Labels[i]).ToArray();
-                var letterboxed = originals.Select(o => Letterbox(o, canvas)).ToArray();
+                var canvases = originals.Select(o => Canvas(o, canvas)).ToArray();
+                var letterboxed = canvases.Select(c => Decode(c, canvas)).ToArray();
                 foreach (var (images, into, mask, done, where) in new[] { (originals, plain, (bool[]?)null, start + n, "28×28 test images"), (letterboxed, boxed, content, count + start + n, $"letterboxed in {canvas}×{canvas}") })
                 {
-                    var (maps, predicted) = Explain(network, plan, images, imageSize);
+                    var (maps, predicted) = Explain(network, plan, images, Side, imageSize);
                     for (var i = 0; i < n; i++)
                     {
                         for (var p = 0; p < projections.Count; p++)
@@ -94,6 +96,17 @@ internal static class CamCommand
 
                     progress.Report(done, where);
                 }
+
+                var (keptMaps, keptPredicted) = Explain(network, keptPlan, canvases, canvas, keptSize);
+                for (var i = 0; i < n; i++)
+                {
+                    for (var p = 0; p < keptProjections.Count; p++)
+                    {
+                        kept[p].Add(Measure.Of(letterboxed[i], keptProjections[p].Project(keptMaps[i]), keptPredicted[i], labels[i], content));
+                    }
+                }
+
+                progress.Report((2L * count) + start + n, $"letterboxed at {keptSize} px");
             }
         }
 
@@ -103,7 +116,29 @@ internal static class CamCommand
             Report(plain[p], boxed[p], canvas, content);
         }
 
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"letterboxed at the object's own scale ({canvas}×{canvas} straight to a {keptSize} px input, not what the service does): {(keptPlan.Method == ClassActivationMaps.Cam ? "CAM" : "Grad-CAM")} at {keptPlan.Layer} ({keptPlan.Width}×{keptPlan.Height})"));
+        for (var p = 0; p < keptProjections.Count; p++)
+        {
+            Console.WriteLine($"-- {keptProjections[p].Name}:");
+            ReportBoxed(kept[p], canvas, content, "letterboxed, object at its own scale");
+        }
+
         return 0;
+    }
+
+    private static List<(string Name, Func<ActivationMap, float[]> Project)> Projections(IReadOnlyList<NinLayer> layers, ActivationMapPlan plan, int inputSize)
+    {
+        var projections = new List<(string Name, Func<ActivationMap, float[]> Project)>
+        {
+            ("map stretched over the image, as the overlay draws it", m => HeatmapOverlay.Resize(m.Values, m.Width, m.Height, Side, Side)),
+        };
+        if (Geometry.Of(layers, plan.Layer) is { } g)
+        {
+            projections.Add((string.Create(CultureInfo.InvariantCulture, $"each cell at its receptive field's centre ({g.Stride:0.##} px apart from {g.Offset:0.##} px in the {inputSize} px input)"), m => g.Project(m, inputSize)));
+        }
+
+        return projections;
     }
 
     /// <summary>
@@ -174,11 +209,11 @@ internal static class CamCommand
     /// Maps of the predicted class for native 28×28 images: one forward pass for the predictions, then the explainer on
     /// the same input, as the service does (its forward pass may run in ONNX Runtime; the class is the same).
     /// </summary>
-    private static (ActivationMap[] Maps, int[] Predicted) Explain(ImageClassifier network, ActivationMapPlan plan, byte[][] natives, int imageSize)
+    private static (ActivationMap[] Maps, int[] Predicted) Explain(ImageClassifier network, ActivationMapPlan plan, byte[][] images, int side, int imageSize)
     {
         using var scope = NewDisposeScope();
-        var bytes = natives.SelectMany(b => b).ToArray();
-        var input = Preprocess.ToNetworkInput(tensor(bytes, [natives.Length, 1, Side, Side], ScalarType.Byte), imageSize);
+        var bytes = images.SelectMany(b => b).ToArray();
+        var input = Preprocess.ToNetworkInput(tensor(bytes, [images.Length, 1, side, side], ScalarType.Byte), imageSize);
         int[] predicted;
         using (no_grad())
         {
@@ -189,22 +224,28 @@ internal static class CamCommand
     }
 
     /// <summary>
-    /// The 28×28 image centred in a black <paramref name="canvas"/>², as a PNG, through the service's decoder: what the
-    /// network sees for such an upload (padded to a square, resized to the native 28×28).
+    /// A canvas as the service sees it when uploaded: encoded as a PNG and decoded by the service's decoder (padded to a
+    /// square, resized to the native 28×28).
     /// </summary>
-    private static byte[] Letterbox(byte[] original, int canvas)
+    private static byte[] Decode(byte[] pixels, int canvas)
+    {
+        using var bitmap = new SKBitmap(new SKImageInfo(canvas, canvas, SKColorType.Gray8, SKAlphaType.Opaque));
+        System.Runtime.InteropServices.Marshal.Copy(pixels, 0, bitmap.GetPixels(), pixels.Length);
+        using var png = bitmap.Encode(SKEncodedImageFormat.Png, 100);
+        return ImageDecoder.Decode(png.ToArray(), 1, Side, Side, lightOnDark: true, InvertMode.False, long.MaxValue).Pixels;
+    }
+
+    /// <summary>The 28×28 image centred in a black <paramref name="canvas"/>².</summary>
+    private static byte[] Canvas(byte[] original, int canvas)
     {
         var offset = (canvas - Side) / 2;
-        using var bitmap = new SKBitmap(new SKImageInfo(canvas, canvas, SKColorType.Gray8, SKAlphaType.Opaque));
         var pixels = new byte[canvas * canvas];
         for (var y = 0; y < Side; y++)
         {
             original.AsSpan(y * Side, Side).CopyTo(pixels.AsSpan(((y + offset) * canvas) + offset, Side));
         }
 
-        System.Runtime.InteropServices.Marshal.Copy(pixels, 0, bitmap.GetPixels(), pixels.Length);
-        using var png = bitmap.Encode(SKEncodedImageFormat.Png, 100);
-        return ImageDecoder.Decode(png.ToArray(), 1, Side, Side, lightOnDark: true, InvertMode.False, long.MaxValue).Pixels;
+        return pixels;
     }
 
     /// <summary>Where the content square of a letterboxed canvas lands in the native 28×28 image: a mask.</summary>
@@ -247,14 +288,31 @@ internal static class CamCommand
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"  peak of the map: on the object {P(Share(usable, m => m.PeakOnObject))}, on the dilated object {P(Share(usable, m => m.PeakOnDilated))}, in the bounding box {P(Share(usable, m => m.PeakInBox))}"));
 
+        ReportBoxed(boxed, canvas, content, "decoded as an upload");
+    }
+
+    private static void ReportBoxed(List<Measure> boxed, int canvas, bool[] content, string how)
+    {
+        static string P(double v) => v.ToString("P0", CultureInfo.InvariantCulture).Replace(" ", "", StringComparison.Ordinal);
+        static double Median(IEnumerable<double> values)
+        {
+            var v = values.Order().ToArray();
+            return v.Length == 0 ? double.NaN : v.Length % 2 == 1 ? v[v.Length / 2] : (v[(v.Length / 2) - 1] + v[v.Length / 2]) / 2;
+        }
+
+        static double Share(IReadOnlyCollection<Measure> m, Func<Measure, bool> f) => m.Count == 0 ? double.NaN : (double)m.Count(f) / m.Count;
+
         var boxedUsable = boxed.Where(m => m.Mass > 0).ToArray();
         var area = (double)content.Count(c => c) / content.Length;
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"letterboxed (28 px content centred in {canvas}×{canvas}, black padding, decoded as an upload): {boxed.Count} ({boxed.Count - boxedUsable.Length} with no positive evidence, left out); predicted right {P(Share(boxed, m => m.Correct))}"));
+            $"letterboxed (28 px content centred in {canvas}×{canvas}, black padding, {how}): {boxed.Count} ({boxed.Count - boxedUsable.Length} with no positive evidence, left out); predicted right {P(Share(boxed, m => m.Correct))}"));
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"  median share of the map's mass on the content square {P(Median(boxedUsable.Select(m => m.InContent)))} (its area {P(area)}), on the padding {P(Median(boxedUsable.Select(m => 1 - m.InContent)))}; images with more than half the mass on the content {P(Share(boxedUsable, m => m.InContent > 0.5))}; peak on the content {P(Share(boxedUsable, m => m.PeakInContent))}"));
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"  median share on the object {P(Median(boxedUsable.Select(m => m.OnObject)))} (area {P(Median(boxedUsable.Select(m => m.ObjectArea)))}), on the dilated object {P(Median(boxedUsable.Select(m => m.OnDilated)))}, in its bounding box {P(Median(boxedUsable.Select(m => m.InBox)))} (area {P(Median(boxedUsable.Select(m => m.BoxArea)))})"));
+        var right = boxedUsable.Where(m => m.Correct).ToArray();
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"  of the {right.Length} predicted right: median share on the content square {P(Median(right.Select(m => m.InContent)))}; more than half on the content {P(Share(right, m => m.InContent > 0.5))}; peak on the content {P(Share(right, m => m.PeakInContent))}"));
     }
 
     /// <summary>The candidate folders of the shipped default model: above the working folder and above this program.</summary>
