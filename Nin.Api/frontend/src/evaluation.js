@@ -290,5 +290,5 @@ export function createEvaluationView({ $, api, el, pct, problemText }) {
     $("evaluation").hidden = true;
   });
 
-  return { show, hide: () => { shown = null; $("evaluation").hidden = true; }, get shown() { return shown; } };
+  return { show, hide: () => { shown = null; refreshCams(); $("evaluation").hidden = true; }, get shown() { return shown; } };
 }
