@@ -74,6 +74,64 @@ public sealed class GrpcApiTests(ServingFixture fixture) : IClassFixture<Serving
     }
 
     [Fact]
+    public async Task Class_activation_maps_and_the_traffic_key_work_as_over_rest()
+    {
+        var client = Client();
+        using var http = fixture.Factory.CreateClient();
+        var png = TestImages.FashionImage(3);
+
+        // explain=cam as a request parameter: the same map as the REST adapter's for the same image.
+        var request = Images("alpha", png);
+        request.Parameters.Add("explain", new InferParameter { StringParam = "cam" });
+        request.Parameters.Add("explain_class", new InferParameter { Int64Param = 1 });
+        var response = await client.ModelInferAsync(request);
+        var cam = response.Outputs.Single(o => o.Name == "cam");
+        Assert.Equal(3, cam.Shape.Count);
+        Assert.Equal(1, cam.Shape[0]);
+        var body = System.Text.Json.JsonSerializer.Serialize(new
+        {
+            inputs = new[] { new { name = "images", shape = new[] { 1 }, datatype = "BYTES", data = new[] { Convert.ToBase64String(png) }, parameters = new { content_type = "base64" } } },
+            parameters = new { explain = "cam", explain_class = 1 },
+        });
+        using var rest = await http.PostAsync(new Uri("/v2/models/alpha/infer", UriKind.Relative), new StringContent(body, System.Text.Encoding.UTF8, "application/json"));
+        var restBody = await rest.Content.ReadAsStringAsync();
+        Assert.True(rest.IsSuccessStatusCode, restBody);
+        var restCam = System.Text.Json.JsonDocument.Parse(restBody).RootElement.GetProperty("outputs").EnumerateArray().Single(o => o.GetProperty("name").GetString() == "cam");
+        var restValues = restCam.GetProperty("data").EnumerateArray().Select(v => v.GetSingle()).ToArray();
+        Assert.Equal(restValues.Length, cam.Contents.Fp32Contents.Count);
+        Assert.All(restValues.Zip(cam.Contents.Fp32Contents), p => Assert.Equal(p.First, p.Second, 4));
+
+        // A 50/50 split: a traffic key in the call's metadata reaches the version the same key reaches over REST.
+        using (var put = await System.Net.Http.Json.HttpClientJsonExtensions.PutAsJsonAsync(http, new Uri("/models/alpha/traffic", UriKind.Relative), new { routes = new[] { new { version = 1, weight = 50 }, new { version = 2, weight = 50 } } }))
+        {
+            Assert.True(put.IsSuccessStatusCode, await put.Content.ReadAsStringAsync());
+        }
+
+        try
+        {
+            var versions = new HashSet<string>();
+            for (var i = 0; i < 12; i++)
+            {
+                var key = $"user-{i}";
+                var overGrpc = await client.ModelInferAsync(Images("alpha", png), new Metadata { { "x-traffic-key", key } });
+                using var form = PredictApiTests.Form(("images", "fm.png", png, "image/png"));
+                using var keyed = new HttpRequestMessage(HttpMethod.Post, new Uri("/predict", UriKind.Relative)) { Content = form };
+                keyed.Headers.Add("X-Traffic-Key", key);
+                using var overRest = await http.SendAsync(keyed);
+                var model = (await System.Net.Http.Json.HttpContentJsonExtensions.ReadFromJsonAsync<System.Text.Json.JsonElement>(overRest.Content)).GetProperty("model");
+                Assert.Equal(model.GetProperty("version").GetInt32().ToString(System.Globalization.CultureInfo.InvariantCulture), overGrpc.ModelVersion);
+                versions.Add(overGrpc.ModelVersion);
+            }
+
+            Assert.Equal(["1", "2"], versions.Order()); // twelve keys reach both versions
+        }
+        finally
+        {
+            using var deleted = await http.DeleteAsync(new Uri("/models/alpha/traffic", UriKind.Relative));
+        }
+    }
+
+    [Fact]
     public async Task Errors_are_status_codes_from_the_one_error_map()
     {
         var client = Client();

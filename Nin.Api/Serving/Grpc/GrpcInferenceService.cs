@@ -105,6 +105,8 @@ public sealed class GrpcInferenceService(InferenceDataPlane plane, InferenceAcce
                     ? InferenceDeadlines.FromMicroseconds(t.ParameterChoiceCase == InferParameter.ParameterChoiceOneofCase.Int64Param ? t.Int64Param : null, t.ToString())
                     : null);
             var call = OpenInference.Call("grpc", request.ModelName, version, input, plane.Limits, VersionAccess.IsKeyed(http), timeout, started, Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+            (call.Explain, call.ExplainClass) = OpenInference.ExplainParameters(ExplainParameters(request.Parameters));
+            call.TrafficKey = http.Request.Headers[TrafficRouter.KeyHeader].FirstOrDefault(); // gRPC metadata arrives as headers
             var outcome = await plane.InferAsync(call, context.CancellationToken);
 
             var response = new ModelInferResponse { ModelName = request.ModelName, ModelVersion = outcome.Version.ToString(CultureInfo.InvariantCulture), Id = request.Id };
@@ -132,8 +134,58 @@ public sealed class GrpcInferenceService(InferenceDataPlane plane, InferenceAcce
                 response.Outputs.Add(tensorOut);
             }
 
+            // Class activation maps, when asked for: FP32 [N, H, W] after the classification outputs, raw like the rest.
+            if (OpenInference.CamOutput(outcome) is { } cam)
+            {
+                var camOut = new ModelInferResponse.Types.InferOutputTensor { Name = OpenInference.CamOutputName, Datatype = "FP32" };
+                camOut.Shape.Add(cam.Shape);
+                foreach (var (name, value) in cam.Parameters)
+                {
+                    camOut.Parameters[name] = value switch
+                    {
+                        string text => new InferParameter { StringParam = text },
+                        int number => new InferParameter { Int64Param = number },
+                        long number => new InferParameter { Int64Param = number },
+                        _ => new InferParameter { StringParam = System.Text.Json.JsonSerializer.Serialize(value) },
+                    };
+                }
+
+                if (raw)
+                {
+                    response.RawOutputContents.Add(UnsafeByteOperations.UnsafeWrap(KServeBinary.FromFloats(cam.Values)));
+                }
+                else
+                {
+                    camOut.Contents = new InferTensorContents();
+                    camOut.Contents.Fp32Contents.Add(cam.Values);
+                }
+
+                response.Outputs.Add(camOut);
+            }
+
             return response;
         });
+
+    /// <summary>The request's <c>explain</c> and <c>explain_class</c> parameters as the REST adapter reads them (strings and integers).</summary>
+    private static Dictionary<string, System.Text.Json.JsonElement>? ExplainParameters(Google.Protobuf.Collections.MapField<string, InferParameter> parameters)
+    {
+        Dictionary<string, System.Text.Json.JsonElement>? result = null;
+        foreach (var name in (string[])["explain", "explain_class"])
+        {
+            if (parameters.TryGetValue(name, out var p))
+            {
+                (result ??= [])[name] = p.ParameterChoiceCase switch
+                {
+                    InferParameter.ParameterChoiceOneofCase.StringParam => System.Text.Json.JsonSerializer.SerializeToElement(p.StringParam),
+                    InferParameter.ParameterChoiceOneofCase.Int64Param => System.Text.Json.JsonSerializer.SerializeToElement(p.Int64Param),
+                    InferParameter.ParameterChoiceOneofCase.BoolParam => System.Text.Json.JsonSerializer.SerializeToElement(p.BoolParam),
+                    _ => System.Text.Json.JsonSerializer.SerializeToElement(p.ToString()),
+                };
+            }
+        }
+
+        return result;
+    }
 
     public override Task<RepositoryModelLoadResponse> RepositoryModelLoad(RepositoryModelLoadRequest request, ServerCallContext context) =>
         Guard(context, async () =>
