@@ -86,12 +86,14 @@ public sealed class ScopedKeyTests(ScopedKeyFixture fixture) : IClassFixture<Sco
         Assert.Equal(HttpStatusCode.OK, await Status(ScopedKeyFixture.Predict, HttpMethod.Get, "/models/alpha/versions/2/export?format=safetensors"));
         Assert.Equal(HttpStatusCode.Forbidden, await Status(ScopedKeyFixture.Predict, HttpMethod.Post, "/train", BadTrain()));
         Assert.Equal(HttpStatusCode.Forbidden, await Status(ScopedKeyFixture.Predict, HttpMethod.Get, "/train"));
+        Assert.Equal(HttpStatusCode.Forbidden, await Status(ScopedKeyFixture.Predict, HttpMethod.Get, "/sweeps"));
         Assert.Equal(HttpStatusCode.Forbidden, await Status(ScopedKeyFixture.Predict, HttpMethod.Post, "/models/alpha/versions/1/activate"));
         Assert.Equal(HttpStatusCode.Forbidden, await Status(ScopedKeyFixture.Predict, HttpMethod.Delete, "/datasets/u-0000000000000000"));
 
         // train: jobs, datasets, evaluations; not inference, not model management.
         Assert.Equal(HttpStatusCode.BadRequest, await Status(ScopedKeyFixture.Train, HttpMethod.Post, "/train", BadTrain()));
         Assert.Equal(HttpStatusCode.OK, await Status(ScopedKeyFixture.Train, HttpMethod.Get, "/train"));
+        Assert.Equal(HttpStatusCode.OK, await Status(ScopedKeyFixture.Train, HttpMethod.Get, "/sweeps"));
         Assert.Equal(HttpStatusCode.NotFound, await Status(ScopedKeyFixture.Train, HttpMethod.Delete, "/datasets/u-0000000000000000"));
         Assert.Equal(HttpStatusCode.Conflict, await Status(ScopedKeyFixture.Train, HttpMethod.Post, "/models/alpha/versions/1/evaluate"));
         Assert.Equal(HttpStatusCode.Forbidden, await Status(ScopedKeyFixture.Train, HttpMethod.Post, "/predict", Png()));
