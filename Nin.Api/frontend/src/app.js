@@ -10,9 +10,11 @@ import { createUploadView } from "./upload.js";
 import { createVersionCompareView } from "./versions.js";
 import { createTrafficView } from "./traffic.js";
 import { createGateView } from "./gate.js";
-import { Chart, LineController, LineElement, PointElement, LinearScale, CategoryScale, Legend, Tooltip } from "chart.js";
+import { createScatter, PARAMETERS, METRICS } from "./scatter.js";
+import { createSweepsView } from "./sweeps.js";
+import { Chart, LineController, ScatterController, LineElement, PointElement, LinearScale, LogarithmicScale, CategoryScale, Legend, Tooltip } from "chart.js";
 
-Chart.register(LineController, LineElement, PointElement, LinearScale, CategoryScale, Legend, Tooltip);
+Chart.register(LineController, ScatterController, LineElement, PointElement, LinearScale, LogarithmicScale, CategoryScale, Legend, Tooltip);
 // Axis text and grid from the page's colours, so the charts read in the dark scheme too.
 {
   const css = getComputedStyle(document.documentElement);
@@ -25,7 +27,7 @@ const FIELDS = ["dataset", "recipe", "architecture", "epochs", "batchSize", "lea
   "imageSize", "device", "modelName", "maxTrainImages", "maxTestImages"];
 const NUMBERS = new Set(["epochs", "batchSize", "learningRate", "momentum", "weightDecay", "shift", "labelSmoothing", "imageSize", "maxTrainImages", "maxTestImages"]);
 const BOOLEANS = new Set(["flip"]);
-const FINISHED = new Set(["Succeeded", "Failed", "Cancelled"]);
+const FINISHED = new Set(["Succeeded", "Failed", "Cancelled", "Stopped"]); // Stopped: ended early by its sweep's rule
 
 /** jobId → JobSnapshot, as the API and the hub send them. */
 const jobs = new Map();
@@ -186,6 +188,7 @@ hub.on("EpochCompleted", (e) => {
 
   renderJobs();
   compareView.render();
+  sweepsView.jobChanged(job);
   if (e.jobId === selectedJobId) renderLive();
 });
 hub.on("JobFinished", (e) => {
@@ -267,6 +270,7 @@ function upsertJob(snapshot, render = true) {
   // its new model must still appear.
   if (snapshot.status === "Succeeded" && known?.status !== "Succeeded") refreshModelsSoon();
   if (render) renderAll();
+  sweepsView.jobChanged(snapshot);
 }
 
 let modelsRefresh = null;
@@ -420,6 +424,24 @@ function renderJobs() {
     if (job.jobId === selectedJobId) row.setAttribute("aria-current", "true");
     return row;
   }));
+  renderScatter(list);
+}
+
+// The runs the filter shows as points: the chosen metric against the chosen hyperparameter (scatter.js); a run with
+// no epoch yet has no figure and is left out (said under the chart). Redrawn only when a point changed.
+let scatterKey = "";
+function renderScatter(list) {
+  const metric = METRICS[$("scatter-metric").value] ?? METRICS.best;
+  const param = $("scatter-param").value in PARAMETERS ? $("scatter-param").value : "learningRate";
+  const points = list.map((job) => ({ id: job.jobId, x: job.request[param], y: metric.of(job) }))
+    .filter((p) => Number.isFinite(p.x) && Number.isFinite(p.y));
+  $("runs-scatter").hidden = jobs.size === 0;
+  const left = list.length - points.length;
+  $("scatter-left").textContent = left > 0 ? `${left} run${left === 1 ? "" : "s"} without a figure yet not shown.` : "";
+  const key = JSON.stringify([metric.label, param, points]);
+  if (key === scatterKey) return;
+  scatterKey = key;
+  runScatter.show({ points, xLabel: PARAMETERS[param], yLabel: metric.label, percent: metric.percent });
 }
 
 // A link to a run's view showing its id's first 8 characters; the rest is there for screen readers, so the link's
@@ -460,6 +482,9 @@ const accChart = new Chart($("acc-chart"), {
 });
 const batchChart = createBatchChart(Chart, $("batch-chart"));
 const compareView = createCompareView({ $, Chart, jobs });
+$("scatter-metric").replaceChildren(...Object.entries(METRICS).map(([value, m]) => el("option", { value, textContent: m.label })));
+$("scatter-param").replaceChildren(...Object.entries(PARAMETERS).map(([value, label]) => el("option", { value, textContent: label })));
+const runScatter = createScatter({ Chart, el, canvas: $("scatter-chart"), table: $("scatter-table"), openRun: (jobId) => router.go(`/runs/${encodeURIComponent(jobId)}`) });
 let chartedJob = null;
 let chartedEpochs = -1;
 
@@ -932,8 +957,10 @@ $("train-form").addEventListener("submit", submitTraining);
 $("try-form").addEventListener("submit", classify);
 wireDropZone();
 const recentRuns = createRecentRuns({ $, el, jobs, batchPoints, pct, newestFirst, runLink });
+const sweepsView = createSweepsView({ $, el, api, problemText, pct, Chart, jobs, go: (path) => router.go(path), runLink, modelLink, withKey });
 const router = createRouter({
   onRoute: (route) => {
+    sweepsView.onRoute(route);
     if (route.view === "run") showRun(route.param);
     return route.view === "models" ? showModel(route.param) : null;
   },
@@ -955,6 +982,8 @@ createUploadView({
 $("live-cancel").addEventListener("click", (ev) => cancelJob(ev.currentTarget.dataset.jobId, ev.currentTarget, "live-cancel-error"));
 $("jobs-filter").addEventListener("input", () => renderJobs());
 $("jobs-sort").addEventListener("change", () => renderJobs());
+$("scatter-metric").addEventListener("change", () => renderJobs());
+$("scatter-param").addEventListener("change", () => renderJobs());
 $("jobs-csv").addEventListener("click", (ev) => downloadRuns(ev.currentTarget));
 loadDatasets().then(() => recipes.load());
 loadModels();
@@ -962,4 +991,4 @@ loadJobs();
 startHub();
 router.start();
 
-window.ninDashboard = { hub, jobs, lossChart, accChart, batchChart: batchChart.chart, compareView, evaluationView, router };
+window.ninDashboard = { hub, jobs, lossChart, accChart, batchChart: batchChart.chart, compareView, runScatter: runScatter.chart, sweepsView, evaluationView, router };
