@@ -201,6 +201,7 @@ hub.on("JobFinished", (e) => {
     job.modelName = e.modelName ?? job.modelName;
     job.modelVersion = e.modelVersion ?? job.modelVersion;
     job.warnings = e.warnings ?? job.warnings;
+    job.stopReason = e.stopReason ?? job.stopReason; // Stopped: why the sweep's rule ended it
     job.finishedAt = job.finishedAt ?? new Date().toISOString();
   }
 
@@ -301,7 +302,7 @@ const SORTS = {
 
 function visibleJobs() {
   const words = $("jobs-filter").value.trim().toLowerCase().split(/\s+/).filter(Boolean);
-  const text = (j) => [j.jobId, j.status, j.request.dataset, j.request.recipe ?? "d2l", j.request.architecture, j.modelName ?? j.request.modelName, j.worker]
+  const text = (j) => [j.jobId, j.status, j.request.dataset, j.request.recipe ?? "d2l", j.request.architecture, j.modelName ?? j.request.modelName, j.worker, j.request.sweepId]
     .filter(Boolean).join(" ").toLowerCase();
   const sort = SORTS[$("jobs-sort").value] ?? SORTS.newest;
   return [...jobs.values()].filter((j) => words.every((w) => text(j).includes(w))).sort((a, b) => sort(a, b) || newestFirst(a, b));
@@ -524,7 +525,7 @@ function renderEvents(job) {
     item(job.createdAt, `Queued: ${job.request.dataset} (${job.request.recipe ?? "d2l"}), ${job.request.epochs} epochs`),
     job.startedAt ? item(job.startedAt, `Started${job.device ? ` on ${job.device}` : ""}${job.worker ? ` (worker ${job.worker})` : ""}`) : null,
     ...job.epochs.map((e) => item(null, `Epoch ${e.epoch}: train loss ${num(e.trainLoss, 4)}, test accuracy ${pct(e.testAccuracy)}, ${num(e.seconds, 1)} s`)),
-    FINISHED.has(job.status) ? item(job.finishedAt, `${job.status}${job.modelName && job.modelVersion ? `: ${job.modelName} v${job.modelVersion}` : ""}${job.error ? `: ${job.error}` : ""}`) : null,
+    FINISHED.has(job.status) ? item(job.finishedAt, `${job.status}${job.modelName && job.modelVersion ? `: ${job.modelName} v${job.modelVersion}` : ""}${job.error ? `: ${job.error}` : ""}${job.stopReason ? `: ${job.stopReason}` : ""}`) : null,
     ...(job.warnings ?? []).map((w) => item(null, `Warning: ${w}`)),
   ].filter(Boolean));
 }

@@ -11,6 +11,8 @@ const POLL_MS = 2500;
 const DONE = new Set(["Succeeded", "Failed", "Cancelled"]);
 const TRIAL_DONE = new Set(["Succeeded", "Failed", "Cancelled", "Stopped"]);
 const METRIC_LABELS = { testAccuracy: "test accuracy", trainAccuracy: "train accuracy", trainLoss: "train loss" };
+const value = (v) => (typeof v === "number" ? short(v) : v == null ? "–" : String(v));
+const cap = (text) => text.charAt(0).toUpperCase() + text.slice(1);
 /** The form's optional parameter lists: field id suffix → the request's parameter name. */
 const SPACE_FIELDS = ["learningRate", "batchSize", "weightDecay", "momentum", "labelSmoothing", "shift"];
 
@@ -44,7 +46,7 @@ export function createSweepsView({ $, el, api, problemText, pct, Chart, jobs, go
   const doneCount = (s) => s.trials.filter((t) => TRIAL_DONE.has(t.status)).length;
 
   $("sw-space").replaceChildren(...SPACE_FIELDS.map((name) => el("div", { className: "field" },
-    el("label", { htmlFor: `sw-${name}`, textContent: `${PARAMETERS[name][0].toUpperCase()}${PARAMETERS[name].slice(1)}` }), " ",
+    el("label", { htmlFor: `sw-${name}`, textContent: cap(PARAMETERS[name]) }), " ",
     el("input", { id: `sw-${name}`, type: "text", autocomplete: "off", value: name === "learningRate" ? "0.01, 0.1" : "", "aria-describedby": "sw-space-hint" }))));
   const scatter = createScatter({ Chart, el, canvas: $("sweep-scatter-chart"), table: $("sweep-scatter-table"), openRun: (jobId) => go(`/runs/${encodeURIComponent(jobId)}`), color: "#1b7a3a" });
   const curves = createCurves(Chart, $("sweep-loss-chart"), $("sweep-acc-chart"));
@@ -176,6 +178,8 @@ export function createSweepsView({ $, el, api, problemText, pct, Chart, jobs, go
       imageSize: number("sw-imageSize"),
       maxTrainImages: number("sw-maxTrainImages"),
       maxTestImages: number("sw-maxTestImages"),
+      batchSize: number("sw-batchSize-base"),
+      seed: number("sw-seed"),
       modelName: $("sw-modelName").value.trim() || undefined,
     };
     const rule = $("sw-rule").value;
@@ -191,9 +195,18 @@ export function createSweepsView({ $, el, api, problemText, pct, Chart, jobs, go
     return { body, errors };
   }
 
+  /** The form's field for a field name of the server's 400 ("space.batchSize", "base.batchSize", "earlyStopping.rule"). */
+  function formField(name) {
+    const [head, tail] = name.split(".");
+    const id = head === "space" ? `sw-${tail}` : head === "base" ? (tail === "batchSize" ? "sw-batchSize-base" : `sw-${tail}`)
+      : head === "earlyStopping" ? (tail === "graceEpochs" ? "sw-grace" : "sw-rule") : `sw-${head}`;
+    return $(id);
+  }
+
   async function submit(event) {
     event.preventDefault();
     $("sweep-form-error").textContent = "";
+    for (const field of $("sweep-form").querySelectorAll("[aria-invalid]")) field.removeAttribute("aria-invalid");
     const { body, errors } = readForm();
     if (errors.length) {
       $("sweep-form-error").textContent = errors.join(" ");
@@ -205,7 +218,10 @@ export function createSweepsView({ $, el, api, problemText, pct, Chart, jobs, go
     try {
       const result = await api("sweeps", { method: "POST", headers: { "Content-Type": "application/json", Accept: "application/json" }, body: JSON.stringify(body) });
       if (!result.ok) {
-        const details = result.body?.errors ? Object.entries(result.body.errors).map(([field, messages]) => `${field}: ${messages.join(" ")}`) : [];
+        // 400 names the fields ("space.learningRate", "base.epochs", "maxTrials"): those are marked invalid.
+        const errors = result.body?.errors ?? {};
+        for (const field of Object.keys(errors)) formField(field)?.setAttribute("aria-invalid", "true");
+        const details = Object.entries(errors).map(([field, messages]) => `${field}: ${messages.join(" ")}`);
         $("sweep-form-error").textContent = [problemText(result), ...details].join(" ");
         return;
       }
@@ -248,31 +264,34 @@ export function createSweepsView({ $, el, api, problemText, pct, Chart, jobs, go
 
     // The trials table: one column per swept parameter.
     const names = [...new Set(s.trials.flatMap((t) => Object.keys(t.parameters ?? {})))];
+    const numeric = names.filter((n) => s.trials.some((t) => typeof t.parameters?.[n] === "number"));
     const bestTrial = s.best?.trial;
     $("sweep-trials-table").querySelector("thead").replaceChildren(el("tr", {},
       el("th", { scope: "col", textContent: "Trial" }),
       el("th", { scope: "col", textContent: "Run" }),
-      ...names.map((n) => el("th", { scope: "col", textContent: PARAMETERS[n] ?? n })),
+      ...names.map((n) => el("th", { scope: "col", textContent: cap(PARAMETERS[n] ?? n) })),
       el("th", { scope: "col", textContent: "Status" }),
       el("th", { scope: "col", textContent: "Epochs" }),
-      el("th", { scope: "col", textContent: METRIC_LABELS[s.metric] ?? s.metric }),
+      el("th", { scope: "col", textContent: `${cap(METRIC_LABELS[s.metric] ?? s.metric)} (last)` }),
+      el("th", { scope: "col", textContent: "Best" }),
       el("th", { scope: "col", textContent: "Model" })));
     $("sweep-trials-table").querySelector("tbody").replaceChildren(...s.trials.map((t) => {
       const best = t.trial === bestTrial;
-      const row = el("tr", { className: best ? "best" : "", dataset: { trial: String(t.trial), status: t.status, ...(t.jobId ? { jobId: t.jobId } : {}) } },
+      const row = el("tr", { className: best ? "best" : "", dataset: { trial: String(t.trial), status: t.status ?? "Pending", ...(t.jobId ? { jobId: t.jobId } : {}) } },
         el("th", { scope: "row" }, String(t.trial), best ? el("strong", { className: "best-mark", textContent: " ★ best" }) : null),
         el("td", {}, t.jobId ? runLink(t.jobId) : "–"),
-        ...names.map((n) => el("td", { textContent: short(t.parameters?.[n]) })),
-        el("td", {}, el("span", { className: "status", textContent: t.status, dataset: { status: t.status } }),
+        ...names.map((n) => el("td", { textContent: value(t.parameters?.[n]) })),
+        el("td", {}, el("span", { className: "status", textContent: t.status ?? "Pending", dataset: { status: t.status ?? "Pending" } }),
           t.stopReason ? el("span", { className: "stop-reason hint", textContent: ` ${t.stopReason}` }) : null),
         el("td", { textContent: `${t.epochsCompleted ?? 0}/${t.epochs ?? "–"}` }),
         el("td", { className: "metric", textContent: metricText(s, t.metric) }),
+        el("td", { className: "best-metric", textContent: metricText(s, t.bestMetric) }),
         el("td", {}, t.modelName && t.modelVersion ? modelLink(t.modelName, `${t.modelName} v${t.modelVersion}`) : "–"));
       if (best) row.setAttribute("aria-label", `Trial ${t.trial}, the best`);
       return row;
     }));
 
-    renderScatter(s, names);
+    renderScatter(s, numeric);
     renderCurves(s);
   }
 
@@ -293,7 +312,7 @@ export function createSweepsView({ $, el, api, problemText, pct, Chart, jobs, go
     const key = JSON.stringify([s.sweepId, param, points]);
     if (key === scatterKey) return;
     scatterKey = key;
-    scatter.show({ points, xLabel: PARAMETERS[param] ?? param, yLabel: METRIC_LABELS[s.metric] ?? s.metric, percent: s.metric !== "trainLoss" });
+    scatter.show({ points, xLabel: PARAMETERS[param] ?? param, yLabel: `${METRIC_LABELS[s.metric] ?? s.metric} (last epoch)`, percent: s.metric !== "trainLoss" });
   }
 
   let curvesKey = "";
