@@ -128,6 +128,7 @@ export function createSweepsView({ $, el, api, problemText, pct, Chart, jobs, go
   // ---------- the list and the form ----------
 
   function render() {
+    fillFormChoices();
     renderList();
     if (route?.view === "sweep") renderSweep(sweeps.get(route.param));
   }
@@ -149,10 +150,12 @@ export function createSweepsView({ $, el, api, problemText, pct, Chart, jobs, go
     for (const [from, to] of [["f-dataset", "sw-dataset"], ["f-recipe", "sw-recipe"]]) {
       const source = $(from);
       const target = $(to);
-      if (!source || source.options.length === target.options.length) continue;
+      if (!source || source.options.length + (to === "sw-recipe" ? 1 : 0) === target.options.length) continue;
       const kept = target.value;
-      target.replaceChildren(...[...source.options].map((o) => el("option", { value: o.value, textContent: o.textContent })));
-      target.value = [...target.options].some((o) => o.value === kept) && kept ? kept : source.value;
+      const recipe = to === "sw-recipe";
+      target.replaceChildren(...(recipe ? [el("option", { value: "", textContent: "the dataset's preset" })] : []),
+        ...[...source.options].map((o) => el("option", { value: o.value, textContent: o.textContent })));
+      target.value = [...target.options].some((o) => o.value === kept) ? kept : recipe ? "" : source.value;
     }
   }
 
