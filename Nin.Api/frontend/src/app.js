@@ -413,7 +413,9 @@ function renderJobs() {
       el("td", {}, runLink(job.jobId)),
       el("td", {}, el("span", { className: "status", textContent: job.status, dataset: { status: job.status }, ...(job.worker ? { title: `run by worker ${job.worker}` } : {}) }),
         (job.warnings ?? []).length > 0 ? el("span", { className: "warning-mark", textContent: " did not learn", title: job.warnings.join("\n") }) : null),
-      el("td", { textContent: `${job.request.dataset} (${job.request.recipe ?? "d2l"})` }),
+      el("td", {}, `${job.request.dataset} (${job.request.recipe ?? "d2l"})`, ...(job.request.sweepId
+        ? [" ", el("a", { className: "sweep-link", href: `#/sweeps/${encodeURIComponent(job.request.sweepId)}`, textContent: `sweep ${job.request.sweepId.slice(0, 8)} #${job.request.trial}` })]
+        : [])),
       el("td", { textContent: `${job.epochs.length}/${job.request.epochs}` }),
       el("td", { className: "best", textContent: best >= 0 ? pct(best) : "–" }),
       el("td", { className: "duration", textContent: duration(jobDuration(job)) }),
