@@ -6,12 +6,14 @@ using Nin.Api.OpenApi;
 using Nin.Api.Security;
 using Nin.Api.Serving;
 using Nin.Api.Serving.Grpc;
+using Nin.Api.Sweeps;
 using Nin.Api.Training;
 
 var builder = WebApplication.CreateBuilder(args);
 
 builder.AddNinCore();
 builder.AddNinTraining();
+builder.AddNinSweeps();
 builder.AddNinServing();
 builder.AddNinOpenApi();
 builder.AddNinOperations();
@@ -34,6 +36,7 @@ if (role.ServesApi)
     app.MapHealthApi();
     app.MapDatasetsApi();
     app.MapTrainingApi();
+    app.MapSweepsApi();
     app.MapModelsApi();
     app.MapModelTransferApi();
     app.MapEvaluationApi();

@@ -1,11 +1,12 @@
 using System.Net.Http.Json;
 using System.Text.RegularExpressions;
+using Deque.AxeCore.Playwright;
 using Microsoft.Playwright;
 using static Microsoft.Playwright.Assertions;
 
 namespace Nin.Api.Tests.Browser;
 
-/// <summary>A model version's evaluation in the dashboard: heat map, per-class figures, gallery, and deleting a version.</summary>
+/// <summary>A model version's evaluation in the dashboard: heat map, per-class figures, gallery (with its class activation maps), and deleting a version.</summary>
 [Collection(TorchCollection.Name)]
 [BrowserTests]
 public sealed partial class EvaluationDashboardTests(DashboardFixture fixture) : IClassFixture<DashboardFixture>
@@ -218,6 +219,84 @@ public sealed partial class EvaluationDashboardTests(DashboardFixture fixture) :
         await Expect(page.Locator("#eval-gallery figure.sample")).ToHaveCountAsync(48);
         await Expect(page.Locator("#eval-gallery figure.sample.wrong")).ToHaveCountAsync(Math.Min(48, wrong));
         await page.Locator("#evaluation").ScreenshotAsync(new() { Path = Path.Combine(DashboardFixture.Screenshots, "evaluation-gallery.png") });
+
+        // "Show where it looked": each sample in view gets this version's class activation map (eval-run v1, not the
+        // served alpha) as an overlay in place of its image, fetched lazily a few images per request; off hides them.
+        var predicts = new List<string>();
+        page.Request += (_, request) =>
+        {
+            if (request.Url.Contains("/predict?", StringComparison.Ordinal))
+            {
+                lock (predicts)
+                {
+                    predicts.Add(request.Url);
+                }
+            }
+        };
+        await page.Locator("#eval-gallery figure.sample").First.ScrollIntoViewIfNeededAsync();
+        const string InView = "() => [...document.querySelectorAll('#eval-gallery figure.sample')].filter(f => { const r = f.getBoundingClientRect(); return r.bottom > -100 && r.top < innerHeight + 100; }).length";
+        var inView = await page.EvaluateAsync<int>(InView);
+        Assert.InRange(inView, 1, 47); // some samples lie below the fold: they must not be fetched yet
+        await Expect(page.Locator("#eval-cam-class")).ToBeDisabledAsync();
+        await page.Locator("#eval-cam").CheckAsync();
+        var overlays = page.Locator("#eval-gallery img.cam");
+        await Expect(overlays).ToHaveCountAsync(inView, new() { Timeout = 60_000 });
+        await page.WaitForTimeoutAsync(500);
+        Assert.Equal(inView, await overlays.CountAsync());
+        Assert.Equal(inView, await page.EvaluateAsync<int>(InView)); // nothing scrolled meanwhile
+        await Expect(page.Locator("#eval-gallery img.sample-image:visible")).ToHaveCountAsync(48 - inView);
+        await Expect(page.Locator("#eval-cam-note")).ToBeEmptyAsync();
+        await page.WaitForFunctionAsync("() => [...document.querySelectorAll('#eval-gallery img.cam')].every(i => i.complete)");
+        var drawn = await page.EvaluateAsync<string[]>("""
+            () => [...document.querySelectorAll('#eval-gallery img.cam')].map(i =>
+              `${i.src.startsWith('data:image/png;base64,')} ${i.complete && i.naturalWidth} ${i.dataset.label === i.closest('figure').dataset.predicted}`)
+            """);
+        Assert.All(drawn, d => Assert.Equal("True 67 True", d, ignoreCase: true)); // PNG at the version's 67 px input, of the predicted class
+        int requests;
+        lock (predicts)
+        {
+            requests = predicts.Count;
+            Assert.All(predicts, u => Assert.Contains("model=eval-run&version=1&", u, StringComparison.Ordinal));
+        }
+
+        Assert.InRange(requests, (inView + 3) / 4, inView); // a handful of images per request
+
+        // Off: the plain images are back. On again: the same maps at once, from the cache, without a request.
+        await page.Locator("#eval-cam").UncheckAsync();
+        await Expect(overlays).ToHaveCountAsync(0);
+        await Expect(page.Locator("#eval-gallery img.sample-image:visible")).ToHaveCountAsync(48);
+        await page.Locator("#eval-cam").CheckAsync();
+        Assert.Equal(inView, await overlays.CountAsync());
+        await page.WaitForTimeoutAsync(500);
+        lock (predicts)
+        {
+            Assert.Equal(requests, predicts.Count);
+        }
+
+        // Scrolled to the end, the last samples get theirs; the true class can be explained instead.
+        await page.Locator("#eval-gallery figure.sample").Last.ScrollIntoViewIfNeededAsync();
+        await Expect(page.Locator("#eval-gallery figure.sample").Last.Locator("img.cam")).ToHaveCountAsync(1, new() { Timeout = 60_000 });
+        await page.Locator("#eval-gallery figure.sample").First.ScrollIntoViewIfNeededAsync();
+        await page.Locator("#eval-cam-class").SelectOptionAsync("true");
+        var first = page.Locator("#eval-gallery figure.sample").First;
+        await Expect(first.Locator("img.cam")).ToHaveAttributeAsync("data-label", await first.Locator(".true").InnerTextAsync(), new() { Timeout = 60_000 });
+        lock (predicts)
+        {
+            Assert.Contains(predicts, u => u.Contains("explainClass=", StringComparison.Ordinal));
+        }
+
+        await page.Locator("#evaluation").ScreenshotAsync(new() { Path = Path.Combine(DashboardFixture.Screenshots, "evaluation-gallery-cam.png") });
+        var axe = await page.Locator("#eval-body").RunAxe(new Deque.AxeCore.Commons.AxeRunOptions
+        {
+            RunOnly = new Deque.AxeCore.Commons.RunOnlyOptions { Type = "tag", Values = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "best-practice"] },
+        });
+        Assert.True(axe.Passes.Length > 5, "axe ran its rules");
+        var serious = axe.Violations.Where(v => v.Impact is "serious" or "critical").Select(v => $"{v.Id} ({v.Help}) at {string.Join(", ", v.Nodes.Take(3).Select(n => n.Target?.ToString()))}").ToArray();
+        Assert.True(serious.Length == 0, string.Join(Environment.NewLine, serious));
+
+        await page.Locator("#eval-cam").UncheckAsync();
+        await Expect(overlays).ToHaveCountAsync(0);
+        await Expect(page.Locator("#eval-gallery img.sample-image:visible")).ToHaveCountAsync(48);
 
         // The served version offers no delete; the new one is deleted, and its evaluation view closes.
         await Expect(page.Locator("#models-list tr[data-active='true'] button.delete")).ToHaveCountAsync(0);

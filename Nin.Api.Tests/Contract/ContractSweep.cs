@@ -21,7 +21,7 @@ public sealed class ContractSweep(ContractRecording recording, Func<DelegatingHa
     /// <summary>A second key: its own rate-limit partition, spent on purpose to reach the 429s.</summary>
     public const string LimitsKey = "contract-limits-key";
 
-    public const int TrainPermitLimit = 12;
+    public const int TrainPermitLimit = 20;
     public const int PredictPermitLimit = 40;
     public const long MaxRequestBytes = 2 * 1024 * 1024;
     public const long MaxUploadBytes = 1024 * 1024;
@@ -55,6 +55,7 @@ public sealed class ContractSweep(ContractRecording recording, Func<DelegatingHa
         await HealthAsync();
         await DatasetsAsync();
         await TrainingAsync();
+        await SweepsAsync();
         await ModelsAsync();
         await PredictAsync();
         await KServeAsync();
@@ -97,6 +98,31 @@ public sealed class ContractSweep(ContractRecording recording, Func<DelegatingHa
         await Send("datasets: delete a built-in", keyed, HttpMethod.Delete, "/datasets/fashion-mnist", null, 409);
         await Send("datasets: delete unknown", keyed, HttpMethod.Delete, "/datasets/no-such-set", null, 404);
         await Send("datasets: delete without a key", anonymous, HttpMethod.Delete, $"/datasets/{UploadId}", null, 401);
+    }
+
+    private async Task SweepsAsync()
+    {
+        await Send("sweeps: start without a key", anonymous, HttpMethod.Post, "/sweeps", Json("{}"), 401);
+        var empty = await Send("sweeps: no search space", keyed, HttpMethod.Post, "/sweeps", Json("{}"), 400);
+        Expect(empty?["errors"]?["space"] is not null, "sweeps: the 400 for a missing space names it", empty);
+        var bad = await Send("sweeps: a setting that cannot be searched", keyed, HttpMethod.Post, "/sweeps", Json("{\"space\": {\"dataset\": {\"values\": [\"mnist\"]}}}"), 400);
+        Expect(bad?["errors"]?["space.dataset"] is not null, "sweeps: the 400 names space.dataset", bad);
+        await Send("sweeps: unknown field", keyed, HttpMethod.Post, "/sweeps", Json("{\"spaces\": {}}"), 400);
+        var started = await Send("sweeps: start", keyed, HttpMethod.Post, "/sweeps", Json(JsonSerializer.Serialize(new
+        {
+            @base = new { dataset = UploadId, epochs = 1, batchSize = 4, imageSize = 67, maxTrainImages = 8, maxTestImages = 4, modelName = "contract-sweep" },
+            space = new { learningRate = new { values = new[] { 0.05, 0.1 } } },
+        })), 202);
+        var sweepId = (string?)started?["sweepId"];
+        await Send("sweeps: list", keyed, HttpMethod.Get, "/sweeps", null, 200);
+        await Send("sweeps: list with a bad limit", keyed, HttpMethod.Get, "/sweeps?limit=0", null, 400);
+        await Send("sweeps: one", keyed, HttpMethod.Get, $"/sweeps/{sweepId}", null, 200);
+        await Send("sweeps: its runs table", keyed, HttpMethod.Get, $"/sweeps/{sweepId}?format=csv", null, 200);
+        await Send("sweeps: in an unknown format", keyed, HttpMethod.Get, $"/sweeps/{sweepId}?format=xlsx", null, 400);
+        await Send("sweeps: unknown", keyed, HttpMethod.Get, "/sweeps/0123456789ab", null, 404);
+        await Send("sweeps: cancel", keyed, HttpMethod.Delete, $"/sweeps/{sweepId}", null, 202);
+        await Send("sweeps: cancel again", keyed, HttpMethod.Delete, $"/sweeps/{sweepId}", null, 409);
+        await Send("sweeps: cancel unknown", keyed, HttpMethod.Delete, "/sweeps/0123456789ab", null, 404);
     }
 
     private async Task TrainingAsync()

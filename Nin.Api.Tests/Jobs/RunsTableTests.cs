@@ -26,7 +26,8 @@ public sealed class RunsTableTests
         "learning_rate", "schedule", "momentum", "weight_decay", "shift", "flip", "label_smoothing", "image_size", "seed",
         "max_train_images", "max_test_images", "activate", "requested_device", "epochs_completed", "final_train_loss",
         "final_train_accuracy", "final_test_accuracy", "best_test_accuracy", "best_epoch", "resumed_after_epoch",
-        "created_at", "started_at", "finished_at", "duration_seconds", "device", "worker", "warnings", "error",
+        "created_at", "started_at", "finished_at", "duration_seconds", "device", "worker", "warnings", "error", "sweep_id", "trial",
+        "stop_reason",
     ];
 
     [Fact]

@@ -142,7 +142,7 @@ public sealed partial class PostgresTrainingJobStore(
         using var connection = database.Open();
         using var command = new NpgsqlCommand(
             $"DELETE FROM {database.Table("training_jobs")} WHERE status = ANY(@finished) AND coalesce(finished_at, created_at) < @cutoff RETURNING id", connection);
-        command.Parameters.AddWithValue("finished", new[] { nameof(JobStatus.Succeeded), nameof(JobStatus.Failed), nameof(JobStatus.Cancelled) });
+        command.Parameters.AddWithValue("finished", new[] { nameof(JobStatus.Succeeded), nameof(JobStatus.Failed), nameof(JobStatus.Cancelled), nameof(JobStatus.Stopped) });
         command.Parameters.AddWithValue("cutoff", cutoff.ToUniversalTime());
         using var reader = command.ExecuteReader();
         var removed = new List<string>();

@@ -30,11 +30,12 @@ public sealed partial class ModelVersionPublisher(ModelStore store, ModelPromoti
     /// the steps above. <paramref name="stored"/> runs right after step 1 (a training job records the version there, so a
     /// resumed run does not store it twice). The caller keeps owning (and disposes) the network. <paramref name="gated"/>
     /// gets the promotion gate's decision when <paramref name="activate"/> asked for one that the gate judged.
+    /// <paramref name="mayActivate"/> false (a sweep's trial): stored, never activated, not even when nothing is served.
     /// </summary>
     public async Task<ModelVersionInfo> AddAsync(
         ImageClassifier network, ModelMetadata metadata, bool activate, VersionEvaluation? evaluation = null,
         Action<ModelVersionInfo>? stored = null, Func<ModelVersionInfo, Task>? prepare = null,
-        Action<PromotionDecision>? gated = null, CancellationToken cancellationToken = default)
+        Action<PromotionDecision>? gated = null, CancellationToken cancellationToken = default, bool mayActivate = true)
     {
         var info = store.Add(network, metadata, activate: false, activateIfNoneActive: false);
         stored?.Invoke(info);
@@ -45,6 +46,11 @@ public sealed partial class ModelVersionPublisher(ModelStore store, ModelPromoti
         }
 
         SaveEvaluation(info, evaluation);
+        if (!mayActivate)
+        {
+            return Complete(info, activate: false, evaluation: null, chosen: false, mayActivate: false);
+        }
+
         if (activate && info.Metadata.Warnings is not { Count: > 0 } && promotion.Options.Enabled && store.Active is not null)
         {
             var decision = await promotion.DecideAsync(info, evaluateMissing: true, cancellationToken);
@@ -100,11 +106,11 @@ public sealed partial class ModelVersionPublisher(ModelStore store, ModelPromoti
 
     // chosen: an operator picked this very checkpoint to serve (the shipped folder, a KServe storageUri), so its
     // warnings are logged but do not keep it from being served when nothing else is.
-    private ModelVersionInfo Complete(ModelVersionInfo info, bool activate, VersionEvaluation? evaluation, bool chosen = false)
+    private ModelVersionInfo Complete(ModelVersionInfo info, bool activate, VersionEvaluation? evaluation, bool chosen = false, bool mayActivate = true)
     {
         SaveEvaluation(info, evaluation);
         var warnings = LogWarnings(info, chosen);
-        if ((warnings.Count == 0 || chosen) && (activate || store.Active is null) && store.Activate(info.Name, info.Version))
+        if (mayActivate && (warnings.Count == 0 || chosen) && (activate || store.Active is null) && store.Activate(info.Name, info.Version))
         {
             LogActivated(logger, info.Name, info.Version, activate ? "asked for" : "nothing was served");
             return store.Find(info.Name, info.Version) ?? info with { Active = true };

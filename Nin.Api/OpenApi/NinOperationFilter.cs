@@ -20,6 +20,7 @@ internal sealed class NinOperationFilter : IOperationFilter
         ["name"] = ("The model's name (see `GET /models`): 1–64 of `a-z`, `0-9`, `.`, `_`, `-`, starting with a letter or digit.", JsonValue.Create("fashion-mnist")),
         ["version"] = ("The model version, a positive integer.", JsonValue.Create(1)),
         ["id"] = ("An uploaded dataset's id (`u-…`) or a built-in dataset's name.", JsonValue.Create("fashion-mnist")),
+        ["sweepId"] = ("The sweep's id, as returned by `POST /sweeps`.", JsonValue.Create("7c1e0b9a2d4f")),
     };
 
     public void Apply(OpenApiOperation operation, OperationFilterContext context)
@@ -59,9 +60,17 @@ internal sealed class NinOperationFilter : IOperationFilter
         }
 
         DescribeRawResponses(operation, context);
-        if (operation.OperationId == "ListTrainingJobs")
+        if (operation.OperationId is "ListTrainingJobs" or "GetSweep")
         {
-            DescribeRunsTable(operation);
+            DescribeRunsTable(operation, operation.OperationId == "GetSweep" ? "The sweep (JSON), or its trials' runs table (`format=csv`)." : "The jobs (JSON), or the runs table (`format=csv`).");
+        }
+
+        if (operation.OperationId == "StartSweep"
+            && operation.RequestBody?.Content?.TryGetValue("application/json", out var sweep) == true && sweep is OpenApiMediaType sweepMedia)
+        {
+            sweepMedia.Example = JsonNode.Parse("""
+                { "base": { "dataset": "fashion-mnist", "recipe": "robust", "epochs": 3, "imageSize": 67, "modelName": "fm-sweep", "maxTrainImages": 2000, "maxTestImages": 500 }, "method": "grid", "space": { "learningRate": { "values": [0.02, 0.1, 0.5] }, "weightDecay": { "values": [0, 0.0005] } }, "metric": "testAccuracy", "earlyStopping": { "rule": "median", "graceEpochs": 1, "minTrials": 2 }, "activate": false }
+                """);
         }
 
         if (operation.OperationId == "StartTraining"
@@ -99,7 +108,7 @@ internal sealed class NinOperationFilter : IOperationFilter
     }
 
     /// <summary>GET /train's other answer: the runs table (<see cref="Training.RunsCsv"/>), with an example made by the same code.</summary>
-    private static void DescribeRunsTable(OpenApiOperation operation)
+    private static void DescribeRunsTable(OpenApiOperation operation, string description)
     {
         if (operation.Responses?.TryGetValue("200", out var found) != true || found is not OpenApiResponse ok)
         {
@@ -112,7 +121,7 @@ internal sealed class NinOperationFilter : IOperationFilter
             "3f2a9c1b7d4e", Training.JobStatus.Succeeded, settings, "cpu", new Training.JobProgress(2, 32, 32),
             [new EpochMetrics(1, 1.2034, 0.5625, 0.701, 410.5, 4.87), new EpochMetrics(2, 0.7311, 0.7395, 0.766, 415.2, 4.82)],
             "fm-quick", 3, null, created, created.AddSeconds(2), created.AddSeconds(14.5), Warnings: [], Worker: "api-0:1:3c9e", Revision: 7);
-        ok.Description = "The jobs (JSON), or the runs table (`format=csv`).";
+        ok.Description = description;
         ok.Content ??= new Dictionary<string, IOpenApiMediaType>();
         ok.Content[Training.RunsCsv.MediaType] = new OpenApiMediaType
         {
@@ -150,10 +159,16 @@ internal sealed class NinOperationFilter : IOperationFilter
                 schema.Default = JsonValue.Create(ModelTransferApi.ExportFormats[0]);
                 parameter.Description ??= "`onnx` (default), `safetensors` or `pytorch` (`pt` and `pth` are the same as `pytorch`).";
                 break;
-            case "format" when operationId == "ListTrainingJobs":
+            case "format" when operationId is "ListTrainingJobs" or "GetSweep":
                 schema.Enum = [.. Training.RunsCsv.Formats.Select(f => (JsonNode)JsonValue.Create(f))];
                 schema.Default = JsonValue.Create(Training.RunsCsv.Formats[0]);
                 parameter.Description ??= "`json` (the default; without `format`, `Accept: text/csv` picks `csv`) or `csv`: the runs table, every matching run unless `limit` or `cursor` is given.";
+                break;
+            case "limit" when operationId == "ListSweeps":
+                schema.Minimum = "1";
+                schema.Maximum = Training.JobQuery.MaxLimit.ToString(System.Globalization.CultureInfo.InvariantCulture);
+                schema.Default = JsonValue.Create(Sweeps.SweepsApi.DefaultLimit);
+                parameter.Description ??= "How many sweeps to return, newest first (default 50).";
                 break;
             case "limit" when operationId == "GetTestSamples":
                 schema.Minimum = "1";

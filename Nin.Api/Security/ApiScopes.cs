@@ -53,7 +53,7 @@ public static class ApiScopes
             return new(ApiScope.Admin);
         }
 
-        if (path.StartsWithSegments("/train") || path.StartsWithSegments("/hubs"))
+        if (path.StartsWithSegments("/train") || path.StartsWithSegments("/sweeps") || path.StartsWithSegments("/hubs"))
         {
             return new(ApiScope.Train);
         }

@@ -67,6 +67,9 @@ public static class RunsCsv
         ("worker", j => Text(j.Worker)),
         ("warnings", j => Text(j.Warnings is { Count: > 0 } w ? string.Join(WarningSeparator, w) : null)),
         ("error", j => Text(j.Error)),
+        ("sweep_id", j => Text(j.Request.SweepId)),
+        ("trial", j => Number(j.Request.Trial)),
+        ("stop_reason", j => Text(j.StopReason)),
     ];
 
     /// <summary>The column names, in order.</summary>
@@ -187,7 +190,7 @@ public static class RunsCsv
 /// still a ProblemDetails; a later page that fails cuts the response off (the client sees an incomplete body, not a
 /// short table that looks whole).
 /// </summary>
-public sealed class RunsCsvResult(JobPage first, Func<JobCursor, JobPage>? next) : IResult, IStatusCodeHttpResult, IContentTypeHttpResult
+public sealed class RunsCsvResult(JobPage first, Func<JobCursor, JobPage>? next, string fileName = RunsCsv.FileName) : IResult, IStatusCodeHttpResult, IContentTypeHttpResult
 {
     public int? StatusCode => StatusCodes.Status200OK;
 
@@ -199,7 +202,7 @@ public sealed class RunsCsvResult(JobPage first, Func<JobCursor, JobPage>? next)
         var cancellation = httpContext.RequestAborted;
         response.StatusCode = StatusCodes.Status200OK;
         response.ContentType = RunsCsv.ContentType;
-        response.Headers.ContentDisposition = $"attachment; filename=\"{RunsCsv.FileName}\"";
+        response.Headers.ContentDisposition = $"attachment; filename=\"{fileName}\"";
 
         await using var writer = new StreamWriter(response.Body, new UTF8Encoding(encoderShouldEmitUTF8Identifier: false), bufferSize: 16 * 1024, leaveOpen: true);
         var row = new StringBuilder(1024);

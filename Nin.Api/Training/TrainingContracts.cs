@@ -67,7 +67,10 @@ public sealed record TrainRequest
     public bool? Activate { get; init; }
 }
 
-/// <summary>A request with every default filled in: what the job actually runs.</summary>
+/// <summary>
+/// A request with every default filled in: what the job actually runs. <c>SweepId</c> and <c>Trial</c> name the sweep
+/// (POST /sweeps) and the trial a job runs for; null for a job queued by POST /train.
+/// </summary>
 public sealed record TrainSettings(
     string Dataset,
     int Epochs,
@@ -87,7 +90,9 @@ public sealed record TrainSettings(
     string Schedule = "constant",
     double Shift = 0,
     bool Flip = false,
-    double LabelSmoothing = 0);
+    double LabelSmoothing = 0,
+    string? SweepId = null,
+    int? Trial = null);
 
 [JsonConverter(typeof(JsonStringEnumConverter<JobStatus>))]
 public enum JobStatus
@@ -97,6 +102,9 @@ public enum JobStatus
     Succeeded,
     Failed,
     Cancelled,
+
+    /// <summary>A sweep's trial ended early by its sweep's early-stopping rule (<c>stopReason</c> says why); it stores no model.</summary>
+    Stopped,
 }
 
 /// <summary>Where the current epoch stands.</summary>
@@ -112,6 +120,7 @@ public sealed record JobProgress(int Epoch, int Batch, int Batches);
 /// <c>Revision</c> grows by one with every change of the record (status, epochs, model; not batch progress): of two
 /// snapshots or events of one job, the one with the higher revision is the newer, whatever order they arrived in.
 /// <c>HangfireJobId</c> is the job's id in Hangfire's dashboard (<c>/hangfire</c>).
+/// <c>StopReason</c>: why a sweep's trial was stopped early (status <c>Stopped</c>): the rule and its figures.
 /// </summary>
 public sealed record JobSnapshot(
     string JobId,
@@ -130,7 +139,8 @@ public sealed record JobSnapshot(
     IReadOnlyList<string>? Warnings = null,
     string? Worker = null,
     long Revision = 0,
-    string? HangfireJobId = null)
+    string? HangfireJobId = null,
+    string? StopReason = null)
 {
     /// <summary>
     /// A new queued job with a fresh 12-character id, revision 1. Its creation time is kept to the microsecond, the
@@ -143,9 +153,9 @@ public sealed record JobSnapshot(
         return new(Guid.NewGuid().ToString("N")[..12], JobStatus.Queued, settings, null, new JobProgress(0, 0, 0), [], null, null, null, created, null, null, Warnings: [], Revision: 1);
     }
 
-    /// <summary>Succeeded, Failed or Cancelled: final, nothing changes it but a requeue in Hangfire.</summary>
+    /// <summary>Succeeded, Failed, Cancelled or Stopped: final, nothing changes it but a requeue in Hangfire.</summary>
     [JsonIgnore]
-    public bool IsFinished => Status is JobStatus.Succeeded or JobStatus.Failed or JobStatus.Cancelled;
+    public bool IsFinished => Status is JobStatus.Succeeded or JobStatus.Failed or JobStatus.Cancelled or JobStatus.Stopped;
 }
 
 /// <summary>202 body of POST /train.</summary>
@@ -158,7 +168,7 @@ public sealed record BatchProgressEvent(string JobId, int Epoch, int Batch, int 
 public sealed record EpochCompletedEvent(string JobId, int Epoch, int Epochs, double TrainLoss, double TrainAccuracy, double TestAccuracy, double ExamplesPerSecond, double Seconds, long Revision = 0);
 
 /// <summary>Hub event: the job ended; <c>Revision</c> is that of the snapshot that recorded the end.</summary>
-public sealed record JobFinishedEvent(string JobId, JobStatus Status, string? ModelName, int? ModelVersion, string? Error, IReadOnlyList<string>? Warnings = null, long Revision = 0);
+public sealed record JobFinishedEvent(string JobId, JobStatus Status, string? ModelName, int? ModelVersion, string? Error, IReadOnlyList<string>? Warnings = null, long Revision = 0, string? StopReason = null);
 
 /// <summary>
 /// A job record that could not be read (a truncated or garbled <c>job.json</c>): listed with the reason, never dropped

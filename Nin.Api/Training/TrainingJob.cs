@@ -7,6 +7,7 @@ using Nin.Model.Evaluation;
 using Nin.Model.Network;
 using Nin.Model.Runtime;
 using Nin.Model.Training;
+using Nin.Api.Sweeps;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -30,6 +31,7 @@ public sealed partial class TrainingJob(
     JobCancellation cancellation,
     TrainingMemoryProbe memory,
     Models.VersionQuantizer quantizer,
+    Sweeps.TrialJudge judge,
     Microsoft.Extensions.Options.IOptions<NinOptions> folders,
     ILogger<TrainingJob> logger)
 {
@@ -100,7 +102,7 @@ public sealed partial class TrainingJob(
 
                 // Store, ONNX from this network, evaluation from the last test pass, activation rule and promotion gate:
                 // ModelVersionPublisher. A version the gate refuses stays stored; the job still succeeds, saying why.
-                stored = await StoreVersionAsync(jobId, result, settings.Activate, evaluation, data, d => notPromoted = d.Allowed ? null : d, cts.Token);
+                stored = await StoreVersionAsync(jobId, result, settings, evaluation, data, d => notPromoted = d.Allowed ? null : d, cts.Token);
             }
             finally
             {
@@ -119,6 +121,15 @@ public sealed partial class TrainingJob(
         catch (JobNotOursException)
         {
             Stopped(jobId);
+        }
+        catch (TrialStoppedException stop)
+        {
+            EndTrialEarly(jobId, stop.Reason);
+        }
+        catch (TrainingDivergedException diverged) when (job.Request.SweepId is not null)
+        {
+            // A sweep's diverging trial is what early stopping is for: it ends Stopped, the sweep goes on.
+            EndTrialEarly(jobId, $"diverged: {diverged.Message}");
         }
         catch (OperationCanceledException) when (!cancellation.WasRequested(jobId) && cancellationToken.IsCancellationRequested)
         {
@@ -214,23 +225,42 @@ public sealed partial class TrainingJob(
         throw new Hangfire.Server.JobAbortedException();
     }
 
+    /// <summary>A sweep's trial ends Stopped with the reason; its checkpoint goes, it stores no model.</summary>
+    private void EndTrialEarly(string jobId, string reason)
+    {
+        var stopped = jobs.Update(jobId, j => j.Worker == WorkerIdentity.Current && j.Status == JobStatus.Running
+            ? j with { Status = JobStatus.Stopped, StopReason = reason, FinishedAt = DateTimeOffset.UtcNow }
+            : null);
+        if (stopped is null)
+        {
+            Stopped(jobId);
+            return;
+        }
+
+        DeleteCheckpoint(jobId);
+        Publish(stopped);
+        notifier.JobFinished(new JobFinishedEvent(jobId, JobStatus.Stopped, null, null, null, Revision: stopped.Revision, StopReason: reason));
+        LogTrialStopped(logger, jobId, stopped.Request.SweepId ?? "-", reason);
+    }
+
     /// <summary>The job's warning for a version the promotion gate kept from being activated: the gate's reasons and how to override them.</summary>
     public static string NotPromoted(ModelVersionInfo stored, PromotionDecision decision) =>
         $"not activated: the promotion gate refused {stored.Name} version {stored.Version} ({string.Join(", ", decision.Reasons.Select(r => r.Code))}). "
         + $"{string.Join(" ", decision.Reasons.Select(r => r.Detail))} It is stored; POST /models/{stored.Name}/versions/{stored.Version}/activate?force=true (admin scope) activates it anyway.";
 
     private async Task<ModelVersionInfo> StoreVersionAsync(
-        string jobId, TrainingResult result, bool activate, Models.VersionEvaluation? evaluation, Model.Data.DatasetSplit data,
+        string jobId, TrainingResult result, TrainSettings settings, Models.VersionEvaluation? evaluation, Model.Data.DatasetSplit data,
         Action<PromotionDecision> gated, CancellationToken cancellationToken)
     {
         try
         {
             // A resumed run finds the version recorded right after it is stored, and does not store it twice; its int8
             // model is made from its own training images before it can be activated.
-            return await publisher.AddAsync(result.Network, result.Metadata, activate, evaluation,
+            // A sweep's trial is never activated here, not even when nothing is served: its sweep activates its best trial.
+            return await publisher.AddAsync(result.Network, result.Metadata, settings.Activate, evaluation,
                 stored => Owned(jobId, j => j with { ModelName = stored.Name, ModelVersion = stored.Version }),
                 stored => quantizer.TryQuantizeAsync(stored, data, cancellationToken),
-                gated, cancellationToken);
+                gated, cancellationToken, mayActivate: settings.SweepId is null);
         }
         catch (Exception ex) when (DurableFile.IsDiskFull(ex))
         {
@@ -292,7 +322,7 @@ public sealed partial class TrainingJob(
                 Publish(Owned(jobId, j => j with { ResumedAfterEpoch = resume.CompletedEpochs, Epochs = resume.History }));
             }
 
-            var observer = new Observer(this, notifier, logger, jobId, settings.Epochs);
+            var observer = new Observer(this, notifier, logger, jobId, settings.Epochs, judge);
             var metrics = trainer.Run(observer, cancellationToken, resume, (epoch, optimizer) =>
             {
                 EnsureOwned(jobId); // never overwrite the checkpoint of a worker that took the job over
@@ -331,7 +361,7 @@ public sealed partial class TrainingJob(
 
     private sealed record TrainingResult(ImageClassifier Network, ModelMetadata Metadata, TestPredictions? TestPass);
 
-    private sealed class Observer(TrainingJob owner, TrainingNotifier notifier, ILogger logger, string jobId, int epochs) : ITrainingObserver
+    private sealed class Observer(TrainingJob owner, TrainingNotifier notifier, ILogger logger, string jobId, int epochs, Sweeps.TrialJudge judge) : ITrainingObserver
     {
         public void OnBatch(BatchProgress progress)
         {
@@ -345,6 +375,12 @@ public sealed partial class TrainingJob(
             notifier.JobUpdated(snapshot);
             notifier.EpochCompleted(new EpochCompletedEvent(jobId, metrics.Epoch, epochs, metrics.TrainLoss, metrics.TrainAccuracy, metrics.TestAccuracy, metrics.ExamplesPerSecond, metrics.Seconds, snapshot.Revision));
             LogEpoch(logger, jobId, metrics.Epoch, epochs, metrics.TrainLoss, metrics.TrainAccuracy, metrics.TestAccuracy, metrics.ExamplesPerSecond);
+
+            // A sweep's trial: its rule judges it against the other trials at this epoch (their job records).
+            if (judge.Judge(snapshot) is { } verdict)
+            {
+                throw new TrialStoppedException(verdict.Reason);
+            }
         }
     }
 
@@ -406,6 +442,9 @@ public sealed partial class TrainingJob(
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Job {JobId}: model {Model} version {Version} is stored but not activated: the promotion gate refused it (see the job's warnings)")]
     private static partial void LogNotPromoted(ILogger logger, string jobId, string model, int version);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Job {JobId}: trial of sweep {SweepId} stopped early: {Reason}")]
+    private static partial void LogTrialStopped(ILogger logger, string jobId, string sweepId, string reason);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Job {JobId}: cancelled")]
     private static partial void LogCancelled(ILogger logger, string jobId);

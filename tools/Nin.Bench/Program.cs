@@ -9,6 +9,7 @@ return command switch
     "predict" => await PredictCommand.RunAsync(rest),
     "forward" => ForwardCommand.Run(rest),
     "quantize" => QuantizeCommand.Run(rest),
+    "cam" => CamCommand.Run(rest),
     "hostile" => await HostileCommand.RunAsync(rest),
     "memory" => await MemoryCommand.RunAsync(rest),
     _ => Usage(),
@@ -44,6 +45,10 @@ static int Usage()
                    --model DIR (a checkpoint folder, quantized in place, on its built-in dataset; --data DIR --max-test N)
                    or --synthetic (trains on shapes first: --classes 4 --per-class 100 --epochs --preset robust)
                    --calibration (256) --seed (0) --margin (0.5 points) --batch (16) --seconds (6)
+          cam      where a model's class activation maps lie on Fashion-MNIST test images (predicted class, the service's
+                   explainer): shares of the map's mass on the object, its 1 px dilation and bounding box; then letterboxed
+                   (content vs padding): --model DIR (the shipped default model) --data DIR --count (500) --image-size (the
+                   model's) --canvas (56) --batch (25)
         """);
     return 2;
 }

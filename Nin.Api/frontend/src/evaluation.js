@@ -3,10 +3,29 @@
 
 const POLL_MS = 2000;
 const POLL_LIMIT_MS = 15 * 60 * 1000;
+// Class activation maps in the gallery: fetched only for samples scrolled into view, CAM_BATCH images per /predict
+// request and CAM_PARALLEL requests at a time, kept per version, class choice and sample (at most CAM_KEPT).
+const CAM_BATCH = 4;
+const CAM_PARALLEL = 2;
+const CAM_KEPT = 400;
+
+/** The PNG bytes of a data: URL (the gallery's samples are inline PNGs), as a Blob to upload. */
+function dataUrlBlob(url) {
+  const [head, data] = url.split(",", 2);
+  const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+  return new Blob([bytes], { type: head.slice(5).split(";")[0] || "image/png" });
+}
 
 export function createEvaluationView({ $, api, el, pct, problemText }) {
   let shown = null; // { name, version }
   let polling = 0;
+  let samples = new Map(); // index -> the gallery's sample (its image, true and predicted labels)
+  const cams = new Map(); // `${name}/${version}/${mode}/${index}` -> its explanation, oldest first
+  const pending = new Set(); // keys queued or in flight
+  let queue = []; // { key, name, version, mode, sample }
+  let running = 0;
+  let camFailed = false; // a request was refused: no more until the toggle, the class or the gallery changes
+  let observer = null;
 
   const base = (name, version) => `models/${encodeURIComponent(name)}/versions/${version}`;
 
@@ -51,12 +70,131 @@ export function createEvaluationView({ $, api, el, pct, problemText }) {
       return;
     }
 
-    gallery.replaceChildren(...result.body.items.map((s) => el("figure", { className: s.correct ? "sample right" : "sample wrong", dataset: { index: String(s.index) } },
-      el("img", { src: s.image, alt: `Test image ${s.index}: ${s.trueLabel}`, width: 56, height: 56 }),
+    gallery.replaceChildren(...result.body.items.map((s) => el("figure", { className: s.correct ? "sample right" : "sample wrong", dataset: { index: String(s.index), predicted: s.predictedLabel } },
+      el("img", { className: "sample-image", src: s.image, alt: `Test image ${s.index}: ${s.trueLabel}`, width: 56, height: 56 }),
       el("figcaption", {},
         el("span", { className: "true", textContent: s.trueLabel }),
         el("span", { className: "pred", textContent: `${s.correct ? "" : "→ "}${s.predictedLabel} ${pct(s.probability)}` })))));
+    samples = new Map(result.body.items.map((s) => [s.index, s]));
     $("eval-gallery-note").textContent = `${result.body.misclassified} of ${result.body.testImages} test images are misclassified; mistakes first, the most confident first.`;
+    refreshCams();
+  }
+
+  // ---- "Show where it looked": each visible sample's class activation map from this very version (POST /predict with
+  // model and version, which bypasses the model's traffic split and serves a non-active version too; explain=cam).
+
+  const camMode = () => ($("eval-cam-class").value === "true" ? "true" : "predicted");
+  const camKey = (name, version, mode, index) => `${name}/${version}/${mode}/${index}`;
+
+  /** Redraws the overlays from the cache and watches the samples still without one (after any change). */
+  function refreshCams() {
+    observer?.disconnect();
+    observer = null;
+    queue = [];
+    camFailed = false;
+    $("eval-cam-note").textContent = "";
+    const on = $("eval-cam").checked && shown;
+    $("eval-cam-class").disabled = !$("eval-cam").checked;
+    for (const figure of $("eval-gallery").querySelectorAll("figure.sample")) {
+      figure.querySelector("img.cam")?.remove();
+      figure.querySelector("img.sample-image").hidden = false;
+      if (!on) continue;
+      const key = camKey(shown.name, shown.version, camMode(), Number(figure.dataset.index));
+      if (cams.has(key)) {
+        drawCam(figure, cams.get(key));
+      } else if (!pending.has(key)) {
+        observer ??= new IntersectionObserver(onVisible, { rootMargin: "100px" });
+        observer.observe(figure);
+      }
+    }
+  }
+
+  function onVisible(entries) {
+    if (!shown) return;
+    const mode = camMode();
+    for (const entry of entries) {
+      if (!entry.isIntersecting) continue;
+      observer?.unobserve(entry.target);
+      const index = Number(entry.target.dataset.index);
+      const key = camKey(shown.name, shown.version, mode, index);
+      const sample = samples.get(index);
+      if (!sample || cams.has(key) || pending.has(key)) continue;
+      pending.add(key);
+      queue.push({ key, name: shown.name, version: shown.version, mode, sample });
+    }
+
+    pump();
+  }
+
+  /** Sends the queue, CAM_BATCH images a request (one class to explain per request), CAM_PARALLEL requests at a time. */
+  function pump() {
+    while (running < CAM_PARALLEL && queue.length > 0 && !camFailed) {
+      const first = queue[0];
+      const same = (q) => q.name === first.name && q.version === first.version && q.mode === first.mode
+        && (first.mode !== "true" || q.sample.trueLabel === first.sample.trueLabel);
+      const batch = queue.filter(same).slice(0, CAM_BATCH);
+      queue = queue.filter((q) => !batch.includes(q));
+      running++;
+      fetchCams(batch).finally(() => {
+        running--;
+        pump();
+      });
+    }
+  }
+
+  async function fetchCams(batch) {
+    const { name, version, mode, sample } = batch[0];
+    const form = new FormData();
+    for (const q of batch) form.append("images", dataUrlBlob(q.sample.image), `${q.sample.index}.png`);
+    const explainClass = mode === "true" ? `&explainClass=${encodeURIComponent(sample.trueLabel)}` : "";
+    let result;
+    try {
+      result = await api(`predict?model=${encodeURIComponent(name)}&version=${version}&invert=false&topK=1&explain=cam${explainClass}`, { method: "POST", body: form });
+    } catch (err) {
+      result = { ok: false, status: 0, body: { title: `Could not reach the service: ${err.message}` } };
+    }
+
+    for (const q of batch) pending.delete(q.key);
+    const served = result.ok ? result.body.model : null;
+    const ok = result.ok && served.name === name && served.version === version
+      && result.body.predictions.length === batch.length && result.body.predictions.every((p) => p.explanation);
+    const current = () => shown?.name === name && shown?.version === version && $("eval-cam").checked && camMode() === mode;
+    if (!ok) {
+      if (!camFailed && current()) {
+        camFailed = true;
+        queue = [];
+        $("eval-cam-note").textContent = result.ok
+          ? `The service answered with ${served.name} v${served.version}, not ${name} v${version}: no maps shown.`
+          : `No maps: ${problemText(result)}`;
+      }
+
+      return;
+    }
+
+    batch.forEach((q, i) => {
+      const e = result.body.predictions[i].explanation;
+      cams.set(q.key, e);
+      while (cams.size > CAM_KEPT) cams.delete(cams.keys().next().value);
+      const figure = current() ? $("eval-gallery").querySelector(`figure.sample[data-index="${q.sample.index}"]`) : null;
+      if (figure) drawCam(figure, e);
+    });
+  }
+
+  /** The overlay in place of the plain image (it is that image with the map over it), at the same size. */
+  function drawCam(figure, e) {
+    if (figure.querySelector("img.cam")) return;
+    const image = figure.querySelector("img.sample-image");
+    image.hidden = true;
+    const kind = e.method === "cam" ? "CAM" : "Grad-CAM";
+    image.after(el("img", {
+      className: "cam",
+      src: `data:image/png;base64,${e.overlayPng}`,
+      alt: `Test image ${figure.dataset.index}: where the evidence for ${e.label} lies (${kind}; warm colours mark the strongest)`,
+      title: `Evidence for ${e.label} (${kind} at ${e.layer}, ${e.width}×${e.height})`,
+      width: 56,
+      height: 56,
+      dataset: { label: e.label },
+    }));
   }
 
   function render(evaluation) {
@@ -128,6 +266,8 @@ export function createEvaluationView({ $, api, el, pct, problemText }) {
 
   async function show(name, version) {
     polling++;
+    shown = null;
+    refreshCams(); // the previous version's overlays and watchers go
     shown = { name, version };
     $("evaluation").hidden = false;
     $("evaluation").dataset.model = `${name}/${version}`;
@@ -141,11 +281,14 @@ export function createEvaluationView({ $, api, el, pct, problemText }) {
 
   $("eval-run").addEventListener("click", evaluate);
   $("eval-only-wrong").addEventListener("change", () => shown && loadGallery(shown.name, shown.version));
+  $("eval-cam").addEventListener("change", refreshCams);
+  $("eval-cam-class").addEventListener("change", refreshCams);
   $("eval-close").addEventListener("click", () => {
     polling++;
     shown = null;
+    refreshCams();
     $("evaluation").hidden = true;
   });
 
-  return { show, hide: () => { shown = null; $("evaluation").hidden = true; }, get shown() { return shown; } };
+  return { show, hide: () => { shown = null; refreshCams(); $("evaluation").hidden = true; }, get shown() { return shown; } };
 }
