@@ -78,9 +78,11 @@ export function createScatter({ Chart, el, canvas, table, openRun, color = "#245
     const log = wantsLog(xs);
     const title = { display: true, text: `${xLabel}${log ? " (log)" : ""}` };
     // Room around the outermost points, so none sits on the frame; a log axis labels 1, 2 and 5 of each decade only.
+    // (only the powers of ten when the values span more than three decades).
     const lo = Math.min(...xs), hi = Math.max(...xs), pad = (hi - lo) * 0.08 || Math.abs(hi) * 0.1 || 1;
+    const marks = hi / lo > 1000 ? [1] : [1, 2, 5];
     chart.options.scales.x = log
-      ? { type: "logarithmic", title, min: lo / 1.6, max: hi * 1.6, ticks: { callback: (v) => ([1, 2, 5].some((k) => Math.abs(v / 10 ** Math.floor(Math.log10(v) + 1e-9) - k) < 1e-6) ? short(v) : null) } }
+      ? { type: "logarithmic", title, min: lo / 1.6, max: hi * 1.6, ticks: { callback: (v) => (marks.some((k) => Math.abs(v / 10 ** Math.floor(Math.log10(v) + 1e-9) - k) < 1e-6) ? short(v) : null) } }
       : { type: "linear", title, ...(xs.length ? { suggestedMin: lo >= 0 ? Math.max(0, lo - pad) : lo - pad, suggestedMax: hi + pad } : {}) };
     chart.options.scales.y = { grace: "8%", title: { display: true, text: yLabel }, ...(percent ? { ticks: { callback: (v) => `${Math.round(v * 100)}%` } } : {}) };
     const data = points.map((p) => ({ ...p }));
