@@ -39,7 +39,6 @@ public sealed class SweepsDashboardTests(DashboardFixture fixture) : IClassFixtu
         var dataset = await UploadShapesAsync(client, "sweep shapes");
         var (page, errors) = await fixture.OpenAsync("/#/sweeps");
         await Expect(page.Locator("#conn-state")).ToHaveTextAsync("connected", new() { Timeout = 60_000 });
-        await Expect(page.Locator("#sweeps-none")).ToBeVisibleAsync();
         await Expect(page.Locator($"#sw-dataset option[value='{dataset}']")).ToHaveCountAsync(1, new() { Timeout = 30_000 });
 
         // The form as a user fills it: the dataset (its own recipe preset), four learning rates, four epochs, the median
@@ -122,6 +121,53 @@ public sealed class SweepsDashboardTests(DashboardFixture fixture) : IClassFixtu
     }
 
     /// <summary>A loss as the page shows it: three significant figures (JavaScript's toPrecision(3), trailing zeros dropped).</summary>
+    [Fact]
+    public async Task A_refused_sweep_marks_the_fields_the_server_names_and_a_running_one_is_cancelled_from_its_page()
+    {
+        var (page, errors) = await fixture.OpenAsync("/#/sweeps");
+        await Expect(page.Locator("#conn-state")).ToHaveTextAsync("connected", new() { Timeout = 60_000 });
+
+        // 50 is no learning rate (the server's 400 names space.learningRate); zero epochs none either (base.epochs).
+        await page.Locator("#sw-learningRate").FillAsync("0.1, 50");
+        await page.Locator("#sw-epochs").FillAsync("0");
+        await page.Locator("#sweep-submit").ClickAsync();
+        await Expect(page.Locator("#sweep-form-error")).ToContainTextAsync("space.learningRate");
+        await Expect(page.Locator("#sw-learningRate")).ToHaveAttributeAsync("aria-invalid", "true");
+        await Expect(page.Locator("#sw-epochs")).ToHaveAttributeAsync("aria-invalid", "true");
+        await Expect(page.Locator("#sw-batchSize")).Not.ToHaveAttributeAsync("aria-invalid", "true");
+        Assert.Equal("/sweeps", await page.EvaluateAsync<string>("() => document.body.dataset.route"));
+
+        // Text that is not a list is caught before it is sent.
+        await page.Locator("#sw-learningRate").FillAsync("fast, slow");
+        await page.Locator("#sweep-submit").ClickAsync();
+        await Expect(page.Locator("#sweep-form-error")).ToContainTextAsync("is not a list of numbers");
+
+        // A long random sweep on Fashion-MNIST, cancelled from its page: the sweep and its unfinished trials end Cancelled.
+        await page.Locator("#sw-dataset").SelectOptionAsync("fashion-mnist");
+        await page.Locator("#sw-method").SelectOptionAsync("random");
+        await page.Locator("#sw-learningRate").FillAsync("0.01 .. 0.2 log");
+        await page.Locator("#sw-maxTrials").FillAsync("2");
+        await page.Locator("#sw-epochs").FillAsync("50");
+        await page.Locator("#sweep-form details > summary").ClickAsync();
+        await page.Locator("#sw-imageSize").FillAsync("67");
+        await page.Locator("#sw-maxTrainImages").FillAsync("4000");
+        await page.Locator("#sw-maxTestImages").FillAsync("50");
+        await page.Locator("#sw-modelName").FillAsync("sweep-cancel-ui");
+        await page.Locator("#sweep-submit").ClickAsync();
+        await page.WaitForFunctionAsync("() => document.body.dataset.route.startsWith('/sweeps/')");
+        await Expect(page.Locator("#sweep-trials-table tbody tr")).ToHaveCountAsync(2);
+        var rates = await page.Locator("#sweep-trials-table tbody tr td:nth-of-type(2)").AllTextContentsAsync();
+        Assert.All(rates, r => Assert.InRange(double.Parse(r, CultureInfo.InvariantCulture), 0.01, 0.2));
+        await Expect(page.Locator("#sweep-status")).ToHaveTextAsync("Running");
+        page.Dialog += (_, dialog) => dialog.AcceptAsync();
+        await page.Locator("#sweep-cancel").ClickAsync();
+        await Expect(page.Locator("#sweep-status")).ToHaveTextAsync("Cancelled", new() { Timeout = 60_000 });
+        await Expect(page.Locator("#sweep-cancel")).ToBeHiddenAsync();
+        await Expect(page.Locator("#sweep-trials-table tbody tr[data-status='Cancelled']")).ToHaveCountAsync(2, new() { Timeout = 60_000 });
+        var unexpected = errors.Where(e => !e.Contains("status of 400 (Bad Request)", StringComparison.Ordinal)).ToArray(); // the refused sweep's, on purpose
+        Assert.True(unexpected.Length == 0, string.Join(Environment.NewLine, unexpected));
+    }
+
     private static string Figure(JsonNode? value) =>
         value is null ? "–" : ((double)value).ToString("G3", CultureInfo.InvariantCulture);
 }
