@@ -10,6 +10,7 @@ return command switch
     "forward" => ForwardCommand.Run(rest),
     "quantize" => QuantizeCommand.Run(rest),
     "cam" => CamCommand.Run(rest),
+    "sweep" => SweepCommand.Run(rest),
     "hostile" => await HostileCommand.RunAsync(rest),
     "memory" => await MemoryCommand.RunAsync(rest),
     _ => Usage(),
@@ -45,6 +46,11 @@ static int Usage()
                    --model DIR (a checkpoint folder, quantized in place, on its built-in dataset; --data DIR --max-test N)
                    or --synthetic (trains on shapes first: --classes 4 --per-class 100 --epochs --preset robust)
                    --calibration (256) --seed (0) --margin (0.5 points) --batch (16) --seconds (6)
+          sweep    what early stopping saves: a learning-rate grid of one preset run as a sweep (the service's median or
+                   ASHA rule after every epoch) and in full, both measured: best test accuracy, CPU and wall seconds of each;
+                   --synthetic (default; --classes 4 --per-class 100) or --dataset D --data DIR --max-train --max-test
+                   --preset (robust) --lrs (0.001,…,3) --epochs (8) --rule (median|asha|none) --grace (1) --min-trials (2)
+                   --eta (3) --seed (1) --image-size --threads
           cam      where a model's class activation maps lie on Fashion-MNIST test images (predicted class, the service's
                    explainer): shares of the map's mass on the object, its 1 px dilation and bounding box; then letterboxed
                    (content vs padding): --model DIR (the shipped default model) --data DIR --count (500) --image-size (the
