@@ -100,6 +100,17 @@ public sealed class SweepsDashboardTests(DashboardFixture fixture) : IClassFixtu
         await Expect(page.Locator("#sweep-curves")).ToHaveAttributeAsync("data-lines", "4");
         await DashboardFixture.ScreenshotAsync(page, "sweep");
 
+        // A stopped trial's run: Stopped, its events end with the rule's reason, and it links back to its sweep.
+        var stopped = trials.First(t => (string?)t!["status"] == "Stopped")!;
+        await rows.Nth((int)stopped["trial"]! - 1).Locator("a.run-link").ClickAsync();
+        await Expect(page.Locator("#live-status")).ToHaveTextAsync("Stopped");
+        await Expect(page.Locator("#live-cancel")).ToBeHiddenAsync();
+        await Expect(page.Locator("#live-events li").Last).ToContainTextAsync((string)stopped["stopReason"]!);
+        await Expect(page.Locator("#live-sweep")).ToHaveTextAsync($"Trial {(int)stopped["trial"]!} of sweep {sweepId![..8]}");
+        await page.Locator("#live-sweep").ClickAsync();
+        await page.WaitForFunctionAsync("p => document.body.dataset.route === p", $"/sweeps/{sweepId}");
+        await Expect(rows).ToHaveCountAsync(4);
+
         // The trials' CSV: a row per trial.
         var download = await page.RunAndWaitForDownloadAsync(() => page.Locator("#sweep-csv").ClickAsync());
         Assert.Equal($"nin-sweep-{sweepId}.csv", download.SuggestedFilename);

@@ -544,6 +544,12 @@ function renderLive() {
   }
 
   $("live-job").dataset.jobId = job.jobId;
+  const sweepId = job.request.sweepId;
+  $("live-sweep").hidden = !sweepId; // a sweep's trial links back to its sweep
+  if (sweepId) {
+    $("live-sweep").href = `#/sweeps/${encodeURIComponent(sweepId)}`;
+    $("live-sweep").textContent = `Trial ${job.request.trial} of sweep ${sweepId.slice(0, 8)}`;
+  }
   $("live-id").textContent = job.jobId;
   const cancel = $("live-cancel");
   cancel.hidden = FINISHED.has(job.status);
