@@ -1,6 +1,9 @@
 using Xunit.Abstractions;
 using Deque.AxeCore.Commons;
 using Deque.AxeCore.Playwright;
+using System.Net;
+using System.Net.Http.Json;
+using System.Text.Json.Nodes;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Playwright;
 using Nin.Api.Training;
@@ -49,11 +52,41 @@ public sealed class AccessibilityTests(DashboardFixture fixture, ITestOutputHelp
         return job.JobId;
     }
 
+    /// <summary>A finished sweep of two one-epoch trials on a small picture set, for the Sweep view.</summary>
+    private async Task<string> AddFinishedSweepAsync()
+    {
+        using var client = fixture.Factory.CreateClient();
+        var listed = JsonNode.Parse(await client.GetStringAsync(new Uri("/sweeps", UriKind.Relative)))!.AsArray();
+        var sweepId = (string?)listed.FirstOrDefault()?["sweepId"];
+        if (sweepId is null)
+        {
+            var dataset = await SweepsDashboardTests.UploadShapesAsync(client, "a11y shapes");
+            using var response = await client.PostAsJsonAsync(new Uri("/sweeps", UriKind.Relative), new
+            {
+                @base = new { dataset, epochs = 1, batchSize = 12, modelName = "a11y-sweep" },
+                space = new { learningRate = new { values = new[] { 0.1, 0.05 } } },
+                earlyStopping = new { rule = "none" },
+            });
+            Assert.True(response.StatusCode == HttpStatusCode.Accepted, await response.Content.ReadAsStringAsync());
+            sweepId = (string)JsonNode.Parse(await response.Content.ReadAsStringAsync())!["sweepId"]!;
+        }
+
+        var deadline = DateTime.UtcNow.AddMinutes(3);
+        while ((string?)JsonNode.Parse(await client.GetStringAsync(new Uri($"/sweeps/{sweepId}", UriKind.Relative)))!["status"] == "Running")
+        {
+            Assert.True(DateTime.UtcNow < deadline, $"sweep {sweepId} still running after 3 minutes");
+            await Task.Delay(250);
+        }
+
+        return sweepId;
+    }
+
     [Theory]
     [MemberData(nameof(Sizes))]
     public async Task Every_view_has_no_serious_or_critical_accessibility_violation_and_no_sideways_scroll(int width, int height, string scheme)
     {
         var finishedRun = AddFinishedRun();
+        var finishedSweep = await AddFinishedSweepAsync();
         var (page, errors) = await fixture.OpenAsync(width: width, height: height);
         await page.EmulateMediaAsync(new PageEmulateMediaOptions { ColorScheme = scheme == "dark" ? ColorScheme.Dark : ColorScheme.Light });
         await Expect(page.Locator("#conn-state")).ToHaveTextAsync("connected", new() { Timeout = 60_000 });
@@ -65,7 +98,7 @@ public sealed class AccessibilityTests(DashboardFixture fixture, ITestOutputHelp
         Assert.Equal(scheme == "dark" ? "rgb(18, 18, 22)" : "rgb(250, 250, 250)", background);
 
         var failures = new List<string>();
-        foreach (var (view, hash, _, section) in DashboardViewsTests.Views.Append(("run", $"#/runs/{finishedRun}", "live-h", "#live")))
+        foreach (var (view, hash, _, section) in DashboardViewsTests.Views.Append(("run", $"#/runs/{finishedRun}", "live-h", "#live")).Append(("sweep", $"#/sweeps/{finishedSweep}", "sweep-h", "#sweep")))
         {
             await DashboardFixture.GoToAsync(page, hash);
             await Expect(page.Locator(section)).ToBeVisibleAsync();
@@ -73,6 +106,17 @@ public sealed class AccessibilityTests(DashboardFixture fixture, ITestOutputHelp
             {
                 await Expect(page.Locator("#live-status")).ToHaveTextAsync("Succeeded");
                 await Expect(page.Locator("#loss-figure")).ToHaveAttributeAsync("data-points", "3");
+            }
+
+            if (view == "sweep")
+            {
+                await Expect(page.Locator("#sweep-trials-table tbody tr")).ToHaveCountAsync(2);
+                await Expect(page.Locator("#sweep-curves")).ToHaveAttributeAsync("data-lines", "2");
+            }
+
+            if (view == "sweeps")
+            {
+                await Expect(page.Locator("#sweeps-table tbody tr")).Not.ToHaveCountAsync(0);
             }
 
             if (view == "datasets")

@@ -26,11 +26,12 @@ public sealed class DashboardViewsTests(DashboardFixture fixture) : IClassFixtur
         ("try", "#/try", "try-h", "#try"),
         ("train", "#/train", "train-h", "#train"),
         ("runs", "#/runs", "jobs-h", "#jobs"),
+        ("sweeps", "#/sweeps", "sweeps-h", "#sweeps"),
         ("models", "#/models", "models-h", "#models"),
         ("datasets", "#/datasets", "datasets-h", "#datasets"),
     ];
 
-    private static readonly string[] Sections = ["#overview", "#try", "#recent", "#train", "#live", "#jobs", "#models", "#datasets", "#upload"];
+    private static readonly string[] Sections = ["#overview", "#try", "#recent", "#train", "#live", "#jobs", "#sweeps", "#sweep", "#models", "#datasets", "#upload"];
 
     private static async Task AssertShownAsync(IPage page, string view, string section)
     {
@@ -41,7 +42,7 @@ public sealed class DashboardViewsTests(DashboardFixture fixture) : IClassFixtur
         var expected = view switch
         {
             "overview" => new[] { "#overview", "#try", "#recent" },
-            "models" or "runs" or "train" or "try" => [section],
+            "models" or "runs" or "sweeps" or "train" or "try" => [section],
             "datasets" => ["#datasets", "#upload"],
             "run" => ["#live"],
             _ => throw new ArgumentOutOfRangeException(nameof(view)),

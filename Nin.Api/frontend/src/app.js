@@ -10,9 +10,11 @@ import { createUploadView } from "./upload.js";
 import { createVersionCompareView } from "./versions.js";
 import { createTrafficView } from "./traffic.js";
 import { createGateView } from "./gate.js";
-import { Chart, LineController, LineElement, PointElement, LinearScale, CategoryScale, Legend, Tooltip } from "chart.js";
+import { createScatter, PARAMETERS, METRICS } from "./scatter.js";
+import { createSweepsView } from "./sweeps.js";
+import { Chart, LineController, ScatterController, LineElement, PointElement, LinearScale, LogarithmicScale, CategoryScale, Legend, Tooltip } from "chart.js";
 
-Chart.register(LineController, LineElement, PointElement, LinearScale, CategoryScale, Legend, Tooltip);
+Chart.register(LineController, ScatterController, LineElement, PointElement, LinearScale, LogarithmicScale, CategoryScale, Legend, Tooltip);
 // Axis text and grid from the page's colours, so the charts read in the dark scheme too.
 {
   const css = getComputedStyle(document.documentElement);
@@ -25,7 +27,7 @@ const FIELDS = ["dataset", "recipe", "architecture", "epochs", "batchSize", "lea
   "imageSize", "device", "modelName", "maxTrainImages", "maxTestImages"];
 const NUMBERS = new Set(["epochs", "batchSize", "learningRate", "momentum", "weightDecay", "shift", "labelSmoothing", "imageSize", "maxTrainImages", "maxTestImages"]);
 const BOOLEANS = new Set(["flip"]);
-const FINISHED = new Set(["Succeeded", "Failed", "Cancelled", "Stopped"]);
+const FINISHED = new Set(["Succeeded", "Failed", "Cancelled", "Stopped"]); // Stopped: ended early by its sweep's rule
 
 /** jobId → JobSnapshot, as the API and the hub send them. */
 const jobs = new Map();
@@ -186,6 +188,7 @@ hub.on("EpochCompleted", (e) => {
 
   renderJobs();
   compareView.render();
+  sweepsView.jobChanged(job);
   if (e.jobId === selectedJobId) renderLive();
 });
 hub.on("JobFinished", (e) => {
@@ -198,6 +201,7 @@ hub.on("JobFinished", (e) => {
     job.modelName = e.modelName ?? job.modelName;
     job.modelVersion = e.modelVersion ?? job.modelVersion;
     job.warnings = e.warnings ?? job.warnings;
+    job.stopReason = e.stopReason ?? job.stopReason; // Stopped: why the sweep's rule ended it
     job.finishedAt = job.finishedAt ?? new Date().toISOString();
   }
 
@@ -267,6 +271,7 @@ function upsertJob(snapshot, render = true) {
   // its new model must still appear.
   if (snapshot.status === "Succeeded" && known?.status !== "Succeeded") refreshModelsSoon();
   if (render) renderAll();
+  sweepsView.jobChanged(snapshot);
 }
 
 let modelsRefresh = null;
@@ -297,7 +302,7 @@ const SORTS = {
 
 function visibleJobs() {
   const words = $("jobs-filter").value.trim().toLowerCase().split(/\s+/).filter(Boolean);
-  const text = (j) => [j.jobId, j.status, j.request.dataset, j.request.recipe ?? "d2l", j.request.architecture, j.modelName ?? j.request.modelName, j.worker]
+  const text = (j) => [j.jobId, j.status, j.request.dataset, j.request.recipe ?? "d2l", j.request.architecture, j.modelName ?? j.request.modelName, j.worker, j.request.sweepId]
     .filter(Boolean).join(" ").toLowerCase();
   const sort = SORTS[$("jobs-sort").value] ?? SORTS.newest;
   return [...jobs.values()].filter((j) => words.every((w) => text(j).includes(w))).sort((a, b) => sort(a, b) || newestFirst(a, b));
@@ -408,7 +413,9 @@ function renderJobs() {
       el("td", {}, runLink(job.jobId)),
       el("td", {}, el("span", { className: "status", textContent: job.status, dataset: { status: job.status }, ...(job.worker ? { title: `run by worker ${job.worker}` } : {}) }),
         (job.warnings ?? []).length > 0 ? el("span", { className: "warning-mark", textContent: " did not learn", title: job.warnings.join("\n") }) : null),
-      el("td", { textContent: `${job.request.dataset} (${job.request.recipe ?? "d2l"})` }),
+      el("td", {}, `${job.request.dataset} (${job.request.recipe ?? "d2l"})`, ...(job.request.sweepId
+        ? [" ", el("a", { className: "sweep-link", href: `#/sweeps/${encodeURIComponent(job.request.sweepId)}`, textContent: `sweep ${job.request.sweepId.slice(0, 8)} #${job.request.trial}` })]
+        : [])),
       el("td", { textContent: `${job.epochs.length}/${job.request.epochs}` }),
       el("td", { className: "best", textContent: best >= 0 ? pct(best) : "–" }),
       el("td", { className: "duration", textContent: duration(jobDuration(job)) }),
@@ -420,6 +427,24 @@ function renderJobs() {
     if (job.jobId === selectedJobId) row.setAttribute("aria-current", "true");
     return row;
   }));
+  renderScatter(list);
+}
+
+// The runs the filter shows as points: the chosen metric against the chosen hyperparameter (scatter.js); a run with
+// no epoch yet has no figure and is left out (said under the chart). Redrawn only when a point changed.
+let scatterKey = "";
+function renderScatter(list) {
+  const metric = METRICS[$("scatter-metric").value] ?? METRICS.best;
+  const param = $("scatter-param").value in PARAMETERS ? $("scatter-param").value : "learningRate";
+  const points = list.map((job) => ({ id: job.jobId, x: job.request[param], y: metric.of(job) }))
+    .filter((p) => Number.isFinite(p.x) && Number.isFinite(p.y));
+  $("runs-scatter").hidden = jobs.size === 0;
+  const left = list.length - points.length;
+  $("scatter-left").textContent = left > 0 ? `${left} run${left === 1 ? "" : "s"} without a figure yet not shown.` : "";
+  const key = JSON.stringify([metric.label, param, points]);
+  if (key === scatterKey) return;
+  scatterKey = key;
+  runScatter.show({ points, xLabel: PARAMETERS[param], yLabel: metric.label, percent: metric.percent });
 }
 
 // A link to a run's view showing its id's first 8 characters; the rest is there for screen readers, so the link's
@@ -460,6 +485,9 @@ const accChart = new Chart($("acc-chart"), {
 });
 const batchChart = createBatchChart(Chart, $("batch-chart"));
 const compareView = createCompareView({ $, Chart, jobs });
+$("scatter-metric").replaceChildren(...Object.entries(METRICS).map(([value, m]) => el("option", { value, textContent: m.label })));
+$("scatter-param").replaceChildren(...Object.entries(PARAMETERS).map(([value, label]) => el("option", { value, textContent: label })));
+const runScatter = createScatter({ Chart, el, canvas: $("scatter-chart"), table: $("scatter-table"), openRun: (jobId) => router.go(`/runs/${encodeURIComponent(jobId)}`) });
 let chartedJob = null;
 let chartedEpochs = -1;
 
@@ -499,7 +527,7 @@ function renderEvents(job) {
     item(job.createdAt, `Queued: ${job.request.dataset} (${job.request.recipe ?? "d2l"}), ${job.request.epochs} epochs`),
     job.startedAt ? item(job.startedAt, `Started${job.device ? ` on ${job.device}` : ""}${job.worker ? ` (worker ${job.worker})` : ""}`) : null,
     ...job.epochs.map((e) => item(null, `Epoch ${e.epoch}: train loss ${num(e.trainLoss, 4)}, test accuracy ${pct(e.testAccuracy)}, ${num(e.seconds, 1)} s`)),
-    FINISHED.has(job.status) ? item(job.finishedAt, `${job.status}${job.modelName && job.modelVersion ? `: ${job.modelName} v${job.modelVersion}` : ""}${job.error ? `: ${job.error}` : ""}`) : null,
+    FINISHED.has(job.status) ? item(job.finishedAt, `${job.status}${job.modelName && job.modelVersion ? `: ${job.modelName} v${job.modelVersion}` : ""}${job.error ? `: ${job.error}` : ""}${job.stopReason ? `: ${job.stopReason}` : ""}`) : null,
     ...(job.warnings ?? []).map((w) => item(null, `Warning: ${w}`)),
   ].filter(Boolean));
 }
@@ -516,6 +544,12 @@ function renderLive() {
   }
 
   $("live-job").dataset.jobId = job.jobId;
+  const sweepId = job.request.sweepId;
+  $("live-sweep").hidden = !sweepId; // a sweep's trial links back to its sweep
+  if (sweepId) {
+    $("live-sweep").href = `#/sweeps/${encodeURIComponent(sweepId)}`;
+    $("live-sweep").textContent = `Trial ${job.request.trial} of sweep ${sweepId.slice(0, 8)}`;
+  }
   $("live-id").textContent = job.jobId;
   const cancel = $("live-cancel");
   cancel.hidden = FINISHED.has(job.status);
@@ -932,8 +966,10 @@ $("train-form").addEventListener("submit", submitTraining);
 $("try-form").addEventListener("submit", classify);
 wireDropZone();
 const recentRuns = createRecentRuns({ $, el, jobs, batchPoints, pct, newestFirst, runLink });
+const sweepsView = createSweepsView({ $, el, api, problemText, pct, Chart, jobs, go: (path) => router.go(path), runLink, modelLink, withKey });
 const router = createRouter({
   onRoute: (route) => {
+    sweepsView.onRoute(route);
     if (route.view === "run") showRun(route.param);
     return route.view === "models" ? showModel(route.param) : null;
   },
@@ -955,6 +991,8 @@ createUploadView({
 $("live-cancel").addEventListener("click", (ev) => cancelJob(ev.currentTarget.dataset.jobId, ev.currentTarget, "live-cancel-error"));
 $("jobs-filter").addEventListener("input", () => renderJobs());
 $("jobs-sort").addEventListener("change", () => renderJobs());
+$("scatter-metric").addEventListener("change", () => renderJobs());
+$("scatter-param").addEventListener("change", () => renderJobs());
 $("jobs-csv").addEventListener("click", (ev) => downloadRuns(ev.currentTarget));
 loadDatasets().then(() => recipes.load());
 loadModels();
@@ -962,4 +1000,4 @@ loadJobs();
 startHub();
 router.start();
 
-window.ninDashboard = { hub, jobs, lossChart, accChart, batchChart: batchChart.chart, compareView, evaluationView, router };
+window.ninDashboard = { hub, jobs, lossChart, accChart, batchChart: batchChart.chart, compareView, runScatter: runScatter.chart, sweepsView, evaluationView, router };

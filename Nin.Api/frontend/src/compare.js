@@ -1,10 +1,10 @@
 // Compare runs: the per-epoch curves of two or more jobs overlaid (train loss, test accuracy), like TensorBoard's runs.
+// createCurves draws them on two canvases; the Runs view's compare (ticked runs) and a sweep's trials both use it.
 
 const PALETTE = ["#2456c7", "#b3261e", "#1b7a3a", "#7a4fb3", "#c77a00", "#00838f", "#6d4c41", "#ad1457"];
 
-export function createCompareView({ $, Chart, jobs }) {
-  /** Job ids ticked for comparison, in the order they were ticked. */
-  const chosen = [];
+/** Two line charts (train loss, test accuracy per epoch); show([{ label, epochs }]) draws one line per entry. */
+export function createCurves(Chart, lossCanvas, accCanvas) {
   const options = (yTitle, percent) => ({
     animation: false,
     responsive: true,
@@ -15,8 +15,29 @@ export function createCompareView({ $, Chart, jobs }) {
       y: { title: { display: true, text: yTitle }, ...(percent ? { min: 0, max: 1, ticks: { callback: (v) => `${Math.round(v * 100)}%` } } : {}) },
     },
   });
-  const lossChart = new Chart($("compare-loss-chart"), { type: "line", data: { datasets: [] }, options: options("train loss", false) });
-  const accChart = new Chart($("compare-acc-chart"), { type: "line", data: { datasets: [] }, options: options("test accuracy", true) });
+  const lossChart = new Chart(lossCanvas, { type: "line", data: { datasets: [] }, options: options("train loss", false) });
+  const accChart = new Chart(accCanvas, { type: "line", data: { datasets: [] }, options: options("test accuracy", true) });
+
+  function show(lines) {
+    const datasets = (pick) => lines.map((line, i) => ({
+      label: line.label,
+      data: line.epochs.map((e) => ({ x: e.epoch, y: pick(e) })),
+      borderColor: PALETTE[i % PALETTE.length],
+      backgroundColor: PALETTE[i % PALETTE.length],
+    }));
+    lossChart.data.datasets = datasets((e) => e.trainLoss);
+    accChart.data.datasets = datasets((e) => e.testAccuracy);
+    lossChart.update();
+    accChart.update();
+  }
+
+  return { show, lossChart, accChart };
+}
+
+export function createCompareView({ $, Chart, jobs }) {
+  /** Job ids ticked for comparison, in the order they were ticked. */
+  const chosen = [];
+  const curves = createCurves(Chart, $("compare-loss-chart"), $("compare-acc-chart"));
 
   function label(job) {
     const model = job.modelName && job.modelVersion ? ` → ${job.modelName} v${job.modelVersion}` : "";
@@ -28,16 +49,7 @@ export function createCompareView({ $, Chart, jobs }) {
     $("compare").hidden = list.length < 2;
     $("compare-hint").textContent = list.length === 1 ? "Tick one more job to compare." : "";
     $("compare-hint").hidden = list.length !== 1;
-    const datasets = (pick) => list.map((job, i) => ({
-      label: label(job),
-      data: job.epochs.map((e) => ({ x: e.epoch, y: pick(e) })),
-      borderColor: PALETTE[i % PALETTE.length],
-      backgroundColor: PALETTE[i % PALETTE.length],
-    }));
-    lossChart.data.datasets = datasets((e) => e.trainLoss);
-    accChart.data.datasets = datasets((e) => e.testAccuracy);
-    lossChart.update();
-    accChart.update();
+    curves.show(list.map((job) => ({ label: label(job), epochs: job.epochs })));
     $("compare").dataset.jobs = String(list.length);
   }
 
@@ -48,5 +60,5 @@ export function createCompareView({ $, Chart, jobs }) {
     render();
   }
 
-  return { toggle, render, isChosen: (jobId) => chosen.includes(jobId), lossChart, accChart };
+  return { toggle, render, isChosen: (jobId) => chosen.includes(jobId), lossChart: curves.lossChart, accChart: curves.accChart };
 }

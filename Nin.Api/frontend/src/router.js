@@ -7,6 +7,8 @@
 //   #/train          the training form
 //   #/runs           the runs table and compare
 //   #/runs/{jobId}   one run: live curves, per-batch loss, time left, events, cancel
+//   #/sweeps         hyperparameter sweeps: list, start one
+//   #/sweeps/{id}    one sweep: trials, metric against a parameter, the trials' curves, cancel, CSV
 //   #/models         models: versions, evaluation, compare, activate, delete
 //   #/models/{name}  the same, that model's versions scrolled to
 //   #/datasets       datasets: list, upload, delete
@@ -17,6 +19,8 @@ const VIEWS = {
   train: { heading: "train-h", title: "Train" },
   runs: { heading: "jobs-h", title: "Runs" },
   run: { heading: "live-h", title: "Run", nav: "runs" },
+  sweeps: { heading: "sweeps-h", title: "Sweeps" },
+  sweep: { heading: "sweep-h", title: "Sweep", nav: "sweeps" },
   models: { heading: "models-h", title: "Models" },
   datasets: { heading: "datasets-h", title: "Datasets" },
 };
@@ -33,8 +37,9 @@ export function parseRoute(hash) {
   const [first, second] = parts;
   if (!first) return { view: "overview", param: null, path: "/" };
   if (first === "runs" && second) return { view: "run", param: second, path: `/runs/${second}` };
+  if (first === "sweeps" && second) return { view: "sweep", param: second, path: `/sweeps/${second}` };
   if (first === "models" && second) return { view: "models", param: second, path: `/models/${second}` };
-  if (first in VIEWS && first !== "overview" && first !== "run") return { view: first, param: null, path: `/${first}` };
+  if (first in VIEWS && first !== "overview" && first !== "run" && first !== "sweep") return { view: first, param: null, path: `/${first}` };
   return { view: "overview", param: null, path: "/" };
 }
 
@@ -54,7 +59,7 @@ export function createRouter({ onRoute }) {
       else link.removeAttribute("aria-current");
     }
 
-    const param = route.view === "run" ? route.param.slice(0, 8) : route.param; // a job id's first 8, as shown
+    const param = route.view === "run" || route.view === "sweep" ? route.param.slice(0, 8) : route.param; // an id's first 8, as shown
     document.title = `${view.title}${param ? ` ${param}` : ""} · Nin`;
     document.body.dataset.route = route.path;
     const target = onRoute(route); // a place within the view (a model's versions), or null for its top
