@@ -61,9 +61,13 @@ export function createEvaluationView({ $, api, el, pct, problemText }) {
         el("td", { textContent: String(c.support) })))));
   }
 
+  let galleryRequest = 0;
+
   async function loadGallery(name, version) {
     const onlyWrong = $("eval-only-wrong").checked;
+    const request = ++galleryRequest;
     const result = await api(`${base(name, version)}/samples?limit=48&onlyWrong=${onlyWrong}`);
+    if (request !== galleryRequest) return; // a later load (the filter changed, another version) answers instead
     const gallery = $("eval-gallery");
     if (!result.ok) {
       gallery.replaceChildren(el("p", { className: "error", textContent: problemText(result) }));
