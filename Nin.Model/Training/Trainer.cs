@@ -145,6 +145,7 @@ public sealed class Trainer : IDisposable
             using var scope = NewDisposeScope();
             var phases = PhaseTimes;
             var mark = phases is null ? 0 : Stopwatch.GetTimestamp();
+            var batchStart = mark;
             var index = order.narrow(0, b * bs, Math.Min(bs, TrainCount - (b * bs)));
             var x = Preprocess.ToNetworkInput(trainX.index_select(0, index), options.ImageSize);
             if (augmenting)
@@ -175,6 +176,7 @@ public sealed class Trainer : IDisposable
             }
 
             phases?.Add(TrainingPhase.Step, ref mark);
+            phases?.EndBatch(batchStart, mark);
 
             if (b == 0 || b == batches - 1 || watch.Elapsed - lastReport > TimeSpan.FromMilliseconds(250))
             {

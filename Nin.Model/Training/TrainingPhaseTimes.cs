@@ -29,6 +29,21 @@ public sealed class TrainingPhaseTimes
     /// <summary>The total time spent in <paramref name="phase"/> so far.</summary>
     public TimeSpan this[TrainingPhase phase] => Stopwatch.GetElapsedTime(0, ticks[(int)phase]);
 
+    /// <summary>Batches recorded with <see cref="EndBatch"/>.</summary>
+    public int Batches { get; private set; }
+
+    /// <summary>The first recorded batch, whole: it pays the warm-up (kernel selection, first allocations, JIT).</summary>
+    public TimeSpan FirstBatch { get; private set; }
+
+    /// <summary>Ends a batch that started at <paramref name="start"/> and ended at <paramref name="end"/> (timestamps).</summary>
+    public void EndBatch(long start, long end)
+    {
+        if (Batches++ == 0)
+        {
+            FirstBatch = Stopwatch.GetElapsedTime(start, end);
+        }
+    }
+
     /// <summary>Adds the time since <paramref name="mark"/> to <paramref name="phase"/> and moves the mark to now.</summary>
     public void Add(TrainingPhase phase, ref long mark)
     {

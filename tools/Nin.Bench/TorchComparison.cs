@@ -139,6 +139,18 @@ internal static class TorchComparison
             Console.WriteLine($"  pytorch: {DescribePhases(torchPhases)}");
             Console.WriteLine("  nin/pytorch time: " + string.Join(" · ", Phases.Select(p =>
                 string.Create(CultureInfo.InvariantCulture, $"{p} {ninPhases.GetValueOrDefault(p) / Math.Max(1e-9, torchPhases.GetValueOrDefault(p)):F2}x"))));
+            if (epochs == 1)
+            {
+                // The first batch pays each side's warm-up (oneDNN kernel creation, first allocations, .NET's JIT): the
+                // rest of the epoch is the steady speed.
+                double Steady(RunResult r) => r.Phases?.GetValueOrDefault("firstBatch") is > 0 and var first && maxTrain > batch
+                    ? (maxTrain - batch) / ((maxTrain / r.ImagesPerSecond) - first) : double.NaN;
+                var ninSteady = Median(nin.Select(Steady));
+                var torchSteady = Median(torch.Select(Steady));
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"  first batch (warm-up), median: nin {Median(nin.Select(r => r.Phases?.GetValueOrDefault("firstBatch") ?? double.NaN)):F2} s, pytorch {Median(torch.Select(r => r.Phases?.GetValueOrDefault("firstBatch") ?? double.NaN)):F2} s; " +
+                    $"without it: nin {ninSteady:F1} img/s, pytorch {torchSteady:F1} img/s, ratio {ninSteady / torchSteady:F2}x (median of rounds {Median(nin.Zip(torch, (a, b) => Steady(a) / Steady(b))):F2}x)"));
+            }
         }
 
         return 0;
@@ -171,7 +183,8 @@ internal static class TorchComparison
                 ["seconds"] = e.Seconds,
             })]),
             ["breakdown"] = phases is null ? null : new JsonObject(Enum.GetValues<TrainingPhase>().Select(p =>
-                KeyValuePair.Create(p.ToString().ToLowerInvariant(), (JsonNode?)(phases[p].TotalSeconds / Math.Max(1, trained))))),
+                KeyValuePair.Create(p.ToString().ToLowerInvariant(), (JsonNode?)(phases[p].TotalSeconds / Math.Max(1, trained))))
+                .Append(KeyValuePair.Create("firstBatch", (JsonNode?)phases.FirstBatch.TotalSeconds))),
         };
         File.WriteAllText(path, result.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
     }
@@ -196,7 +209,7 @@ internal static class TorchComparison
         Dictionary<string, double>? phases = null;
         if (root.TryGetProperty("breakdown", out var b) && b.ValueKind == JsonValueKind.Object)
         {
-            phases = b.EnumerateObject().ToDictionary(p => p.Name, p => p.Value.GetDouble());
+            phases = b.EnumerateObject().Where(p => p.Value.ValueKind == JsonValueKind.Number).ToDictionary(p => p.Name, p => p.Value.GetDouble());
         }
 
         return new RunResult(speed, root.GetProperty("testAccuracy").GetDouble(), phases);
