@@ -58,6 +58,30 @@ public sealed class TrainerTests : IDisposable
     }
 
     [Fact]
+    public void Phase_times_split_every_batch_and_change_no_figure()
+    {
+        var timed = new Recorder();
+        var phases = new TrainingPhaseTimes();
+        manual_seed(Small.Seed);
+        using (var net = new NinNetwork(1, 10))
+        using (var trainer = new Trainer(net, Data.Value, Small, CPU) { PhaseTimes = phases })
+        {
+            trainer.Run(timed, CancellationToken.None);
+        }
+
+        var plain = new Recorder();
+        Train(Small, plain);
+
+        // The same run, timed or not: the timing only reads the clock between operators.
+        Assert.Equal(plain.Epochs.Select(e => (e.TrainLoss, e.TrainAccuracy, e.TestAccuracy)), timed.Epochs.Select(e => (e.TrainLoss, e.TrainAccuracy, e.TestAccuracy)));
+        Assert.Equal(2 * 3, phases.Batches); // 96 images in batches of 32, two epochs
+        Assert.All(Enum.GetValues<TrainingPhase>(), p => Assert.True(phases[p] > TimeSpan.Zero, $"{p} took no time"));
+        var total = Enum.GetValues<TrainingPhase>().Aggregate(TimeSpan.Zero, (sum, p) => sum + phases[p]);
+        Assert.InRange(phases.FirstBatch, TimeSpan.FromTicks(1), total);
+        Assert.True(phases[TrainingPhase.Backward] > phases[TrainingPhase.Step], "the backward pass outweighs an SGD step");
+    }
+
+    [Fact]
     public void An_epoch_is_checkpointed_before_observers_hear_of_it_so_a_reported_epoch_is_never_rerun()
     {
         var recorder = new Recorder();

@@ -24,6 +24,10 @@ static int Usage()
                    --image-size --seed --max-train --max-test --device --data DIR [--out DIR --name N]
                    --baseline-steps N (also time N synthetic steps and print the ratio)
           train    ... --continue-from DIR (start from a saved model after its recorded epochs; fresh optimizer state)
+          train    ... --breakdown (time data, forward, backward, step per batch) --json FILE (the figures, as the anchor's --json)
+          train    --compare-pytorch [--rounds 5 --max-train 2560 --max-test 256 --image-size 96 --batch 128 --threads 2 --epochs 1
+                   --breakdown --nin-env "K=V ..." --pytorch-env "K=V ..." --python python3 --script PATH] --data DIR: Nin's loop
+                   against tools/gpu/d2l_nin_pytorch.py --device cpu on the same images, interleaved rounds: img/s and ratio
           train    --presets d2l,robust --seeds 1,2,3 [--synthetic --classes 4 --per-class 100 | --dataset D --image-size 96
                    --max-train N --max-test N] [--epochs --batch --lr override the presets]: test accuracy per preset and seed
           predict  raw forward (torch and onnxruntime) vs HTTP /predict on loopback, interleaved: --image-size (224; a list:

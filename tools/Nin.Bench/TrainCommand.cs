@@ -23,6 +23,11 @@ internal static class TrainCommand
             return PresetComparison.Run(args);
         }
 
+        if (args.Flag("compare-pytorch"))
+        {
+            return TorchComparison.Run(args);
+        }
+
         var info = TorchRuntime.Initialize(new TorchOptions { Device = args.Get("device", "auto"), Threads = args.Int("threads", 0) });
         var device = TorchRuntime.ResolveDevice(args.Get("device", "auto"));
         var dataDir = args.Get("data", Environment.GetEnvironmentVariable("NIN_DATA_DIR") ?? "data");
@@ -54,6 +59,8 @@ internal static class TrainCommand
         manual_seed(options.Seed);
         using var network = NetworkArchitectures.Get(args.Get("architecture", NetworkArchitectures.NinName)).Create(1, dataset.ClassNames.Count);
         using var trainer = new Trainer(network, data, options, device);
+        var phases = args.Flag("breakdown") ? new TrainingPhaseTimes() : null;
+        trainer.PhaseTimes = phases;
         var watch = Stopwatch.StartNew();
         using var observer = new ConsoleObserver(resume?.History ?? [], options.Epochs, data.Train.Count, options.BatchSize, $"train {dataset.Name}");
         var outDir = args.Get("out");
@@ -72,6 +79,19 @@ internal static class TrainCommand
         {
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"end to end: {metrics.ExamplesPerSecond:F1} img/s = {metrics.ExamplesPerSecond / bl:F2}x of the synthetic baseline ({bl:F1} img/s)"));
+        }
+
+        var trained = Math.Max(1, observer.Epochs.Count - (resume?.History.Count ?? 0));
+        if (phases is not null)
+        {
+            Console.WriteLine("breakdown (seconds per epoch): " + TorchComparison.DescribePhases(
+                Enum.GetValues<TrainingPhase>().ToDictionary(p => p.ToString().ToLowerInvariant(), p => phases[p].TotalSeconds / trained)));
+        }
+
+        // --json FILE: the figures --compare-pytorch reads, named as the PyTorch anchor's --json names them.
+        if (args.Get("json") is { } json)
+        {
+            TorchComparison.WriteResult(json, $"nin (TorchSharp {info.TorchSharpVersion})", info.Threads, metrics, observer.Epochs, trained, phases);
         }
 
         using var self = Process.GetCurrentProcess();

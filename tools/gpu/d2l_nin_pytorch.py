@@ -9,7 +9,9 @@ loop feeds its network, so the two speeds compare like for like.
 - cuDNN benchmark mode on CUDA (fixed input size); synchronisation only around the timed regions;
 - test accuracy after every epoch.
 
-Prints one line per epoch and, with --json FILE, writes the figures the check's summary reads.
+Prints one line per epoch and, with --json FILE, writes the figures the check's summary reads. `./nin bench train
+--compare-pytorch` runs it with --device cpu on the same images as Nin's loop; --breakdown (CPU only) also times the
+data step (gather, scale, resize), forward, backward and optimizer step of every batch separately.
 Needs only PyTorch (and NumPy); reads the standard IDX files (gzip or raw) from --data.
 """
 import argparse
@@ -84,6 +86,7 @@ def main():
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--json", help="write the figures here")
+    p.add_argument("--breakdown", action="store_true", help="time data, forward, backward and step per batch (CPU)")
     a = p.parse_args()
 
     torch.manual_seed(a.seed)
@@ -112,6 +115,8 @@ def main():
     opt = torch.optim.SGD(net.parameters(), lr=a.lr)
     n = train_x.shape[0]
     epochs = []
+    first_batch = None
+    phases = {}  # --breakdown: seconds per phase over all epochs (on the CPU every operator is synchronous)
     print(f"pytorch {torch.__version__}: d2l NiN, {n}/{test_x.shape[0]} images, {a.image_size} px, batch {a.batch}, "
           f"lr {a.lr}, device {device}, {torch.get_num_threads()} threads", flush=True)
     for epoch in range(1, a.epochs + 1):
@@ -123,16 +128,27 @@ def main():
         sync(device)
         t0 = time.perf_counter()
         for start in range(0, n, a.batch):
+            t_batch = time.perf_counter()
             idx = order[start:start + a.batch]
             x = to_input(train_x[idx], a.image_size)
             y = train_y[idx]
+            t_data = time.perf_counter()
             out = net(x)
             loss = F.cross_entropy(out, y)
+            t_forward = time.perf_counter()
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            t_backward = time.perf_counter()
             opt.step()
             loss_sum += loss.detach() * y.shape[0]
             right += (out.argmax(1) == y).sum()
+            if a.breakdown:
+                t_step = time.perf_counter()
+                for key, value in (("data", t_data - t_batch), ("forward", t_forward - t_data),
+                                   ("backward", t_backward - t_forward), ("step", t_step - t_backward)):
+                    phases[key] = phases.get(key, 0.0) + value
+                if start == 0 and epoch == 1:
+                    first_batch = t_step - t_batch
         sync(device)
         seconds = time.perf_counter() - t0
         net.eval()
@@ -156,6 +172,8 @@ def main():
         "firstEpochImagesPerSecond": epochs[0]["imagesPerSecond"],
         "peakDeviceMemoryMiB": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
         "epochs": epochs,
+        "threads": torch.get_num_threads(),
+        "breakdown": dict({k: v / len(epochs) for k, v in phases.items()}, firstBatch=first_batch) if a.breakdown else None,
     }
     print(f"done: test accuracy {result['testAccuracy']:.4f}, {result['imagesPerSecond']:.1f} img/s (median of epochs after the first)")
     if a.json:
