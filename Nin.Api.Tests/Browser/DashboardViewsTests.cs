@@ -183,7 +183,7 @@ public sealed class DashboardViewsTests(DashboardFixture fixture) : IClassFixtur
             await Expect(page.Locator("#live-status")).ToHaveTextAsync("Cancelled", new() { Timeout = 120_000 });
             await Expect(page.Locator("#live-cancel")).ToBeHiddenAsync();
             await Expect(page.Locator("#live-events li").Last).ToContainTextAsync("Cancelled");
-            await page.Locator("#live .crumb a").ClickAsync();
+            await page.Locator("#live .crumb a[href='#/runs']").ClickAsync();
             await AssertShownAsync(page, "runs", "#jobs");
             await Expect(page.Locator($"#jobs-table tr[data-job-id='{jobId}']")).ToHaveAttributeAsync("data-status", "Cancelled");
             await page.GoBackAsync();

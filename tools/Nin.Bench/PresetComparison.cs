@@ -26,24 +26,7 @@ internal static class PresetComparison
             .Select(p => TrainingRecipes.Find(p) ?? throw new ArgumentException($"unknown preset '{p}' (known: {string.Join(", ", TrainingRecipes.Names)})")).ToArray();
         var seeds = args.Get("seeds", "1,2,3").Split(',').Select(s => int.Parse(s, CultureInfo.InvariantCulture)).ToArray();
 
-        DatasetSplit data;
-        int imageSize;
-        string what;
-        if (args.Flag("synthetic"))
-        {
-            var classes = args.Int("classes", 4);
-            var perClass = args.Int("per-class", 100);
-            data = SyntheticShapes.Generate(classes, perClass, args.Int("stored-size", 32), args.Int("data-seed", 7));
-            imageSize = args.Int("image-size", NetworkArchitectures.Nin.MinInputSize);
-            what = $"synthetic shapes: {classes} classes × {perClass} pictures (RGB, dark on light)";
-        }
-        else
-        {
-            var dataset = BuiltInDatasets.Find(args.Get("dataset", "fashion-mnist")) ?? throw new ArgumentException("unknown --dataset");
-            data = BuiltInDatasets.Load(args.Get("data", Environment.GetEnvironmentVariable("NIN_DATA_DIR") ?? "data"), dataset, args.IntOrNull("max-train"), args.IntOrNull("max-test"));
-            imageSize = args.Int("image-size", 96);
-            what = dataset.Name;
-        }
+        var (data, imageSize, what) = BenchData.Load(args, args.Flag("synthetic"));
 
         Console.WriteLine($"presets: {what}, {data.Train.Count} train / {data.Test.Count} test images at {imageSize} px, device {device}, {info.Threads} threads");
         var rows = new List<(string Preset, int Seed, double Accuracy, double Loss, double Seconds, int Warnings)>();

@@ -37,23 +37,7 @@ internal static class SweepCommand
         var policy = new StoppingPolicy(rule, args.Int("grace", 1), args.Int("min-trials", 2), args.Int("eta", 3));
         var seed = args.Int("seed", 1);
 
-        DatasetSplit data;
-        int imageSize;
-        string what;
-        if (args.Flag("synthetic") || args.Get("dataset") is null)
-        {
-            var (classes, perClass) = (args.Int("classes", 4), args.Int("per-class", 100));
-            data = SyntheticShapes.Generate(classes, perClass, args.Int("stored-size", 32), args.Int("data-seed", 7));
-            imageSize = args.Int("image-size", NetworkArchitectures.Nin.MinInputSize);
-            what = $"synthetic shapes, {classes} classes × {perClass}";
-        }
-        else
-        {
-            var dataset = BuiltInDatasets.Find(args.Get("dataset", "fashion-mnist")) ?? throw new ArgumentException("unknown --dataset");
-            data = BuiltInDatasets.Load(args.Get("data", Environment.GetEnvironmentVariable("NIN_DATA_DIR") ?? "data"), dataset, args.IntOrNull("max-train"), args.IntOrNull("max-test"));
-            imageSize = args.Int("image-size", 96);
-            what = dataset.Name;
-        }
+        var (data, imageSize, what) = BenchData.Load(args, args.Flag("synthetic") || args.Get("dataset") is null);
 
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"sweep: {what} ({data.Train.Count} train / {data.Test.Count} test at {imageSize} px), preset {preset.Name}, {epochs} epochs, learning rates {string.Join(", ", rates)}; rule {policy.Rule} (grace {policy.GraceEpochs}, min trials {policy.MinTrials}{(rule == StoppingRule.Asha ? $", η {policy.ReductionFactor}" : "")}), seed {seed}, {device}, {info.Threads} threads"));
