@@ -223,6 +223,7 @@ public sealed class SweepApiTests
     [InlineData("""{"space": {"modelName": {"values": ["a"]}}}""", "space.modelName")]
     [InlineData("""{"base": {"activate": true}, "space": {"seed": {"values": [1, 2]}}}""", "base.activate")]
     [InlineData("""{"base": {"epochs": 0}, "space": {"seed": {"values": [1, 2]}}}""", "base.epochs")]
+    [InlineData("""{"base": {"learningRate": 0}, "space": {"learningRate": {"values": [0.1]}}}""", "base.learningRate")]
     [InlineData("""{"space": {"seed": {"values": [1]}}, "earlyStopping": {"rule": "hyperband"}}""", "earlyStopping.rule")]
     [InlineData("""{"space": {"seed": {"values": [1]}}, "metric": "f1"}""", "metric")]
     public async Task A_sweep_that_cannot_run_is_refused_naming_the_field(string body, string field)

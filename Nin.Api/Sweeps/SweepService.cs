@@ -46,6 +46,13 @@ public sealed partial class SweepService(
             Error("base.activate", "A trial never activates its model; set the sweep's own 'activate' to activate the best trial's (through the promotion gate).");
         }
 
+        // The base as given is held to POST /train's rules too, even where a searched value replaces a field in every
+        // trial: an out-of-range value in the body is a 400, as the document says, not silently overridden.
+        foreach (var (field, messages) in validator.Validate(baseRequest).Errors)
+        {
+            errors.TryAdd($"base.{field}", messages);
+        }
+
         var parameters = new List<SearchParameter>();
         if (request.Space is not { Count: > 0 } space)
         {
