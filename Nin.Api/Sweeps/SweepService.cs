@@ -48,10 +48,7 @@ public sealed partial class SweepService(
 
         // The base as given is held to POST /train's rules too, even where a searched value replaces a field in every
         // trial: an out-of-range value in the body is a 400, as the document says, not silently overridden.
-        foreach (var (field, messages) in validator.Validate(baseRequest).Errors)
-        {
-            errors.TryAdd($"base.{field}", messages);
-        }
+        var baseErrors = validator.Validate(baseRequest).Errors; // reported with the trials' errors below
 
         var parameters = new List<SearchParameter>();
         if (request.Space is not { Count: > 0 } space)
@@ -113,6 +110,11 @@ public sealed partial class SweepService(
             {
                 trials.Add((new SweepTrialRecord(trial.Trial, null, trial.Values, settings.Epochs), settings with { SweepId = sweepId, Trial = trial.Trial }));
             }
+        }
+
+        foreach (var (field, messages) in baseErrors)
+        {
+            errors.TryAdd($"base.{field}", messages);
         }
 
         if (errors.Count > 0)
