@@ -27,6 +27,7 @@ public static class EvaluationApi
     {
         services.AddSingleton<ModelEvaluator>();
         services.AddSingleton<ModelPromotion>();
+        services.AddSingleton<ModelActivation>();
         services.AddOptions<PromotionOptions>().BindConfiguration(PromotionOptions.SectionName)
             .Validate(o => o.MaxAccuracyDrop >= 0 && o.RecallFloor is >= 0 and <= 1 && o.EvaluationTimeoutSeconds >= 1,
                 "Promotion:MaxAccuracyDrop cannot be negative, Promotion:RecallFloor must be between 0 and 1 and Promotion:EvaluationTimeoutSeconds at least 1.")

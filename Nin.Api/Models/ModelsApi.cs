@@ -125,7 +125,7 @@ public static class ModelsApi
     /// recorded), then load and warm the version here; move the pointer only if it serves.
     /// </summary>
     public static async Task<Results<Ok<ModelVersionResponse>, ProblemHttpResult>> ActivateModelVersion(
-        string name, int version, HttpContext context, ModelStore store, ModelRegistry registry, ModelPromotion promotion, ApiKeyRing keys,
+        string name, int version, HttpContext context, ModelStore store, ModelActivation activation, ApiKeyRing keys,
         IOptions<ServingOptions> serving, CancellationToken cancellationToken, bool force = false)
     {
         if (store.Find(name, version) is not { } candidate)
@@ -146,31 +146,18 @@ public static class ModelsApi
         }
 
         var replaced = store.Active;
-        PromotionDecision? decision = null;
-        if (promotion.Options.Enabled)
+        var outcome = await activation.ActivateAsync(candidate, force, refuseWarnings: false, cancellationToken);
+        var decision = outcome.Decision;
+        switch (outcome.State)
         {
-            // Forced: the decision is recorded, not waited for; nothing is evaluated for it.
-            decision = await promotion.DecideAsync(candidate, evaluateMissing: !force, cancellationToken);
-            if (!decision.Allowed && !force)
-            {
-                return Refused(name, version, decision);
-            }
-        }
-
-        try
-        {
-            await registry.PrepareAsync(name, version, cancellationToken);
-        }
-        catch (ModelLoadException ex) when (!DurableFile.IsDiskFull(ex)) // a full disk is the InsufficientStorageHandler's 507
-        {
-            var served = store.Active is { } a ? $"{a.Name} version {a.Version} stays active." : "Nothing was active; nothing is.";
-            return TypedResults.Problem(statusCode: StatusCodes.Status422UnprocessableEntity, title: "The version cannot be loaded.",
-                detail: $"{name} version {version} was not activated: {ex.Cause} {served}");
-        }
-
-        if (!store.Activate(name, version))
-        {
-            return NotFound(name, version);
+            case ActivationState.Refused:
+                return Refused(name, version, decision!);
+            case ActivationState.CannotLoad:
+                var served = store.Active is { } a ? $"{a.Name} version {a.Version} stays active." : "Nothing was active; nothing is.";
+                return TypedResults.Problem(statusCode: StatusCodes.Status422UnprocessableEntity, title: "The version cannot be loaded.",
+                    detail: $"{name} version {version} was not activated: {outcome.Cause} {served}");
+            case ActivationState.Gone:
+                return NotFound(name, version);
         }
 
         if (force && !(replaced?.Name == name && replaced.Version == version))

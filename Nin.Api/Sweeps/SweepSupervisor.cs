@@ -22,7 +22,7 @@ public sealed class SweepOptions
 /// loaded and warmed before it serves. Stateless between polls: a restart picks up where the files and job records are.
 /// </summary>
 public sealed partial class SweepSupervisor(
-    SweepStore store, ITrainingJobStore jobs, ModelStore models, ModelPromotion promotion, ModelRegistry registry,
+    SweepStore store, ITrainingJobStore jobs, ModelStore models, ModelActivation activation,
     IOptions<SweepOptions> options, ILogger<SweepSupervisor> logger) : BackgroundService
 {
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
@@ -96,36 +96,22 @@ public sealed partial class SweepSupervisor(
 
     private async Task<SweepPromotion> PromoteAsync(SweepBest best, CancellationToken cancellationToken)
     {
+        var what = $"{best.ModelName} version {best.ModelVersion}";
         if (models.Find(best.ModelName, best.ModelVersion) is not { } candidate)
         {
-            return new SweepPromotion(false, [$"{best.ModelName} version {best.ModelVersion} is no longer stored."]);
+            return new SweepPromotion(false, [$"{what} is no longer stored."]);
         }
 
-        if (promotion.Options.Enabled)
+        // As training's own activation rule: with the gate off, a run that learned nothing (warnings) is not activated.
+        var outcome = await activation.ActivateAsync(candidate, force: false, refuseWarnings: true, cancellationToken);
+        return outcome.State switch
         {
-            var decision = await promotion.DecideAsync(candidate, evaluateMissing: true, cancellationToken);
-            if (!decision.Allowed)
-            {
-                return new SweepPromotion(false, [.. decision.Reasons.Select(r => $"{r.Code}: {r.Detail}")]);
-            }
-        }
-        else if (candidate.Metadata.Warnings is { Count: > 0 } warnings)
-        {
-            return new SweepPromotion(false, [.. warnings]); // as training's activation rule: a run that learned nothing is not activated
-        }
-
-        try
-        {
-            await registry.PrepareAsync(best.ModelName, best.ModelVersion, cancellationToken);
-        }
-        catch (ModelLoadException ex)
-        {
-            return new SweepPromotion(false, [$"{best.ModelName} version {best.ModelVersion} cannot be loaded: {ex.Cause}"]);
-        }
-
-        return models.Activate(best.ModelName, best.ModelVersion)
-            ? new SweepPromotion(true, [])
-            : new SweepPromotion(false, [$"{best.ModelName} version {best.ModelVersion} is no longer stored."]);
+            ActivationState.Activated => new SweepPromotion(true, []),
+            ActivationState.Refused => new SweepPromotion(false, [.. outcome.Decision!.Reasons.Select(r => $"{r.Code}: {r.Detail}")]),
+            ActivationState.Warned => new SweepPromotion(false, [.. candidate.Metadata.Warnings ?? []]),
+            ActivationState.CannotLoad => new SweepPromotion(false, [$"{what} cannot be loaded: {outcome.Cause}"]),
+            _ => new SweepPromotion(false, [$"{what} is no longer stored."]),
+        };
     }
 
     private IEnumerable<SweepRecord> Safe(Func<IEnumerable<SweepRecord>> list)

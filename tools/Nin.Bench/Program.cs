@@ -3,18 +3,27 @@ using Nin.Bench;
 // ./nin bench <command> [--options]: figures printed, never asserted.
 var command = args.FirstOrDefault();
 var rest = new Args(args.Skip(1).ToArray());
-return command switch
+try
 {
-    "train" => TrainCommand.Run(rest),
-    "predict" => await PredictCommand.RunAsync(rest),
-    "forward" => ForwardCommand.Run(rest),
-    "quantize" => QuantizeCommand.Run(rest),
-    "cam" => CamCommand.Run(rest),
-    "sweep" => SweepCommand.Run(rest),
-    "hostile" => await HostileCommand.RunAsync(rest),
-    "memory" => await MemoryCommand.RunAsync(rest),
-    _ => Usage(),
-};
+    return command switch
+    {
+        "train" => TrainCommand.Run(rest),
+        "predict" => await PredictCommand.RunAsync(rest),
+        "forward" => ForwardCommand.Run(rest),
+        "quantize" => QuantizeCommand.Run(rest),
+        "cam" => CamCommand.Run(rest),
+        "sweep" => SweepCommand.Run(rest),
+        "hostile" => await HostileCommand.RunAsync(rest),
+        "memory" => await MemoryCommand.RunAsync(rest),
+        _ => Usage(),
+    };
+}
+catch (Exception ex) when (ex is ArgumentException or FileNotFoundException or DirectoryNotFoundException or FormatException)
+{
+    // What the user gave is wrong or missing (an option, a dataset folder): say so in one line, not with a stack trace.
+    Console.Error.WriteLine($"bench {command}: {ex.Message}");
+    return 2;
+}
 
 static int Usage()
 {
