@@ -177,7 +177,7 @@ public sealed partial class SweepService(
     public IReadOnlyList<SweepSnapshot> List(int limit) => [.. store.List().Take(limit).Select(Snapshot)];
 
     /// <summary>The trials' job records (for the sweep's runs table), in trial order.</summary>
-    public IReadOnlyList<JobSnapshot> TrialJobs(SweepRecord record) => [.. record.Trials.Select(t => Job(t.JobId)).OfType<JobSnapshot>()];
+    public IReadOnlyList<JobSnapshot> TrialJobs(SweepRecord record) => [.. record.Trials.Select(t => jobs.TrialJob(t.JobId)).OfType<JobSnapshot>()];
 
     /// <summary>
     /// DELETE /sweeps/{id}: the sweep ends Cancelled and its unfinished trials are cancelled (a running one stops within a
@@ -190,11 +190,11 @@ public sealed partial class SweepService(
             return null;
         }
 
-        var leader = Leader(record, [.. record.Trials.Select(t => (t, Job(t.JobId)))]);
+        var leader = Leader(record, [.. record.Trials.Select(t => (t, jobs.TrialJob(t.JobId)))]);
         store.WriteOutcome(record.SweepId, new SweepOutcome(SweepStatus.Cancelled, DateTimeOffset.UtcNow, leader, null));
         foreach (var trial in record.Trials)
         {
-            if (trial.JobId is { } id && Job(id) is { IsFinished: false })
+            if (trial.JobId is { } id && jobs.TrialJob(id) is { IsFinished: false })
             {
                 TrainingApi.CancelJob(id, jobs, cancellation, notifier, hangfire);
             }
@@ -207,7 +207,7 @@ public sealed partial class SweepService(
     public SweepSnapshot Snapshot(SweepRecord record)
     {
         var outcome = store.Outcome(record.SweepId);
-        var rows = record.Trials.Select(t => (Trial: t, Job: Job(t.JobId))).ToList();
+        var rows = record.Trials.Select(t => (Trial: t, Job: jobs.TrialJob(t.JobId))).ToList();
         var trials = rows.Select(r => Trial(r.Trial, r.Job, record.Metric)).ToList();
         return new SweepSnapshot(
             record.SweepId, outcome?.Status ?? SweepStatus.Running, record.Method, record.Metric, SweepMetrics.Maximise(record.Metric),
@@ -231,18 +231,6 @@ public sealed partial class SweepService(
         double? best = epochs.Count == 0 ? null : maximise ? epochs.Max(e => SweepMetrics.Value(e, metric)) : epochs.Min(e => SweepMetrics.Value(e, metric));
         return new SweepTrial(trial.Trial, trial.JobId, trial.Parameters, job?.Status, trial.Epochs, epochs.Count,
             epochs.Count == 0 ? null : SweepMetrics.Value(epochs[^1], metric), best, job?.StopReason, job?.Error, job?.ModelName, job?.ModelVersion);
-    }
-
-    private JobSnapshot? Job(string? jobId)
-    {
-        try
-        {
-            return jobId is null ? null : jobs.Get(jobId);
-        }
-        catch (DamagedJobException)
-        {
-            return null;
-        }
     }
 
     /// <summary>The base request with a trial's values in place of its fields (the request's own JSON names).</summary>

@@ -56,16 +56,7 @@ public sealed partial class SweepSupervisor(
                 return false; // still being queued
             }
 
-            JobSnapshot? job;
-            try
-            {
-                job = jobs.Get(trial.JobId);
-            }
-            catch (DamagedJobException)
-            {
-                job = null; // cannot run again either: counts as ended
-            }
-
+            var job = jobs.TrialJob(trial.JobId); // null: gone or damaged, so it cannot run again and counts as ended
             if (job is { IsFinished: false })
             {
                 return false;

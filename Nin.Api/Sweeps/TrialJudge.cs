@@ -26,16 +26,9 @@ public sealed class TrialJudge(SweepStore sweeps, ITrainingJobStore jobs)
                 continue;
             }
 
-            try
+            if (jobs.TrialJob(id) is { } job)
             {
-                if (jobs.Get(id) is { } job)
-                {
-                    others.Add(Curve(other.Trial, job, sweep.Metric));
-                }
-            }
-            catch (DamagedJobException)
-            {
-                // an unreadable peer is left out of the comparison (GET /train/damaged lists it)
+                others.Add(Curve(other.Trial, job, sweep.Metric));
             }
         }
 
