@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Text.Json;
 
 namespace Nin.Model.Checkpoints;
@@ -9,7 +10,7 @@ namespace Nin.Model.Checkpoints;
 /// </summary>
 public interface IActiveModelPointer
 {
-    /// <summary>The served version as last known; cheap (it is read on every request).</summary>
+    /// <summary>The served version as last known; cheap (it is read on every request), so implementations keep a copy.</summary>
     ActiveModel? Read();
 
     void Write(ActiveModel active);
@@ -39,7 +40,43 @@ public sealed class ActiveModelFile(string root) : IActiveModelPointer
         remove { }
     }
 
-    public ActiveModel? Read() => TryRead(out var active, out _) ? active : null;
+    /// <summary>
+    /// The pointer, re-read only when the file's size or time stamp changed (one <c>stat</c> instead of an open, a read
+    /// and a JSON parse on every request), or when the copy is older than <see cref="MaxCacheAge"/>: an edit by another
+    /// process within one tick of a coarse file-system clock, at the same size, is still seen within that time.
+    /// </summary>
+    public ActiveModel? Read()
+    {
+        var file = new FileInfo(Path);
+        if (!file.Exists)
+        {
+            cached = null;
+            return null;
+        }
+
+        var stamp = (file.LastWriteTimeUtc, file.Length);
+        var now = Stopwatch.GetTimestamp();
+        if (cached is { } hit && hit.Stamp == stamp && Stopwatch.GetElapsedTime(hit.ReadAt, now) < MaxCacheAge)
+        {
+            return hit.Active;
+        }
+
+        if (!TryRead(out var active, out _))
+        {
+            cached = null;
+            return null;
+        }
+
+        cached = new Cached(active, stamp, now);
+        return active;
+    }
+
+    /// <summary>Longest time <see cref="Read"/> answers from its copy while the file's size and time stamp stay the same.</summary>
+    public static readonly TimeSpan MaxCacheAge = TimeSpan.FromSeconds(1);
+
+    private sealed record Cached(ActiveModel? Active, (DateTime Written, long Length) Stamp, long ReadAt);
+
+    private volatile Cached? cached;
 
     /// <summary>
     /// Reads the pointer: true with <paramref name="active"/> (null when there is none); false when the file exists but
@@ -87,7 +124,9 @@ public sealed class ActiveModelFile(string root) : IActiveModelPointer
 
     public void Write(ActiveModel active)
     {
+        cached = null;
         DurableFile.WriteText(Path, JsonSerializer.Serialize(active, ModelMetadata.JsonOptions));
+        cached = null; // this process's own change is read back at once, whatever the file system's clock says
         AppendHistory(active);
     }
 
