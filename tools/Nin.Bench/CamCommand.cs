@@ -17,8 +17,8 @@ namespace Nin.Bench;
 /// for the predicted class. Each map is resized to the 28×28 original (<see cref="HeatmapOverlay.Resize"/>); the object is
 /// the pixels brighter than 25/255. Printed: the median share of the map's mass on the object, on the object dilated by
 /// one pixel (3×3), inside the object's bounding box, beside the median share of the image each of those covers (what a
-/// uniform map would put there); the share of images with more than half the mass there; the share whose peak is on the
-/// object. Then the same images letterboxed (28 px content centred in a black canvas, 56×56 by default) and sent through
+/// uniform map would put there); the share of images with more than half the mass there; the share whose map is denser
+/// there than elsewhere; the share whose peak is on the object. Then the same images letterboxed (28 px content centred in a black canvas, 56×56 by default) and sent through
 /// the service's own decoding (padded, resized to the native 28×28, then to the network's input): the share of the
 /// mass on the content square against the padding; and the same canvases straight to the network at the object's own
 /// scale (a 192 px input for 56×56 at 96 px), which the service does not do, to tell padding from a smaller object.
@@ -285,6 +285,8 @@ internal static class CamCommand
             $"  median share of the map's mass: on the object {P(Median(usable.Select(m => m.OnObject)))} (object area {P(Median(usable.Select(m => m.ObjectArea)))}, x{Median(usable.Select(m => m.OnObject / m.ObjectArea)):F2} of a uniform map); on the object dilated by 1 px {P(Median(usable.Select(m => m.OnDilated)))} (area {P(Median(usable.Select(m => m.DilatedArea)))}); in its bounding box {P(Median(usable.Select(m => m.InBox)))} (box area {P(Median(usable.Select(m => m.BoxArea)))})"));
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"  images with more than half the mass: on the object {P(Share(usable, m => m.OnObject > 0.5))}, on the dilated object {P(Share(usable, m => m.OnDilated > 0.5))}, in the bounding box {P(Share(usable, m => m.InBox > 0.5))}"));
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"  images whose map is denser there than elsewhere (a larger share of the mass than of the area): on the object {P(Share(usable, m => m.OnObject > m.ObjectArea))}, on the dilated object {P(Share(usable, m => m.OnDilated > m.DilatedArea))}, in the bounding box {P(Share(usable, m => m.InBox > m.BoxArea))}"));
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"  peak of the map: on the object {P(Share(usable, m => m.PeakOnObject))}, on the dilated object {P(Share(usable, m => m.PeakOnDilated))}, in the bounding box {P(Share(usable, m => m.PeakInBox))}"));
 
