@@ -124,7 +124,6 @@ public sealed class ActiveModelFile(string root) : IActiveModelPointer
 
     public void Write(ActiveModel active)
     {
-        cached = null;
         DurableFile.WriteText(Path, JsonSerializer.Serialize(active, ModelMetadata.JsonOptions));
         cached = null; // this process's own change is read back at once, whatever the file system's clock says
         AppendHistory(active);
