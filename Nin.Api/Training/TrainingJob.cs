@@ -335,6 +335,8 @@ public sealed partial class TrainingJob(
                     throw InsufficientStorageException.From(ex, $"the epoch {epoch} checkpoint", checkpointDir,
                         RunFootprint.CheckpointBytes(settings.Architecture, data.Train.Channels, data.Train.ClassNames.Count, settings.Momentum));
                 }
+
+                EpochSaved?.Invoke(jobId, epoch, cancellationToken);
             });
             var described = TrainedModel.Describe(settings.ModelName, data, options, metrics.Epochs, device.ToString());
             var metadata = described with { Recipe = described.Recipe! with { Dataset = settings.Dataset } };
@@ -355,6 +357,12 @@ public sealed partial class TrainingJob(
             throw;
         }
     }
+
+    /// <summary>
+    /// Raised on the training thread after each epoch's checkpoint is on disk, with the run's token (diagnostics: the tests
+    /// hold a run there until its worker stops, to leave what a killed worker leaves whatever the speed of the machine).
+    /// </summary>
+    internal static event Action<string, int, CancellationToken>? EpochSaved;
 
     /// <summary>Raised with every network a run creates (diagnostics: the tests check each is disposed however its run ends).</summary>
     internal static event Action<string, ImageClassifier>? NetworkCreated;
