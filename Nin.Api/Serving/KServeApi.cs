@@ -525,7 +525,9 @@ public static class KServeApi
             return loaded;
         }
 
-        if (Resolve(name, version, store, registry) is null)
+        // A model other than the served one, by name only: known from the store's cached latest version (no folder read).
+        var known = version is null ? store.LatestVersion(name) is not null : Resolve(name, version, store, registry) is not null;
+        if (!known)
         {
             throw new InferenceException(InferenceErrorKind.NotFound, "Unknown model.",
                 version is null ? $"Unknown model '{name}'." : $"Unknown model '{name}' version '{version}'.");

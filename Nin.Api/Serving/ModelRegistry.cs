@@ -264,7 +264,7 @@ public sealed partial class ModelRegistry : IDisposable
             return served; // the model's served version, also while a newer one loads
         }
 
-        var resolved = version ?? (store.Active is { } a && a.Name == name ? a.Version : store.Latest(name)?.Version);
+        var resolved = version ?? (store.Active is { } a && a.Name == name ? a.Version : store.LatestVersion(name));
         if (resolved is null)
         {
             return null;

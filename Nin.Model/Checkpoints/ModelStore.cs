@@ -198,6 +198,50 @@ public sealed partial class ModelStore
     }
 
     /// <summary>
+    /// The number of <see cref="Latest"/>'s version, for the serving path, which asks on every request that names a model
+    /// but no version: from a copy checked by one <c>stat</c> of the model's folder (its time stamp moves when a version
+    /// is added or removed, by any process) and at most <see cref="ActiveModelFile.MaxCacheAge"/> old, instead of listing
+    /// the folder and parsing each candidate's <c>model.json</c> under the store's lock.
+    /// </summary>
+    public int? LatestVersion(string name)
+    {
+        if (!IsValidName(name))
+        {
+            return null;
+        }
+
+        // Stamped before the folder is read: a version added meanwhile moves the stamp, so the next call reads again.
+        var written = Directory.GetLastWriteTimeUtc(Path.Combine(Root, name));
+        var now = System.Diagnostics.Stopwatch.GetTimestamp();
+        lock (gate)
+        {
+            if (latestVersions.TryGetValue(name, out var hit) && hit.Written == written
+                && System.Diagnostics.Stopwatch.GetElapsedTime(hit.ReadAt, now) < ActiveModelFile.MaxCacheAge)
+            {
+                return hit.Version;
+            }
+        }
+
+        var version = Latest(name)?.Version;
+        lock (gate)
+        {
+            latestVersions[name] = (version, written, now);
+        }
+
+        return version;
+    }
+
+    private readonly Dictionary<string, (int? Version, DateTime Written, long ReadAt)> latestVersions = new(StringComparer.Ordinal);
+
+    private void ForgetLatest(string name)
+    {
+        lock (gate)
+        {
+            latestVersions.Remove(name);
+        }
+    }
+
+    /// <summary>
     /// Saves <paramref name="network"/> as the next version of <paramref name="metadata"/>'s name. It becomes the served
     /// version when <paramref name="activate"/>, or when nothing is served yet and <paramref name="activateIfNoneActive"/>.
     /// </summary>
@@ -226,6 +270,7 @@ public sealed partial class ModelStore
                 throw;
             }
 
+            latestVersions.Remove(metadata.Name);
             var becomeActive = activate || (activateIfNoneActive && ReadActive() is null);
             if (becomeActive)
             {
@@ -323,6 +368,7 @@ public sealed partial class ModelStore
             }
         }
 
+        ForgetLatest(metadata.Name);
         if (activate)
         {
             ActiveChanged?.Invoke(new ActiveModel(metadata.Name, metadata.Version));
@@ -379,6 +425,7 @@ public sealed partial class ModelStore
             Directory.Delete(trash, recursive: true);
         }
 
+        ForgetLatest(name);
         VersionDeleted?.Invoke(name, version);
         return DeleteResult.Deleted;
     }
