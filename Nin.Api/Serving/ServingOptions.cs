@@ -43,10 +43,11 @@ public sealed class ServingOptions
     public Int8Options Int8() => new() { CalibrationImages = Int8CalibrationImages, MarginPoints = Int8MarginPoints };
 
     /// <summary>
-    /// Whether ONNX Runtime's intra-op threads spin between operators instead of sleeping (ONNX Runtime's own default).
-    /// Off here: the service shares its cores with Kestrel, its other workers and often other processes, and on the
-    /// shared 2-core machine spinning made a lone 96 px pass 4× slower and one client's p99 5–10× worse
-    /// (<c>./nin bench predict --serve "Serving:OnnxSpinning=true"</c> to compare). Dedicated cores may gain a little from it.
+    /// Whether ONNX Runtime's intra-op threads spin between the operators of a pass instead of sleeping. When on, they
+    /// stop as soon as the pass ends (<c>session.force_spinning_stop</c>): spinning that went on after each pass (ONNX
+    /// Runtime's own default) made a lone 96 px pass 4× slower on shared cores. Off by default: on the 2-core machine
+    /// pass-only spinning gave a lone request's p50 anywhere from 12 % worse to 30 % better from run to run, and its p99
+    /// twice as high in every run (docs/benchmarks.md). Dedicated cores may gain from it.
     /// </summary>
     public bool OnnxSpinning { get; set; }
 

@@ -76,7 +76,7 @@ internal sealed class RawTorch : IRawRunner
 
 /// <summary>
 /// ONNX Runtime (CPU) on an ONNX file (a version's fp32 export or its int8 model): managed preprocessing, one Run with
-/// all threads, spinning as the service under test is told (<c>Serving:OnnxSpinning</c>, off by default).
+/// all threads, spinning within a pass as the service under test is told (<c>Serving:OnnxSpinning</c>, off by default).
 /// </summary>
 internal sealed class RawOnnx : IRawRunner
 {
@@ -95,6 +95,7 @@ internal sealed class RawOnnx : IRawRunner
         this.width = width;
         using var options = new SessionOptions { IntraOpNumThreads = threads, InterOpNumThreads = 1, ExecutionMode = ExecutionMode.ORT_SEQUENTIAL };
         options.AddSessionConfigEntry("session.intra_op.allow_spinning", spinning ? "1" : "0");
+        options.AddSessionConfigEntry("session.force_spinning_stop", "1"); // as the service: spin within a pass only
         session = new InferenceSession(modelPath, options);
         this.imageSize = imageSize;
         this.pixels = pixels;
