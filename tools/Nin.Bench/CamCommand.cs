@@ -7,6 +7,7 @@ using Nin.Model.Network;
 using Nin.Model.Runtime;
 using Nin.Model.Training;
 using SkiaSharp;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Nin.Bench;
@@ -67,6 +68,12 @@ internal static class CamCommand
         // the service would not (it resizes an upload to 28×28 first), to tell padding from a smaller object.
         var keptSize = imageSize * canvas / Side;
         var keptPlan = ClassActivationMaps.Plan(network, keptSize)!;
+
+        // The maps in float64 from a copy, as the service's explainer computes them; the predictions from the float32 network.
+        var (explainer, _) = Checkpoint.Load(directory, CPU);
+        using var ownedExplainer = explainer;
+        explainer.eval();
+        explainer.to(ScalarType.Float64);
         var layers = NinLayers.For(metadata.Architecture, metadata.InputChannels, metadata.ClassNames.Count);
         var projections = Projections(layers, plan, imageSize);
         var keptProjections = Projections(layers, keptPlan, keptSize);
@@ -85,7 +92,7 @@ internal static class CamCommand
                 var letterboxed = canvases.Select(c => Decode(c, canvas)).ToArray();
                 foreach (var (images, into, mask, done, where) in new[] { (originals, plain, (bool[]?)null, start + n, "28×28 test images"), (letterboxed, boxed, content, count + start + n, $"letterboxed in {canvas}×{canvas}") })
                 {
-                    var (maps, predicted) = Explain(network, plan, images, Side, imageSize);
+                    var (maps, predicted) = Explain(network, explainer, plan, images, Side, imageSize);
                     for (var i = 0; i < n; i++)
                     {
                         for (var p = 0; p < projections.Count; p++)
@@ -97,7 +104,7 @@ internal static class CamCommand
                     progress.Report(done, where);
                 }
 
-                var (keptMaps, keptPredicted) = Explain(network, keptPlan, canvases, canvas, keptSize);
+                var (keptMaps, keptPredicted) = Explain(network, explainer, keptPlan, canvases, canvas, keptSize);
                 for (var i = 0; i < n; i++)
                 {
                     for (var p = 0; p < keptProjections.Count; p++)
@@ -206,10 +213,10 @@ internal static class CamCommand
         }
     }
     /// <summary>
-    /// Maps of the predicted class for native 28×28 images: one forward pass for the predictions, then the explainer on
-    /// the same input, as the service does (its forward pass may run in ONNX Runtime; the class is the same).
+    /// Maps of the predicted class for native 28×28 images: one forward pass for the predictions, then the float64
+    /// explainer on the same input, as the service does (its forward pass may run in ONNX Runtime; the class is the same).
     /// </summary>
-    private static (ActivationMap[] Maps, int[] Predicted) Explain(ImageClassifier network, ActivationMapPlan plan, byte[][] images, int side, int imageSize)
+    private static (ActivationMap[] Maps, int[] Predicted) Explain(ImageClassifier network, ImageClassifier explainer, ActivationMapPlan plan, byte[][] images, int side, int imageSize)
     {
         using var scope = NewDisposeScope();
         var bytes = images.SelectMany(b => b).ToArray();
@@ -220,7 +227,7 @@ internal static class CamCommand
             predicted = network.forward(input).argmax(1).data<long>().ToArray().Select(p => (int)p).ToArray();
         }
 
-        return (ClassActivationMaps.Compute(network, plan, input, predicted), predicted);
+        return (ClassActivationMaps.Compute(explainer, plan, input.to(ScalarType.Float64), predicted), predicted);
     }
 
     /// <summary>
