@@ -1,8 +1,8 @@
-using TorchSharp;
 using Nin.Model.Checkpoints;
 using Nin.Model.Explain;
 using Nin.Model.Network;
 using Nin.Model.Runtime;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Nin.Api.Serving;

@@ -20,9 +20,10 @@ namespace Nin.Bench;
 /// one pixel (3×3), inside the object's bounding box, beside the median share of the image each of those covers (what a
 /// uniform map would put there); the share of images with more than half the mass there; the share whose map is denser
 /// there than elsewhere; the share whose peak is on the object. Then the same images letterboxed (28 px content centred
-/// in a black canvas, 56×56 by default) and sent through the service's own decoding (padded, resized to the native 28×28, then to the network's input): the share of the
-/// mass on the content square against the padding; and the same canvases straight to the network at the object's own
-/// scale (a 192 px input for 56×56 at 96 px), which the service does not do, to tell padding from a smaller object.
+/// in a black canvas, 56×56 by default) and sent through the service's own decoding (padded, resized to the native
+/// 28×28, then to the network's input): the share of the mass on the content square against the padding; and the same
+/// canvases straight to the network at the object's own scale (a 192 px input for 56×56 at 96 px), which the service
+/// does not do, to tell padding from a smaller object.
 /// Each figure twice: with the map stretched over the image as the overlay draws it, and with each cell placed at the
 /// centre of its receptive field (the layers' strides and paddings).
 /// </summary>
