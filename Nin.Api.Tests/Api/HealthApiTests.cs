@@ -23,5 +23,9 @@ public sealed class HealthApiTests
         Assert.Equal("cpu", body.Backend);
         Assert.StartsWith("0.107", body.TorchSharpVersion, StringComparison.Ordinal);
         Assert.True(body.Threads >= 1);
+
+        // Which CPU convolution kernels Torch uses, and that their float32 gradients matched float64 at start-up.
+        Assert.Equal(Nin.Model.Runtime.TorchRuntime.Info.CpuGradients.Summary, body.CpuGradients);
+        Assert.Contains("gradients match float64", body.CpuGradients, StringComparison.Ordinal);
     }
 }

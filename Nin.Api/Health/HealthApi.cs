@@ -13,11 +13,13 @@ namespace Nin.Api.Health;
 /// Liveness: the process is up and Torch is loaded on a device; <c>Engine</c> is the serving engine (<c>torch</c> or
 /// <c>onnxruntime</c>); <c>Precision</c> the number format the active version serves in (<c>fp32</c>, <c>fp16</c>,
 /// <c>bf16</c>, <c>int8</c>; null while none is loaded, and on a worker) and <c>PrecisionReason</c> why;
-/// <c>Int8Acceleration</c> the CPU's 8-bit dot-product instructions (null: none, so <c>auto</c> keeps fp32).
+/// <c>Int8Acceleration</c> the CPU's 8-bit dot-product instructions (null: none, so <c>auto</c> keeps fp32);
+/// <c>CpuGradients</c> which CPU convolution kernels Torch uses and whether their float32 gradients matched float64 at
+/// start-up (<c>Torch:OneDnn</c>).
 /// </summary>
 public sealed record LiveResponse(
     string Status, string Device, string Backend, string TorchSharpVersion, bool CudaAvailable, int Threads, string Engine, string Role,
-    string? Precision = null, string? PrecisionReason = null, string? Int8Acceleration = null);
+    string? Precision = null, string? PrecisionReason = null, string? Int8Acceleration = null, string? CpuGradients = null);
 
 /// <summary>One readiness check.</summary>
 public sealed record CheckResult(string Status, string? Description);
@@ -63,6 +65,6 @@ public static class HealthApi
         var info = TorchRuntime.Info;
         var precision = role.ServesApi ? services.GetRequiredService<ModelRegistry>().ActivePrecision : null; // a worker serves nothing
         return TypedResults.Ok(new LiveResponse("live", info.Device, info.Backend, info.TorchSharpVersion, info.CudaAvailable, info.Threads, ServingEngines.Current(serving.Value), role.Name,
-            precision?.Precision, precision?.Reason, Int8Acceleration.Current.Instructions));
+            precision?.Precision, precision?.Reason, Int8Acceleration.Current.Instructions, info.CpuGradients.Summary));
     }
 }

@@ -6,7 +6,10 @@ using Nin.Model.Runtime;
 
 namespace Nin.Api.Health;
 
-/// <summary>Torch's natives are loaded and a device is chosen.</summary>
+/// <summary>
+/// Torch's natives are loaded and a device is chosen. Degraded (still ready: serving does not depend on it) when the CPU's
+/// float32 convolution gradients did not match float64 at start-up, so training on this CPU would go wrong.
+/// </summary>
 internal sealed class TorchHealthCheck : IHealthCheck
 {
     public Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
@@ -14,7 +17,9 @@ internal sealed class TorchHealthCheck : IHealthCheck
         try
         {
             var info = TorchRuntime.Info;
-            return Task.FromResult(HealthCheckResult.Healthy($"{info.Backend} on {info.Device}"));
+            return Task.FromResult(info.CpuGradients.Correct
+                ? HealthCheckResult.Healthy($"{info.Backend} on {info.Device}")
+                : HealthCheckResult.Degraded($"{info.Backend} on {info.Device}; {info.CpuGradients.Summary}"));
         }
         catch (InvalidOperationException ex)
         {

@@ -30,6 +30,7 @@ public static partial class NinServiceExtensions
         builder.Services.AddOptions<TorchOptions>().BindConfiguration(TorchOptions.SectionName)
             .Validate(o => TorchRuntime.IsDeviceName(o.Device), "Torch:Device must be auto, cpu, cuda or cuda:N.")
             .Validate(o => o.Threads >= 0, "Torch:Threads cannot be negative (0: libtorch's own choice).")
+            .Validate(o => string.IsNullOrWhiteSpace(o.OneDnn) || CpuGradientCheck.Modes.Contains(o.OneDnn.Trim().ToLowerInvariant()), $"Torch:OneDnn must be one of {string.Join(", ", CpuGradientCheck.Modes)}.")
             .ValidateOnStart();
         builder.Services.AddHostedService<TorchStartup>();
         builder.Services.AddOptions<Health.StorageOptions>().BindConfiguration(Health.StorageOptions.SectionName)

@@ -16,4 +16,11 @@ public sealed class TorchOptions
     /// <c>system</c> backend. Defaults to the <c>NIN_LIBTORCH_DIR</c> environment variable.
     /// </summary>
     public string? LibTorchDirectory { get; set; }
+
+    /// <summary>
+    /// oneDNN (<c>mkldnn</c>) CPU kernels: <c>auto</c> checks at start-up that float32 convolution gradients match
+    /// float64 and turns oneDNN off when they do not (<see cref="CpuGradientCheck"/>); <c>on</c> keeps it; <c>off</c>
+    /// uses libtorch's own kernels.
+    /// </summary>
+    public string OneDnn { get; set; } = "auto";
 }

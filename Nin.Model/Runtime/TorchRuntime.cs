@@ -12,7 +12,8 @@ public sealed record TorchInfo(
     string TorchSharpVersion,
     bool CudaAvailable,
     int CudaDevices,
-    int Threads);
+    int Threads,
+    CpuGradientReport CpuGradients);
 
 /// <summary>
 /// Loads libtorch once per process, explains failures in plain words, and picks the device.
@@ -32,6 +33,9 @@ public static class TorchRuntime
         ?? typeof(torch).Assembly.GetName().Version?.ToString() ?? "unknown";
 
     public static bool IsInitialized => info is not null;
+
+    /// <summary>libtorch's natives are loaded (set by <see cref="Initialize"/> before its checks run).</summary>
+    internal static bool IsLoaded { get; private set; }
 
     /// <summary>The runtime, once <see cref="Initialize"/> has succeeded.</summary>
     public static TorchInfo Info => info ?? throw new InvalidOperationException("The Torch runtime is not initialised; call TorchRuntime.Initialize first.");
@@ -66,6 +70,8 @@ public static class TorchRuntime
                 throw new TorchLoadException(TorchNativeDiagnostics.Explain(ex, libTorchDir), ex);
             }
 
+            IsLoaded = true;
+
             if (options.Threads > 0)
             {
                 torch.set_num_threads(options.Threads);
@@ -73,7 +79,8 @@ public static class TorchRuntime
 
             var cuda = torch.cuda.is_available();
             var device = ResolveDevice(options.Device, cuda);
-            info = new TorchInfo(device.ToString(), Backend, TorchSharpVersion, cuda, cuda ? torch.cuda.device_count() : 0, torch.get_num_threads());
+            var gradients = CpuGradientCheck.Run(options.OneDnn);
+            info = new TorchInfo(device.ToString(), Backend, TorchSharpVersion, cuda, cuda ? torch.cuda.device_count() : 0, torch.get_num_threads(), gradients);
             return info;
         }
     }
