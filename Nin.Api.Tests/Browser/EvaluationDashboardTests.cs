@@ -14,6 +14,9 @@ public sealed partial class EvaluationDashboardTests(DashboardFixture fixture) :
     [GeneratedRegex(@"Queued job (\S+)\.")]
     private static partial Regex QueuedJob();
 
+    [GeneratedRegex("^(Succeeded|Failed|Cancelled)$")]
+    private static partial Regex Finished();
+
     [Fact]
     public async Task Upload_then_train_from_the_form_then_curves_confusion_matrix_and_gallery()
     {
@@ -51,7 +54,15 @@ public sealed partial class EvaluationDashboardTests(DashboardFixture fixture) :
 
         await page.Locator("#train-submit").ClickAsync();
         await Expect(page.Locator("#train-result")).ToHaveTextAsync(QueuedJob(), new() { Timeout = 60_000 });
-        await Expect(page.Locator("#live-status")).ToHaveTextAsync("Succeeded", new() { Timeout = 240_000 });
+        await Expect(page.Locator("#live-status")).ToHaveTextAsync(Finished(), new() { Timeout = 240_000 });
+        if (await page.Locator("#live-status").InnerTextAsync() != "Succeeded")
+        {
+            // Say why, not only that it did not succeed.
+            using var http = new HttpClient { BaseAddress = fixture.BaseAddress };
+            var jobId = QueuedJob().Match(await page.Locator("#train-result").InnerTextAsync()).Groups[1].Value;
+            Assert.Fail($"job {jobId}: {await http.GetStringAsync(new Uri($"/train/{jobId}", UriKind.Relative))}");
+        }
+
         await Expect(page.Locator("#loss-figure")).ToHaveAttributeAsync("data-points", "2");
         await Expect(page.Locator("#acc-figure")).ToHaveAttributeAsync("data-points", "2");
         Assert.True(int.Parse(await page.Locator("#batch-figure").GetAttributeAsync("data-points") ?? "0", System.Globalization.CultureInfo.InvariantCulture) >= 2);
