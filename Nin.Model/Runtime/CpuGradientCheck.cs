@@ -14,15 +14,18 @@ public sealed record CpuGradientReport(bool? OneDnn, double Error, bool Correct,
 /// Checks, once per process, that libtorch's float32 convolutions give the gradients float64 gives, and turns
 /// oneDNN off when its kernels do not. Seen on a virtual machine that reports an AMD EPYC (Zen 5) but none of
 /// the CPU's cache sizes (CPUID 0x8000001D and 4 read all zeros): oneDNN's backward-data convolution, for any
-/// batch above one and fewer than about 20 output channels, returned values off by 30–100 % or NaN from its
-/// second call on, in TorchSharp's libtorch 2.10 and in PyTorch 2.6 alike. Every training step then got wrong
+/// batch above one and fewer than about 20 output channels, returned values 12–100 % off or NaN, changing from
+/// call to call, in TorchSharp's libtorch 2.10 and in PyTorch 2.6 alike. Every training step then got wrong
 /// gradients for the layers below the NiN's last block (runs stuck or diverged) and Grad-CAM's maps drifted.
-/// libtorch's own kernels were right there, at roughly half the training speed; elsewhere oneDNN stays on.
+/// libtorch's own kernels were right there, at about 0.6× the training speed; elsewhere oneDNN stays on.
 /// </summary>
 public static class CpuGradientCheck
 {
     /// <summary>Worst relative error (max |float32 − float64| over max |float64|) that still counts as right; a correct host gives ~1e-7.</summary>
     public const double Tolerance = 1e-3;
+
+    /// <summary>Float32 passes compared with float64 at most (the first wrong one ends the check).</summary>
+    public const int Passes = 24;
 
     /// <summary><c>auto</c>: check, and turn oneDNN off when its gradients are wrong; <c>on</c>: keep it (check only); <c>off</c>: libtorch's own kernels.</summary>
     public static readonly string[] Modes = ["auto", "on", "off"];
@@ -57,9 +60,6 @@ public static class CpuGradientCheck
             ? $"oneDNN's float32 convolution gradients are wrong on this CPU (error {Format(error)} against float64) and Torch:OneDnn=on keeps it: training here would not learn what it should; set Torch:OneDnn=auto"
             : $"float32 convolution gradients are wrong on this CPU (error {Format(error)} against float64): training here would not learn what it should; use another host or a GPU");
     }
-
-    /// <summary>Float32 passes compared with float64 at most (the first wrong one ends the check).</summary>
-    public const int Passes = 24;
 
     /// <summary>
     /// The worst relative error of a small convolution stack's gradients (input and every weight) in float32 against
