@@ -75,13 +75,15 @@ public sealed class NinProcess : IAsyncDisposable
     /// would be the repository). Defaults that keep it offline and on the CPU are added unless given:
     /// <c>Nin:DataDirectory</c> (the shared datasets), <c>Nin:DownloadDatasets=false</c>, <c>Torch:Device=cpu</c>.
     /// <paramref name="port"/>: listen there (e.g. to restart an instance at the same address), else on a free port.
+    /// <paramref name="fileDescriptors"/>: start it with that many file descriptors allowed (soft and hard limit).
     /// </summary>
     public static NinProcess Start(
         IReadOnlyDictionary<string, string?> settings,
         string name = "nin",
         ITestOutputHelper? output = null,
         int maxLogLines = 300,
-        int? port = null)
+        int? port = null,
+        int? fileDescriptors = null)
     {
         if (!settings.TryGetValue("Nin:Home", out var home) || string.IsNullOrWhiteSpace(home))
         {
@@ -95,7 +97,9 @@ public sealed class NinProcess : IAsyncDisposable
         }
 
         var listenPort = port ?? FreeLoopbackPort();
-        var start = new ProcessStartInfo(DotnetHost(), [dll])
+        // fileDescriptors: the process's RLIMIT_NOFILE (soft and hard), set by the shell that then becomes the service.
+        string[] command = fileDescriptors is { } n ? ["/bin/sh", "-c", $"ulimit -n {n} && exec \"$0\" \"$@\"", DotnetHost(), dll] : [DotnetHost(), dll];
+        var start = new ProcessStartInfo(command[0], command[1..])
         {
             // The content root, as for ./nin serve and WebApplicationFactory: appsettings.json and wwwroot live
             // there. The shipped default model is found beside the dll (AppContext.BaseDirectory).

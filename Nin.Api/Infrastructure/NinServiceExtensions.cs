@@ -53,6 +53,7 @@ public static partial class NinServiceExtensions
         builder.Services.Configure<Microsoft.AspNetCore.Routing.RouteHandlerOptions>(o => o.ThrowOnBadRequest = true);
         builder.Services.AddExceptionHandler<BadRequestExceptionHandler>();
         builder.AddRejectedRequestProblems();
+        builder.AddNinConnectionLimits(); // a connection flood cannot use up the file descriptors
         builder.Services.AddHttpClient("datasets", c => c.Timeout = TimeSpan.FromMinutes(5));
         builder.Services.AddOptions<DatasetUploadOptions>().BindConfiguration(DatasetUploadOptions.SectionName)
             .Validate(o => o.IsValid, "DatasetUploads: every limit must be positive, MaxPathDepth at least 2, MaxTotalPixels at least MaxImagePixels, MaxTotalBytes at least MaxDatasetBytes, and 8 <= DefaultSize <= MaxSize.")

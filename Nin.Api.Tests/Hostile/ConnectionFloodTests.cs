@@ -1,0 +1,103 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using Nin.Api.Tests.Api;
+using Nin.Api.Tests.Cluster;
+using Xunit.Abstractions;
+
+namespace Nin.Api.Tests.Hostile;
+
+/// <summary>
+/// More connections than the process has file descriptors for. Without a bound every descriptor went to a connection,
+/// and the service could then open nothing else (a model, a directory, a pipe): on a GPU replica flooded at 4x its
+/// capacity the runtime ended the process ("Out of memory."). With the bound (Kestrel's MaxConcurrentConnections,
+/// derived from RLIMIT_NOFILE) the excess connections are closed at once and the service keeps everything it needs.
+/// </summary>
+public sealed class ConnectionFloodTests(ITestOutputHelper output)
+{
+    private const int Descriptors = 1024;
+    private const int Flood = 1200; // with the ~350 descriptors the idle service holds, well past 1,024
+
+    [Fact]
+    public async Task A_flood_of_connections_past_the_descriptor_limit_is_cut_off_and_the_service_keeps_serving()
+    {
+        var home = Directory.CreateTempSubdirectory("nin-flood-").FullName;
+        await using var nin = NinProcess.Start(new Dictionary<string, string?>
+        {
+            ["Nin:Home"] = home,
+            ["RateLimiting:Enabled"] = "false",
+        }, "flood", output, fileDescriptors: Descriptors);
+        await nin.WaitReadyAsync("/health/ready", TimeSpan.FromMinutes(3));
+        var allowed = ConnectionLimitsDefault(Descriptors);
+        Assert.Contains(nin.LogLines, l => l.Contains($"concurrent connections: at most {allowed:N0}", StringComparison.Ordinal));
+
+        // Each connection starts a /predict and never sends its body: held open until the server closes it.
+        var sockets = new List<Socket>();
+        try
+        {
+            var head = Encoding.ASCII.GetBytes("POST /predict HTTP/1.1\r\nHost: flood\r\nContent-Type: image/png\r\nContent-Length: 100000\r\n\r\n\u0089PNG");
+            for (var i = 0; i < Flood; i++)
+            {
+                var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+                sockets.Add(socket);
+                try
+                {
+                    await socket.ConnectAsync(IPAddress.Loopback, nin.Port);
+                    await socket.SendAsync(head);
+                }
+                catch (SocketException)
+                {
+                    // refused, or already closed by the server: counted below as closed
+                }
+            }
+
+            // The server closes what is beyond its bound: a read returns 0 bytes (or the connection was reset).
+            await Task.Delay(TimeSpan.FromSeconds(3));
+            var closed = sockets.Count(Closed);
+            output.WriteLine($"{Flood} connections, {closed} closed by the service, bound {allowed}");
+            Assert.False(nin.HasExited, $"the service exited under the flood.\n{nin.Describe()}");
+            Assert.InRange(closed, Flood - allowed, Flood);
+        }
+        finally
+        {
+            foreach (var socket in sockets)
+            {
+                socket.Dispose();
+            }
+        }
+
+        // Once the flood has gone the service answers as before, and it never ran out of descriptors.
+        await nin.WaitReadyAsync("/health/ready", TimeSpan.FromSeconds(30));
+        using (var predict = await nin.Client.PostAsync(new Uri("/predict", UriKind.Relative), PredictApiTests.Form(PredictApiTests.Png(0))))
+        {
+            Assert.Equal(HttpStatusCode.OK, predict.StatusCode);
+        }
+
+        Assert.DoesNotContain(nin.LogLines, l => l.Contains("Too many open files", StringComparison.Ordinal) || l.Contains("Out of memory", StringComparison.Ordinal));
+    }
+
+    [Theory]
+    [InlineData(1024, 256)] // a quarter: the reserve would leave nothing
+    [InlineData(20_000, 18_000)] // a tenth kept for the service's own files
+    [InlineData(1_048_576, 1_032_192)] // the reserve stops at 16,384
+    public void The_default_bound_leaves_descriptors_for_the_service(long descriptors, long connections) =>
+        Assert.Equal(connections, ConnectionLimitsDefault(descriptors));
+
+    private static long ConnectionLimitsDefault(long descriptors) => Nin.Api.Infrastructure.ConnectionLimits.DefaultMaxConnections(descriptors)!.Value;
+
+    private static bool Closed(Socket socket)
+    {
+        try
+        {
+            return socket.Poll(0, SelectMode.SelectRead) && socket.Available == 0;
+        }
+        catch (SocketException)
+        {
+            return true;
+        }
+        catch (ObjectDisposedException)
+        {
+            return true;
+        }
+    }
+}
