@@ -193,12 +193,19 @@ internal static class PredictCommand
             }
 
             // The operator figures, on the first engine's service at the first size: overload and hot swaps.
-            var (firstEngine, _, _, firstHttp) = servers[0];
+            var (firstEngine, _, firstProcess, firstHttp) = servers[0];
             var overloadSeconds = args.Double("overload-seconds", 5);
             if (overloadSeconds > 0)
             {
                 Console.WriteLine($"== operator figures: engine {firstEngine}, {sizes[0]} px ==");
                 await ServingLoad.OverloadAsync(firstHttp, png, ModelName(sizes[0]), overloadSeconds);
+            }
+
+            // A service that did not survive the flood is a finding, printed as one; the figures above stay.
+            if (firstProcess.WaitForExit(TimeSpan.FromMilliseconds(200)))
+            {
+                Console.WriteLine($"the service exited (status {firstProcess.ExitCode}) under the overload figure; no swap figure");
+                return 1;
             }
 
             if (swaps > 0)

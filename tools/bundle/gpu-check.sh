@@ -118,7 +118,8 @@ if ((SKIP_PREDICT == 0)); then
     engine=auto
     [[ $DEVICE == cuda* ]] && engine=torch
     "$HERE/nin" bench predict --data "$DATA" --device "$DEVICE" --image-size "$SIZE" --engine "$engine" --clients "$CLIENTS" \
-        --seconds "$((SECONDS_PER * 2))" --rounds 2 --warmup 3 2>&1 | tee "$OUT/nin-predict.log"
+        --seconds "$((SECONDS_PER * 2))" --rounds 2 --warmup 3 2>&1 | tee "$OUT/nin-predict.log" ||
+        echo "gpu-check: the /predict bench failed (status $?); the summary has what it printed (see $OUT/nin-predict.log)" >&2
     raw_single=$(sed -nE 's/^raw torch, +1 image: +([0-9.]+) ms;.*/\1/p' "$OUT/nin-predict.log")
     raw_batch=$(sed -nE 's/^raw torch, +1 image: .*\(([0-9.]+) images\/s\).*/\1/p' "$OUT/nin-predict.log")
     p50=$(sed -nE 's/^engine [^:]+: HTTP \/predict 1 client p50 ([0-9.]+) ms.*/\1/p' "$OUT/nin-predict.log" | head -n 1)
