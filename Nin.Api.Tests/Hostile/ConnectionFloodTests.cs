@@ -13,6 +13,7 @@ namespace Nin.Api.Tests.Hostile;
 /// capacity the runtime ended the process ("Out of memory."). With the bound (Kestrel's MaxConcurrentConnections,
 /// derived from RLIMIT_NOFILE) the excess connections are closed at once and the service keeps everything it needs.
 /// </summary>
+[HostTests]
 public sealed class ConnectionFloodTests(ITestOutputHelper output)
 {
     private const int Descriptors = 1024;
