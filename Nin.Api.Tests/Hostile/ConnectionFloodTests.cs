@@ -23,6 +23,18 @@ public sealed class ConnectionFloodTests(ITestOutputHelper output)
     public async Task A_flood_of_connections_past_the_descriptor_limit_is_cut_off_and_the_service_keeps_serving()
     {
         var home = Directory.CreateTempSubdirectory("nin-flood-").FullName;
+        try
+        {
+            await FloodAsync(home);
+        }
+        finally
+        {
+            Directory.Delete(home, recursive: true);
+        }
+    }
+
+    private async Task FloodAsync(string home)
+    {
         await using var nin = NinProcess.Start(new Dictionary<string, string?>
         {
             ["Nin:Home"] = home,

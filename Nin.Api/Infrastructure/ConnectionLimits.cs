@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Runtime.InteropServices;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.Extensions.Options;
 
 namespace Nin.Api.Infrastructure;
 
@@ -28,7 +29,7 @@ public static partial class ConnectionLimits
             limits.Bind(o.Limits); // Kestrel:Limits:* from any configuration source, as Kestrel's documentation shows them
             o.Limits.MaxConcurrentConnections ??= DefaultMaxConnections(descriptors);
         });
-        builder.Services.AddHostedService(sp => new ConnectionLimitsReport(descriptors, sp.GetRequiredService<Microsoft.Extensions.Options.IOptions<KestrelServerOptions>>(), sp.GetRequiredService<ILogger<ConnectionLimitsReport>>()));
+        builder.Services.AddHostedService(sp => new ConnectionLimitsReport(descriptors, sp.GetRequiredService<IOptions<KestrelServerOptions>>(), sp.GetRequiredService<ILogger<ConnectionLimitsReport>>()));
         return builder;
     }
 
@@ -70,11 +71,11 @@ public static partial class ConnectionLimits
     [StructLayout(LayoutKind.Sequential)]
     private record struct RLimit(ulong Current, ulong Maximum);
 
-    [DllImport("libc", SetLastError = true)]
+    [DllImport("libc")]
     private static extern int getrlimit(int resource, ref RLimit limit);
 
     /// <summary>Says once, at start-up, what the limits are.</summary>
-    private sealed partial class ConnectionLimitsReport(long? descriptors, Microsoft.Extensions.Options.IOptions<KestrelServerOptions> kestrel, ILogger<ConnectionLimitsReport> logger) : IHostedService
+    private sealed partial class ConnectionLimitsReport(long? descriptors, IOptions<KestrelServerOptions> kestrel, ILogger<ConnectionLimitsReport> logger) : IHostedService
     {
         public Task StartAsync(CancellationToken cancellationToken)
         {
