@@ -27,6 +27,12 @@ internal static class PredictCommand
         var precisions = Int8Bench.Precisions(args);
         var seconds = args.Double("seconds", 10);
         var device = args.Get("device", "cpu");
+        var architecture = NetworkArchitectures.Get(args.Get("architecture", NetworkArchitectures.NinName));
+        if (sizes.FirstOrDefault(s => s < architecture.MinInputSize || s > architecture.MaxInputSize) is var bad and not 0)
+        {
+            throw new ArgumentException($"--image-size {bad} is outside {architecture.Name}'s {architecture.MinInputSize}..{architecture.MaxInputSize} px.");
+        }
+
         var info = TorchRuntime.Initialize(new TorchOptions { Device = device });
         var home = Directory.CreateTempSubdirectory("nin-bench-").FullName;
         var servers = new List<(string Engine, string Precision, Process Process, HttpClient Http)>();
@@ -38,7 +44,7 @@ internal static class PredictCommand
             foreach (var size in sizes)
             {
                 manual_seed(0);
-                using var net = NetworkArchitectures.Get(args.Get("architecture", NetworkArchitectures.NinName)).Create(1, 10);
+                using var net = architecture.Create(1, 10);
                 store.Add(net, new ModelMetadata { Name = ModelName(size), ClassNames = BuiltInDatasets.FashionMnist.ClassNames, ImageSize = size, Preprocessing = new PreprocessingInfo() }, activate: size == sizes[0]);
             }
 
@@ -47,7 +53,7 @@ internal static class PredictCommand
             for (var seed = 1; swaps > 0 && seed <= 2; seed++)
             {
                 manual_seed(seed);
-                using var net = NetworkArchitectures.Get(args.Get("architecture", NetworkArchitectures.NinName)).Create(1, 10);
+                using var net = architecture.Create(1, 10);
                 store.Add(net, new ModelMetadata { Name = ModelName(sizes[0]), ClassNames = BuiltInDatasets.FashionMnist.ClassNames, ImageSize = sizes[0], Preprocessing = new PreprocessingInfo() }, activate: false);
             }
 
@@ -198,7 +204,8 @@ internal static class PredictCommand
             if (overloadSeconds > 0)
             {
                 Console.WriteLine($"== operator figures: engine {firstEngine}, {sizes[0]} px ==");
-                await ServingLoad.OverloadAsync(firstHttp, png, ModelName(sizes[0]), overloadSeconds);
+                await ServingLoad.OverloadAsync(firstHttp, png, ModelName(sizes[0]), overloadSeconds,
+                    args.Int("overload-connections", ServingLoad.DefaultOverloadConnections));
             }
 
             // A service that did not survive the flood is a finding, printed as one; the figures above stay.

@@ -45,7 +45,7 @@ static int Usage()
                    --clients (1,4,16,64) --warmup (3) --device --data DIR --port (first of one per engine)
                    --api PATH/Nin.Api.dll --serve "Serving:Workers=1 ..." (settings for the service under test)
                    then overload (open-loop arrivals at 2x and 4x capacity: goodput, admitted p99, share shed;
-                   --overload-seconds 5, 0 skips) and swap (--swaps 10 activations while 8 clients loop /predict:
+                   --overload-seconds 5, 0 skips; --overload-connections 2048, the flood's connection pool) and swap (--swaps 10 activations while 8 clients loop /predict:
                    failed requests and p99; --swap-pause 1 s; 0 skips)
           hostile  /predict with 64 images at the limits per request (40 MP at 20:1 both ways, 40 MP square PNG and JPEG):
                    the service's peak resident memory vs its baseline; --clients (1,4) --rounds (3) --image-size (96) --port

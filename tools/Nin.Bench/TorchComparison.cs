@@ -165,12 +165,12 @@ internal static class TorchComparison
     }
 
     /// <summary>Writes the figures of a Nin run under the names the PyTorch anchor's --json uses.</summary>
-    public static void WriteResult(string path, string engine, int threads, ModelMetrics metrics, IReadOnlyList<EpochMetrics> epochs, int trained, TrainingPhaseTimes? phases)
+    public static void WriteResult(string path, string engine, string device, int threads, ModelMetrics metrics, IReadOnlyList<EpochMetrics> epochs, int trained, TrainingPhaseTimes? phases)
     {
         var result = new JsonObject
         {
             ["engine"] = engine,
-            ["device"] = "cpu",
+            ["device"] = device,
             ["threads"] = threads,
             ["testAccuracy"] = metrics.TestAccuracy,
             ["epochs"] = new JsonArray([.. epochs.Select(e => (JsonNode)new JsonObject

@@ -91,7 +91,7 @@ internal static class TrainCommand
         // --json FILE: the figures --compare-pytorch reads, named as the PyTorch anchor's --json names them.
         if (args.Get("json") is { } json)
         {
-            TorchComparison.WriteResult(json, $"nin (TorchSharp {info.TorchSharpVersion})", info.Threads, metrics, observer.Epochs, trained, phases);
+            TorchComparison.WriteResult(json, $"nin (TorchSharp {info.TorchSharpVersion})", device.ToString(), info.Threads, metrics, observer.Epochs, trained, phases);
         }
 
         using var self = Process.GetCurrentProcess();
