@@ -89,6 +89,96 @@ public sealed class ConnectionFloodTests(ITestOutputHelper output)
         Assert.DoesNotContain(nin.LogLines, l => l.Contains("Too many open files", StringComparison.Ordinal) || l.Contains("Out of memory", StringComparison.Ordinal));
     }
 
+    [Fact]
+    public async Task Connections_that_arrive_under_pressure_get_503_with_retry_after_while_earlier_ones_and_probes_are_served()
+    {
+        var home = Directory.CreateTempSubdirectory("nin-pressure-").FullName;
+        try
+        {
+            await PressureAsync(home);
+        }
+        finally
+        {
+            Directory.Delete(home, recursive: true);
+        }
+    }
+
+    private async Task PressureAsync(string home)
+    {
+        await using var nin = NinProcess.Start(new Dictionary<string, string?>
+        {
+            ["Nin:Home"] = home,
+            ["RateLimiting:Enabled"] = "false",
+        }, "pressure", output, fileDescriptors: Descriptors);
+        await nin.WaitReadyAsync("/health/ready", TimeSpan.FromMinutes(3));
+        var threshold = Nin.Api.Infrastructure.ConnectionPressure.ResolveThreshold(null, ConnectionLimitsDefault(Descriptors))!.Value; // 224 of 256
+
+        // A client that connected before the pressure, and idle connections past the threshold (under the bound).
+        using var early = new HttpClient(new SocketsHttpHandler()) { BaseAddress = nin.BaseAddress };
+        using (var warm = await early.GetAsync(new Uri("/health/live", UriKind.Relative)))
+        {
+            Assert.Equal(HttpStatusCode.OK, warm.StatusCode);
+        }
+
+        var held = new List<Socket>();
+        try
+        {
+            for (var i = 0; i < threshold + 8; i++)
+            {
+                var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+                held.Add(socket);
+                await socket.ConnectAsync(IPAddress.Loopback, nin.Port);
+            }
+
+            await Task.Delay(TimeSpan.FromSeconds(1)); // accepted by now
+
+            // A new connection's request is refused at once, with a reason and when to retry, and the connection closed.
+            using (var late = new HttpClient(new SocketsHttpHandler()) { BaseAddress = nin.BaseAddress })
+            {
+                var watch = System.Diagnostics.Stopwatch.StartNew();
+                using var refused = await late.PostAsync(new Uri("/predict", UriKind.Relative), PredictApiTests.Form(PredictApiTests.Png(0)));
+                output.WriteLine($"{held.Count} held connections, threshold {threshold}: {(int)refused.StatusCode} in {watch.ElapsedMilliseconds} ms");
+                Assert.Equal(HttpStatusCode.ServiceUnavailable, refused.StatusCode);
+                Assert.True(refused.Headers.RetryAfter is not null, "503 without Retry-After");
+                Assert.Equal("application/problem+json", refused.Content.Headers.ContentType?.MediaType);
+                Assert.Contains("connections", await refused.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+                Assert.True(refused.Headers.ConnectionClose == true, "the refused connection is kept open");
+            }
+
+            // A probe on a new connection is still answered (a failing liveness probe would get the replica killed), and
+            // the client that came before the pressure is served as usual.
+            using (var probe = new HttpClient(new SocketsHttpHandler()) { BaseAddress = nin.BaseAddress })
+            using (var live = await probe.GetAsync(new Uri("/health/live", UriKind.Relative)))
+            {
+                Assert.Equal(HttpStatusCode.OK, live.StatusCode);
+            }
+
+            using var served = await early.PostAsync(new Uri("/predict", UriKind.Relative), PredictApiTests.Form(PredictApiTests.Png(0)));
+            Assert.Equal(HttpStatusCode.OK, served.StatusCode);
+        }
+        finally
+        {
+            foreach (var socket in held)
+            {
+                socket.Dispose();
+            }
+        }
+
+        // Once the pressure is gone, new connections are served again.
+        await Task.Delay(TimeSpan.FromSeconds(1));
+        using var after = new HttpClient(new SocketsHttpHandler()) { BaseAddress = nin.BaseAddress };
+        using var predict = await after.PostAsync(new Uri("/predict", UriKind.Relative), PredictApiTests.Form(PredictApiTests.Png(0)));
+        Assert.Equal(HttpStatusCode.OK, predict.StatusCode);
+    }
+
+    [Theory]
+    [InlineData(null, 256L, 224L)] // seven eighths of the connection bound
+    [InlineData(null, null, null)] // no bound, no threshold
+    [InlineData(0L, 256L, null)] // 0: never
+    [InlineData(100L, 256L, 100L)]
+    public void The_pressure_threshold_defaults_below_the_connection_bound(long? configured, long? bound, long? threshold) =>
+        Assert.Equal(threshold, Nin.Api.Infrastructure.ConnectionPressure.ResolveThreshold(configured, bound));
+
     [Theory]
     [InlineData(1024, 256)] // a quarter: the reserve would leave nothing
     [InlineData(20_000, 18_000)] // a tenth kept for the service's own files

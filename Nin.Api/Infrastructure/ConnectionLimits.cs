@@ -28,7 +28,9 @@ public static partial class ConnectionLimits
         {
             limits.Bind(o.Limits); // Kestrel:Limits:* from any configuration source, as Kestrel's documentation shows them
             o.Limits.MaxConcurrentConnections ??= DefaultMaxConnections(descriptors);
+            o.AddEndpointDefault(listen => listen.Use(next => listen.ApplicationServices.GetRequiredService<ConnectionPressure>().Count(next)));
         });
+        builder.Services.AddSingleton<ConnectionPressure>();
         builder.Services.AddHostedService(sp => new ConnectionLimitsReport(descriptors, sp.GetRequiredService<IOptions<KestrelServerOptions>>(), sp.GetRequiredService<ILogger<ConnectionLimitsReport>>()));
         return builder;
     }

@@ -244,6 +244,7 @@ public static partial class NinServiceExtensions
         app.Services.GetRequiredService<NinTelemetry>(); // register the gauges
         app.UseExceptionHandler();
         app.UseStatusCodePages();
+        app.UseMiddleware<ConnectionPressure>(); // a connection that came in under a flood gets 503 at once
         return app;
     }
 

@@ -17,7 +17,7 @@ public static class RejectedRequestProblems
 {
     public static IHostApplicationBuilder AddRejectedRequestProblems(this IHostApplicationBuilder builder)
     {
-        builder.Services.Configure<KestrelServerOptions>(o => o.ConfigureEndpointDefaults(listen => listen.Use(next => async connection =>
+        builder.Services.Configure<KestrelServerOptions>(o => o.AddEndpointDefault(listen => listen.Use(next => async connection =>
         {
             var transport = connection.Transport;
             var output = new Writer(transport.Output);

@@ -114,6 +114,14 @@ public sealed class ServingOptions
     public int MaxQueuedImages { get; set; }
 
     /// <summary>
+    /// Open connections above which a newly accepted connection's requests are answered at once with 503,
+    /// <c>Retry-After</c> and <c>Connection: close</c> (health probes and <c>/metrics</c> excepted), so a flood is refused
+    /// before Kestrel's connection bound has to reset connections unread. Unset: seven eighths of that bound
+    /// (<c>Kestrel:Limits:MaxConcurrentConnections</c>); 0: never.
+    /// </summary>
+    public long? ShedConnectionsAbove { get; set; }
+
+    /// <summary>
     /// Longest wait between attempts to load an active version that failed to load on this replica (the waits double
     /// from 1 s up to this); meanwhile the version served before keeps serving and readiness says why.
     /// </summary>

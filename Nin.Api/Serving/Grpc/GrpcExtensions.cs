@@ -1,4 +1,5 @@
 using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Nin.Api.Infrastructure;
 
 namespace Nin.Api.Serving.Grpc;
 
@@ -32,7 +33,7 @@ public static class GrpcExtensions
         var urls = Urls(builder.Configuration);
         var hosts = urls.Select(u => BindingAddress.Parse(u).Host).Distinct(StringComparer.OrdinalIgnoreCase).ToArray();
         web.WebHost.UseUrls([.. urls, .. hosts.Select(h => $"http://{(h.Contains(':', StringComparison.Ordinal) && !h.StartsWith('[') ? $"[{h}]" : h)}:{port}")]);
-        web.WebHost.ConfigureKestrel(k => k.ConfigureEndpointDefaults(listen =>
+        web.WebHost.ConfigureKestrel(k => k.AddEndpointDefault(listen =>
         {
             if (listen.IPEndPoint?.Port == port)
             {
