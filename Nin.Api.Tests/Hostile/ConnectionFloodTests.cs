@@ -20,12 +20,21 @@ public sealed class ConnectionFloodTests(ITestOutputHelper output)
     private const int Flood = 1200; // with the ~350 descriptors the idle service holds, well past 1,024
 
     [Fact]
-    public async Task A_flood_of_connections_past_the_descriptor_limit_is_cut_off_and_the_service_keeps_serving()
+    public Task A_flood_of_connections_past_the_descriptor_limit_is_cut_off_and_the_service_keeps_serving() => WithServiceAsync("flood", FloodAsync);
+
+    /// <summary>Runs <paramref name="test"/> against a service allowed <see cref="Descriptors"/> file descriptors, in a fresh home deleted afterwards.</summary>
+    private async Task WithServiceAsync(string name, Func<NinProcess, Task> test)
     {
         var home = Directory.CreateTempSubdirectory("nin-flood-").FullName;
         try
         {
-            await FloodAsync(home);
+            await using var nin = NinProcess.Start(new Dictionary<string, string?>
+            {
+                ["Nin:Home"] = home,
+                ["RateLimiting:Enabled"] = "false",
+            }, name, output, fileDescriptors: Descriptors);
+            await nin.WaitReadyAsync("/health/ready", TimeSpan.FromMinutes(3));
+            await test(nin);
         }
         finally
         {
@@ -33,14 +42,8 @@ public sealed class ConnectionFloodTests(ITestOutputHelper output)
         }
     }
 
-    private async Task FloodAsync(string home)
+    private async Task FloodAsync(NinProcess nin)
     {
-        await using var nin = NinProcess.Start(new Dictionary<string, string?>
-        {
-            ["Nin:Home"] = home,
-            ["RateLimiting:Enabled"] = "false",
-        }, "flood", output, fileDescriptors: Descriptors);
-        await nin.WaitReadyAsync("/health/ready", TimeSpan.FromMinutes(3));
         var allowed = ConnectionLimitsDefault(Descriptors);
         Assert.Contains(nin.LogLines, l => l.Contains($"concurrent connections: at most {allowed:N0}", StringComparison.Ordinal));
 
@@ -90,27 +93,10 @@ public sealed class ConnectionFloodTests(ITestOutputHelper output)
     }
 
     [Fact]
-    public async Task Connections_that_arrive_under_pressure_get_503_with_retry_after_while_earlier_ones_and_probes_are_served()
-    {
-        var home = Directory.CreateTempSubdirectory("nin-pressure-").FullName;
-        try
-        {
-            await PressureAsync(home);
-        }
-        finally
-        {
-            Directory.Delete(home, recursive: true);
-        }
-    }
+    public Task Connections_that_arrive_under_pressure_get_503_with_retry_after_while_earlier_ones_and_probes_are_served() => WithServiceAsync("pressure", PressureAsync);
 
-    private async Task PressureAsync(string home)
+    private async Task PressureAsync(NinProcess nin)
     {
-        await using var nin = NinProcess.Start(new Dictionary<string, string?>
-        {
-            ["Nin:Home"] = home,
-            ["RateLimiting:Enabled"] = "false",
-        }, "pressure", output, fileDescriptors: Descriptors);
-        await nin.WaitReadyAsync("/health/ready", TimeSpan.FromMinutes(3));
         var threshold = Nin.Api.Infrastructure.ConnectionPressure.ResolveThreshold(null, ConnectionLimitsDefault(Descriptors))!.Value; // 224 of 256
 
         // A client that connected before the pressure, and idle connections past the threshold (under the bound).
