@@ -141,6 +141,11 @@ public sealed class ConnectionFloodTests(ITestOutputHelper output)
 
             using var served = await early.PostAsync(new Uri("/predict", UriKind.Relative), PredictApiTests.Form(PredictApiTests.Png(0)));
             Assert.Equal(HttpStatusCode.OK, served.StatusCode);
+
+            // Operators see it: the refusal is counted and the open connections are a gauge.
+            var metrics = await early.GetStringAsync(new Uri("/metrics", UriKind.Relative));
+            Assert.Matches(@"(?m)^nin_connections_shed_total(\{[^}]*\})? [1-9]", metrics);
+            Assert.Matches(@"(?m)^nin_connections_open(\{[^}]*\})? [1-9][0-9]{2}", metrics);
         }
         finally
         {

@@ -1,3 +1,4 @@
+using System.Diagnostics.Metrics;
 using System.Globalization;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Connections.Features;
@@ -17,13 +18,26 @@ namespace Nin.Api.Infrastructure;
 /// <c>/metrics</c> are always answered (a liveness probe failing under load would get the replica killed), and gRPC
 /// calls are left to the data plane's own admission.
 /// </summary>
-public sealed partial class ConnectionPressure(IOptions<KestrelServerOptions> kestrel, IOptions<ServingOptions> serving, IProblemDetailsService problems, ILogger<ConnectionPressure> logger) : IMiddleware
+public sealed partial class ConnectionPressure : IMiddleware
 {
     private const string MarkKey = "nin.connection.shed";
+    private readonly Lazy<long?> threshold;
+    private readonly IProblemDetailsService problems;
+    private readonly ILogger<ConnectionPressure> logger;
+    private readonly Counter<long> shedCounter;
     private long open;
     private long shed;
-    private long? threshold;
-    private bool resolved;
+
+    public ConnectionPressure(IOptions<KestrelServerOptions> kestrel, IOptions<ServingOptions> serving, IProblemDetailsService problems, IMeterFactory meters, ILogger<ConnectionPressure> logger)
+    {
+        // Resolved on first use: Kestrel's options are complete only once the server starts.
+        threshold = new(() => ResolveThreshold(serving.Value.ShedConnectionsAbove, kestrel.Value.Limits.MaxConcurrentConnections));
+        this.problems = problems;
+        this.logger = logger;
+        var meter = meters.Create(ServingMetrics.MeterName);
+        shedCounter = meter.CreateCounter<long>("nin.connections.shed", "{request}", "Requests refused because their connection arrived while too many were open (503 + Retry-After)");
+        meter.CreateObservableGauge("nin.connections.open", () => Open, "{connection}", "Open HTTP connections (all endpoints)");
+    }
 
     /// <summary>Connections open now.</summary>
     public long Open => Interlocked.Read(ref open);
@@ -32,19 +46,7 @@ public sealed partial class ConnectionPressure(IOptions<KestrelServerOptions> ke
     public long Shed => Interlocked.Read(ref shed);
 
     /// <summary>Open connections beyond which a new connection's requests are refused; null: never.</summary>
-    public long? Threshold
-    {
-        get
-        {
-            if (!resolved)
-            {
-                threshold = ResolveThreshold(serving.Value.ShedConnectionsAbove, kestrel.Value.Limits.MaxConcurrentConnections);
-                resolved = true;
-            }
-
-            return threshold;
-        }
-    }
+    public long? Threshold => threshold.Value;
 
     /// <summary>
     /// The configured threshold, or (unset) seven eighths of Kestrel's connection bound; null without a bound or when
@@ -85,6 +87,7 @@ public sealed partial class ConnectionPressure(IOptions<KestrelServerOptions> ke
         }
 
         Interlocked.Increment(ref shed);
+        shedCounter.Add(1);
         LogShed(logger, Open, Threshold ?? 0);
         context.Response.StatusCode = StatusCodes.Status503ServiceUnavailable;
         context.Response.Headers.RetryAfter = "1";
