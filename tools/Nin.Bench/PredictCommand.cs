@@ -33,6 +33,12 @@ internal static class PredictCommand
             throw new ArgumentException($"--image-size {bad} is outside {architecture.Name}'s {architecture.MinInputSize}..{architecture.MaxInputSize} px.");
         }
 
+        var overloadConnections = args.Int("overload-connections", ServingLoad.DefaultOverloadConnections);
+        if (overloadConnections < 1)
+        {
+            throw new ArgumentException("--overload-connections must be at least 1.");
+        }
+
         var info = TorchRuntime.Initialize(new TorchOptions { Device = device });
         var home = Directory.CreateTempSubdirectory("nin-bench-").FullName;
         var servers = new List<(string Engine, string Precision, Process Process, HttpClient Http)>();
@@ -204,8 +210,7 @@ internal static class PredictCommand
             if (overloadSeconds > 0)
             {
                 Console.WriteLine($"== operator figures: engine {firstEngine}, {sizes[0]} px ==");
-                await ServingLoad.OverloadAsync(firstHttp, png, ModelName(sizes[0]), overloadSeconds,
-                    args.Int("overload-connections", ServingLoad.DefaultOverloadConnections));
+                await ServingLoad.OverloadAsync(firstHttp, png, ModelName(sizes[0]), overloadSeconds, overloadConnections);
             }
 
             // A service that did not survive the flood is a finding, printed as one; the figures above stay.
