@@ -26,7 +26,6 @@ public sealed partial class ConnectionPressure : IMiddleware
     private readonly ILogger<ConnectionPressure> logger;
     private readonly Counter<long> shedCounter;
     private long open;
-    private long shed;
 
     public ConnectionPressure(IOptions<KestrelServerOptions> kestrel, IOptions<ServingOptions> serving, IProblemDetailsService problems, IMeterFactory meters, ILogger<ConnectionPressure> logger)
     {
@@ -42,9 +41,6 @@ public sealed partial class ConnectionPressure : IMiddleware
     /// <summary>Connections open now.</summary>
     public long Open => Interlocked.Read(ref open);
 
-    /// <summary>Requests answered 503 because their connection came in under pressure.</summary>
-    public long Shed => Interlocked.Read(ref shed);
-
     /// <summary>Open connections beyond which a new connection's requests are refused; null: never.</summary>
     public long? Threshold => threshold.Value;
 
@@ -59,13 +55,16 @@ public sealed partial class ConnectionPressure : IMiddleware
         _ => maxConnections is > 0 and var max ? max * 7 / 8 : null,
     };
 
-    /// <summary>Kestrel's connection middleware: counts the connection while it is open and marks it when it came in under pressure.</summary>
+    /// <summary>
+    /// Kestrel's connection middleware: counts the connection while it is open and, when it came in under pressure,
+    /// marks it with the number open at its arrival.
+    /// </summary>
     public ConnectionDelegate Count(ConnectionDelegate next) => async connection =>
     {
         var now = Interlocked.Increment(ref open);
         if (now > Threshold)
         {
-            connection.Items[MarkKey] = true;
+            connection.Items[MarkKey] = now;
         }
 
         try
@@ -80,15 +79,15 @@ public sealed partial class ConnectionPressure : IMiddleware
 
     public async Task InvokeAsync(HttpContext context, RequestDelegate next)
     {
-        if (context.Features.Get<IConnectionItemsFeature>()?.Items.ContainsKey(MarkKey) != true || Exempt(context.Request))
+        if (context.Features.Get<IConnectionItemsFeature>()?.Items.TryGetValue(MarkKey, out var mark) != true || mark is not long arrivedWith
+            || Exempt(context.Request))
         {
             await next(context);
             return;
         }
 
-        Interlocked.Increment(ref shed);
         shedCounter.Add(1);
-        LogShed(logger, Open, Threshold ?? 0);
+        LogShed(logger, arrivedWith, Threshold ?? 0);
         context.Response.StatusCode = StatusCodes.Status503ServiceUnavailable;
         context.Response.Headers.RetryAfter = "1";
         if (HttpProtocol.IsHttp11(context.Request.Protocol) || HttpProtocol.IsHttp10(context.Request.Protocol))
@@ -108,7 +107,7 @@ public sealed partial class ConnectionPressure : IMiddleware
                 Status = StatusCodes.Status503ServiceUnavailable,
                 Title = "Too many open connections.",
                 Detail = string.Create(CultureInfo.InvariantCulture,
-                    $"This connection arrived while {Open:N0} were open (the service refuses new connections' requests above {Threshold:N0}, Serving:ShedConnectionsAbove). Retry on a new connection after Retry-After."),
+                    $"This connection arrived while {arrivedWith:N0} were open (the service refuses new connections' requests above {Threshold:N0}, Serving:ShedConnectionsAbove). Retry on a new connection after Retry-After."),
             },
         });
     }
@@ -117,6 +116,6 @@ public sealed partial class ConnectionPressure : IMiddleware
         request.Path.StartsWithSegments("/health") || request.Path.StartsWithSegments("/metrics")
         || request.ContentType?.StartsWith("application/grpc", StringComparison.OrdinalIgnoreCase) == true;
 
-    [LoggerMessage(Level = LogLevel.Debug, Message = "Refused a request on a connection that arrived under pressure ({Open} open, threshold {Threshold})")]
+    [LoggerMessage(Level = LogLevel.Debug, Message = "Refused a request on a connection that arrived under pressure ({Open} open then, threshold {Threshold})")]
     private static partial void LogShed(ILogger logger, long open, long threshold);
 }
