@@ -185,6 +185,7 @@ public sealed partial class UploadedDatasets(IOptions<NinOptions> nin, IOptions<
             }
         }
 
+        cancellationToken.ThrowIfCancellationRequested(); // cancelled after the last entry: nothing is stored either
         var classNames = classFolders.Order(StringComparer.Ordinal).ToArray();
         if (classNames.Length < 2)
         {
@@ -272,6 +273,7 @@ public sealed partial class UploadedDatasets(IOptions<NinOptions> nin, IOptions<
             skipped,
             DateTimeOffset.UtcNow,
             foreground);
+        cancellationToken.ThrowIfCancellationRequested(); // the last point before anything is written
         reservation.Confirm(StoredBytes(train.Count + test.Count, channels, size));
         Store(result, train, test);
         return result;
