@@ -142,7 +142,8 @@ public static class DatasetsApi
         try
         {
             await using var stream = file.OpenReadStream();
-            var dataset = await Task.Run(() => uploads.Import(stream, name, size, channels, cancellationToken), cancellationToken);
+            // Seconds to minutes of unpacking and decoding: a thread of its own, not one the requests' work queues for.
+            var dataset = await Task.Factory.StartNew(() => uploads.Import(stream, name, size, channels, cancellationToken), cancellationToken, TaskCreationOptions.LongRunning, TaskScheduler.Default);
             return TypedResults.Created($"/datasets/{dataset.Id}", dataset);
         }
         catch (DatasetUploadException ex)

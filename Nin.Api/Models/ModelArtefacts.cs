@@ -94,12 +94,13 @@ public sealed class ModelArtefacts(IOptions<ExportOptions> options) : IDisposabl
         Interlocked.Increment(ref builds);
         try
         {
-            return await Task.Run(() => format switch
+            // A build takes up to seconds: on a thread of its own, not one the requests' work queues for.
+            return await Task.Factory.StartNew(() => format switch
             {
                 "onnx" => OnnxCache.Build(info.Directory),
                 "safetensors" => Serialise(buffer => Safetensors.Write(ReadWeights(info), buffer, OnnxExporter.MetadataProps(info.Metadata).ToDictionary(p => p.Key, p => p.Value))),
                 _ => Serialise(buffer => PyTorchWeights.Write(ReadWeights(info), buffer)),
-            });
+            }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
         }
         finally
         {

@@ -328,16 +328,24 @@ public sealed partial class ModelRegistry : IDisposable
         try
         {
             var watch = Stopwatch.StartNew();
-            var model = Load(key.Name, key.Version) ?? throw new ModelLoadException(key.Name, key.Version, "it is not in the model store.");
-            try
+
+            // Reading, building sessions and timing warm-up passes take up to seconds: a thread of its own, so the
+            // requests the old version keeps serving meanwhile do not queue behind it for a thread-pool thread.
+            var model = await Task.Factory.StartNew(() =>
             {
-                WarmUp(model);
-            }
-            catch
-            {
-                model.Retire();
-                throw;
-            }
+                var loaded = Load(key.Name, key.Version) ?? throw new ModelLoadException(key.Name, key.Version, "it is not in the model store.");
+                try
+                {
+                    WarmUp(loaded);
+                }
+                catch
+                {
+                    loaded.Retire();
+                    throw;
+                }
+
+                return loaded;
+            }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
 
             LogLoaded(logger, key.Name, key.Version, watch.Elapsed.TotalMilliseconds, model.ImageMilliseconds);
             return model;
