@@ -156,8 +156,8 @@ public static partial class NinServiceExtensions
                 "Serving:VersionPrecision applies to ONNX Runtime; with Serving:Precision fp16 or bf16 TorchSharp serves every version.")
             .Validate(o => o.Int8CalibrationImages >= 1 && o.Int8MarginPoints >= 0,
                 "Serving:Int8CalibrationImages must be at least 1 and Serving:Int8MarginPoints cannot be negative.")
-            .Validate(o => o.MaxQueueMilliseconds >= 0 && o.MaxQueuedImages >= 0 && o.LoadRetryMaxSeconds >= 1,
-                "Serving: MaxQueueMilliseconds and MaxQueuedImages cannot be negative (0: no bound), LoadRetryMaxSeconds must be at least 1.")
+            .Validate(o => o.MaxQueueMilliseconds >= 0 && o.MaxQueuedImages >= 0 && o.MaxSchedulingDelayMilliseconds >= 0 && o.LoadRetryMaxSeconds >= 1,
+                "Serving: MaxQueueMilliseconds, MaxQueuedImages and MaxSchedulingDelayMilliseconds cannot be negative (0: no bound), LoadRetryMaxSeconds must be at least 1.")
             .Validate(o => o.GrpcPort is >= 0 and <= 65535, "Serving:GrpcPort must be a TCP port (0: no gRPC port).")
             .Validate(o => o.WorkerNice is >= 0 and <= 19, "Serving:WorkerNice must be between 0 and 19.")
             .ValidateOnStart();
@@ -165,6 +165,8 @@ public static partial class NinServiceExtensions
         builder.Services.AddSingleton<InferenceEngine>();
         builder.Services.AddSingleton<ServingMetrics>();
         builder.Services.AddSingleton<AdmissionControl>();
+        builder.Services.AddSingleton<SchedulingDelay>();
+        builder.Services.AddHostedService(sp => sp.GetRequiredService<SchedulingDelay>());
         builder.Services.AddSingleton<InferenceAccess>();
         builder.Services.AddSingleton<ModelExplainer>();
         builder.Services.AddSingleton<TrafficRouter>();

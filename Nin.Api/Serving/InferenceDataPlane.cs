@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Microsoft.Extensions.Options;
+using Nin.Api.Infrastructure;
 using Nin.Model.Checkpoints;
 using Nin.Model.Imaging;
 
@@ -65,7 +66,7 @@ public sealed record InferenceOutcome(string Model, int Version, string Device, 
 /// batcher, metrics and tracing.
 /// </summary>
 public sealed class InferenceDataPlane(
-    ModelRegistry registry, InferenceEngine engine, AdmissionControl admission, ServingMetrics metrics, ModelExplainer explainer, TrafficRouter traffic, ModelStore store, IOptions<ServingOptions> options)
+    ModelRegistry registry, InferenceEngine engine, AdmissionControl admission, SchedulingDelay scheduling, ServingMetrics metrics, ModelExplainer explainer, TrafficRouter traffic, ModelStore store, IOptions<ServingOptions> options)
 {
     private readonly ServingOptions limits = options.Value;
 
@@ -104,7 +105,7 @@ public sealed class InferenceDataPlane(
             using var ticket = admission.TryAdmit(count, model.ImageMilliseconds, out var retryAfter);
             if (ticket is null)
             {
-                metrics.RecordShed(call.Protocol);
+                metrics.RecordShed(call.Protocol, "queue");
                 span?.SetStatus(ActivityStatusCode.Error, "shed");
                 throw Overloaded(retryAfter);
             }
@@ -174,8 +175,17 @@ public sealed class InferenceDataPlane(
     {
         if (admission.IsFull(out var retryAfter))
         {
-            metrics.RecordShed(protocol);
+            metrics.RecordShed(protocol, "queue");
             throw Overloaded(retryAfter);
+        }
+
+        // The cores, not the passes, are what requests queue for: work waits for a thread longer than allowed.
+        if (limits.MaxSchedulingDelayMilliseconds > 0 && scheduling.Current is var delay && delay > limits.MaxSchedulingDelayMilliseconds)
+        {
+            metrics.RecordShed(protocol, "saturated");
+            throw new InferenceException(InferenceErrorKind.Overloaded, "Overloaded.",
+                $"The service is saturated: work waits {delay / 1000:F1} s for a thread (more than Serving:MaxSchedulingDelayMilliseconds, {limits.MaxSchedulingDelayMilliseconds:F0} ms); retry after the Retry-After seconds.",
+                TimeSpan.FromSeconds(Math.Max(1, Math.Ceiling(delay / 1000))));
         }
     }
 

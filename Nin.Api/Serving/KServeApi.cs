@@ -86,7 +86,7 @@ public static class KServeApi
                     FP32 values must be finite and within ±1e6. Errors are `{ "error": "..." }`: 400 a malformed or null input,
                     an unknown input name, values out of range or results that are not finite; 401 a version other than the active
                     one without a key (when API keys are configured); 403 a key that is not valid; 429 rate limit, or too many loads
-                    of non-active versions without a key; 503 + Retry-After the inference queue is full or the version cannot be loaded
+                    of non-active versions without a key; 503 + Retry-After the inference queue is full, the service is saturated (Serving:MaxSchedulingDelayMilliseconds) or the version cannot be loaded
                     on this replica now; 504 the deadline passed.
                     """)
                 // Any Content-Type, or none: Triton's client sends binary bodies without one; the body is parsed by its own rules.

@@ -37,7 +37,7 @@ public static class PredictApi
                 Errors: 415 not a supported image, 413 over a size limit, 400 corrupt or unusable image (longer side over 20 times the shorter) or bad parameters,
                 404 unknown `model`/`version`, 401 a version other than the active one without a key (when API keys are configured),
                 429 too many requests, or too many loads of non-active versions without a key, 503 no model to serve.
-                503 with `Retry-After` at once when the inference queue is full (`Serving:MaxQueueMilliseconds`), the version cannot be loaded on this replica now, or the connection arrived while too many were open (`Serving:ShedConnectionsAbove`; retry on a new connection),
+                503 with `Retry-After` at once when the inference queue is full (`Serving:MaxQueueMilliseconds`), work waits too long for a thread (`Serving:MaxSchedulingDelayMilliseconds`, off by default), the version cannot be loaded on this replica now, or the connection arrived while too many were open (`Serving:ShedConnectionsAbove`; retry on a new connection),
                 504 when the deadline passed: `X-Request-Timeout-Ms` (milliseconds) sets one per request, and work for a request past it is dropped before decoding and before its forward pass.
                 A key that is sent must be valid (403 otherwise).
                 `explain=cam` adds to each prediction a class activation map (`explanation`): where in the image the evidence for the predicted class

@@ -49,7 +49,7 @@ public sealed class ServingMetrics
         batch = meter.CreateHistogram("nin.inference.batch_size", "{image}", "Images in the forward pass that served a request",
             tags: null, new InstrumentAdvice<int> { HistogramBucketBoundaries = BatchBuckets });
         images = meter.CreateCounter<long>("nin.inference.images", "{image}", "Images classified");
-        shed = meter.CreateCounter<long>("nin.inference.shed", "{request}", "Requests refused at admission (queue full: 503 + Retry-After)");
+        shed = meter.CreateCounter<long>("nin.inference.shed", "{request}", "Requests refused at admission (503 + Retry-After), by reason: queue full or service saturated");
         timeouts = meter.CreateCounter<long>("nin.inference.timeouts", "{request}", "Requests whose deadline passed (their work dropped), by the stage they were in");
         failures = meter.CreateCounter<long>("nin.inference.errors", "{request}", "Requests the data plane refused or failed, by kind");
     }
@@ -67,7 +67,9 @@ public sealed class ServingMetrics
         Statistics(model.Name, model.Version).Success(count, t);
     }
 
-    public void RecordShed(string protocol) => shed.Add(1, new KeyValuePair<string, object?>("protocol", protocol));
+    /// <summary>A request refused at admission: <paramref name="reason"/> <c>queue</c> (forward work ahead) or <c>saturated</c> (the thread pool's delay).</summary>
+    public void RecordShed(string protocol, string reason) =>
+        shed.Add(1, new KeyValuePair<string, object?>("protocol", protocol), new KeyValuePair<string, object?>("reason", reason));
 
     public void RecordTimeout(string protocol, string stage) =>
         timeouts.Add(1, new KeyValuePair<string, object?>("protocol", protocol), new KeyValuePair<string, object?>("stage", stage));

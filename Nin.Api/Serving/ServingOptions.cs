@@ -110,6 +110,14 @@ public sealed class ServingOptions
     /// </summary>
     public double MaxQueueMilliseconds { get; set; } = 2000;
 
+    /// <summary>
+    /// Refuse inference at once (503 + <c>Retry-After</c>) while work waits longer than this for a thread-pool thread,
+    /// in milliseconds: the cores' HTTP work, not the forward passes, is then what requests queue for, which the bound
+    /// above cannot see. Measured by a probe every 100 ms (the largest delay of the last second; /metrics shows it
+    /// always). 0 (default): never; on 2 CPU cores floods wait in the admission queue, not the pool (docs/serving.md).
+    /// </summary>
+    public double MaxSchedulingDelayMilliseconds { get; set; }
+
     /// <summary>Admission bound in images admitted and not yet answered (decoding, queued or in a pass). 0 (default): no bound by count.</summary>
     public int MaxQueuedImages { get; set; }
 

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Net;
 using System.Net.Http.Headers;
+using System.Text.RegularExpressions;
 
 namespace Nin.Bench;
 
@@ -34,15 +35,48 @@ internal static class ServingLoad
         {
             var rate = factor * capacity;
             var watch = Stopwatch.StartNew();
+            using var sampling = new CancellationTokenSource();
+            var poolDelay = MaxPoolDelayAsync(http, sampling.Token);
             var outcomes = await OpenLoopAsync(flood, png, model, rate, seconds);
             var answered = watch.Elapsed.TotalSeconds; // until the last answer: goodput counts what was served in that time
+            await sampling.CancelAsync();
+            var delay = await poolDelay;
             var ok = outcomes.Where(o => o.Status == 200).ToArray();
             var shed = outcomes.Where(o => o.Status == 503).ToArray();
             var other = outcomes.Length - ok.Length - shed.Length;
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"  {factor}x capacity ({rate:F0} requests/s offered, {outcomes.Length} sent): goodput {ok.Length / answered:F1} images/s ({ok.Length / answered / capacity:P0} of capacity), " +
-                $"admitted p50 {P(ok, 0.5):F1} ms p99 {P(ok, 0.99):F1} ms; shed {(double)shed.Length / outcomes.Length:P1} (503 p50 {P(shed, 0.5):F1} ms, p99 {P(shed, 0.99):F1} ms); other {other}"));
+                $"admitted p50 {P(ok, 0.5):F1} ms p99 {P(ok, 0.99):F1} ms; shed {(double)shed.Length / outcomes.Length:P1} (503 p50 {P(shed, 0.5):F1} ms, p99 {P(shed, 0.99):F1} ms); other {other}; " +
+                $"the service's thread-pool delay (/metrics, sampled every 250 ms) at most {delay:F0} ms"));
         }
+    }
+
+    /// <summary>
+    /// The largest <c>nin_threadpool_queue_delay_seconds</c> read while <paramref name="stop"/> is not cancelled, in
+    /// milliseconds: whether a flood's requests wait for the service's threads before admission can see them.
+    /// </summary>
+    private static async Task<double> MaxPoolDelayAsync(HttpClient http, CancellationToken stop)
+    {
+        var max = 0.0;
+        while (!stop.IsCancellationRequested)
+        {
+            try
+            {
+                var text = await http.GetStringAsync(new Uri("/metrics", UriKind.Relative), stop);
+                if (Regex.Match(text, @"(?m)^nin_threadpool_queue_delay_seconds(?:\{[^}]*\})? (\S+)") is { Success: true } m)
+                {
+                    max = Math.Max(max, double.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture) * 1000);
+                }
+
+                await Task.Delay(250, stop);
+            }
+            catch (Exception ex) when (ex is OperationCanceledException or HttpRequestException)
+            {
+                // cancelled at the flood's end, or the scrape was refused under the flood: the next one counts
+            }
+        }
+
+        return max;
     }
 
     public static async Task SwapAsync(HttpClient http, byte[] png, string model, int[] versions, int swaps, double pause)
