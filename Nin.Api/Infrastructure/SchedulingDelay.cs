@@ -61,12 +61,21 @@ public sealed class SchedulingDelay : IHostedService, IDisposable
 
     public Task StopAsync(CancellationToken cancellationToken)
     {
-        stopping.Cancel();
-        thread?.Join(TimeSpan.FromSeconds(1));
+        Stop();
         return Task.CompletedTask;
     }
 
-    public void Dispose() => stopping.Dispose();
+    public void Dispose()
+    {
+        Stop(); // also when the host is disposed without stopping: the thread must not wait on a disposed handle
+        stopping.Dispose();
+    }
+
+    private void Stop()
+    {
+        stopping.Cancel();
+        thread?.Join(TimeSpan.FromSeconds(1));
+    }
 
     private void Run()
     {
