@@ -4,6 +4,7 @@ using System.Net.Http.Json;
 using System.Text;
 using System.Text.Json;
 using Microsoft.Extensions.DependencyInjection;
+using Nin.Api.Infrastructure;
 using Nin.Api.Serving;
 using Xunit.Abstractions;
 
@@ -12,13 +13,15 @@ namespace Nin.Api.Tests.Api;
 /// <summary>
 /// Admission and deadlines: a flood of four times what the queue admits gets 503 + Retry-After at once for the excess,
 /// every admitted request is answered (none waits for the request timeout), and a lone client's latency afterwards is
-/// what it was; a request past its deadline is answered 504 and its images are not run.
+/// what it was; a request past its deadline is answered 504 and its images are not run; while work waits too long for a
+/// thread, inference is refused, probes are answered, and service resumes once the pool keeps up.
 /// </summary>
 [Collection(TorchCollection.Name)]
 [HostTests]
 public sealed class OverloadTests(ITestOutputHelper output) : IDisposable
 {
     private const int ImagesPerRequest = 8;
+    private const int ThresholdMilliseconds = 300;
     private readonly ServingFixture fixture = new(new Dictionary<string, string?>
     {
         // A short queue, so a flood is quick to make on any machine; the default (2 s) is sized the same way.
@@ -167,6 +170,86 @@ public sealed class OverloadTests(ITestOutputHelper output) : IDisposable
         Assert.Contains("nin_inference_queue_duration_seconds_bucket{", text, StringComparison.Ordinal);
         Assert.Contains("protocol=\"v2\"", text, StringComparison.Ordinal);
         output.WriteLine($"images skipped by the batcher since the late request: {engine.Stats.CancelledImages - cancelledBefore}");
+    }
+
+    [Fact]
+    public async Task While_work_waits_for_threads_inference_is_refused_at_once_and_served_again_after()
+    {
+        // Shedding by the thread pool's delay (Serving:MaxSchedulingDelayMilliseconds): admission counts forward work,
+        // which cannot see cores busy with HTTP work. The pool is held here by items waiting on a gate, as a flood holds it.
+        using var saturable = new ServingFixture(new Dictionary<string, string?> { ["Serving:MaxSchedulingDelayMilliseconds"] = $"{ThresholdMilliseconds}" });
+        using var client = saturable.Factory.CreateClient();
+        var delay = saturable.Factory.Services.GetRequiredService<SchedulingDelay>();
+
+        // Start-up's own work can hold the pool for a moment (a 503 then is right): served once it keeps up.
+        await WaitForAsync(async () =>
+        {
+            using var form = Images(1);
+            using var warm = await client.PostAsync(new Uri("/predict", UriKind.Relative), form);
+            Assert.True(warm.StatusCode is HttpStatusCode.OK or HttpStatusCode.ServiceUnavailable, $"{warm.StatusCode}: {await warm.Content.ReadAsStringAsync()}");
+            return warm.StatusCode == HttpStatusCode.OK && delay.Current < ThresholdMilliseconds;
+        }, "a first request to be served with the pool quiet");
+
+        // Every pool thread, and each one the pool adds, takes an item that waits on the gate; work queued after them
+        // (the request, the probe) waits as it would behind a flood. Nothing here may await until the gate opens.
+        using var gate = new ManualResetEventSlim();
+        for (var i = 0; i < 4 * Environment.ProcessorCount + 64; i++)
+        {
+            ThreadPool.UnsafeQueueUserWorkItem(g => g.Wait(TimeSpan.FromSeconds(30)), gate, preferLocal: false);
+        }
+
+        Task<HttpResponseMessage> sent;
+        var held = Stopwatch.StartNew();
+        try
+        {
+            sent = Task.Run(() => client.PostAsync(new Uri("/predict", UriKind.Relative), Images(1)));
+            while (delay.Current <= ThresholdMilliseconds + 100 && held.Elapsed < TimeSpan.FromSeconds(10))
+            {
+                Thread.Sleep(20);
+            }
+
+            Assert.True(delay.Current > ThresholdMilliseconds, $"the probe read {delay.Current:F0} ms with the pool held for {held.Elapsed.TotalMilliseconds:F0} ms");
+        }
+        finally
+        {
+            gate.Set();
+        }
+
+        using var refused = await sent;
+        var body = await refused.Content.ReadFromJsonAsync<JsonElement>();
+        output.WriteLine($"{(int)refused.StatusCode} after the pool was held {held.Elapsed.TotalMilliseconds:F0} ms; Retry-After {refused.Headers.RetryAfter}; {body}");
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, refused.StatusCode);
+        Assert.Equal("application/problem+json", refused.Content.Headers.ContentType?.MediaType);
+        Assert.True(refused.Headers.RetryAfter?.Delta >= TimeSpan.FromSeconds(1), $"Retry-After {refused.Headers.RetryAfter}");
+        Assert.Contains("Serving:MaxSchedulingDelayMilliseconds", body.GetProperty("detail").GetString(), StringComparison.Ordinal);
+
+        // Probes are never shed, and the refusal shows in /metrics with its reason next to the delay itself.
+        using (var live = await client.GetAsync(new Uri("/health/live", UriKind.Relative)))
+        {
+            Assert.Equal(HttpStatusCode.OK, live.StatusCode);
+        }
+
+        var metrics = await client.GetStringAsync(new Uri("/metrics", UriKind.Relative));
+        Assert.Matches("(?m)^nin_inference_shed_total\\{[^}]*reason=\"saturated\"[^}]*\\} [1-9]", metrics);
+        Assert.Matches("(?m)^nin_threadpool_queue_delay_seconds(\\{[^}]*\\})? [0-9.eE+-]+", metrics);
+
+        // Once the pool keeps up again (the reading remembers a second), requests are served.
+        await WaitForAsync(() => Task.FromResult(delay.Current < ThresholdMilliseconds), "the probe to read the pool as quiet again");
+        using (var form = Images(1))
+        using (var served = await client.PostAsync(new Uri("/predict", UriKind.Relative), form))
+        {
+            Assert.Equal(HttpStatusCode.OK, served.StatusCode);
+        }
+    }
+
+    private static async Task WaitForAsync(Func<Task<bool>> condition, string what)
+    {
+        var watch = Stopwatch.StartNew();
+        while (!await condition())
+        {
+            Assert.True(watch.Elapsed < TimeSpan.FromSeconds(15), $"waited 15 s for {what}");
+            await Task.Delay(50);
+        }
     }
 
     private static double Pct(double[] sorted, double p) => sorted.Length == 0 ? 0 : sorted[Math.Min(sorted.Length - 1, (int)(sorted.Length * p))];

@@ -29,6 +29,7 @@ public sealed class SchedulingDelay : IHostedService, IDisposable
     private double recentMax; // ms, the largest delay measured since recentMaxAt
     private long recentMaxAt;
     private double last;
+    private int disposed;
 
     public SchedulingDelay(IMeterFactory meters)
     {
@@ -67,8 +68,13 @@ public sealed class SchedulingDelay : IHostedService, IDisposable
 
     public void Dispose()
     {
-        Stop(); // also when the host is disposed without stopping: the thread must not wait on a disposed handle
-        stopping.Dispose();
+        // Once: the container disposes the instance as itself and as the hosted service. Stopped first, also when the
+        // host is disposed without stopping, so the thread never waits on a disposed handle.
+        if (Interlocked.Exchange(ref disposed, 1) == 0)
+        {
+            Stop();
+            stopping.Dispose();
+        }
     }
 
     private void Stop()
