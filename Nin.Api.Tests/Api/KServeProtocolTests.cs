@@ -178,6 +178,30 @@ public sealed class KServeProtocolTests(ServingFixture fixture) : IClassFixture<
     }
 
     [Fact]
+    public async Task Json_data_nested_in_the_tensors_dimensions_reads_as_the_flat_array()
+    {
+        // The protocol lets JSON tensor data follow the tensor's own dimensions ([[1, 2], [4, 5]]) as well as flat.
+        using var client = Client;
+        var floats = Input(0, 1);
+        var flat = await PostJsonAsync(client, "/v2/models/alpha/infer", new { inputs = new[] { new { name = "input", shape = new[] { 2, 1, Size, Size }, datatype = "FP32", data = floats } } });
+        var nested = floats.Chunk(Size * Size).Select(image => new[] { image.Chunk(Size).ToArray() }).ToArray(); // [2][1][Size][Size]
+        var answer = await PostJsonAsync(client, "/v2/models/alpha/infer", new { inputs = new[] { new { name = "input", shape = new[] { 2, 1, Size, Size }, datatype = "FP32", data = nested } } });
+        Assert.Equal(Floats(flat.GetProperty("outputs")[0].GetProperty("data")), Floats(answer.GetProperty("outputs")[0].GetProperty("data")));
+
+        // BYTES as Triton's clients shape a batch of strings, [N, 1], nested likewise.
+        var images = new[] { TestImages.FashionImage(4), TestImages.FashionImage(5) };
+        var bytes = await PostJsonAsync(client, "/v2/models/alpha/infer", new { inputs = new[] { new { name = "images", shape = new[] { 2, 1 }, datatype = "BYTES", data = images.Select(i => new[] { Convert.ToBase64String(i) }).ToArray() } } });
+        Assert.Equal(2, bytes.GetProperty("outputs")[1].GetProperty("data").GetArrayLength());
+
+        // Nesting that does not add up to the shape is refused like a flat array of the wrong length.
+        var ragged = new object[] { floats.Take(10).ToArray(), new[] { floats.Skip(10).Take(3).ToArray() } };
+        var refused = await PostJsonAsync(client, "/v2/models/alpha/infer", new { inputs = new[] { new { name = "input", shape = new[] { 2, 1, Size, Size }, datatype = "FP32", data = ragged } } }, HttpStatusCode.BadRequest);
+        Assert.Contains("13 values", refused.GetProperty("error").GetString(), StringComparison.Ordinal);
+        var notNumbers = await PostJsonAsync(client, "/v2/models/alpha/infer", new { inputs = new[] { new { name = "input", shape = new[] { 1, 1, 1, 1 }, datatype = "FP32", data = new object[] { new object[] { new { x = 1 } } } } } }, HttpStatusCode.BadRequest);
+        Assert.Contains("not a finite number", notNumbers.GetProperty("error").GetString(), StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Binary_bytes_input_carries_image_files()
     {
         using var client = Client;

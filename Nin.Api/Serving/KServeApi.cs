@@ -356,7 +356,7 @@ public static class KServeApi
         var data = tensor.Data;
         if (binary is null && data.ValueKind != JsonValueKind.Array)
         {
-            throw InferenceErrors.BadRequest($"Input 'data' must be a flat array (or the tensor's bytes after the JSON, with parameters.{KServeBinary.BinaryDataSize}).");
+            throw InferenceErrors.BadRequest($"Input 'data' must be an array, flat or nested in row-major order (or the tensor's bytes after the JSON, with parameters.{KServeBinary.BinaryDataSize}).");
         }
 
         if (tensor.Datatype == "FP32")
@@ -372,9 +372,9 @@ public static class KServeApi
                 return new OipInput(tensor.Name, tensor.Datatype, tensor.Shape, KServeBinary.Floats(bytes.Span), null);
             }
 
-            var values = new float[data.GetArrayLength()];
+            var values = new float[Leaves(data).Count()];
             var i = 0;
-            foreach (var v in data.EnumerateArray())
+            foreach (var v in Leaves(data))
             {
                 if (v.ValueKind != JsonValueKind.Number || !v.TryGetSingle(out var f) || !float.IsFinite(f))
                 {
@@ -396,8 +396,8 @@ public static class KServeApi
                 return new OipInput(tensor.Name, tensor.Datatype, tensor.Shape, null, elements);
             }
 
-            var images = new List<ReadOnlyMemory<byte>>(data.GetArrayLength());
-            foreach (var element in data.EnumerateArray())
+            var images = new List<ReadOnlyMemory<byte>>();
+            foreach (var element in Leaves(data))
             {
                 try
                 {
@@ -413,6 +413,29 @@ public static class KServeApi
         }
 
         return new OipInput(tensor.Name, tensor.Datatype, tensor.Shape, null, null); // refused by name and datatype next
+    }
+
+    /// <summary>
+    /// A tensor's elements in row-major order: the protocol lets JSON data be flat (<c>[1, 2, 4, 5]</c>) or nested in
+    /// the tensor's own dimensions (<c>[[1, 2], [4, 5]]</c>); the count is checked against the shape afterwards. The
+    /// nesting is bounded by the JSON reader's depth limit.
+    /// </summary>
+    private static IEnumerable<JsonElement> Leaves(JsonElement array)
+    {
+        foreach (var element in array.EnumerateArray())
+        {
+            if (element.ValueKind == JsonValueKind.Array)
+            {
+                foreach (var leaf in Leaves(element))
+                {
+                    yield return leaf;
+                }
+            }
+            else
+            {
+                yield return element;
+            }
+        }
     }
 
     private static OipRequestedOutput RequestedOutput(V2RequestOutput? output)

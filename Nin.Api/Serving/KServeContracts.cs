@@ -19,7 +19,8 @@ public sealed record V2TensorMetadata(string Name, string Datatype, long[] Shape
 public sealed record V2ModelMetadata(string Name, IReadOnlyList<string> Versions, string Platform, IReadOnlyList<V2TensorMetadata> Inputs, IReadOnlyList<V2TensorMetadata> Outputs);
 
 /// <summary>
-/// An input tensor. <c>data</c> is a flat array (FP32 numbers, or BYTES as base64 strings of encoded images), or absent
+/// An input tensor. <c>data</c> is an array in row-major order, flat or nested in the tensor's dimensions (FP32 numbers, or
+/// BYTES as base64 strings of encoded images), or absent
 /// when <c>parameters.binary_data_size</c> says the tensor's bytes follow the JSON (binary tensor data extension).
 /// </summary>
 [JsonUnmappedMemberHandling(JsonUnmappedMemberHandling.Disallow)] // a field the protocol lacks is a 400 naming it
