@@ -4,6 +4,7 @@ using System.Globalization;
 using System.Text.Json;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.AspNetCore.Routing.Template;
 using Nin.Api.Security;
 using Nin.Model.Checkpoints;
 using Nin.Model.Network;
@@ -102,10 +103,32 @@ public static class KServeApi
                 .RequireRateLimiting(SecurityExtensions.PredictPolicy);
         }
 
-        // Any other path under /v2 (or another method on a known one): the protocol's error body, not an empty 404/405.
-        v2.MapFallback("{**path}", (HttpContext http) => TypedResults.Json(new V2Error($"No route {http.Request.Method} {http.Request.Path}: see GET /v2 and the OpenAPI document."), statusCode: StatusCodes.Status404NotFound))
-            .ExcludeFromDescription();
+        // Any other path under /v2, or another method on a known one: the protocol's error body, not an empty 404/405.
+        v2.MapFallback("{**path}", NoRoute).ExcludeFromDescription();
         return app;
+    }
+
+    /// <summary>
+    /// The /v2 fallback: 405 with <c>Allow</c> when the path is a route that answers other methods (as everywhere else
+    /// in the API), 404 when it is none; both with the protocol's <c>{ "error": ... }</c> body.
+    /// </summary>
+    private static JsonHttpResult<V2Error> NoRoute(HttpContext http, EndpointDataSource endpoints)
+    {
+        var path = http.Request.Path;
+        var allowed = endpoints.Endpoints.OfType<RouteEndpoint>()
+            .Where(e => e.RoutePattern.RawText is { } raw && raw.StartsWith("/v2/", StringComparison.Ordinal) && !e.RoutePattern.Parameters.Any(p => p.IsCatchAll))
+            .Where(e => new TemplateMatcher(TemplateParser.Parse(e.RoutePattern.RawText!), []).TryMatch(path, []))
+            .SelectMany(e => e.Metadata.GetMetadata<IHttpMethodMetadata>()?.HttpMethods ?? [])
+            .Distinct(StringComparer.OrdinalIgnoreCase)
+            .Order(StringComparer.Ordinal)
+            .ToArray();
+        if (allowed.Length > 0)
+        {
+            http.Response.Headers.Allow = string.Join(", ", allowed);
+            return TypedResults.Json(new V2Error($"{http.Request.Method} is not allowed on {path}: it answers {string.Join(", ", allowed)}."), statusCode: StatusCodes.Status405MethodNotAllowed);
+        }
+
+        return TypedResults.Json(new V2Error($"No route {http.Request.Method} {path}: see GET /v2 and the OpenAPI document."), statusCode: StatusCodes.Status404NotFound);
     }
 
     /// <summary>A key that is sent must be valid on every /v2 route (403, as on <c>/train</c>).</summary>
