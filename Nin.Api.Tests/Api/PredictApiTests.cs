@@ -147,6 +147,32 @@ public sealed class PredictApiTests(ServingFixture fixture) : IClassFixture<Serv
         Assert.Matches(@"forward;dur=\d+\.\d+;desc=""batch [1-9]\d*""", timing);
     }
 
+    [Theory]
+    [InlineData("application/octet-stream")]
+    [InlineData(null)] // no Content-Type at all
+    [InlineData("application/x-www-form-urlencoded")] // what curl --data-binary @photo.jpg sends by default
+    public async Task A_raw_image_body_without_an_image_content_type_is_read_by_its_bytes(string? contentType)
+    {
+        using var client = Client;
+        var jpeg = TestImages.FashionImage(5, SKEncodedImageFormat.Jpeg);
+        using var typed = new ByteArrayContent(jpeg) { Headers = { ContentType = new MediaTypeHeaderValue("image/jpeg") } };
+        using var expected = await client.PostAsync(new Uri("/predict?topK=1", UriKind.Relative), typed);
+        using var content = new ByteArrayContent(jpeg);
+        content.Headers.ContentType = contentType is null ? null : new MediaTypeHeaderValue(contentType);
+        using var response = await client.PostAsync(new Uri("/predict?topK=1", UriKind.Relative), content);
+
+        Assert.True(response.StatusCode == HttpStatusCode.OK, await response.Content.ReadAsStringAsync());
+        var answer = Assert.Single((await response.Content.ReadFromJsonAsync<PredictResponse>())!.Predictions);
+        Assert.Equal(Assert.Single((await expected.Content.ReadFromJsonAsync<PredictResponse>())!.Predictions).Label, answer.Label);
+
+        // Bytes that are no image are still refused by what they are, whatever the Content-Type claimed.
+        using var text = new ByteArrayContent("not an image"u8.ToArray());
+        text.Headers.ContentType = contentType is null ? null : new MediaTypeHeaderValue(contentType);
+        using var refused = await client.PostAsync(new Uri("/predict", UriKind.Relative), text);
+        Assert.Equal(HttpStatusCode.UnsupportedMediaType, refused.StatusCode);
+        Assert.Equal("application/problem+json", refused.Content.Headers.ContentType?.MediaType);
+    }
+
     [Fact]
     public async Task A_dark_object_on_white_is_inverted_by_auto_and_not_when_told()
     {

@@ -47,7 +47,7 @@ internal sealed class PredictOperationFilter(Microsoft.Extensions.Options.IOptio
                 },
             },
         };
-        foreach (var type in ImageTypes)
+        foreach (var type in ImageTypes.Append("application/octet-stream"))
         {
             content[type] = new OpenApiMediaType
             {
@@ -58,7 +58,7 @@ internal sealed class PredictOperationFilter(Microsoft.Extensions.Options.IOptio
         operation.RequestBody = new OpenApiRequestBody
         {
             Required = true,
-            Description = "Images as `multipart/form-data` files in the field `images`, or one image as the raw body with its image Content-Type.",
+            Description = "Images as `multipart/form-data` files in the field `images`, or one image as the raw body with its image Content-Type (or `application/octet-stream`, or none: the format is read from the bytes).",
             Content = content.ToDictionary(kv => kv.Key, kv => (IOpenApiMediaType)kv.Value),
         };
 

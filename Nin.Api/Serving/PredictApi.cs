@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.Net.Http.Headers;
 using Nin.Api.Security;
 using Nin.Model.Imaging;
 
@@ -29,7 +30,7 @@ public static class PredictApi
             .WithSummary("Classify images")
             .WithDescription("""
                 Send one or more images as `multipart/form-data` in the field `images` (or `image`), or one image as the raw
-                body with an image Content-Type. PNG, JPEG, WebP, GIF (first frame) and BMP are accepted. Each image is converted
+                body (with an image Content-Type, `application/octet-stream` or none: the format is read from the bytes). PNG, JPEG, WebP, GIF (first frame) and BMP are accepted. Each image is converted
                 the way the model was trained: to its channels, padded to a square, resized to the dataset's native size
                 (28×28 for Fashion-MNIST), then scaled and resized to the model's input exactly as in training.
                 Fashion-MNIST items are light on a dark background; `invert=auto` (default) inverts images whose border is light,
@@ -223,7 +224,7 @@ public static class PredictApi
         var images = new List<EncodedImage>();
         try
         {
-            if (request.HasFormContentType)
+            if (IsMultipart(request.ContentType))
             {
                 var form = await request.ReadFormAsync(new FormOptions
                 {
@@ -257,7 +258,7 @@ public static class PredictApi
                     images.Add(new EncodedImage(file.FileName, data));
                 }
             }
-            else if (request.ContentType is { } type && type.StartsWith("image/", StringComparison.OrdinalIgnoreCase))
+            else if (IsRawImage(request.ContentType))
             {
                 using var buffer = new MemoryStream(request.ContentLength is > 0 and var length && length <= limits.MaxImageBytes ? (int)length : 0);
                 await request.Body.CopyToAsync(buffer, cancellationToken);
@@ -276,7 +277,7 @@ public static class PredictApi
             else
             {
                 return (null, Problem(StatusCodes.Status415UnsupportedMediaType, "Unsupported Content-Type.",
-                    $"Send multipart/form-data with files in the field 'images', or a raw body with an image Content-Type (got '{request.ContentType ?? "none"}')."));
+                    $"Send multipart/form-data with files in the field 'images', or one image as the raw body (an image Content-Type or application/octet-stream; got '{request.ContentType}')."));
             }
         }
         catch (BadHttpRequestException ex)
@@ -294,6 +295,21 @@ public static class PredictApi
 
         return (images, null);
     }
+
+    private static bool IsMultipart(string? contentType) =>
+        MediaTypeHeaderValue.TryParse(contentType, out var type) && type.MediaType.Equals("multipart/form-data", StringComparison.OrdinalIgnoreCase);
+
+    /// <summary>
+    /// A body that is one image: an image Content-Type, <c>application/octet-stream</c>, none at all, or
+    /// <c>application/x-www-form-urlencoded</c> (what <c>curl --data-binary @photo.jpg</c> sends unless told otherwise).
+    /// The decoder reads the format from the bytes, so a body that is no image is still a 415 naming the formats.
+    /// </summary>
+    private static bool IsRawImage(string? contentType) =>
+        string.IsNullOrWhiteSpace(contentType)
+        || (MediaTypeHeaderValue.TryParse(contentType, out var type) && type.MediaType.Value is { } media
+            && (media.StartsWith("image/", StringComparison.OrdinalIgnoreCase)
+                || media.Equals("application/octet-stream", StringComparison.OrdinalIgnoreCase)
+                || media.Equals("application/x-www-form-urlencoded", StringComparison.OrdinalIgnoreCase)));
 
     internal static ProblemHttpResult Problem(int status, string title, string detail) =>
         TypedResults.Problem(statusCode: status, title: title, detail: detail);
