@@ -2,6 +2,8 @@ using System.Net;
 using System.Net.Http.Json;
 using System.Text;
 using System.Text.Json;
+using Microsoft.Extensions.DependencyInjection;
+using Nin.Api.Serving;
 using Nin.Model.Data;
 
 namespace Nin.Api.Tests.Api;
@@ -73,6 +75,39 @@ public sealed class KServeClientExpectationsTests(ServingFixture fixture) : ICla
         Assert.Equal("READY", v1.GetProperty("state").GetString());
         using var noBody = await client.PostAsync(new Uri("/v2/repository/index", UriKind.Relative), null);
         Assert.Equal(HttpStatusCode.OK, noBody.StatusCode); // Triton's clients send no body and no Content-Type
+    }
+
+    [Fact]
+    public async Task The_model_repository_extension_loads_and_unloads_a_model_here()
+    {
+        // Triton's clients call load_model/unload_model when the server lists "model_repository" among its extensions.
+        using var client = fixture.Factory.CreateClient();
+        var store = fixture.Factory.Services.GetRequiredService<Nin.Model.Checkpoints.ModelStore>();
+        var registry = fixture.Factory.Services.GetRequiredService<ModelRegistry>();
+        if (store.Find("gamma", 1) is null)
+        {
+            ServingFixture.AddRandom(store, "gamma", seed: 3);
+        }
+
+        Assert.Empty((await PostAsync(client, "/v2/repository/models/gamma/load", "", HttpStatusCode.OK)).EnumerateObject());
+        Assert.Contains(("gamma", 1), registry.Loaded);
+        var index = await PostAsync(client, "/v2/repository/index", """{"ready":true}""", HttpStatusCode.OK);
+        Assert.Contains(index.EnumerateArray(), m => m.GetProperty("name").GetString() == "gamma" && m.GetProperty("state").GetString() == "READY");
+
+        Assert.Empty((await PostAsync(client, "/v2/repository/models/gamma/unload", """{"parameters":{"unload_dependents":false}}""", HttpStatusCode.OK)).EnumerateObject());
+        Assert.DoesNotContain(("gamma", 1), registry.Loaded);
+
+        // The served model stays (409, saying how to stop serving it); unknown models, a configuration to load with and
+        // malformed bodies are refused with the protocol's error body.
+        var active = await PostAsync(client, "/v2/repository/models/alpha/unload", "", HttpStatusCode.Conflict);
+        Assert.Contains("activate another model", active.GetProperty("error").GetString(), StringComparison.Ordinal);
+        Assert.Contains(("alpha", 1), registry.Loaded);
+        await PostAsync(client, "/v2/repository/models/nope/load", "", HttpStatusCode.NotFound);
+        await PostAsync(client, "/v2/repository/models/nope/unload", "", HttpStatusCode.NotFound);
+        var config = await PostAsync(client, "/v2/repository/models/gamma/load", """{"parameters":{"config":"{}"}}""", HttpStatusCode.BadRequest);
+        Assert.Contains("config", config.GetProperty("error").GetString(), StringComparison.Ordinal);
+        await PostAsync(client, "/v2/repository/models/gamma/load", """{"nope":1}""", HttpStatusCode.BadRequest);
+        await PostAsync(client, "/v2/repository/models/gamma/load", "[", HttpStatusCode.BadRequest);
     }
 
     [Fact]

@@ -290,12 +290,24 @@ public sealed class ContractSweep(ContractRecording recording, Func<DelegatingHa
         await Send("kserve: repository index of loaded versions", anonymous, HttpMethod.Post, "/v2/repository/index", Json("{ \"ready\": true }"), 200);
         await Send("kserve: repository index with an unknown field", anonymous, HttpMethod.Post, "/v2/repository/index", Json("{ \"redy\": true }"), 400);
         await Send("kserve: repository index too large", anonymous, HttpMethod.Post, "/v2/repository/index", Json("{ \"ready\": true" + new string(' ', 5000) + "}"), 413);
+        await Send("kserve: load the active model", anonymous, HttpMethod.Post, "/v2/repository/models/fashion-mnist/load", null, 200);
+        await Send("kserve: load a non-active model without a key", anonymous, HttpMethod.Post, "/v2/repository/models/contract-import/load", null, 401);
+        await Send("kserve: load a non-active model", keyed, HttpMethod.Post, "/v2/repository/models/contract-import/load", Json("{ \"parameters\": {} }"), 200);
+        await Send("kserve: load an unknown model", keyed, HttpMethod.Post, "/v2/repository/models/no-such-model/load", null, 404);
+        await Send("kserve: load with a configuration", keyed, HttpMethod.Post, "/v2/repository/models/contract-import/load", Json("{ \"parameters\": { \"config\": \"{}\" } }"), 400);
+        await Send("kserve: load request too large", keyed, HttpMethod.Post, "/v2/repository/models/contract-import/load", Json("{" + new string(' ', 5000) + "}"), 413);
+        await Send("kserve: unload the active model", keyed, HttpMethod.Post, "/v2/repository/models/fashion-mnist/unload", null, 409);
+        await Send("kserve: unload a non-active model without a key", anonymous, HttpMethod.Post, "/v2/repository/models/contract-import/unload", null, 401);
+        await Send("kserve: unload an unknown model", keyed, HttpMethod.Post, "/v2/repository/models/no-such-model/unload", null, 404);
+        await Send("kserve: unload a malformed request", keyed, HttpMethod.Post, "/v2/repository/models/contract-import/unload", Json("{ \"nope\": 1 }"), 400);
+        await Send("kserve: unload", keyed, HttpMethod.Post, "/v2/repository/models/contract-import/unload", null, 200);
 
         // A key that is sent must be valid on every /v2 route: 403, as on /train.
         foreach (var (method, url) in new[]
         {
             (HttpMethod.Get, "/v2/health/live"), (HttpMethod.Get, "/v2/health/ready"), (HttpMethod.Get, "/v2/models/stats"),
-            (HttpMethod.Post, "/v2/repository/index"), (HttpMethod.Get, "/v2/models/fashion-mnist/config"),
+            (HttpMethod.Post, "/v2/repository/index"), (HttpMethod.Post, "/v2/repository/models/fashion-mnist/load"),
+            (HttpMethod.Post, "/v2/repository/models/fashion-mnist/unload"), (HttpMethod.Get, "/v2/models/fashion-mnist/config"),
             (HttpMethod.Get, "/v2/models/fashion-mnist/versions/1/config"), (HttpMethod.Get, "/v2/models/fashion-mnist/stats"),
             (HttpMethod.Get, "/v2/models/fashion-mnist/versions/1/stats"),
         })

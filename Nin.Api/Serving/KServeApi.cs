@@ -43,6 +43,27 @@ public static class KServeApi
             .Accepts<V2RepositoryIndexRequest>(isOptional: true, "application/json", "*/*")
             .Produces<V2Error>(StatusCodes.Status400BadRequest)
             .Produces<V2Error>(StatusCodes.Status413PayloadTooLarge);
+        v2.MapPost("/repository/models/{name}/load", RepositoryLoad)
+            .WithName("V2RepositoryLoad").WithSummary("Load a model on this replica (the model repository extension)")
+            .WithDescription("Loads and warms the model's version (the one this replica serves if it is that model, else its newest), so its first request does not wait; 200 `{}` when it is loaded. Nin's versions carry their own configuration: a `config` parameter is a 400. 404 unknown model; 503 it cannot be loaded (with the cause); 401 without a key when API keys are configured and it is not the active model; 429 too many loads of non-active versions without a key.")
+            .Accepts<V2RepositoryControlRequest>(isOptional: true, "application/json", "*/*")
+            .Produces<V2RepositoryControlResponse>()
+            .Produces<V2Error>(StatusCodes.Status400BadRequest)
+            .Produces<V2Error>(StatusCodes.Status401Unauthorized)
+            .Produces<V2Error>(StatusCodes.Status404NotFound)
+            .Produces<V2Error>(StatusCodes.Status413PayloadTooLarge)
+            .Produces<V2Error>(StatusCodes.Status429TooManyRequests)
+            .Produces<V2Error>(StatusCodes.Status503ServiceUnavailable);
+        v2.MapPost("/repository/models/{name}/unload", RepositoryUnload)
+            .WithName("V2RepositoryUnload").WithSummary("Unload a model's cached versions from this replica (the model repository extension)")
+            .WithDescription("Frees the memory of the model's versions loaded on this replica (requests using one finish first); 200 `{}`. The version this replica serves is not unloaded: 409 for the active model (activate another model to stop serving it). 404 unknown model; 401 without a key when API keys are configured.")
+            .Accepts<V2RepositoryControlRequest>(isOptional: true, "application/json", "*/*")
+            .Produces<V2RepositoryControlResponse>()
+            .Produces<V2Error>(StatusCodes.Status400BadRequest)
+            .Produces<V2Error>(StatusCodes.Status401Unauthorized)
+            .Produces<V2Error>(StatusCodes.Status404NotFound)
+            .Produces<V2Error>(StatusCodes.Status409Conflict)
+            .Produces<V2Error>(StatusCodes.Status413PayloadTooLarge);
         foreach (var (route, suffix) in new[] { ("/models/{name}", ""), ("/models/{name}/versions/{version}", "Version") })
         {
             var which = suffix == "" ? "the model (the version this replica serves if it is that model, else its newest)" : "that version of the model";
@@ -259,6 +280,78 @@ public static class KServeApi
                 ready ? null : failure is not null ? $"failed to load: {failure.Cause}" : "not loaded on this replica (it loads on its first request)");
         });
         return TypedResults.Ok((readyOnly ? index.Where(m => m.State == "READY") : index).ToArray());
+    }
+
+    /// <summary>
+    /// Triton's model repository load: the model's default version loaded and warmed here, through the same access
+    /// rules and load bounds as a readiness check of it.
+    /// </summary>
+    public static async Task<Results<Ok<V2RepositoryControlResponse>, JsonHttpResult<V2Error>>> RepositoryLoad(
+        string name, HttpContext http, ModelStore store, ModelRegistry registry, InferenceDataPlane plane, InferenceAccess access, CancellationToken cancellationToken)
+    {
+        try
+        {
+            var parameters = await ReadControlAsync(http.Request, cancellationToken);
+            if (parameters?.ContainsKey("config") == true)
+            {
+                throw InferenceErrors.BadRequest("Nin's versions carry their own configuration (see GET /v2/models/{name}/config): a 'config' parameter cannot replace it.");
+            }
+
+            ParseVersion(name, null, store, registry);
+            access.Check(http, name, null, inference: false);
+            await plane.ReadyAsync(name, null, VersionAccess.IsKeyed(http), cancellationToken);
+            return TypedResults.Ok(new V2RepositoryControlResponse());
+        }
+        catch (InferenceException ex)
+        {
+            return Error(http, ex);
+        }
+    }
+
+    /// <summary>Triton's model repository unload: the model's cached versions leave this replica; the served one stays.</summary>
+    public static async Task<Results<Ok<V2RepositoryControlResponse>, JsonHttpResult<V2Error>>> RepositoryUnload(
+        string name, HttpContext http, ModelStore store, ModelRegistry registry, InferenceAccess access, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await ReadControlAsync(http.Request, cancellationToken);
+            ParseVersion(name, null, store, registry);
+            access.Check(http, name, null, inference: false);
+            if (store.Active is { } active && active.Name == name)
+            {
+                return TypedResults.Json(new V2Error($"'{name}' is the active model, which this replica serves: activate another model (POST /models/{{name}}/versions/{{version}}/activate) to stop serving it."), statusCode: StatusCodes.Status409Conflict);
+            }
+
+            registry.Unload(name);
+            return TypedResults.Ok(new V2RepositoryControlResponse());
+        }
+        catch (InferenceException ex)
+        {
+            return Error(http, ex);
+        }
+    }
+
+    /// <summary>The optional body of a load or unload request, <c>{ "parameters": { ... } }</c>: its parameters, or null.</summary>
+    private static async Task<Dictionary<string, JsonElement>?> ReadControlAsync(HttpRequest http, CancellationToken cancellationToken)
+    {
+        if (http.ContentLength is > 4096)
+        {
+            throw new InferenceException(InferenceErrorKind.TooLarge, "Request too large.", "A load or unload request's body is a small JSON object such as { \"parameters\": {} }; this one is over 4,096 bytes.");
+        }
+
+        if (http.ContentLength is not > 0 && !(http.ContentLength is null && http.Headers.TransferEncoding.Count > 0))
+        {
+            return null;
+        }
+
+        try
+        {
+            return (await JsonSerializer.DeserializeAsync<V2RepositoryControlRequest>(http.Body, JsonSerializerOptions.Web, cancellationToken))?.Parameters;
+        }
+        catch (JsonException ex)
+        {
+            throw InferenceErrors.BadRequest($"The request is not {{ \"parameters\": {{ ... }} }}{(ex.Path is { Length: > 0 } at ? $": the value at {at} is unknown, malformed or of the wrong type" : "")}.");
+        }
     }
 
     public static async Task<Results<Ok<V2ServerReady>, JsonHttpResult<V2Error>>> ModelReady(

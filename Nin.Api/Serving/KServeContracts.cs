@@ -156,3 +156,10 @@ public sealed record V2RepositoryModel(
 /// <summary>The optional body of <c>POST /v2/repository/index</c>: <c>ready: true</c> lists only loaded versions.</summary>
 [JsonUnmappedMemberHandling(JsonUnmappedMemberHandling.Disallow)] // a field the protocol lacks is a 400 naming it
 public sealed record V2RepositoryIndexRequest(bool? Ready);
+
+/// <summary>The optional body of a model repository load or unload request (Triton's extension).</summary>
+[JsonUnmappedMemberHandling(JsonUnmappedMemberHandling.Disallow)]
+public sealed record V2RepositoryControlRequest(Dictionary<string, JsonElement>? Parameters);
+
+/// <summary>A successful load or unload: an empty object, as Triton answers.</summary>
+public sealed record V2RepositoryControlResponse;

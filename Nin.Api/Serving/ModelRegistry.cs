@@ -243,6 +243,37 @@ public sealed partial class ModelRegistry : IDisposable
         return load;
     }
 
+    /// <summary>
+    /// Drops a model's cached versions from this replica (Triton's repository unload); the served version and the
+    /// active one stay. Each is disposed after its last request. Returns how many left.
+    /// </summary>
+    public int Unload(string name)
+    {
+        var wanted = store.Active;
+        List<LoadedModel> dropped = [];
+        lock (gate)
+        {
+            for (var node = cache.First; node is not null;)
+            {
+                var next = node.Next;
+                if (node.Value.Name == name && !(wanted is not null && wanted.Name == name && wanted.Version == node.Value.Version))
+                {
+                    cache.Remove(node);
+                    dropped.Add(node.Value);
+                }
+
+                node = next;
+            }
+        }
+
+        foreach (var model in dropped)
+        {
+            model.Retire();
+        }
+
+        return dropped.Count;
+    }
+
     /// <summary>The cache's node of a version (call under <see cref="gate"/>).</summary>
     private LinkedListNode<LoadedModel>? Cached(string name, int version)
     {
