@@ -297,7 +297,7 @@ public sealed class ContractSweep(ContractRecording recording, Func<DelegatingHa
         await Send("kserve: load with a configuration", keyed, HttpMethod.Post, "/v2/repository/models/contract-import/load", Json("{ \"parameters\": { \"config\": \"{}\" } }"), 400);
         await Send("kserve: load request too large", keyed, HttpMethod.Post, "/v2/repository/models/contract-import/load", Json("{" + new string(' ', 5000) + "}"), 413);
         await Send("kserve: unload the active model", keyed, HttpMethod.Post, "/v2/repository/models/fashion-mnist/unload", null, 409);
-        await Send("kserve: unload a non-active model without a key", anonymous, HttpMethod.Post, "/v2/repository/models/contract-import/unload", null, 401);
+        await Send("kserve: unload without a key", anonymous, HttpMethod.Post, "/v2/repository/models/contract-import/unload", null, 401);
         await Send("kserve: unload an unknown model", keyed, HttpMethod.Post, "/v2/repository/models/no-such-model/unload", null, 404);
         await Send("kserve: unload a malformed request", keyed, HttpMethod.Post, "/v2/repository/models/contract-import/unload", Json("{ \"nope\": 1 }"), 400);
         await Send("kserve: unload", keyed, HttpMethod.Post, "/v2/repository/models/contract-import/unload", null, 200);

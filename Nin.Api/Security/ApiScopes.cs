@@ -73,6 +73,13 @@ public static class ApiScopes
             return LastSegmentIs(path, "evaluate") ? new(ApiScope.Train) : new(ApiScope.Admin);
         }
 
+        if (path.StartsWithSegments("/v2/repository/models") && changes)
+        {
+            // Triton's repository control: a load does what a readiness check of the model does (open for the active
+            // model); an unload changes what is loaded here, as activation changes what is served.
+            return LastSegmentIs(path, "unload") ? new(ApiScope.Admin) : new(ApiScope.Predict, NonActiveVersions: true);
+        }
+
         if (path.StartsWithSegments("/predict") || (path.StartsWithSegments("/v2/models") && changes))
         {
             return new(ApiScope.Predict, WhenPredictProtected: true);

@@ -56,7 +56,7 @@ public static class KServeApi
             .Produces<V2Error>(StatusCodes.Status503ServiceUnavailable);
         v2.MapPost("/repository/models/{name}/unload", RepositoryUnload)
             .WithName("V2RepositoryUnload").WithSummary("Unload a model's cached versions from this replica (the model repository extension)")
-            .WithDescription("Frees the memory of the model's versions loaded on this replica (requests using one finish first); 200 `{}`. The version this replica serves is not unloaded: 409 for the active model (activate another model to stop serving it). 404 unknown model; 401 without a key when API keys are configured.")
+            .WithDescription("Frees the memory of the model's versions loaded on this replica (requests using one finish first); 200 `{}`. The version this replica serves is not unloaded: 409 for the active model (activate another model to stop serving it). 404 unknown model; needs a key with the `admin` scope when API keys are configured.")
             .Accepts<V2RepositoryControlRequest>(isOptional: true, "application/json", "*/*")
             .Produces<V2RepositoryControlResponse>()
             .Produces<V2Error>(StatusCodes.Status400BadRequest)
@@ -309,14 +309,14 @@ public static class KServeApi
     }
 
     /// <summary>Triton's model repository unload: the model's cached versions leave this replica; the served one stays.</summary>
+    /// <remarks>The key middleware asks for the <c>admin</c> scope when keys are configured (<see cref="ApiScopes"/>).</remarks>
     public static async Task<Results<Ok<V2RepositoryControlResponse>, JsonHttpResult<V2Error>>> RepositoryUnload(
-        string name, HttpContext http, ModelStore store, ModelRegistry registry, InferenceAccess access, CancellationToken cancellationToken)
+        string name, HttpContext http, ModelStore store, ModelRegistry registry, CancellationToken cancellationToken)
     {
         try
         {
             await ReadControlAsync(http.Request, cancellationToken);
             ParseVersion(name, null, store, registry);
-            access.Check(http, name, null, inference: false);
             if (store.Active is { } active && active.Name == name)
             {
                 return TypedResults.Json(new V2Error($"'{name}' is the active model, which this replica serves: activate another model (POST /models/{{name}}/versions/{{version}}/activate) to stop serving it."), statusCode: StatusCodes.Status409Conflict);
