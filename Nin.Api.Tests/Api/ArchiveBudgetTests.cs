@@ -152,12 +152,15 @@ public sealed class ArchiveBudgetTests : IDisposable
     {
         var factory = Service();
         var uploads = factory.Services.GetRequiredService<UploadedDatasets>();
-        var zip = TwoClasses(4000, side: 40).Build();
+        var zip = TwoClasses(8000, side: 40).Build();
         using var cancel = new CancellationTokenSource();
         var watch = Stopwatch.StartNew();
-        var import = Task.Run(() => uploads.Import(new MemoryStream(zip), "big", 28, "auto", cancel.Token));
+
+        // On a thread of its own, as POST /datasets runs it: on a pool thread it held one of a cold two-core runner's
+        // threads, and this test's own delay overran by 600 ms while the import finished (CI saw it end first).
+        var import = Task.Factory.StartNew(() => uploads.Import(new MemoryStream(zip), "big", 28, "auto", cancel.Token), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
         await Task.Delay(300);
-        Assert.False(import.IsCompleted, "the import should still be decoding");
+        Assert.False(import.IsCompleted, $"the import should still be decoding; it ended {import.Status} after {watch.Elapsed.TotalMilliseconds:F0} ms: {import.Exception?.GetBaseException().Message}");
         var cancelledAt = watch.Elapsed;
         await cancel.CancelAsync();
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => import);
