@@ -252,23 +252,14 @@ public static class KServeApi
 
     public static async Task<Results<Ok<V2RepositoryModel[]>, JsonHttpResult<V2Error>>> RepositoryIndex(HttpRequest http, ModelStore store, ModelRegistry registry, CancellationToken cancellationToken)
     {
-        var readyOnly = false;
-        if (http.ContentLength is > 4096)
+        bool readyOnly;
+        try
         {
-            return TypedResults.Json(new V2Error("The index request's body is a small JSON object such as { \"ready\": true }; this one is over 4,096 bytes."), statusCode: StatusCodes.Status413PayloadTooLarge);
+            readyOnly = (await ReadSmallJsonAsync<V2RepositoryIndexRequest>(http, "{ \"ready\": true|false }", cancellationToken))?.Ready == true;
         }
-
-        if (http.ContentLength is > 0 || (http.ContentLength is null && http.Headers.TransferEncoding.Count > 0))
+        catch (InferenceException ex)
         {
-            try
-            {
-                readyOnly = (await JsonSerializer.DeserializeAsync<V2RepositoryIndexRequest>(http.Body, JsonSerializerOptions.Web, cancellationToken))?.Ready == true;
-            }
-            catch (JsonException ex)
-            {
-                // Like every JSON body: a malformed one, or a field the request lacks, is a 400 saying where.
-                return TypedResults.Json(new V2Error($"The index request is not {{ \"ready\": true|false }}{(ex.Path is { Length: > 0 } at ? $": the value at {at} is unknown, malformed or of the wrong type" : "")}."), statusCode: StatusCodes.Status400BadRequest);
-            }
+            return Error(http.HttpContext, ex);
         }
 
         var loaded = registry.Loaded.ToHashSet();
@@ -291,7 +282,7 @@ public static class KServeApi
     {
         try
         {
-            var parameters = await ReadControlAsync(http.Request, cancellationToken);
+            var parameters = (await ReadSmallJsonAsync<V2RepositoryControlRequest>(http.Request, ControlShape, cancellationToken))?.Parameters;
             if (parameters?.ContainsKey("config") == true)
             {
                 throw InferenceErrors.BadRequest("Nin's versions carry their own configuration (see GET /v2/models/{name}/config): a 'config' parameter cannot replace it.");
@@ -315,7 +306,7 @@ public static class KServeApi
     {
         try
         {
-            await ReadControlAsync(http.Request, cancellationToken);
+            await ReadSmallJsonAsync<V2RepositoryControlRequest>(http.Request, ControlShape, cancellationToken);
             ParseVersion(name, null, store, registry);
             if (store.Active is { } active && active.Name == name)
             {
@@ -331,26 +322,31 @@ public static class KServeApi
         }
     }
 
-    /// <summary>The optional body of a load or unload request, <c>{ "parameters": { ... } }</c>: its parameters, or null.</summary>
-    private static async Task<Dictionary<string, JsonElement>?> ReadControlAsync(HttpRequest http, CancellationToken cancellationToken)
+    private const string ControlShape = "{ \"parameters\": { ... } }";
+
+    /// <summary>
+    /// The optional small JSON body of the repository requests (index, load, unload), or null without one: over 4,096
+    /// bytes is a 413, and like every JSON body a malformed one, or a field the request lacks, is a 400 saying where.
+    /// </summary>
+    private static async Task<T?> ReadSmallJsonAsync<T>(HttpRequest http, string shape, CancellationToken cancellationToken)
     {
         if (http.ContentLength is > 4096)
         {
-            throw new InferenceException(InferenceErrorKind.TooLarge, "Request too large.", "A load or unload request's body is a small JSON object such as { \"parameters\": {} }; this one is over 4,096 bytes.");
+            throw new InferenceException(InferenceErrorKind.TooLarge, "Request too large.", $"This request's body is a small JSON object, {shape}; this one is over 4,096 bytes.");
         }
 
         if (http.ContentLength is not > 0 && !(http.ContentLength is null && http.Headers.TransferEncoding.Count > 0))
         {
-            return null;
+            return default; // Triton's clients send no body
         }
 
         try
         {
-            return (await JsonSerializer.DeserializeAsync<V2RepositoryControlRequest>(http.Body, JsonSerializerOptions.Web, cancellationToken))?.Parameters;
+            return await JsonSerializer.DeserializeAsync<T>(http.Body, JsonSerializerOptions.Web, cancellationToken);
         }
         catch (JsonException ex)
         {
-            throw InferenceErrors.BadRequest($"The request is not {{ \"parameters\": {{ ... }} }}{(ex.Path is { Length: > 0 } at ? $": the value at {at} is unknown, malformed or of the wrong type" : "")}.");
+            throw InferenceErrors.BadRequest($"The request is not {shape}{(ex.Path is { Length: > 0 } at ? $": the value at {at} is unknown, malformed or of the wrong type" : "")}.");
         }
     }
 
@@ -488,9 +484,9 @@ public static class KServeApi
                 return new OipInput(tensor.Name, tensor.Datatype, tensor.Shape, KServeBinary.Floats(bytes.Span), null);
             }
 
-            var values = new float[Leaves(data).Count()];
+            var values = new float[IsFlat(data) ? data.GetArrayLength() : Leaves(data).Count()];
             var i = 0;
-            foreach (var v in Leaves(data))
+            foreach (var v in Elements(data))
             {
                 if (v.ValueKind != JsonValueKind.Number || !v.TryGetSingle(out var f) || !float.IsFinite(f))
                 {
@@ -513,7 +509,7 @@ public static class KServeApi
             }
 
             var images = new List<ReadOnlyMemory<byte>>();
-            foreach (var element in Leaves(data))
+            foreach (var element in Elements(data))
             {
                 try
                 {
@@ -536,6 +532,12 @@ public static class KServeApi
     /// the tensor's own dimensions (<c>[[1, 2], [4, 5]]</c>); the count is checked against the shape afterwards. The
     /// nesting is bounded by the JSON reader's depth limit.
     /// </summary>
+    private static IEnumerable<JsonElement> Elements(JsonElement array) => IsFlat(array) ? array.EnumerateArray() : Leaves(array);
+
+    /// <summary>Flat when its first element is no array (every request a client library sends): read as it is.</summary>
+    private static bool IsFlat(JsonElement array) => array.GetArrayLength() == 0 || array[0].ValueKind != JsonValueKind.Array;
+
+    /// <summary>The leaves of nested arrays, depth first.</summary>
     private static IEnumerable<JsonElement> Leaves(JsonElement array)
     {
         foreach (var element in array.EnumerateArray())
