@@ -118,4 +118,83 @@ public sealed class ImageDecoderTests
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => ImageDecoder.DecodeAsync(jpeg, 1, 28, 28, false, InvertMode.False, MaxPixels, cancelled.Token));
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => ImageDecoder.DecodeAsync(TestImages.FashionImage(0), 1, 28, 28, false, InvertMode.False, MaxPixels, cancelled.Token));
     }
+
+    [Theory]
+    [InlineData(2)]
+    [InlineData(3)]
+    [InlineData(4)]
+    [InlineData(5)]
+    [InlineData(6)]
+    [InlineData(7)]
+    [InlineData(8)]
+    public void A_photo_is_turned_upright_as_its_exif_orientation_says(int orientation)
+    {
+        // Upright: 64×32, a white block top left and a grey one bottom right, on black. A camera stores it turned or
+        // mirrored and says so in EXIF; the decoder must give what a viewer shows, as the same picture stored upright.
+        using var upright = new SKBitmap(new SKImageInfo(64, 32, SKColorType.Gray8, SKAlphaType.Opaque));
+        upright.Erase(SKColors.Black);
+        using (var canvas = new SKCanvas(upright))
+        using (var white = new SKPaint { Color = SKColors.White })
+        using (var grey = new SKPaint { Color = new SKColor(128, 128, 128) })
+        {
+            canvas.DrawRect(0, 0, 16, 16, white);
+            canvas.DrawRect(40, 16, 24, 16, grey);
+        }
+
+        var sideways = orientation >= 5;
+        var (storedWidth, storedHeight) = sideways ? (32, 64) : (64, 32);
+        using var stored = new SKBitmap(new SKImageInfo(storedWidth, storedHeight, SKColorType.Gray8, SKAlphaType.Opaque));
+        for (var sy = 0; sy < storedHeight; sy++)
+        {
+            for (var sx = 0; sx < storedWidth; sx++)
+            {
+                // Where the viewer shows stored pixel (sx, sy) (EXIF 2..8: mirror, half turn, flip, transpose,
+                // quarter turn clockwise, transverse, quarter turn anticlockwise).
+                var (x, y) = orientation switch
+                {
+                    2 => (storedWidth - 1 - sx, sy),
+                    3 => (storedWidth - 1 - sx, storedHeight - 1 - sy),
+                    4 => (sx, storedHeight - 1 - sy),
+                    5 => (sy, sx),
+                    6 => (storedHeight - 1 - sy, sx),
+                    7 => (storedHeight - 1 - sy, storedWidth - 1 - sx),
+                    _ => (sy, storedWidth - 1 - sx),
+                };
+                stored.SetPixel(sx, sy, upright.GetPixel(x, y));
+            }
+        }
+
+        var expected = ImageDecoder.Decode(Jpeg(upright), 1, 28, 28, lightOnDark: false, InvertMode.False, MaxPixels);
+        var unturned = ImageDecoder.Decode(Jpeg(stored), 1, 28, 28, lightOnDark: false, InvertMode.False, MaxPixels);
+        var turned = ImageDecoder.Decode(WithExifOrientation(Jpeg(stored), orientation), 1, 28, 28, lightOnDark: false, InvertMode.False, MaxPixels);
+
+        Assert.Equal((64, 32), (turned.SourceWidth, turned.SourceHeight)); // the size as shown
+        Assert.True(MeanDifference(turned.Pixels, expected.Pixels) < 4, $"upright: mean difference {MeanDifference(turned.Pixels, expected.Pixels):F1}");
+        Assert.True(MeanDifference(unturned.Pixels, expected.Pixels) > 20, $"without the tag: mean difference {MeanDifference(unturned.Pixels, expected.Pixels):F1}");
+    }
+
+    private static byte[] Jpeg(SKBitmap bitmap)
+    {
+        using var image = SKImage.FromBitmap(bitmap);
+        using var encoded = image.Encode(SKEncodedImageFormat.Jpeg, 100);
+        return encoded.ToArray();
+    }
+
+    /// <summary>The JPEG with an APP1 EXIF segment (big-endian TIFF, one IFD entry: Orientation) after its SOI marker.</summary>
+    private static byte[] WithExifOrientation(byte[] jpeg, int orientation)
+    {
+        byte[] tiff =
+        [
+            (byte)'M', (byte)'M', 0, 42, 0, 0, 0, 8, // header, first IFD at offset 8
+            0, 1, // one entry
+            0x01, 0x12, 0, 3, 0, 0, 0, 1, 0, (byte)orientation, 0, 0, // Orientation, SHORT, count 1, value
+            0, 0, 0, 0, // no next IFD
+        ];
+        var payload = "Exif\0\0"u8.ToArray().Concat(tiff).ToArray();
+        var length = payload.Length + 2;
+        byte[] segment = [0xFF, 0xE1, (byte)(length >> 8), (byte)length, .. payload];
+        return [.. jpeg.AsSpan(0, 2), .. segment, .. jpeg.AsSpan(2)];
+    }
+
+    private static double MeanDifference(byte[] a, byte[] b) => a.Zip(b, (x, y) => Math.Abs(x - y)).Average();
 }

@@ -30,7 +30,7 @@ public static class PredictApi
             .WithSummary("Classify images")
             .WithDescription("""
                 Send one or more images as `multipart/form-data` in the field `images` (or `image`), or one image as the raw
-                body (with an image Content-Type, `application/octet-stream` or none: the format is read from the bytes). PNG, JPEG, WebP, GIF (first frame) and BMP are accepted. Each image is converted
+                body (with an image Content-Type, `application/octet-stream` or none: the format is read from the bytes). PNG, JPEG, WebP, GIF (first frame) and BMP are accepted; a photo's EXIF orientation is applied, so a phone's portrait photo is read upright, as viewers show it. Each image is converted
                 the way the model was trained: to its channels, padded to a square, resized to the dataset's native size
                 (28×28 for Fashion-MNIST), then scaled and resized to the model's input exactly as in training.
                 Fashion-MNIST items are light on a dark background; `invert=auto` (default) inverts images whose border is light,

@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using SkiaSharp;
 
 namespace Nin.Model.Imaging;
@@ -33,8 +34,9 @@ public sealed record DecodedImage(byte[] Pixels, string Format, int SourceWidth,
 
 /// <summary>
 /// Decodes PNG, JPEG, WebP, GIF (first frame) and BMP with SkiaSharp into a model's native input:
-/// its channels (grey by BT.601 luma), scaled to fit the dataset's size and padded to it with its
-/// border colour. The header is read first, so an image that claims too many pixels, or is too long
+/// its channels (grey by BT.601 luma), turned upright as its EXIF orientation says (a phone's portrait photo is
+/// stored sideways; viewers and browsers show it upright, so the model sees what the user sees), scaled to fit the
+/// dataset's size and padded to it with its border colour. The header is read first, so an image that claims too many pixels, or is too long
 /// and thin to be seen at that size, is refused before anything is allocated for it; the work after
 /// decoding is bounded by the output's size, not the input's.
 /// </summary>
@@ -152,7 +154,12 @@ public static class ImageDecoder
 
         // The work is bounded by the output: the image is scaled to fit the native size first (its longest side becomes
         // the output's), then padded; nothing of the source's size is ever squared. Big JPEGs decode at a reduced scale.
-        var (fitWidth, fitHeight) = Fit(info.Width, info.Height, width, height);
+        // The fit is of the image as shown (EXIF orientation applied); it is turned upright once scaled, at output size.
+        var origin = codec.EncodedOrigin;
+        var sideways = origin is SKEncodedOrigin.LeftTop or SKEncodedOrigin.RightTop or SKEncodedOrigin.RightBottom or SKEncodedOrigin.LeftBottom;
+        var (shownWidth, shownHeight) = sideways ? (info.Height, info.Width) : (info.Width, info.Height);
+        var (fitWidth, fitHeight) = Fit(shownWidth, shownHeight, width, height);
+        var (storedFitWidth, storedFitHeight) = sideways ? (fitHeight, fitWidth) : (fitWidth, fitHeight);
         var scale = Math.Min(1f, 4f * Math.Max(width, height) / Math.Max(info.Width, info.Height));
         var size = scale < 1f ? codec.GetScaledDimensions(scale) : new SKSizeI(info.Width, info.Height);
         // By the source's size: a progressive JPEG holds full-size coefficient buffers whatever scale it decodes at.
@@ -176,7 +183,7 @@ public static class ImageDecoder
                     : $"The {format.ToUpperInvariant()} image could not be decoded ({decoded}).");
             }
 
-            fitted = Resize(bitmap, fitWidth, fitHeight);
+            fitted = Upright(Resize(bitmap, storedFitWidth, storedFitHeight), storedFitWidth, storedFitHeight, origin);
         }
         finally
         {
@@ -196,7 +203,7 @@ public static class ImageDecoder
             InvertMode.False => false,
             _ => lightOnDark && Luma(border) > 127,
         };
-        return new DecodedImage(ToPlanar(padded, width * height, channels, doInvert), format, info.Width, info.Height, doInvert);
+        return new DecodedImage(ToPlanar(padded, width * height, channels, doInvert), format, shownWidth, shownHeight, doInvert);
     }
 
     /// <summary>Refuses too many pixels (413) and shapes too long and thin to be seen at the output's size (400); all in long arithmetic.</summary>
@@ -242,6 +249,44 @@ public static class ImageDecoder
         using var dst = source.Resize(new SKImageInfo(width, height, SKColorType.Rgba8888, SKAlphaType.Premul), new SKSamplingOptions(SKFilterMode.Linear, SKMipmapMode.Linear))
             ?? throw new ImageDecodeException(ImageErrorKind.Corrupt, "The image could not be resized.");
         return dst.GetPixelSpan().ToArray();
+    }
+
+    /// <summary>
+    /// RGBA pixels stored <paramref name="width"/>×<paramref name="height"/> as the image is shown under its EXIF
+    /// orientation: mirrored, turned a half turn, or (5–8) turned a quarter turn, so the result is height×width.
+    /// </summary>
+    internal static byte[] Upright(byte[] pixels, int width, int height, SKEncodedOrigin origin)
+    {
+        if (origin is SKEncodedOrigin.TopLeft || (int)origin is < 1 or > 8)
+        {
+            return pixels;
+        }
+
+        var sideways = origin is SKEncodedOrigin.LeftTop or SKEncodedOrigin.RightTop or SKEncodedOrigin.RightBottom or SKEncodedOrigin.LeftBottom;
+        var (shownWidth, shownHeight) = sideways ? (height, width) : (width, height);
+        var source = MemoryMarshal.Cast<byte, uint>(pixels.AsSpan());
+        var result = new byte[pixels.Length];
+        var target = MemoryMarshal.Cast<byte, uint>(result.AsSpan());
+        for (var y = 0; y < shownHeight; y++)
+        {
+            for (var x = 0; x < shownWidth; x++)
+            {
+                // Where the shown pixel (x, y) is stored: the tag names where the stored first row and column are shown.
+                var (sx, sy) = origin switch
+                {
+                    SKEncodedOrigin.TopRight => (width - 1 - x, y),
+                    SKEncodedOrigin.BottomRight => (width - 1 - x, height - 1 - y),
+                    SKEncodedOrigin.BottomLeft => (x, height - 1 - y),
+                    SKEncodedOrigin.LeftTop => (y, x),
+                    SKEncodedOrigin.RightTop => (y, shownWidth - 1 - x),
+                    SKEncodedOrigin.RightBottom => (shownHeight - 1 - y, shownWidth - 1 - x),
+                    _ => (shownHeight - 1 - y, x), // LeftBottom
+                };
+                target[(y * shownWidth) + x] = source[(sy * width) + sx];
+            }
+        }
+
+        return result;
     }
 
     // Transparent pixels are shown on white, as a viewer would show them: premultiplied colour plus white times (1 - alpha).
