@@ -119,15 +119,21 @@ public sealed class ImageDecoderTests
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => ImageDecoder.DecodeAsync(TestImages.FashionImage(0), 1, 28, 28, false, InvertMode.False, MaxPixels, cancelled.Token));
     }
 
+    public static TheoryData<int, string> Orientations()
+    {
+        var data = new TheoryData<int, string>();
+        for (var orientation = 2; orientation <= 8; orientation++)
+        {
+            data.Add(orientation, "jpeg");
+            data.Add(orientation, "png"); // an eXIf chunk, which SkiaSharp's codec does not read itself
+        }
+
+        return data;
+    }
+
     [Theory]
-    [InlineData(2)]
-    [InlineData(3)]
-    [InlineData(4)]
-    [InlineData(5)]
-    [InlineData(6)]
-    [InlineData(7)]
-    [InlineData(8)]
-    public void A_photo_is_turned_upright_as_its_exif_orientation_says(int orientation)
+    [MemberData(nameof(Orientations))]
+    public void A_photo_is_turned_upright_as_its_exif_orientation_says(int orientation, string format)
     {
         // Upright: 64×32, a white block top left and a grey one bottom right, on black. A camera stores it turned or
         // mirrored and says so in EXIF; the decoder must give what a viewer shows, as the same picture stored upright.
@@ -164,13 +170,48 @@ public sealed class ImageDecoderTests
             }
         }
 
-        var expected = ImageDecoder.Decode(Jpeg(upright), 1, 28, 28, lightOnDark: false, InvertMode.False, MaxPixels);
-        var unturned = ImageDecoder.Decode(Jpeg(stored), 1, 28, 28, lightOnDark: false, InvertMode.False, MaxPixels);
-        var turned = ImageDecoder.Decode(WithExifOrientation(Jpeg(stored), orientation), 1, 28, 28, lightOnDark: false, InvertMode.False, MaxPixels);
+        var encode = format == "png" ? (Func<SKBitmap, byte[]>)Png : Jpeg;
+        var tagged = format == "png" ? PngWithExifOrientation(Png(stored), orientation) : WithExifOrientation(Jpeg(stored), orientation);
+        var expected = ImageDecoder.Decode(encode(upright), 1, 28, 28, lightOnDark: false, InvertMode.False, MaxPixels);
+        var unturned = ImageDecoder.Decode(encode(stored), 1, 28, 28, lightOnDark: false, InvertMode.False, MaxPixels);
+        var turned = ImageDecoder.Decode(tagged, 1, 28, 28, lightOnDark: false, InvertMode.False, MaxPixels);
 
         Assert.Equal((64, 32), (turned.SourceWidth, turned.SourceHeight)); // the size as shown
         Assert.True(MeanDifference(turned.Pixels, expected.Pixels) < 4, $"upright: mean difference {MeanDifference(turned.Pixels, expected.Pixels):F1}");
         Assert.True(MeanDifference(unturned.Pixels, expected.Pixels) > 20, $"without the tag: mean difference {MeanDifference(unturned.Pixels, expected.Pixels):F1}");
+    }
+
+    [Fact]
+    public void A_damaged_png_exif_chunk_counts_as_no_orientation()
+    {
+        using var bitmap = new SKBitmap(new SKImageInfo(8, 4, SKColorType.Gray8, SKAlphaType.Opaque));
+        bitmap.Erase(SKColors.Gray);
+        var png = Png(bitmap);
+        var good = PngWithExifOrientation(png, 6);
+        Assert.Equal(6, ImageHeader.PngExifOrientation(good));
+        var exif = 8 + 12 + 13 + 8; // where the eXIf chunk's data (its TIFF block) starts
+        byte[][] damaged =
+        [
+            Patched(good, exif + 4, [0xFF, 0xFF, 0xFF, 0x7F]), // first IFD far beyond the block
+            Patched(good, exif + 8, [0xFF, 0xFF, 0, 0]), // 65,535 entries in a block of one, none of them the orientation
+            Patched(good, exif, [(byte)'X', (byte)'X']), // neither byte order
+            Patched(good, exif + 18, [9, 0]), // orientation 9
+            Patched(good, 8 + 12 + 13, [0x7F, 0xFF, 0xFF, 0xFF]), // the chunk claims 2 GB
+            good[..(exif + 6)], // cut inside the chunk
+        ];
+        foreach (var data in damaged)
+        {
+            Assert.Equal(1, ImageHeader.PngExifOrientation(data));
+        }
+
+        Assert.Equal(1, ImageHeader.PngExifOrientation(png)); // none at all
+    }
+
+    private static byte[] Patched(byte[] data, int at, byte[] bytes)
+    {
+        var copy = (byte[])data.Clone();
+        bytes.CopyTo(copy, at);
+        return copy;
     }
 
     private static byte[] Jpeg(SKBitmap bitmap)
@@ -180,20 +221,54 @@ public sealed class ImageDecoderTests
         return encoded.ToArray();
     }
 
-    /// <summary>The JPEG with an APP1 EXIF segment (big-endian TIFF, one IFD entry: Orientation) after its SOI marker.</summary>
+    private static byte[] Png(SKBitmap bitmap)
+    {
+        using var image = SKImage.FromBitmap(bitmap);
+        using var encoded = image.Encode(SKEncodedImageFormat.Png, 100);
+        return encoded.ToArray();
+    }
+
+    /// <summary>EXIF with one IFD entry, Orientation; big-endian (Motorola) for JPEG here, little-endian (Intel) for PNG.</summary>
+    private static byte[] ExifTiff(int orientation, bool little) => little
+        ? [(byte)'I', (byte)'I', 42, 0, 8, 0, 0, 0, 1, 0, 0x12, 0x01, 3, 0, 1, 0, 0, 0, (byte)orientation, 0, 0, 0, 0, 0, 0, 0]
+        : [(byte)'M', (byte)'M', 0, 42, 0, 0, 0, 8, 0, 1, 0x01, 0x12, 0, 3, 0, 0, 0, 1, 0, (byte)orientation, 0, 0, 0, 0, 0, 0];
+
+    /// <summary>The JPEG with an APP1 EXIF segment after its SOI marker.</summary>
     private static byte[] WithExifOrientation(byte[] jpeg, int orientation)
     {
-        byte[] tiff =
-        [
-            (byte)'M', (byte)'M', 0, 42, 0, 0, 0, 8, // header, first IFD at offset 8
-            0, 1, // one entry
-            0x01, 0x12, 0, 3, 0, 0, 0, 1, 0, (byte)orientation, 0, 0, // Orientation, SHORT, count 1, value
-            0, 0, 0, 0, // no next IFD
-        ];
-        var payload = "Exif\0\0"u8.ToArray().Concat(tiff).ToArray();
+        var payload = "Exif\0\0"u8.ToArray().Concat(ExifTiff(orientation, little: false)).ToArray();
         var length = payload.Length + 2;
         byte[] segment = [0xFF, 0xE1, (byte)(length >> 8), (byte)length, .. payload];
         return [.. jpeg.AsSpan(0, 2), .. segment, .. jpeg.AsSpan(2)];
+    }
+
+    /// <summary>The PNG with an <c>eXIf</c> chunk (and its CRC) right after IHDR, before the image data.</summary>
+    private static byte[] PngWithExifOrientation(byte[] png, int orientation)
+    {
+        var tiff = ExifTiff(orientation, little: true);
+        byte[] typeAndData = [.. "eXIf"u8, .. tiff];
+        var chunk = new byte[12 + tiff.Length];
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(chunk, (uint)tiff.Length);
+        typeAndData.CopyTo(chunk, 4);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(chunk.AsSpan(8 + tiff.Length), Crc32(typeAndData));
+        const int afterIhdr = 8 + 12 + 13;
+        return [.. png.AsSpan(0, afterIhdr), .. chunk, .. png.AsSpan(afterIhdr)];
+    }
+
+    /// <summary>PNG's CRC-32 (ISO-HDLC, reflected 0xEDB88320) over a chunk's type and data.</summary>
+    private static uint Crc32(byte[] bytes)
+    {
+        var crc = 0xFFFFFFFFu;
+        foreach (var b in bytes)
+        {
+            crc ^= b;
+            for (var k = 0; k < 8; k++)
+            {
+                crc = (crc & 1) != 0 ? (crc >> 1) ^ 0xEDB88320u : crc >> 1;
+            }
+        }
+
+        return ~crc;
     }
 
     private static double MeanDifference(byte[] a, byte[] b) => a.Zip(b, (x, y) => Math.Abs(x - y)).Average();

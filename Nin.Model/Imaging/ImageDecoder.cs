@@ -34,7 +34,7 @@ public sealed record DecodedImage(byte[] Pixels, string Format, int SourceWidth,
 
 /// <summary>
 /// Decodes PNG, JPEG, WebP, GIF (first frame) and BMP with SkiaSharp into a model's native input:
-/// its channels (grey by BT.601 luma), turned upright as its EXIF orientation says (a phone's portrait photo is
+/// its channels (grey by BT.601 luma), turned upright as its EXIF orientation says (JPEG, WebP, PNG; a phone's portrait photo is
 /// stored sideways; viewers and browsers show it upright, so the model sees what the user sees), scaled to fit the
 /// dataset's size and padded to it with its border colour. The header is read first, so an image that claims too many pixels, or is too long
 /// and thin to be seen at that size, is refused before anything is allocated for it; the work after
@@ -155,7 +155,7 @@ public static class ImageDecoder
         // The work is bounded by the output: the image is scaled to fit the native size first (its longest side becomes
         // the output's), then padded; nothing of the source's size is ever squared. Big JPEGs decode at a reduced scale.
         // The fit is of the image as shown (EXIF orientation applied); it is turned upright once scaled, at output size.
-        var origin = codec.EncodedOrigin;
+        var origin = format == "png" && codec.EncodedOrigin == SKEncodedOrigin.TopLeft ? (SKEncodedOrigin)ImageHeader.PngExifOrientation(data) : codec.EncodedOrigin;
         var sideways = origin is SKEncodedOrigin.LeftTop or SKEncodedOrigin.RightTop or SKEncodedOrigin.RightBottom or SKEncodedOrigin.LeftBottom;
         var (shownWidth, shownHeight) = sideways ? (info.Height, info.Width) : (info.Width, info.Height);
         var (fitWidth, fitHeight) = Fit(shownWidth, shownHeight, width, height);

@@ -95,4 +95,74 @@ public static class ImageHeader
 
         return false;
     }
+
+    /// <summary>
+    /// The EXIF orientation (1–8) of a PNG's <c>eXIf</c> chunk, which browsers honour and SkiaSharp's codec does not read
+    /// (it reads JPEG's and WebP's); 1 when there is none or it cannot be read. Only the chunks before the image data are
+    /// looked at, every offset is checked against the data, and a damaged chunk simply counts as no orientation.
+    /// </summary>
+    public static int PngExifOrientation(ReadOnlySpan<byte> d)
+    {
+        var i = 8;
+        while (i + 8 <= d.Length)
+        {
+            var length = BinaryPrimitives.ReadUInt32BigEndian(d[i..]);
+            var type = d.Slice(i + 4, 4);
+            if (type.SequenceEqual("IDAT"u8) || length > (uint)(d.Length - i - 8))
+            {
+                return 1;
+            }
+
+            if (type.SequenceEqual("eXIf"u8))
+            {
+                return TiffOrientation(d.Slice(i + 8, (int)length));
+            }
+
+            i += 12 + (int)length; // length, type, data, CRC
+        }
+
+        return 1;
+    }
+
+    /// <summary>Orientation (tag 0x0112, a SHORT in the first IFD) of a TIFF-structured EXIF block; 1 when absent or unreadable.</summary>
+    private static int TiffOrientation(ReadOnlySpan<byte> t)
+    {
+        if (t.Length < 8)
+        {
+            return 1;
+        }
+
+        var little = t[0] == (byte)'I' && t[1] == (byte)'I';
+        if (!little && !(t[0] == (byte)'M' && t[1] == (byte)'M'))
+        {
+            return 1;
+        }
+
+        uint U32(ReadOnlySpan<byte> b) => little ? BinaryPrimitives.ReadUInt32LittleEndian(b) : BinaryPrimitives.ReadUInt32BigEndian(b);
+        ushort U16(ReadOnlySpan<byte> b) => little ? BinaryPrimitives.ReadUInt16LittleEndian(b) : BinaryPrimitives.ReadUInt16BigEndian(b);
+        var ifd = U32(t[4..]);
+        if (ifd > (uint)(t.Length - 2))
+        {
+            return 1;
+        }
+
+        var count = U16(t[(int)ifd..]);
+        for (var e = 0; e < count; e++)
+        {
+            var at = (long)ifd + 2 + (12L * e);
+            if (at + 12 > t.Length)
+            {
+                return 1;
+            }
+
+            var entry = t.Slice((int)at, 12);
+            if (U16(entry) == 0x0112 && U16(entry[2..]) == 3) // Orientation, SHORT: the value sits in the entry itself
+            {
+                var value = U16(entry[8..]);
+                return value is >= 1 and <= 8 ? value : 1;
+            }
+        }
+
+        return 1;
+    }
 }
