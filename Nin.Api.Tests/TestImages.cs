@@ -59,7 +59,8 @@ public static class TestImages
         s.Write(len);
     }
 
-    private static uint Crc32(byte[] bytes)
+    /// <summary>PNG's CRC-32 (ISO-HDLC, reflected 0xEDB88320) over a chunk's type and data.</summary>
+    internal static uint Crc32(byte[] bytes)
     {
         var crc = 0xFFFFFFFFu;
         foreach (var b in bytes)

@@ -440,22 +440,7 @@ public sealed class HostileInputTests(HostileFixture fixture) : IClassFixture<Ho
         s.Write(word);
         var typed = Encoding.ASCII.GetBytes(type).Concat(data).ToArray();
         s.Write(typed);
-        BinaryPrimitives.WriteUInt32BigEndian(word, Crc32(typed));
+        BinaryPrimitives.WriteUInt32BigEndian(word, TestImages.Crc32(typed));
         s.Write(word);
-    }
-
-    private static uint Crc32(byte[] data)
-    {
-        var crc = 0xFFFFFFFFu;
-        foreach (var b in data)
-        {
-            crc ^= b;
-            for (var i = 0; i < 8; i++)
-            {
-                crc = (crc & 1) != 0 ? (crc >> 1) ^ 0xEDB88320u : crc >> 1;
-            }
-        }
-
-        return ~crc;
     }
 }

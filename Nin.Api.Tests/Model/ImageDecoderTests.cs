@@ -250,25 +250,9 @@ public sealed class ImageDecoderTests
         var chunk = new byte[12 + tiff.Length];
         System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(chunk, (uint)tiff.Length);
         typeAndData.CopyTo(chunk, 4);
-        System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(chunk.AsSpan(8 + tiff.Length), Crc32(typeAndData));
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(chunk.AsSpan(8 + tiff.Length), TestImages.Crc32(typeAndData));
         const int afterIhdr = 8 + 12 + 13;
         return [.. png.AsSpan(0, afterIhdr), .. chunk, .. png.AsSpan(afterIhdr)];
-    }
-
-    /// <summary>PNG's CRC-32 (ISO-HDLC, reflected 0xEDB88320) over a chunk's type and data.</summary>
-    private static uint Crc32(byte[] bytes)
-    {
-        var crc = 0xFFFFFFFFu;
-        foreach (var b in bytes)
-        {
-            crc ^= b;
-            for (var k = 0; k < 8; k++)
-            {
-                crc = (crc & 1) != 0 ? (crc >> 1) ^ 0xEDB88320u : crc >> 1;
-            }
-        }
-
-        return ~crc;
     }
 
     private static double MeanDifference(byte[] a, byte[] b) => a.Zip(b, (x, y) => Math.Abs(x - y)).Average();
