@@ -34,10 +34,10 @@ public sealed record DecodedImage(byte[] Pixels, string Format, int SourceWidth,
 
 /// <summary>
 /// Decodes PNG, JPEG, WebP, GIF (first frame) and BMP with SkiaSharp into a model's native input:
-/// its channels (grey by BT.601 luma), turned upright as its EXIF orientation says (JPEG, WebP, PNG; a phone's portrait photo is
-/// stored sideways; viewers and browsers show it upright, so the model sees what the user sees), scaled to fit the
-/// dataset's size and padded to it with its border colour. The header is read first, so an image that claims too many pixels, or is too long
-/// and thin to be seen at that size, is refused before anything is allocated for it; the work after
+/// its channels (grey by BT.601 luma), turned upright as its EXIF orientation says (JPEG, WebP, PNG: a phone
+/// stores a portrait photo sideways and viewers show it upright, so the model sees what the user sees), scaled to fit
+/// the dataset's size and padded to it with its border colour. The header is read first, so an image that claims too
+/// many pixels, or is too long and thin to be seen at that size, is refused before anything is allocated for it; the work after
 /// decoding is bounded by the output's size, not the input's.
 /// </summary>
 public static class ImageDecoder
@@ -155,8 +155,8 @@ public static class ImageDecoder
         // The work is bounded by the output: the image is scaled to fit the native size first (its longest side becomes
         // the output's), then padded; nothing of the source's size is ever squared. Big JPEGs decode at a reduced scale.
         // The fit is of the image as shown (EXIF orientation applied); it is turned upright once scaled, at output size.
-        var origin = format == "png" && codec.EncodedOrigin == SKEncodedOrigin.TopLeft ? (SKEncodedOrigin)ImageHeader.PngExifOrientation(data) : codec.EncodedOrigin;
-        var sideways = origin is SKEncodedOrigin.LeftTop or SKEncodedOrigin.RightTop or SKEncodedOrigin.RightBottom or SKEncodedOrigin.LeftBottom;
+        var origin = Origin(codec, format, data);
+        var sideways = Sideways(origin);
         var (shownWidth, shownHeight) = sideways ? (info.Height, info.Width) : (info.Width, info.Height);
         var (fitWidth, fitHeight) = Fit(shownWidth, shownHeight, width, height);
         var (storedFitWidth, storedFitHeight) = sideways ? (fitHeight, fitWidth) : (fitWidth, fitHeight);
@@ -251,6 +251,14 @@ public static class ImageDecoder
         return dst.GetPixelSpan().ToArray();
     }
 
+    /// <summary>The EXIF orientation: the codec reads JPEG's and WebP's; a PNG's <c>eXIf</c> chunk is read here.</summary>
+    private static SKEncodedOrigin Origin(SKCodec codec, string format, ReadOnlySpan<byte> data) =>
+        format == "png" && codec.EncodedOrigin == SKEncodedOrigin.TopLeft ? (SKEncodedOrigin)ImageHeader.PngExifOrientation(data) : codec.EncodedOrigin;
+
+    /// <summary>Orientations 5–8: a quarter turn (or a transposition), so the image is shown with its sides swapped.</summary>
+    private static bool Sideways(SKEncodedOrigin origin) =>
+        origin is SKEncodedOrigin.LeftTop or SKEncodedOrigin.RightTop or SKEncodedOrigin.RightBottom or SKEncodedOrigin.LeftBottom;
+
     /// <summary>
     /// RGBA pixels stored <paramref name="width"/>×<paramref name="height"/> as the image is shown under its EXIF
     /// orientation: mirrored, turned a half turn, or (5–8) turned a quarter turn, so the result is height×width.
@@ -262,8 +270,7 @@ public static class ImageDecoder
             return pixels;
         }
 
-        var sideways = origin is SKEncodedOrigin.LeftTop or SKEncodedOrigin.RightTop or SKEncodedOrigin.RightBottom or SKEncodedOrigin.LeftBottom;
-        var (shownWidth, shownHeight) = sideways ? (height, width) : (width, height);
+        var (shownWidth, shownHeight) = Sideways(origin) ? (height, width) : (width, height);
         var source = MemoryMarshal.Cast<byte, uint>(pixels.AsSpan());
         var result = new byte[pixels.Length];
         var target = MemoryMarshal.Cast<byte, uint>(result.AsSpan());
