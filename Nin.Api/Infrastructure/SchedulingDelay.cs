@@ -30,6 +30,7 @@ public sealed class SchedulingDelay : IHostedService, IDisposable
     private long recentMaxAt;
     private double last;
     private int disposed;
+    private int stopped;
 
     public SchedulingDelay(IMeterFactory meters)
     {
@@ -77,9 +78,17 @@ public sealed class SchedulingDelay : IHostedService, IDisposable
         }
     }
 
+    /// <summary>
+    /// Cancels once, whichever comes first: the host's stop or the container's disposal. A test host can be disposed
+    /// before its stop reaches this service (CI saw the stop cancel a token source the disposal had already freed).
+    /// </summary>
     private void Stop()
     {
-        stopping.Cancel();
+        if (Interlocked.Exchange(ref stopped, 1) == 0)
+        {
+            stopping.Cancel();
+        }
+
         thread?.Join(TimeSpan.FromSeconds(1));
     }
 
