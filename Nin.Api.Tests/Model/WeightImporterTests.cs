@@ -1,5 +1,6 @@
 using Nin.Api.Tests.Hostile;
 using Nin.Model.Interop;
+using Nin.Model.Network;
 
 namespace Nin.Api.Tests.Model;
 
@@ -161,5 +162,30 @@ public sealed class WeightImporterTests
         var (_, error, allocated) = Measure(() => Safetensors.Read(file, Schema));
         Assert.IsType<WeightsFormatException>(error);
         Assert.True(allocated < 2 << 20, $"allocated {allocated:N0} bytes");
+    }
+
+    [Fact]
+    public void A_safetensors_export_in_memory_is_the_streamed_file_in_one_array_of_its_size()
+    {
+        var tensors = TorchFiles.Parameters().Select((p, n) =>
+        {
+            var values = new float[TorchFiles.Elements(p.Shape)];
+            for (var i = 0; i < values.Length; i++)
+            {
+                values[i] = (n * 0.5f) + (i * 1e-6f);
+            }
+
+            return new NamedTensor(p.Key, p.Shape, values);
+        }).ToArray();
+        var metadata = new Dictionary<string, string> { ["classes"] = "[\"a\",\"b\"]", ["name"] = "x" };
+        using var streamed = new MemoryStream();
+        Safetensors.Write(tensors, streamed, metadata);
+
+        var (file, error, allocated) = Measure(() => Safetensors.ToBytes(tensors, metadata));
+        Assert.Null(error);
+        Assert.Equal(streamed.ToArray(), file);
+        Assert.True(allocated < file!.Length + (256 << 10), $"allocated {allocated:N0} bytes for a {file.Length:N0}-byte file");
+        var back = Safetensors.Read(file, Schema);
+        Assert.Equal(tensors.Select(t => t.Values), back.Select(t => t.Values));
     }
 }

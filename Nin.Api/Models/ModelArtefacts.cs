@@ -31,7 +31,7 @@ public sealed class ModelArtefacts(IOptions<ExportOptions> options) : IDisposabl
 {
     private readonly ConcurrentDictionary<string, Lazy<Task<byte[]>>> building = new();
     private readonly ByteCache cache = new(() => options.Value.CacheBytes);
-    private readonly SemaphoreSlim builders = new(Math.Max(1, options.Value.ConcurrentBuilds));
+    private readonly DedicatedThreads builders = new("nin-export", options.Value.ConcurrentBuilds);
     private long builds;
 
     /// <summary>The file name and the artefact: a path on disk, or bytes.</summary>
@@ -88,31 +88,31 @@ public sealed class ModelArtefacts(IOptions<ExportOptions> options) : IDisposabl
         }
     }
 
-    private async Task<byte[]> BuildAsync(ModelVersionInfo info, string format)
+    /// <summary>
+    /// A build takes up to seconds and loads the checkpoint into libtorch: it runs on the export threads
+    /// (<see cref="ExportOptions.ConcurrentBuilds"/> of them), not on a thread the requests' work queues for.
+    /// </summary>
+    private Task<byte[]> BuildAsync(ModelVersionInfo info, string format)
     {
-        await builders.WaitAsync();
         Interlocked.Increment(ref builds);
-        try
+        return builders.RunAsync(() => format switch
         {
-            // A build takes up to seconds: on a thread of its own, not one the requests' work queues for.
-            return await Task.Factory.StartNew(() => format switch
-            {
-                "onnx" => OnnxCache.Build(info.Directory),
-                "safetensors" => Serialise(buffer => Safetensors.Write(ReadWeights(info), buffer, OnnxExporter.MetadataProps(info.Metadata).ToDictionary(p => p.Key, p => p.Value))),
-                _ => Serialise(buffer => PyTorchWeights.Write(ReadWeights(info), buffer)),
-            }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
-        }
-        finally
-        {
-            builders.Release();
-        }
+            "onnx" => OnnxCache.Build(info.Directory),
+            "safetensors" => Safetensors.ToBytes(ReadWeights(info), OnnxExporter.MetadataProps(info.Metadata).ToDictionary(p => p.Key, p => p.Value)),
+            _ => PyTorchBytes(ReadWeights(info)),
+        });
     }
 
-    private static byte[] Serialise(Action<MemoryStream> write)
+    /// <summary>
+    /// A PyTorch file in memory: the buffer starts at the weights' size plus room for the zip's and the pickle's own
+    /// bytes, so it is not regrown (and copied) on the way; the result is that buffer, or one copy trimmed to size.
+    /// </summary>
+    private static byte[] PyTorchBytes(IReadOnlyList<NamedTensor> weights)
     {
-        using var buffer = new MemoryStream();
-        write(buffer);
-        return buffer.ToArray();
+        var room = weights.Sum(t => (long)t.Values.Length * sizeof(float)) + 65536 + (weights.Count * 1024L);
+        using var buffer = new MemoryStream((int)Math.Min(room, Array.MaxLength));
+        PyTorchWeights.Write(weights, buffer);
+        return buffer.Length == buffer.Capacity ? buffer.GetBuffer() : buffer.ToArray();
     }
 
     private static IReadOnlyList<NamedTensor> ReadWeights(ModelVersionInfo info)

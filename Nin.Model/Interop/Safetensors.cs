@@ -16,6 +16,34 @@ public static class Safetensors
 
     public static void Write(IReadOnlyList<NamedTensor> tensors, Stream output, IReadOnlyDictionary<string, string>? metadata = null)
     {
+        var header = Header(tensors, metadata);
+        output.Write(header);
+        foreach (var t in tensors)
+        {
+            output.Write(MemoryMarshal.AsBytes(t.Values.AsSpan()));
+        }
+    }
+
+    /// <summary>The file <see cref="Write"/> writes, in one array of exactly its size (an export kept in memory: no growing buffer, no copy).</summary>
+    public static byte[] ToBytes(IReadOnlyList<NamedTensor> tensors, IReadOnlyDictionary<string, string>? metadata = null)
+    {
+        var header = Header(tensors, metadata);
+        var file = new byte[header.Length + tensors.Sum(t => (long)t.Values.Length * sizeof(float))];
+        header.CopyTo(file, 0);
+        var offset = header.Length;
+        foreach (var t in tensors)
+        {
+            var bytes = MemoryMarshal.AsBytes(t.Values.AsSpan());
+            bytes.CopyTo(file.AsSpan(offset));
+            offset += bytes.Length;
+        }
+
+        return file;
+    }
+
+    /// <summary>Everything before the data: the 8-byte header length and the JSON header, padded with spaces so the data starts 8-byte aligned.</summary>
+    private static byte[] Header(IReadOnlyList<NamedTensor> tensors, IReadOnlyDictionary<string, string>? metadata)
+    {
         var header = new JsonObject();
         if (metadata is { Count: > 0 })
         {
@@ -42,20 +70,12 @@ public static class Safetensors
         }
 
         var json = System.Text.Encoding.UTF8.GetBytes(header.ToJsonString());
-        var padded = (json.Length + 7) / 8 * 8; // the data starts 8-byte aligned; the header is padded with spaces
-        Span<byte> length = stackalloc byte[8];
-        BinaryPrimitives.WriteUInt64LittleEndian(length, (ulong)padded);
-        output.Write(length);
-        output.Write(json);
-        for (var i = json.Length; i < padded; i++)
-        {
-            output.WriteByte((byte)' ');
-        }
-
-        foreach (var t in tensors)
-        {
-            output.Write(MemoryMarshal.AsBytes(t.Values.AsSpan()));
-        }
+        var padded = (json.Length + 7) / 8 * 8;
+        var result = new byte[8 + padded];
+        BinaryPrimitives.WriteUInt64LittleEndian(result, (ulong)padded);
+        json.CopyTo(result, 8);
+        result.AsSpan(8 + json.Length).Fill((byte)' ');
+        return result;
     }
 
     /// <summary>The tensors of <paramref name="file"/> that <paramref name="schema"/> expects, in its order.</summary>
