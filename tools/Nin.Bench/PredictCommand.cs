@@ -121,7 +121,8 @@ internal static class PredictCommand
             var clientCounts = (args.Get("clients") ?? "1,4,16,64").Split(',').Select(c => int.Parse(c, CultureInfo.InvariantCulture)).ToArray();
             var results = new Dictionary<(int Size, string Engine, string Precision), Measures>();
             var rawResults = sizes.ToDictionary(s => s, _ => (TorchSingle: new List<double>(), TorchBatched: new List<double>(),
-                OnnxSingle: precisions.ToDictionary(p => p, _ => new List<double>()), OnnxBatched: precisions.ToDictionary(p => p, _ => new List<double>())));
+                OnnxSingle: precisions.ToDictionary(p => p, _ => new List<double>()), OnnxBatched: precisions.ToDictionary(p => p, _ => new List<double>()),
+                OnnxAfterIdle: precisions.ToDictionary(p => p, _ => new List<double>())));
             var progress = new ProgressLine("predict: interleaved rounds", (long)rounds * sizes.Length, "measures");
             for (var round = 0; round < rounds; round++)
             {
@@ -135,6 +136,7 @@ internal static class PredictCommand
                     {
                         r.OnnxBatched[precision].AddRange(rawOnnx[(size, precision)].Time(batch, slice));
                         r.OnnxSingle[precision].AddRange(rawOnnx[(size, precision)].Time(1, slice));
+                        r.OnnxAfterIdle[precision].AddRange(rawOnnx[(size, precision)].Time(1, slice / 2, IdleGap));
                     }
 
                     foreach (var (engine, precision, _, http) in servers)
@@ -159,6 +161,8 @@ internal static class PredictCommand
                     double single = Median(r.OnnxSingle[precision]), batched = Median(r.OnnxBatched[precision]);
                     Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                         $"raw onnxruntime {precision}, 1 image: {single,7:F2} ms; batch {batch,2}: {batched:F2} ms/image ({1000 / batched:F1} images/s); torch / onnxruntime {precision} single = {torchSingle / single:F2}x"));
+                    Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                        $"raw onnxruntime {precision}, 1 image after {IdleGap.TotalMilliseconds:F0} ms idle: {Median(r.OnnxAfterIdle[precision]),7:F2} ms (x{Median(r.OnnxAfterIdle[precision]) / single:F2} the back-to-back pass: what a lone client's request follows)"));
                 }
 
                 if (precisions.Contains(Int8Bench.Fp32) && precisions.Contains(Int8Bench.Int8))
@@ -173,7 +177,7 @@ internal static class PredictCommand
                     var p50 = Median(m.Latencies);
                     var p99 = m.Latencies[Math.Min(m.Latencies.Count - 1, (int)(m.Latencies.Count * 0.99))];
                     Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                        $"engine {engine} {precision}: HTTP /predict 1 client p50 {p50:F2} ms, p99 {p99:F2} ms ({m.Latencies.Count} requests); p50 / raw torch single = {p50 / torchSingle:F2}x, p50 / raw onnxruntime {precision} single = {p50 / Median(r.OnnxSingle[precision]):F2}x"));
+                        $"engine {engine} {precision}: HTTP /predict 1 client p50 {p50:F2} ms, p99 {p99:F2} ms ({m.Latencies.Count} requests); p50 / raw torch single = {p50 / torchSingle:F2}x, p50 / raw onnxruntime {precision} single = {p50 / Median(r.OnnxSingle[precision]):F2}x (after idle {p50 / Median(r.OnnxAfterIdle[precision]):F2}x)"));
                     if (m.Parts.Count > 0)
                     {
                         // The service's own Server-Timing figures (medians): what is left of p50 is HTTP, routing and the client.
@@ -253,6 +257,9 @@ internal static class PredictCommand
             }
         }
     }
+
+    /// <summary>How long the raw pass's thread sleeps before each timed pass in the "after idle" figure: about the idle time between a lone client's requests.</summary>
+    private static readonly TimeSpan IdleGap = TimeSpan.FromMilliseconds(1);
 
     private static string ModelName(int size) => $"bench-{size}";
 

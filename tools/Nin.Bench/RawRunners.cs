@@ -11,18 +11,27 @@ namespace Nin.Bench;
 /// <summary>The benchmark's own copy of a model, timed on this thread on copies of one image, as an engine runs it.</summary>
 internal interface IRawRunner : IDisposable
 {
-    /// <summary>Milliseconds per image of each pass of <paramref name="n"/> images, for about <paramref name="seconds"/>.</summary>
-    List<double> Time(int n, double seconds);
+    /// <summary>
+    /// Milliseconds per image of each pass of <paramref name="n"/> images, for about <paramref name="seconds"/>; with a
+    /// <paramref name="gap"/>, this thread sleeps that long before each pass (untimed), as a lone client's request
+    /// follows the idle time of its last answer's round trip.
+    /// </summary>
+    List<double> Time(int n, double seconds, TimeSpan gap = default);
 }
 
 internal static class RawTiming
 {
-    public static List<double> Repeat(int n, double seconds, Action pass)
+    public static List<double> Repeat(int n, double seconds, Action pass, TimeSpan gap = default)
     {
         var times = new List<double>();
         var total = Stopwatch.StartNew();
         while (times.Count < 3 || total.Elapsed.TotalSeconds < seconds)
         {
+            if (gap > TimeSpan.Zero)
+            {
+                Thread.Sleep(gap);
+            }
+
             var t = Stopwatch.GetTimestamp();
             pass();
             times.Add(Stopwatch.GetElapsedTime(t).TotalMilliseconds / n);
@@ -59,7 +68,7 @@ internal sealed class RawTorch : IRawRunner
         this.pixels = pixels;
     }
 
-    public List<double> Time(int n, double seconds)
+    public List<double> Time(int n, double seconds, TimeSpan gap = default)
     {
         using var inference = inference_mode();
         var bytes = RawTiming.Copies(pixels, n);
@@ -68,7 +77,7 @@ internal sealed class RawTorch : IRawRunner
             using var scope = NewDisposeScope();
             var x = Preprocess.ToNetworkInput(tensor(bytes, [n, 1, 28, 28], ScalarType.Byte).to(device), imageSize);
             GC.KeepAlive(nn.functional.softmax(network.forward(x), 1).cpu().data<float>().ToArray());
-        });
+        }, gap);
     }
 
     public void Dispose() => network.Dispose();
@@ -101,7 +110,7 @@ internal sealed class RawOnnx : IRawRunner
         this.pixels = pixels;
     }
 
-    public List<double> Time(int n, double seconds)
+    public List<double> Time(int n, double seconds, TimeSpan gap = default)
     {
         var per = channels * imageSize * imageSize;
         return RawTiming.Repeat(n, seconds, () =>
@@ -116,7 +125,7 @@ internal sealed class RawOnnx : IRawRunner
             using var run = new RunOptions();
             using var outputs = session.Run(run, [OnnxExporter.InputName], [value], [OnnxExporter.OutputName]);
             GC.KeepAlive(outputs[0].GetTensorDataAsSpan<float>().ToArray());
-        });
+        }, gap);
     }
 
     public void Dispose() => session.Dispose();
