@@ -14,31 +14,26 @@ public static class Safetensors
 {
     private const long MaxHeaderBytes = 16 * 1024 * 1024;
 
-    public static void Write(IReadOnlyList<NamedTensor> tensors, Stream output, IReadOnlyDictionary<string, string>? metadata = null)
+    public static void Write(IReadOnlyList<NamedTensor> tensors, Stream output, IReadOnlyDictionary<string, string>? metadata = null) =>
+        Write(Header(tensors, metadata), tensors, output);
+
+    /// <summary>The file <see cref="Write(IReadOnlyList{NamedTensor}, Stream, IReadOnlyDictionary{string, string}?)"/> writes, in one array of exactly its size (an export kept in memory: no growing buffer, no copy).</summary>
+    public static byte[] ToBytes(IReadOnlyList<NamedTensor> tensors, IReadOnlyDictionary<string, string>? metadata = null)
     {
         var header = Header(tensors, metadata);
+        var file = new byte[header.Length + tensors.Sum(t => (long)t.Values.Length * sizeof(float))];
+        using var into = new MemoryStream(file); // fixed size: a size computed wrong throws instead of growing
+        Write(header, tensors, into);
+        return file;
+    }
+
+    private static void Write(byte[] header, IReadOnlyList<NamedTensor> tensors, Stream output)
+    {
         output.Write(header);
         foreach (var t in tensors)
         {
             output.Write(MemoryMarshal.AsBytes(t.Values.AsSpan()));
         }
-    }
-
-    /// <summary>The file <see cref="Write"/> writes, in one array of exactly its size (an export kept in memory: no growing buffer, no copy).</summary>
-    public static byte[] ToBytes(IReadOnlyList<NamedTensor> tensors, IReadOnlyDictionary<string, string>? metadata = null)
-    {
-        var header = Header(tensors, metadata);
-        var file = new byte[header.Length + tensors.Sum(t => (long)t.Values.Length * sizeof(float))];
-        header.CopyTo(file, 0);
-        var offset = header.Length;
-        foreach (var t in tensors)
-        {
-            var bytes = MemoryMarshal.AsBytes(t.Values.AsSpan());
-            bytes.CopyTo(file.AsSpan(offset));
-            offset += bytes.Length;
-        }
-
-        return file;
     }
 
     /// <summary>Everything before the data: the 8-byte header length and the JSON header, padded with spaces so the data starts 8-byte aligned.</summary>
