@@ -44,10 +44,16 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
+# Each bundle's build folder (artifacts/bundle-build/BACKEND, a second copy of what it publishes: 0.7 GB with libtorch)
+# goes once its bundle is made, and the system bundle's folder once packed: on a small disk the CPU bundle's libtorch
+# found no room beside them.
 say "./nin bundle --backend system (libtorch from the host's PyTorch)"
 ./nin bundle --backend system --out artifacts/nin-bundle-system
+rm -rf -- "$REPO/artifacts/bundle-build/system" "$REPO/artifacts/nin-bundle-system"
 say "./nin bundle --backend cpu (libtorch inside)"
 ./nin bundle --backend cpu --out artifacts/nin-bundle-cpu --no-tar
+rm -rf -- "$REPO/artifacts/bundle-build/cpu"
+echo "disk: $(df -h --output=avail "$REPO" | tail -n 1 | tr -d ' ') free"
 BUNDLE=$REPO/artifacts/nin-bundle-cpu
 
 say "a bare Debian 13 host with PyTorch and no .NET"
