@@ -184,6 +184,17 @@ internal static class PredictCommand
                         Console.WriteLine("  inside the service (median ms): " + string.Join(", ", m.Parts.Select(p => string.Create(CultureInfo.InvariantCulture, $"{p.Key} {Median(p.Value):F2}"))));
                     }
 
+                    if (m.Floor.Count > 0 && engine != "torch" && r.OnnxAfterIdle.TryGetValue(precision, out var idle))
+                    {
+                        // What the host and the client take of a lone client's p50 before the service does anything but the
+                        // pass: the pass as it runs after an idle gap, plus a round trip that does no work. Its ratio to the
+                        // back-to-back pass is the part of the p50 ratio that serving code cannot remove.
+                        var floor = Median(m.Floor);
+                        var least = Median(idle) + floor;
+                        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                            $"  HTTP floor: GET /v2/health/live p50 {floor:F2} ms; the pass after idle plus it {least:F2} ms = {least / Median(r.OnnxSingle[precision]):F2}x the raw pass (host and client alone)"));
+                    }
+
                     double? oneClient = null;
                     foreach (var clients in clientCounts)
                     {
@@ -282,12 +293,24 @@ internal static class PredictCommand
 
         public Dictionary<string, List<double>> Parts { get; } = [];
 
+        /// <summary>Round trips of <c>GET /v2/health/live</c> on the same client: what any request costs here besides its own work.</summary>
+        public List<double> Floor { get; } = [];
+
         public Dictionary<int, (long Requests, double Seconds)> Served { get; } = clientCounts.ToDictionary(c => c, _ => (0L, 0.0));
 
         public List<double> PerRound { get; } = [];
 
         public async Task RoundAsync(HttpClient http, byte[] png, string model, int[] clients, double slice)
         {
+            var floorWatch = Stopwatch.StartNew();
+            while (floorWatch.Elapsed.TotalSeconds < slice / 4)
+            {
+                var t = Stopwatch.GetTimestamp();
+                using var live = await http.GetAsync("/v2/health/live");
+                await live.Content.ReadAsByteArrayAsync();
+                Floor.Add(Stopwatch.GetElapsedTime(t).TotalMilliseconds);
+            }
+
             var latencyWatch = Stopwatch.StartNew();
             while (latencyWatch.Elapsed.TotalSeconds < slice)
             {
