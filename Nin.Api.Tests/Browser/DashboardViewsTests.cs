@@ -168,6 +168,7 @@ public sealed class DashboardViewsTests(DashboardFixture fixture) : IClassFixtur
             await Expect(page.Locator("#live-status")).ToHaveTextAsync("Running");
             await Expect(page.Locator("#live-events li").Nth(1)).ToContainTextAsync("Started");
             await Expect(page.Locator("#batch-figure")).Not.ToHaveAttributeAsync("data-points", "0", new() { Timeout = 60_000 });
+            await Expect(page.Locator("#batch-empty")).ToBeHiddenAsync();
             await Expect(page.Locator("#live-eta-job")).ToHaveTextAsync(new Regex(@"^(\d+h )?(\d+m )?\d+s$"), new() { Timeout = 60_000 });
 
             // Reloaded, the deep link shows the same run, still live.
@@ -183,6 +184,14 @@ public sealed class DashboardViewsTests(DashboardFixture fixture) : IClassFixtur
             await Expect(page.Locator("#live-status")).ToHaveTextAsync("Cancelled", new() { Timeout = 120_000 });
             await Expect(page.Locator("#live-cancel")).ToBeHiddenAsync();
             await Expect(page.Locator("#live-events li").Last).ToContainTextAsync("Cancelled");
+            await Expect(page.Locator("#batch-empty")).ToBeHiddenAsync(); // this page saw its batches
+
+            // Reloaded once it has ended, the run has no batch losses (they come only live): the chart says so, no empty axes.
+            await page.ReloadAsync();
+            await Expect(page.Locator("#live-status")).ToHaveTextAsync("Cancelled", new() { Timeout = 60_000 });
+            await Expect(page.Locator("#batch-figure")).ToHaveAttributeAsync("data-points", "0");
+            await Expect(page.Locator("#batch-empty")).ToBeVisibleAsync();
+            await Expect(page.Locator("#batch-empty")).ToContainTextAsync("not kept");
             await page.Locator("#live .crumb a[href='#/runs']").ClickAsync();
             await AssertShownAsync(page, "runs", "#jobs");
             await Expect(page.Locator($"#jobs-table tr[data-job-id='{jobId}']")).ToHaveAttributeAsync("data-status", "Cancelled");

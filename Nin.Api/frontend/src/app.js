@@ -599,7 +599,16 @@ function renderLive() {
   }
 
   $("live-rate").textContent = rate == null ? "–" : rate.toFixed(0);
-  $("batch-figure").dataset.points = String(batchChart.render(job.jobId));
+  // Batch losses come only live from the hub, so a run opened after it trained (or after a reload) has none: say so
+  // rather than show empty axes.
+  const batchCount = batchChart.render(job.jobId);
+  $("batch-figure").dataset.points = String(batchCount);
+  $("batch-empty").hidden = batchCount > 0;
+  if (batchCount === 0) {
+    $("batch-empty").textContent = FINISHED.has(job.status)
+      ? "Batch losses are drawn live while a run trains and are not kept; the epoch curves beside this one are."
+      : "Batch losses appear here as the run trains.";
+  }
   const left = timeLeft(job, p);
   $("live-eta-epoch").textContent = left ? duration(left.epoch * 1000) : FINISHED.has(job.status) ? "done" : "–";
   $("live-eta-job").textContent = left ? duration(left.job * 1000) : FINISHED.has(job.status) ? "done" : "–";
