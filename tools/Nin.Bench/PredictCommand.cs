@@ -188,7 +188,8 @@ internal static class PredictCommand
                     {
                         // What the host and the client take of a lone client's p50 before the service does anything but the
                         // pass: the pass as it runs after an idle gap, plus a round trip that does no work. Its ratio to the
-                        // back-to-back pass is the part of the p50 ratio that serving code cannot remove.
+                        // back-to-back pass is the part of the p50 ratio that serving code does not control (short of keeping
+                        // threads spinning between requests, docs/benchmarks.md).
                         var floor = Median(m.Floor);
                         var least = Median(idle) + floor;
                         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
