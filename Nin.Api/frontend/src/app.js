@@ -606,7 +606,7 @@ function renderLive() {
   $("batch-empty").hidden = batchCount > 0;
   if (batchCount === 0) {
     $("batch-empty").textContent = FINISHED.has(job.status)
-      ? "Batch losses are drawn live while a run trains and are not kept; the epoch curves beside this one are."
+      ? "Batch losses are drawn live while a run trains and are not kept; this run's epoch curves are."
       : "Batch losses appear here as the run trains.";
   }
   const left = timeLeft(job, p);
