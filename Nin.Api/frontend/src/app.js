@@ -603,9 +603,10 @@ function renderLive() {
   // rather than show empty axes.
   const batchCount = batchChart.render(job.jobId);
   $("batch-figure").dataset.points = String(batchCount);
-  $("batch-empty").hidden = batchCount > 0;
+  const batchEmpty = $("batch-empty");
+  batchEmpty.hidden = batchCount > 0;
   if (batchCount === 0) {
-    $("batch-empty").textContent = FINISHED.has(job.status)
+    batchEmpty.textContent = FINISHED.has(job.status)
       ? "Batch losses are drawn live while a run trains and are not kept; this run's epoch curves are."
       : "Batch losses appear here as the run trains.";
   }
